@@ -1,0 +1,142 @@
+"""Linked broker accounts: credentials (encrypted), role, status, consent, capital and risk limits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import ClassVar
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from accounts.crypto import GuardedEncryptedTextField, SealedSecret, reveal
+
+
+class Broker(models.TextChoices):
+    KITE = "kite", "Zerodha Kite"
+    PAPER = "paper", "Paper exchange"
+
+
+class Role(models.TextChoices):
+    MASTER = "master", "Master"
+    CHILD = "child", "Child"
+
+
+class AccountStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused (exits only)"
+    HALTED = "halted", "Halted (nothing sent)"
+    NEEDS_LOGIN = "needs_login", "Needs login"
+    DISABLED = "disabled", "Disabled"
+
+
+class CapitalMode(models.TextChoices):
+    TOTAL = "total", "Total (used + available)"
+    AVAILABLE = "available", "Available margin"
+    FIXED = "fixed", "Fixed allocation"
+
+
+class Account(models.Model):
+    """One linked broker account. Exactly one enabled master; every other enabled account is a child."""
+
+    broker = models.CharField(max_length=16, choices=Broker.choices, default=Broker.PAPER)
+    broker_user_id = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=120, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="broker_accounts",
+    )
+
+    # Credentials: encrypted at rest, write-only everywhere else.
+    api_key = GuardedEncryptedTextField(blank=True, default="")
+    api_secret = GuardedEncryptedTextField(blank=True, default="")
+    access_token = GuardedEncryptedTextField(blank=True, default="")
+    token_obtained_at = models.DateTimeField(null=True, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    proxy_url = models.CharField(
+        max_length=255, blank=True, help_text="HTTP proxy for this account's broker calls (static IP)."
+    )
+
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.CHILD)
+    status = models.CharField(max_length=16, choices=AccountStatus.choices, default=AccountStatus.ACTIVE)
+
+    consent_given_at = models.DateTimeField(null=True, blank=True)
+    consent_version = models.CharField(max_length=32, blank=True)
+
+    capital_mode = models.CharField(max_length=16, choices=CapitalMode.choices, default=CapitalMode.TOTAL)
+    fixed_capital = models.DecimalField(
+        max_digits=16, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
+    )
+    multiplier = models.DecimalField(
+        max_digits=8, decimal_places=4, default=Decimal("1"), validators=[MinValueValidator(Decimal("0.0001"))]
+    )
+    dry_run = models.BooleanField(default=False)
+
+    # Risk limits (empty / null = no limit).
+    allowed_instruments = models.JSONField(default=list, blank=True, help_text='["NFO:NIFTY25DECFUT", ...]')
+    blocked_instruments = models.JSONField(default=list, blank=True)
+    allowed_products = models.JSONField(default=list, blank=True, help_text='["NRML", "MIS"]')
+    max_lots_per_order = models.PositiveIntegerField(null=True, blank=True)
+    max_quantity = models.PositiveIntegerField(null=True, blank=True)
+    max_order_value = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    max_open_positions = models.PositiveIntegerField(null=True, blank=True)
+    daily_loss_limit = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+
+    # Circuit breaker: consecutive failed order writes; tripped pauses entries.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    breaker_tripped_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "api_secret", "access_token")
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [
+            models.UniqueConstraint(fields=("broker", "broker_user_id"), name="account_unique_broker_user"),
+            models.UniqueConstraint(
+                fields=("role",),
+                condition=Q(role="master") & ~Q(status="disabled"),
+                name="account_one_enabled_master",
+                violation_error_message="There is already an enabled master account.",
+            ),
+            models.CheckConstraint(
+                condition=Q(multiplier__gt=0), name="account_multiplier_positive"
+            ),
+            models.CheckConstraint(
+                condition=~Q(capital_mode="fixed") | (Q(fixed_capital__isnull=False) & Q(fixed_capital__gt=0)),
+                name="account_fixed_capital_required",
+                violation_error_message="Fixed capital mode needs a fixed capital above zero.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = self.display_name or self.broker_user_id
+        return f"{label} ({self.broker}:{self.broker_user_id}, {self.role})"
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == Role.MASTER
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.status != AccountStatus.DISABLED
+
+    @property
+    def has_consent(self) -> bool:
+        return self.consent_given_at is not None
+
+    @property
+    def credentials_readable(self) -> bool:
+        return not any(isinstance(getattr(self, f), SealedSecret) for f in self.SECRET_FIELDS)
+
+    def secret(self, field_name: str) -> str:
+        """Plaintext of one credential field; raises CredentialDecryptError if undecryptable."""
+        if field_name not in self.SECRET_FIELDS:
+            raise ValueError(f"{field_name} is not a credential field")
+        return reveal(getattr(self, field_name), field_name=field_name)

@@ -1,0 +1,22 @@
+"""Test settings: a throwaway encryption key per run, synchronous django-q2, fast hashing."""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.fernet import Fernet
+
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", Fernet.generate_key().decode())
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-used-anywhere-else")
+os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
+
+from pms.settings import *  # noqa: E402,F403  (test settings extend the real ones)
+from pms.settings import Q_CLUSTER  # noqa: E402
+
+Q_CLUSTER["sync"] = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A file-backed test database, so threads of the fan-out see committed rows as in production
+# (WAL, busy timeout) instead of a shared-cache in-memory database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".pytest-db.sqlite3")}  # noqa: F405

@@ -1,0 +1,383 @@
+"""Replication state: snapshots, master orders, allocations, child order mappings, audit, ticks."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Account
+
+MONEY = {"max_digits": 18, "decimal_places": 2}
+PRICE = {"max_digits": 14, "decimal_places": 2}
+RATIO = {"max_digits": 20, "decimal_places": 12}
+
+
+class InvalidTransition(Exception):
+    """A status change that the allowed-transitions map does not permit."""
+
+
+class AppendOnlyQuerySet(models.QuerySet["ReplicationEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("replication events are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("replication events are append-only")
+
+
+class MarginSnapshot(models.Model):
+    """One reading of U (used), A (available) and C (capital) for one account."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="snapshots")
+    taken_at = models.DateTimeField(default=timezone.now, db_index=True)
+    used_margin = models.DecimalField(**MONEY)
+    available_margin = models.DecimalField(**MONEY)
+    capital = models.DecimalField(**MONEY)
+    tick = models.ForeignKey("TickRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ("-taken_at", "-id")
+        indexes = [models.Index(fields=("account", "-taken_at"), name="snapshot_account_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} U={self.used_margin} A={self.available_margin} @ {self.taken_at:%H:%M:%S}"
+
+
+class MasterOrder(models.Model):
+    """An order seen in the master's order book (persisted, so a restart loses nothing)."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="master_orders")
+    broker_order_id = models.CharField(max_length=32)
+    exchange = models.CharField(max_length=8)
+    tradingsymbol = models.CharField(max_length=64)
+    product = models.CharField(max_length=8)
+    side = models.CharField(max_length=4)
+    order_type = models.CharField(max_length=8)
+    variety = models.CharField(max_length=16, default="regular")
+    validity = models.CharField(max_length=8, default="DAY")
+    quantity = models.PositiveIntegerField()
+    price = models.DecimalField(**PRICE, default=0)
+    trigger_price = models.DecimalField(**PRICE, default=0)
+    filled_quantity = models.PositiveIntegerField(default=0)
+    average_price = models.DecimalField(**PRICE, default=0)
+    status = models.CharField(max_length=24)
+    status_message = models.CharField(max_length=255, blank=True)
+    tag = models.CharField(max_length=32, blank=True)
+    placed_at = models.DateTimeField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-first_seen_at", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("account", "broker_order_id"), name="master_order_unique_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.exchange}:{self.tradingsymbol} ({self.broker_order_id})"
+
+
+class MasterPosition(models.Model):
+    """The master's net position per (exchange, tradingsymbol, product) as of the last tick."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="master_positions")
+    exchange = models.CharField(max_length=8)
+    tradingsymbol = models.CharField(max_length=64)
+    product = models.CharField(max_length=8)
+    quantity = models.IntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("account", "exchange", "tradingsymbol", "product"), name="master_position_unique"
+            ),
+        ]
+
+
+class AllocationKind(models.TextChoices):
+    OPEN = "open", "Opening"
+    CLOSE = "close", "Closing"
+    MODIFY = "modify", "Modification"
+    CANCEL = "cancel", "Cancellation"
+
+
+class AllocationStatus(models.TextChoices):
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    PLANNED = "planned", "Planned"
+    DISPATCHED = "dispatched", "Dispatched"
+    REJECTED = "rejected", "Rejected by staff"
+    FAILED = "failed", "Failed (nothing placed)"
+
+
+class Allocation(models.Model):
+    """The engine's decision for one master event: a fraction of capital or an exit ratio."""
+
+    master = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="allocations")
+    tick = models.ForeignKey("TickRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="allocations")
+    master_orders = models.ManyToManyField(MasterOrder, related_name="allocations", blank=True)
+    group_key = models.CharField(max_length=64, db_index=True, help_text="Legs of one multi-leg group share it.")
+    kind = models.CharField(max_length=8, choices=AllocationKind.choices)
+    status = models.CharField(max_length=20, choices=AllocationStatus.choices, default=AllocationStatus.PLANNED)
+
+    exchange = models.CharField(max_length=8)
+    tradingsymbol = models.CharField(max_length=64)
+    product = models.CharField(max_length=8)
+    side = models.CharField(max_length=4)
+    order_type = models.CharField(max_length=8, default="MARKET")
+    validity = models.CharField(max_length=8, default="DAY")
+    price = models.DecimalField(**PRICE, default=0)
+    trigger_price = models.DecimalField(**PRICE, default=0)
+
+    master_quantity = models.PositiveIntegerField()
+    lot_size = models.PositiveIntegerField(default=1)
+    master_lots = models.PositiveIntegerField(default=0)
+    unit_lots = models.PositiveIntegerField(default=0, help_text="This leg's lots in one unit of the group.")
+    master_position_before = models.IntegerField(default=0)
+
+    master_capital = models.DecimalField(**MONEY, null=True, blank=True)
+    attributed_margin = models.DecimalField(**MONEY, null=True, blank=True)
+    margin_source = models.CharField(max_length=24, blank=True, help_text="delta_u or calculator")
+    fraction = models.DecimalField(**RATIO, null=True, blank=True)
+    exit_ratio = models.DecimalField(**RATIO, null=True, blank=True)
+    reason = models.TextField(blank=True)
+
+    master_seen_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    TRANSITIONS: ClassVar[dict[str, set[str]]] = {
+        AllocationStatus.AWAITING_APPROVAL: {AllocationStatus.PLANNED, AllocationStatus.REJECTED},
+        AllocationStatus.PLANNED: {AllocationStatus.DISPATCHED, AllocationStatus.FAILED},
+        AllocationStatus.DISPATCHED: set(),
+        AllocationStatus.REJECTED: set(),
+        AllocationStatus.FAILED: set(),
+    }
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.side} {self.exchange}:{self.tradingsymbol} ({self.status})"
+
+    def set_status(self, new: str) -> None:
+        if new != self.status and new not in self.TRANSITIONS.get(self.status, set()):
+            raise InvalidTransition(f"allocation {self.pk}: {self.status} -> {new} is not allowed")
+        self.status = new
+
+
+class MappingStatus(models.TextChoices):
+    PLANNED = "planned", "Intent committed"
+    SENDING = "sending", "Sending"
+    UNKNOWN = "unknown", "Outcome unknown"
+    OPEN = "open", "Open at broker"
+    FILLED = "filled", "Filled"
+    CANCELLED = "cancelled", "Cancelled"
+    REJECTED = "rejected", "Rejected by broker"
+    FAILED = "failed", "Not placed"
+    SKIPPED = "skipped", "Skipped"
+    DRY_RUN = "dry_run", "Dry run (not sent)"
+
+
+FINAL_MAPPING_STATUSES = frozenset(
+    {
+        MappingStatus.FILLED,
+        MappingStatus.CANCELLED,
+        MappingStatus.REJECTED,
+        MappingStatus.FAILED,
+        MappingStatus.SKIPPED,
+        MappingStatus.DRY_RUN,
+    }
+)
+
+
+class OrderMapping(models.Model):
+    """One child order planned for one allocation: intent -> sent -> acknowledged -> final."""
+
+    allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="mappings")
+    child = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="order_mappings")
+    slice_no = models.PositiveSmallIntegerField(default=0, help_text="Slices above the freeze quantity.")
+    wave = models.PositiveSmallIntegerField(default=0, help_text="0 = buy legs, 1 = sell legs sent after them.")
+    tag = models.CharField(max_length=20, unique=True)
+    status = models.CharField(max_length=12, choices=MappingStatus.choices, default=MappingStatus.PLANNED)
+
+    exchange = models.CharField(max_length=8)
+    tradingsymbol = models.CharField(max_length=64)
+    product = models.CharField(max_length=8)
+    side = models.CharField(max_length=4)
+    order_type = models.CharField(max_length=8, default="MARKET")
+    validity = models.CharField(max_length=8, default="DAY")
+    price = models.DecimalField(**PRICE, default=0)
+    trigger_price = models.DecimalField(**PRICE, default=0)
+    lots = models.PositiveIntegerField(default=0)
+    quantity = models.PositiveIntegerField(default=0)
+
+    capital = models.DecimalField(**MONEY, null=True, blank=True)
+    target_margin = models.DecimalField(**MONEY, null=True, blank=True)
+    reason_code = models.CharField(max_length=40, blank=True)
+    reason = models.TextField(blank=True)
+
+    broker_order_id = models.CharField(max_length=32, blank=True, db_index=True)
+    broker_status = models.CharField(max_length=24, blank=True)
+    filled_quantity = models.PositiveIntegerField(default=0)
+    average_price = models.DecimalField(**PRICE, default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    epoch = models.PositiveIntegerField(default=0, help_text="Lease epoch of the leader that wrote it.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Master order seen -> child ack.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    TRANSITIONS: ClassVar[dict[str, set[str]]] = {
+        MappingStatus.PLANNED: {
+            MappingStatus.SENDING,
+            MappingStatus.SKIPPED,
+            MappingStatus.DRY_RUN,
+            MappingStatus.CANCELLED,
+            MappingStatus.FAILED,
+        },
+        MappingStatus.SENDING: {
+            MappingStatus.OPEN,
+            MappingStatus.FILLED,
+            MappingStatus.REJECTED,
+            MappingStatus.FAILED,
+            MappingStatus.UNKNOWN,
+            MappingStatus.PLANNED,  # rate limited: nothing was placed, may be sent again
+        },
+        MappingStatus.UNKNOWN: {
+            MappingStatus.OPEN,
+            MappingStatus.FILLED,
+            MappingStatus.CANCELLED,
+            MappingStatus.REJECTED,
+            MappingStatus.PLANNED,  # looked up by tag and proven absent
+            MappingStatus.FAILED,
+        },
+        MappingStatus.OPEN: {
+            MappingStatus.OPEN,
+            MappingStatus.FILLED,
+            MappingStatus.CANCELLED,
+            MappingStatus.REJECTED,
+        },
+        MappingStatus.FILLED: set(),
+        MappingStatus.CANCELLED: set(),
+        MappingStatus.REJECTED: set(),
+        MappingStatus.FAILED: set(),
+        MappingStatus.SKIPPED: set(),
+        MappingStatus.DRY_RUN: set(),
+    }
+
+    class Meta:
+        ordering = ("allocation_id", "child_id", "slice_no")
+        constraints = [
+            models.UniqueConstraint(fields=("allocation", "child", "slice_no"), name="mapping_unique_per_child"),
+        ]
+        indexes = [
+            models.Index(fields=("status",), name="mapping_status"),
+            models.Index(fields=("child", "exchange", "tradingsymbol", "product"), name="mapping_child_instrument"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tag}: {self.side} {self.quantity} {self.exchange}:{self.tradingsymbol} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_MAPPING_STATUSES
+
+    def can_move_to(self, new: str) -> bool:
+        return new in self.TRANSITIONS.get(self.status, set())
+
+    def set_status(self, new: str) -> None:
+        if not self.can_move_to(new):
+            raise InvalidTransition(f"mapping {self.tag}: {self.status} -> {new} is not allowed")
+        self.status = new
+
+
+class ReplicationEvent(models.Model):
+    """Append-only audit row. Written in the same transaction as the change it records."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=40, db_index=True)
+    actor = models.CharField(max_length=150, default="engine")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    allocation = models.ForeignKey(Allocation, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    mapping = models.ForeignKey(OrderMapping, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    master_order = models.ForeignKey(MasterOrder, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.message[:60]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise PermissionError("replication events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("replication events are append-only")
+
+
+class TickRun(models.Model):
+    """One pass of the orchestrator, for the dashboard."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+        NOT_LEADER = "not_leader", "Not leader"
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    holder = models.CharField(max_length=120, blank=True)
+    epoch = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.RUNNING)
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-started_at", "-id")
+
+    def __str__(self) -> str:
+        return f"tick {self.pk} {self.outcome} {self.duration_ms}ms"
+
+
+class OrchestratorLease(models.Model):
+    """Single-leader lease. Taking it over bumps the epoch; writes carry the epoch they were made under."""
+
+    name = models.CharField(max_length=40, unique=True, default="orchestrator")
+    holder = models.CharField(max_length=120, blank=True)
+    epoch = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or '-'} epoch {self.epoch}"
+
+
+class EngineControl(models.Model):
+    """Global kill switches (one row)."""
+
+    paused = models.BooleanField(default=False, help_text="No new entries; exits and sync continue.")
+    halted = models.BooleanField(default=False, help_text="Nothing is sent.")
+    dry_run = models.BooleanField(default=False, help_text="Plan and record, send nothing.")
+    approval_mode = models.BooleanField(default=False, help_text="Allocations wait for a staff approval.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = "engine control"
+
+    def __str__(self) -> str:
+        flags = [n for n in ("paused", "halted", "dry_run", "approval_mode") if getattr(self, n)]
+        return "engine: " + (", ".join(flags) or "running")

@@ -1,0 +1,25 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from accounts.crypto import reload_crypter
+
+
+@pytest.fixture
+def rotate_key():
+    """Switch FIELD_ENCRYPTION_KEY for the duration of a test (reloads the key ring both ways)."""
+    stack = []
+
+    def _switch(keys: list[str]) -> None:
+        ctx = override_settings(FIELD_ENCRYPTION_KEY=keys)
+        ctx.enable()
+        stack.append(ctx)
+        reload_crypter()
+
+    yield _switch
+    while stack:
+        stack.pop().disable()
+    reload_crypter()
