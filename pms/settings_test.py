@@ -20,3 +20,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # (WAL, busy timeout) instead of a shared-cache in-memory database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".pytest-db.sqlite3")}  # noqa: F405
+
+# Broker calls run inline in tests unless a test asks for the concurrent pool explicitly.
+FANOUT_WORKERS = 0
+UNKNOWN_GRACE_SECONDS = 0

@@ -21,7 +21,9 @@ def audit(
     return ReplicationEvent.objects.create(kind=kind, message=message, actor=actor, data=data or {}, **links)
 
 
-def changes(before: dict[str, Any], after: dict[str, Any], *, secret_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+def changes(
+    before: dict[str, Any], after: dict[str, Any], *, secret_fields: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """A JSON-able before -> after diff; secret fields show only that they changed."""
     diff: dict[str, Any] = {}
     for name in sorted(set(before) | set(after)):

@@ -115,11 +115,20 @@ class Allocation(models.Model):
     """The engine's decision for one master event: a fraction of capital or an exit ratio."""
 
     master = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="allocations")
-    tick = models.ForeignKey("TickRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="allocations")
+    tick = models.ForeignKey(
+        "TickRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="allocations"
+    )
     master_orders = models.ManyToManyField(MasterOrder, related_name="allocations", blank=True)
-    group_key = models.CharField(max_length=64, db_index=True, help_text="Legs of one multi-leg group share it.")
+    group_key = models.CharField(
+        max_length=64, db_index=True, help_text="Legs of one multi-leg group share it."
+    )
     kind = models.CharField(max_length=8, choices=AllocationKind.choices)
-    status = models.CharField(max_length=20, choices=AllocationStatus.choices, default=AllocationStatus.PLANNED)
+    status = models.CharField(
+        max_length=20, choices=AllocationStatus.choices, default=AllocationStatus.PLANNED
+    )
+    sized = models.BooleanField(
+        default=False, help_text="Child intents created (set in the same transaction)."
+    )
 
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
@@ -199,7 +208,9 @@ class OrderMapping(models.Model):
     allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="mappings")
     child = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="order_mappings")
     slice_no = models.PositiveSmallIntegerField(default=0, help_text="Slices above the freeze quantity.")
-    wave = models.PositiveSmallIntegerField(default=0, help_text="0 = buy legs, 1 = sell legs sent after them.")
+    wave = models.PositiveSmallIntegerField(
+        default=0, help_text="0 = buy legs, 1 = sell legs sent after them."
+    )
     tag = models.CharField(max_length=20, unique=True)
     status = models.CharField(max_length=12, choices=MappingStatus.choices, default=MappingStatus.PLANNED)
 
@@ -230,7 +241,9 @@ class OrderMapping(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     acked_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Master order seen -> child ack.")
+    latency_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Master order seen -> child ack."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     TRANSITIONS: ClassVar[dict[str, set[str]]] = {
@@ -274,11 +287,15 @@ class OrderMapping(models.Model):
     class Meta:
         ordering = ("allocation_id", "child_id", "slice_no")
         constraints = [
-            models.UniqueConstraint(fields=("allocation", "child", "slice_no"), name="mapping_unique_per_child"),
+            models.UniqueConstraint(
+                fields=("allocation", "child", "slice_no"), name="mapping_unique_per_child"
+            ),
         ]
         indexes = [
             models.Index(fields=("status",), name="mapping_status"),
-            models.Index(fields=("child", "exchange", "tradingsymbol", "product"), name="mapping_child_instrument"),
+            models.Index(
+                fields=("child", "exchange", "tradingsymbol", "product"), name="mapping_child_instrument"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -304,9 +321,15 @@ class ReplicationEvent(models.Model):
     kind = models.CharField(max_length=40, db_index=True)
     actor = models.CharField(max_length=150, default="engine")
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    allocation = models.ForeignKey(Allocation, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    mapping = models.ForeignKey(OrderMapping, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    master_order = models.ForeignKey(MasterOrder, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    allocation = models.ForeignKey(
+        Allocation, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    mapping = models.ForeignKey(
+        OrderMapping, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    master_order = models.ForeignKey(
+        MasterOrder, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
     message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
 

@@ -1,0 +1,537 @@
+"""Child intents for allocations: size every eligible child and commit tagged intents (no broker writes).
+
+Entries use the pure sizing module (`replication.sizing`); exits size each child's *replicated*
+position (what the engine's own filled orders put there) and never touch anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from accounts.models import Account, AccountStatus, Role
+from brokers.errors import BrokerError
+from brokers.types import OrderRequest, OrderType, Product, Side
+from replication.lease import Lease, lease_check
+from replication.models import (
+    Allocation,
+    AllocationKind,
+    EngineControl,
+    MappingStatus,
+    MarginSnapshot,
+    OrderMapping,
+    ReplicationEvent,
+)
+from replication.replicator import Replicator
+from replication.sizing import (
+    Attribution,
+    CapitalMode,
+    ChildEntry,
+    ChildLimits,
+    ChildProfile,
+    GroupPlan,
+    Leg,
+    MarginSource,
+    plan_exit,
+    size_entry,
+    size_exit,
+)
+
+logger = logging.getLogger(__name__)
+
+PENDING = (MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN)
+_B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _b36(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+        if n == 0:
+            return out
+
+
+def make_tag(allocation_id: int, child_id: int, slice_no: int) -> str:
+    """Deterministic, unique, alphanumeric, at most 20 characters (Kite's tag limit)."""
+    tag = f"R{_b36(allocation_id)}C{_b36(child_id)}S{_b36(slice_no)}"
+    if len(tag) > 20:
+        raise ValueError(f"tag {tag} is longer than 20 characters")
+    return tag
+
+
+def eligible_children() -> QuerySet[Account]:
+    """Linked, enabled, consented children with their latest margin snapshot annotated."""
+    latest = MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at", "-id")
+    return (
+        Account.objects.filter(role=Role.CHILD, consent_given_at__isnull=False)
+        .exclude(status=AccountStatus.DISABLED)
+        .annotate(
+            snap_used=Subquery(latest.values("used_margin")[:1]),
+            snap_available=Subquery(latest.values("available_margin")[:1]),
+            snap_at=Subquery(latest.values("taken_at")[:1]),
+        )
+        .order_by("id")
+    )
+
+
+def refresh_child_margins(children: Sequence[Account], replicator: Replicator) -> dict[int, MarginSnapshot]:
+    """Read funds for these children concurrently and store one snapshot each (batched)."""
+
+    def read(child: Account) -> list[Any]:
+        try:
+            f = replicator.clients.get(child).funds()
+        except BrokerError as exc:
+            logger.warning("funds of child %s unavailable: %s", child.pk, exc)
+            return []
+        except Exception:  # credentials unreadable and the like: the child is skipped, not the tick
+            logger.exception("funds of child %s unavailable", child.pk)
+            return []
+        return [
+            MarginSnapshot(
+                account_id=child.pk, used_margin=f.used, available_margin=f.available, capital=f.capital
+            )
+        ]
+
+    snaps = replicator._map(read, list(children))
+    MarginSnapshot.objects.bulk_create(snaps, batch_size=500)  # type: ignore[arg-type]
+    return {s.account_id: s for s in snaps}  # type: ignore[attr-defined]
+
+
+def _limits(c: Account) -> ChildLimits:
+    return ChildLimits(
+        allowed_instruments=frozenset(c.allowed_instruments or ()),
+        blocked_instruments=frozenset(c.blocked_instruments or ()),
+        allowed_products=frozenset(c.allowed_products or ()),
+        max_lots_per_order=c.max_lots_per_order,
+        max_quantity=c.max_quantity,
+        max_order_value=c.max_order_value,
+        max_open_positions=c.max_open_positions,
+        daily_loss_limit=c.daily_loss_limit,
+    )
+
+
+def replicated_positions(
+    *,
+    exchange: str | None = None,
+    tradingsymbol: str | None = None,
+    product: str | None = None,
+    children: Sequence[int] | None = None,
+) -> dict[tuple[int, str, str, str], tuple[int, int, int]]:
+    """Per (child, exchange, symbol, product): (held, pending buy, pending sell).
+
+    held = filled buys − filled sells of the engine's own orders; pending = the unfilled remainder
+    of orders not yet final, per side.
+    """
+    qs = OrderMapping.objects.filter(quantity__gt=0)
+    if exchange:
+        qs = qs.filter(exchange=exchange, tradingsymbol=tradingsymbol, product=product)
+    if children is not None:
+        qs = qs.filter(child_id__in=list(children))
+    rows = qs.values("child_id", "exchange", "tradingsymbol", "product", "side", "status").annotate(
+        filled=Sum("filled_quantity"), qty=Sum("quantity")
+    )
+    out: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for r in rows:
+        key = (r["child_id"], r["exchange"], r["tradingsymbol"], r["product"])
+        sign = 1 if r["side"] == Side.BUY else -1
+        out[key][0] += sign * (r["filled"] or 0)
+        if r["status"] in PENDING:
+            out[key][1 if sign > 0 else 2] += (r["qty"] or 0) - (r["filled"] or 0)
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
+
+def prepare_exits(closes: Sequence[Allocation], replicator: Replicator) -> None:
+    """Before exits are sized: cancel open entries where the master went flat, refresh fills."""
+    instruments = {(a.exchange, a.tradingsymbol, a.product) for a in closes}
+    flat = {(a.exchange, a.tradingsymbol, a.product) for a in closes if a.exit_ratio == 1}
+    q = Q()
+    for ex, sym, prod in instruments:
+        q |= Q(exchange=ex, tradingsymbol=sym, product=prod)
+    open_here = list(OrderMapping.objects.filter(q, status__in=PENDING).select_related("child", "allocation"))
+    entries = [
+        m
+        for m in open_here
+        if m.allocation.kind == AllocationKind.OPEN and (m.exchange, m.tradingsymbol, m.product) in flat
+    ]
+    withdraw = [m for m in entries if m.status == MappingStatus.PLANNED]
+    if withdraw:
+        with transaction.atomic():
+            lease_check(replicator.lease)
+            now = timezone.now()
+            for m in withdraw:
+                m.set_status(MappingStatus.CANCELLED)
+                m.reason, m.reason_code, m.finished_at = (
+                    "master went flat before it was sent",
+                    "master_flat",
+                    now,
+                )
+            OrderMapping.objects.bulk_update(withdraw, ["status", "reason", "reason_code", "finished_at"])
+            ReplicationEvent.objects.bulk_create(
+                ReplicationEvent(
+                    kind="intent_withdrawn",
+                    account_id=m.child_id,
+                    allocation_id=m.allocation_id,
+                    mapping_id=m.pk,
+                    message=f"{m.tag} withdrawn: master went flat",
+                )
+                for m in withdraw
+            )
+    cancel = [m for m in entries if m.status == MappingStatus.OPEN]
+    if cancel:
+        replicator.cancel_open(
+            cancel, reason="master went flat; a late fill must not leave the child holding"
+        )
+    children = {m.child_id for m in open_here}
+    if children:
+        replicator.follow_up(children=children, recover=True)
+
+
+def create_intents(
+    group: Sequence[Allocation], *, lease: Lease, control: EngineControl, replicator: Replicator
+) -> int:
+    """Size every eligible child for one group of allocations and commit the intents."""
+    group = sorted(group, key=lambda a: a.pk)
+    if group[0].kind == AllocationKind.OPEN:
+        rows = _entry_rows(group, control, replicator)
+    else:
+        rows = _exit_rows(group, control)
+    has_buy = any(a.side == Side.BUY for a in group)
+    for m in rows:
+        m.wave = 1 if has_buy and m.side == Side.SELL else 0
+        m.epoch = lease.epoch
+    with transaction.atomic():
+        lease_check(lease)
+        claimed = Allocation.objects.filter(pk__in=[a.pk for a in group], sized=False).update(sized=True)
+        if claimed != len(group):
+            raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
+        created = OrderMapping.objects.bulk_create(rows, batch_size=500)
+        ReplicationEvent.objects.bulk_create(
+            [
+                ReplicationEvent(
+                    kind="intent_created" if m.status == MappingStatus.PLANNED else f"intent_{m.status}",
+                    account_id=m.child_id,
+                    allocation_id=m.allocation_id,
+                    mapping_id=m.pk,
+                    message=f"{m.tag}: {m.side} {m.quantity} {m.exchange}:{m.tradingsymbol} ({m.lots} lots)"
+                    + (f" — {m.reason}" if m.reason else ""),
+                    data={"status": m.status, "code": m.reason_code, "target_margin": str(m.target_margin)},
+                )
+                for m in created
+            ],
+            batch_size=500,
+        )
+        for a in group:
+            ReplicationEvent.objects.create(
+                kind="allocation_sized",
+                account_id=a.master_id,
+                allocation=a,
+                message=f"{sum(1 for m in created if m.allocation_id == a.pk and m.quantity)} child orders planned",
+            )
+    return sum(1 for m in created if m.status == MappingStatus.PLANNED)
+
+
+def _entry_block(child: Account, control: EngineControl) -> tuple[str, str] | None:
+    if control.halted:
+        return "engine_halted", "engine halted: nothing is sent"
+    if child.status == AccountStatus.HALTED:
+        return "child_halted", "child halted: nothing is sent"
+    if child.status == AccountStatus.NEEDS_LOGIN:
+        return "needs_login", "child needs a broker login"
+    if control.paused:
+        return "engine_paused", "engine paused: no new entries"
+    if child.status == AccountStatus.PAUSED:
+        return "child_paused", "child paused: no new entries"
+    if child.breaker_tripped_at is not None:
+        return "breaker_tripped", "circuit breaker tripped after repeated failures: entries paused"
+    return None
+
+
+def _entry_rows(
+    group: Sequence[Allocation], control: EngineControl, replicator: Replicator
+) -> list[OrderMapping]:
+    legs = tuple(
+        Leg(
+            a.exchange,
+            a.tradingsymbol,
+            a.product,
+            a.side,
+            a.master_lots,
+            a.lot_size,
+            a.price,
+            order_margin=a.attributed_margin or Decimal(0),
+        )
+        for a in group
+    )
+    unit = tuple(a.unit_lots or a.master_lots for a in group)
+    master_units = group[0].master_lots // unit[0] if unit[0] else 0
+    group_margin = sum((a.attributed_margin or Decimal(0) for a in group), Decimal(0))
+    fraction = group[0].fraction or Decimal(0)
+    if master_units <= 0 or group_margin <= 0 or fraction <= 0:
+        reason = "no margin figure for the master's order (ΔU did not rise and no calculator estimate)"
+        return [_skip(a, c, "no_margin_figure", reason) for c in eligible_children() for a in group]
+    plan = GroupPlan(
+        legs=legs,
+        attribution=Attribution(
+            group_margin,
+            MarginSource(group[0].margin_source or "delta_u"),
+            group[0].reason,
+            tuple(a.attributed_margin or Decimal(0) for a in group),
+        ),
+        master_capital=group[0].master_capital or Decimal(0),
+        fraction=fraction,
+        unit_lots=unit,
+        master_units=master_units,
+        margin_per_unit=group_margin / master_units,
+    )
+    children = list(eligible_children())
+    max_age = timedelta(seconds=getattr(settings, "CHILD_SNAPSHOT_MAX_AGE", 300))
+    now = timezone.now()
+    stale = [c for c in children if c.snap_at is None or now - c.snap_at > max_age]  # type: ignore[attr-defined]
+    blocked = {c.pk: _entry_block(c, control) for c in children}
+    stale = [c for c in stale if blocked[c.pk] is None]
+    fresh = refresh_child_margins(stale, replicator) if stale else {}
+    for c in children:
+        if c.pk in fresh:
+            c.snap_used, c.snap_available = fresh[c.pk].used_margin, fresh[c.pk].available_margin  # type: ignore[attr-defined]
+    held_instruments: dict[int, set[str]] = defaultdict(set)
+    if any(c.max_open_positions is not None for c in children):
+        limited = [c.pk for c in children if c.max_open_positions is not None]
+        for (cid, ex, sym, _prod), (held, _, _) in replicated_positions(children=limited).items():
+            if held:
+                held_instruments[cid].add(f"{ex}:{sym}")
+    day_pnl = _day_pnl(
+        [c for c in children if c.daily_loss_limit is not None and blocked[c.pk] is None], replicator
+    )
+    preflight = getattr(settings, "CHILD_MARGIN_PREFLIGHT", False)
+    unit_margin = (
+        _preflight(plan, [c for c in children if blocked[c.pk] is None], replicator) if preflight else {}
+    )
+    rows: list[OrderMapping] = []
+    dry = control.dry_run or getattr(settings, "DRY_RUN", False)
+    for c in children:
+        block = blocked[c.pk]
+        if block is not None:
+            rows.extend(_skip(a, c, *block) for a in group)
+            continue
+        profile = ChildProfile(
+            child_id=c.pk,
+            capital_mode=CapitalMode(c.capital_mode),
+            used=c.snap_used,  # type: ignore[attr-defined]
+            available=c.snap_available,  # type: ignore[attr-defined]
+            fixed_capital=c.fixed_capital,
+            multiplier=c.multiplier,
+            limits=_limits(c) if _has_limits(c) else ChildLimits(),
+            open_instruments=frozenset(held_instruments.get(c.pk, ())),
+            day_pnl=day_pnl.get(c.pk, Decimal(0)),
+            margin_per_unit=unit_margin.get(c.pk),
+        )
+        entry = size_entry(plan, profile)
+        rows.extend(_entry_mappings(group, c, entry, dry=dry or c.dry_run))
+    return rows
+
+
+def _has_limits(c: Account) -> bool:
+    return bool(
+        c.allowed_instruments
+        or c.blocked_instruments
+        or c.allowed_products
+        or c.max_lots_per_order
+        or c.max_quantity
+        or c.max_order_value
+        or c.max_open_positions is not None
+        or c.daily_loss_limit is not None
+    )
+
+
+def _entry_mappings(
+    group: Sequence[Allocation], c: Account, entry: ChildEntry, *, dry: bool
+) -> list[OrderMapping]:
+    if entry.units <= 0:
+        return [
+            _skip(a, c, entry.reason.value, entry.message, capital=entry.capital, target=entry.target_margin)
+            for a in group
+        ]
+    out = []
+    for a, order in zip(group, entry.orders, strict=True):
+        for slice_no, qty in enumerate(order.slices):
+            out.append(
+                _mapping(
+                    a,
+                    c,
+                    slice_no=slice_no,
+                    side=a.side,
+                    lots=qty // a.lot_size,
+                    quantity=qty,
+                    status=MappingStatus.DRY_RUN if dry else MappingStatus.PLANNED,
+                    reason_code=entry.reason.value if entry.caps_hit else "",
+                    reason=entry.message if entry.caps_hit else ("dry run: not sent" if dry else ""),
+                    capital=entry.capital,
+                    target=entry.target_margin,
+                )
+            )
+    return out
+
+
+def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[OrderMapping]:
+    rows: list[OrderMapping] = []
+    children = {
+        c.pk: c for c in Account.objects.filter(role=Role.CHILD).exclude(status=AccountStatus.DISABLED)
+    }
+    dry_all = control.dry_run or getattr(settings, "DRY_RUN", False)
+    for a in group:
+        plan = plan_exit(closing_quantity=a.master_quantity, master_position_before=a.master_position_before)
+        exit_sign = 1 if a.side == Side.BUY else -1
+        held = replicated_positions(exchange=a.exchange, tradingsymbol=a.tradingsymbol, product=a.product)
+        for (cid, _ex, _sym, _prod), (position, pending_buy, pending_sell) in sorted(held.items()):
+            child = children.get(cid)
+            if child is None:
+                continue
+            # What is left to exit: the held position less exits already working in that direction.
+            pending_exit = pending_buy if exit_sign > 0 else pending_sell
+            holdable = -position * exit_sign - pending_exit  # positive when there is something to exit
+            if holdable <= 0:
+                continue
+            result = size_exit(plan, child_id=cid, held_quantity=holdable, lot_size=a.lot_size)
+            if result.quantity <= 0:
+                rows.append(_skip(a, child, result.reason.value, result.message))
+                continue
+            if control.halted or child.status in (AccountStatus.HALTED, AccountStatus.NEEDS_LOGIN):
+                code = (
+                    "engine_halted"
+                    if control.halted
+                    else ("child_halted" if child.status == AccountStatus.HALTED else "needs_login")
+                )
+                rows.append(
+                    _skip(a, child, code, f"exit of {result.quantity} not sent: {code.replace('_', ' ')}")
+                )
+                continue
+            dry = dry_all or child.dry_run
+            for slice_no, qty in enumerate(result.slices):
+                rows.append(
+                    _mapping(
+                        a,
+                        child,
+                        slice_no=slice_no,
+                        side=a.side,
+                        lots=qty // a.lot_size,
+                        quantity=qty,
+                        status=MappingStatus.DRY_RUN if dry else MappingStatus.PLANNED,
+                        reason="dry run: not sent" if dry else "",
+                        reason_code="",
+                    )
+                )
+    return rows
+
+
+def _mapping(
+    a: Allocation,
+    c: Account,
+    *,
+    slice_no: int,
+    side: str,
+    lots: int,
+    quantity: int,
+    status: str,
+    reason_code: str = "",
+    reason: str = "",
+    capital: Decimal | None = None,
+    target: Decimal | None = None,
+) -> OrderMapping:
+    return OrderMapping(
+        allocation=a,
+        child=c,
+        slice_no=slice_no,
+        tag=make_tag(a.pk, c.pk, slice_no),
+        status=status,
+        exchange=a.exchange,
+        tradingsymbol=a.tradingsymbol,
+        product=a.product,
+        side=side,
+        order_type=a.order_type,
+        validity=a.validity,
+        price=a.price,
+        trigger_price=a.trigger_price,
+        lots=lots,
+        quantity=quantity,
+        capital=_money(capital),
+        target_margin=_money(target),
+        reason_code=reason_code,
+        reason=reason,
+        finished_at=timezone.now() if status in (MappingStatus.SKIPPED, MappingStatus.DRY_RUN) else None,
+    )
+
+
+def _skip(
+    a: Allocation,
+    c: Account,
+    code: str,
+    reason: str,
+    *,
+    capital: Decimal | None = None,
+    target: Decimal | None = None,
+) -> OrderMapping:
+    return _mapping(
+        a,
+        c,
+        slice_no=0,
+        side=a.side,
+        lots=0,
+        quantity=0,
+        status=MappingStatus.SKIPPED,
+        reason_code=code,
+        reason=reason,
+        capital=capital,
+        target=target,
+    )
+
+
+def _money(v: Decimal | None) -> Decimal | None:
+    return None if v is None else v.quantize(Decimal("0.01"))
+
+
+def _day_pnl(children: Sequence[Account], replicator: Replicator) -> dict[int, Decimal]:
+    if not children:
+        return {}
+
+    def read(c: Account) -> list[Any]:
+        try:
+            return [(c.pk, sum((p.pnl for p in replicator.clients.get(c).positions()), Decimal(0)))]
+        except BrokerError as exc:
+            logger.warning("positions of child %s unavailable: %s", c.pk, exc)
+            return []
+
+    return dict(replicator._map(read, list(children)))
+
+
+def _preflight(plan: GroupPlan, children: Sequence[Account], replicator: Replicator) -> dict[int, Decimal]:
+    """Margin of one unit in each child's own account (its positions and hedges): one call per child."""
+
+    def read(c: Account) -> list[Any]:
+        reqs = [
+            OrderRequest(
+                leg.exchange,
+                leg.tradingsymbol,
+                Side(leg.side),
+                unit * leg.lot_size,
+                Product(leg.product),
+                OrderType.MARKET,
+            )
+            for leg, unit in zip(plan.legs, plan.unit_lots, strict=True)
+        ]
+        try:
+            return [(c.pk, replicator.clients.get(c).basket_margin(reqs).total)]
+        except BrokerError as exc:
+            logger.warning("basket margin for child %s unavailable: %s", c.pk, exc)
+            return []
+
+    return {k: v for k, v in replicator._map(read, list(children)) if v > 0}

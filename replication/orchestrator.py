@@ -1,0 +1,684 @@
+"""The orchestrator tick (DESIGN §4.1): lease, master read, diff, classify, allocate, replicate, follow up.
+
+Two-phase and crash-safe:
+1. master orders and the allocations they cause are committed in one transaction (a restart sees
+   the orders as known *and* finds the allocations), marked unsized;
+2. each unsized allocation gets its child intents (sized, tagged) in a transaction of its own;
+3. committed intents are dispatched by the replicator; outcomes are written back in batches.
+A crash between any two steps is picked up by the next tick: unsized allocations are sized,
+PLANNED intents are sent, SENDING / UNKNOWN ones are looked up by tag first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.crypto import CredentialDecryptError
+from accounts.models import Account, AccountStatus, Role
+from brokers.base import BrokerClient
+from brokers.errors import BrokerError
+from brokers.types import InstrumentKey, Order, OrderRequest, OrderType, Product
+from replication import allocator
+from replication.clients import ClientCache
+from replication.events import (
+    BookDiff,
+    KnownOrder,
+    MasterEvent,
+    aggregate,
+    classify,
+    diff_book,
+    effective_quantity,
+)
+from replication.instruments import InstrumentCache
+from replication.lease import Lease, LeaseLost, default_holder, lease_acquire, lease_check
+from replication.models import (
+    Allocation,
+    AllocationKind,
+    AllocationStatus,
+    EngineControl,
+    MappingStatus,
+    MarginSnapshot,
+    MasterOrder,
+    MasterPosition,
+    OrderMapping,
+    ReplicationEvent,
+    TickRun,
+)
+from replication.ratelimit import LimiterRegistry
+from replication.replicator import DispatchReport, Replicator
+from replication.sizing import Leg, MarginSource, plan_group, ratio
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY = timedelta(seconds=60)
+
+
+@dataclass(slots=True)
+class TickResult:
+    leader: bool
+    tick_id: int | None = None
+    epoch: int = 0
+    events: int = 0
+    allocations: int = 0
+    intents: int = 0
+    dispatch: DispatchReport = field(default_factory=DispatchReport)
+    followed_up: int = 0
+    errors: list[str] = field(default_factory=list)
+    duration_ms: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if not self.leader:
+            return "tick: not leader (another orchestrator holds the lease); waiting"
+        d = self.dispatch
+        lat = sorted(d.latencies_ms)
+        p50 = lat[len(lat) // 2] if lat else 0
+        return (
+            f"tick {self.tick_id} epoch={self.epoch} events={self.events} allocations={self.allocations} "
+            f"intents={self.intents} sent={d.sent} accepted={d.accepted} rejected={d.rejected} "
+            f"unknown={d.unknown} failed={d.failed} deferred={d.deferred} updated={self.followed_up} "
+            f"latency_p50_ms={p50} errors={len(self.errors)} duration_ms={self.duration_ms}"
+        )
+
+
+def engine_control() -> EngineControl:
+    control, _ = EngineControl.objects.get_or_create(pk=1)
+    return control
+
+
+class Orchestrator:
+    """Holds what lives across ticks: identity, broker clients, rate limiters, instrument cache."""
+
+    def __init__(
+        self, *, holder: str | None = None, workers: int | None = None, lease_ttl: timedelta | None = None
+    ):
+        self.holder = holder or default_holder()
+        self.clients = ClientCache()
+        self.limiters = LimiterRegistry()
+        self.instruments = InstrumentCache()
+        self.workers = workers
+        self.lease_ttl = lease_ttl or timedelta(seconds=getattr(settings, "LEASE_TTL_SECONDS", 15))
+        self._replicator: Replicator | None = None
+
+    def close(self) -> None:
+        if self._replicator is not None:
+            self._replicator.close()
+
+    def replicator(self, lease: Lease) -> Replicator:
+        if self._replicator is None:
+            self._replicator = Replicator(
+                lease=lease, clients=self.clients, limiters=self.limiters, workers=self.workers
+            )
+        self._replicator.lease = lease
+        return self._replicator
+
+    # --- the tick ------------------------------------------------------------------------------
+
+    def run_tick(self) -> TickResult:
+        started = time.perf_counter()
+        lease = lease_acquire(holder=self.holder, ttl=self.lease_ttl)
+        if lease is None:
+            return TickResult(leader=False)
+        tick = TickRun.objects.create(holder=self.holder, epoch=lease.epoch)
+        result = TickResult(leader=True, tick_id=tick.pk, epoch=lease.epoch)
+        replicator = self.replicator(lease)
+        try:
+            self._tick(lease, tick, replicator, result)
+            outcome = TickRun.Outcome.ERROR if result.errors else TickRun.Outcome.OK
+        except LeaseLost as exc:
+            result.errors.append(f"lease lost: {exc}")
+            outcome = TickRun.Outcome.NOT_LEADER
+        except Exception as exc:
+            logger.exception("tick %s failed", tick.pk)
+            result.errors.append(f"{type(exc).__name__}: {exc}")
+            outcome = TickRun.Outcome.ERROR
+        result.duration_ms = int((time.perf_counter() - started) * 1000)
+        TickRun.objects.filter(pk=tick.pk).update(
+            finished_at=timezone.now(),
+            duration_ms=result.duration_ms,
+            outcome=outcome,
+            counts={
+                "events": result.events,
+                "allocations": result.allocations,
+                "intents": result.intents,
+                "sent": result.dispatch.sent,
+                "accepted": result.dispatch.accepted,
+                "rejected": result.dispatch.rejected,
+                "unknown": result.dispatch.unknown,
+                "failed": result.dispatch.failed,
+                "updated": result.followed_up,
+                "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+            },
+            error="\n".join(result.errors)[:4000],
+        )
+        return result
+
+    def _tick(self, lease: Lease, tick: TickRun, replicator: Replicator, result: TickResult) -> None:
+        t0 = time.perf_counter()
+        control = engine_control()
+        # 1. Unknown outcomes and crashed sends first: look them up by tag before anything new.
+        result.followed_up += replicator.follow_up(recover=True)
+        # 2. Read the master.
+        master = Account.objects.filter(role=Role.MASTER).exclude(status=AccountStatus.DISABLED).first()
+        if master is None:
+            result.errors.append("no enabled master account")
+            return
+        try:
+            client = self.clients.get(master)
+            t_read = time.perf_counter()
+            funds = client.funds()
+            book = client.orders()
+            result.timings_ms["master_read"] = (time.perf_counter() - t_read) * 1000
+        except (BrokerError, CredentialDecryptError) as exc:
+            result.errors.append(f"master read failed, nothing decided this tick: {exc}")
+            ReplicationEvent.objects.create(kind="master_read_failed", account=master, message=str(exc)[:500])
+            return
+        t_engine = time.perf_counter()
+        prev = MarginSnapshot.objects.filter(account=master).order_by("-taken_at", "-id").first()
+        now = timezone.now()
+        if (
+            prev is None
+            or prev.used_margin != funds.used
+            or prev.available_margin != funds.available
+            or now - prev.taken_at >= SNAPSHOT_EVERY
+        ):
+            MarginSnapshot.objects.create(
+                account=master,
+                used_margin=funds.used,
+                available_margin=funds.available,
+                capital=funds.capital,
+                tick=tick,
+            )
+        known = {
+            k.order_id: k
+            for k in (
+                KnownOrder(
+                    mo.broker_order_id, mo.quantity, mo.price, mo.trigger_price, mo.filled_quantity, mo.status
+                )
+                for mo in MasterOrder.objects.filter(
+                    account=master, broker_order_id__in=[o.order_id for o in book]
+                )
+            )
+        }
+        diff = diff_book(book, known)
+        mode = getattr(settings, "REPLICATION_MODE", "order")
+        # 3. Decide: master orders + allocations in one transaction.
+        if diff.has_events or diff.rejected or diff.ignored or diff.changed or diff.fills:
+            self._record(lease, tick, master, client, diff, prev, funds.used, control, mode, result)
+        result.timings_ms["engine_read_diff"] = (time.perf_counter() - t_engine) * 1000
+        # 4. Modifications and cancellations of open child orders.
+        if mode == "order" and (diff.modified or diff.cancelled):
+            self._propagate_changes(master, diff, replicator)
+        # 5. Size every unsized allocation (this tick's, or one a crash left behind).
+        t_size = time.perf_counter()
+        result.intents += self._size_pending(lease, replicator, control)
+        result.timings_ms["sizing"] = (time.perf_counter() - t_size) * 1000
+        # 6. Send.
+        t_send = time.perf_counter()
+        result.dispatch = replicator.dispatch(halted=control.halted)
+        result.timings_ms["dispatch"] = (time.perf_counter() - t_send) * 1000
+        # 7. Follow up the child orders still open.
+        result.followed_up += replicator.follow_up(recover=False)
+        result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+
+    # --- step 3: record and allocate -------------------------------------------------------------
+
+    def _record(
+        self,
+        lease: Lease,
+        tick: TickRun,
+        master: Account,
+        client: BrokerClient,
+        diff: BookDiff,
+        prev: MarginSnapshot | None,
+        used_now: Decimal,
+        control: EngineControl,
+        mode: str,
+        result: TickResult,
+    ) -> None:
+        now = timezone.now()
+        # Which new quantities become events: whole orders (mode order) or fills (mode fill).
+        if mode == "fill":
+            sources = [(o, o.filled_quantity) for o in diff.new if o.filled_quantity > 0]
+            sources += [
+                (o, o.filled_quantity - k.filled_quantity)
+                for o, k in diff.fills
+                if o.filled_quantity > k.filled_quantity
+            ]
+        else:
+            sources = [(o, effective_quantity(o)) for o in diff.new]
+        events: list[MasterEvent] = []
+        if sources:
+            fills: dict[tuple[str, str, str], int] = defaultdict(int)
+            for o in diff.new:
+                fills[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
+            for o, k in diff.fills:
+                fills[(o.exchange, o.tradingsymbol, o.product.value)] += (
+                    o.filled_quantity - k.filled_quantity
+                ) * o.side.sign
+            try:
+                positions = client.positions()
+            except BrokerError as exc:
+                result.errors.append(f"master positions unavailable, events wait for the next tick: {exc}")
+                return
+            from replication.events import positions_before_tick
+
+            before = positions_before_tick(positions, fills)
+            events = aggregate(classify(sources, before))
+            self._store_master_positions(master, positions)
+        plans = self._plan_events(master, client, events, prev, used_now, result) if events else []
+        max_age = timedelta(seconds=getattr(settings, "MAX_EVENT_AGE", 300))
+        with transaction.atomic():
+            lease_check(lease)
+            self._upsert_master_orders(master, diff, now)
+            orders_by_id = {
+                mo.broker_order_id: mo
+                for mo in MasterOrder.objects.filter(
+                    account=master, broker_order_id__in=[oid for ev in events for oid in ev.order_ids]
+                )
+            }
+            for o in diff.rejected:
+                ReplicationEvent(
+                    kind="master_order_rejected",
+                    account=master,
+                    master_order=orders_by_id.get(o.order_id),
+                    message=f"master order {o.order_id} was rejected ({o.status_message[:200]}); "
+                    "recorded, not copied",
+                ).save()
+            group_key = f"t{tick.pk}"
+            for ev, plan in zip(events, plans, strict=True):
+                if plan is None:
+                    continue
+                seen_at = now
+                age = (now - ev.placed_at) if ev.placed_at else timedelta(0)
+                status = AllocationStatus.PLANNED
+                hold_reason = ""
+                if control.approval_mode:
+                    status, hold_reason = AllocationStatus.AWAITING_APPROVAL, "approval mode is on"
+                elif age > max_age:
+                    status = AllocationStatus.AWAITING_APPROVAL
+                    hold_reason = f"seen {int(age.total_seconds())} s after it was placed (MAX_EVENT_AGE {max_age.seconds} s)"
+                alloc = Allocation.objects.create(
+                    master=master,
+                    tick=tick,
+                    group_key=group_key if ev.kind == "open" else f"{group_key}c",
+                    kind=AllocationKind.OPEN if ev.kind == "open" else AllocationKind.CLOSE,
+                    status=status,
+                    exchange=ev.exchange,
+                    tradingsymbol=ev.tradingsymbol,
+                    product=ev.product,
+                    side=ev.side.value,
+                    order_type=ev.order_type.value if mode == "order" else OrderType.MARKET.value,
+                    validity=ev.validity,
+                    price=ev.price if mode == "order" else Decimal("0"),
+                    trigger_price=ev.trigger_price if mode == "order" else Decimal("0"),
+                    master_quantity=ev.quantity,
+                    master_position_before=ev.position_before,
+                    master_seen_at=seen_at,
+                    reason="; ".join(x for x in (plan.get("reason", ""), hold_reason) if x),
+                    **{k: v for k, v in plan.items() if k != "reason"},
+                )
+                alloc.master_orders.set([orders_by_id[oid] for oid in ev.order_ids if oid in orders_by_id])
+                ReplicationEvent.objects.create(
+                    kind="allocation_created" if status == AllocationStatus.PLANNED else "allocation_held",
+                    account=master,
+                    allocation=alloc,
+                    message=_describe(alloc) + (f" — held: {hold_reason}" if hold_reason else ""),
+                    data={
+                        "fraction": str(alloc.fraction) if alloc.fraction is not None else None,
+                        "exit_ratio": str(alloc.exit_ratio) if alloc.exit_ratio is not None else None,
+                        "margin_source": alloc.margin_source,
+                    },
+                )
+                result.allocations += 1
+            result.events += len(events)
+
+    def _plan_events(
+        self,
+        master: Account,
+        client: BrokerClient,
+        events: list[MasterEvent],
+        prev: MarginSnapshot | None,
+        used_now: Decimal,
+        result: TickResult,
+    ) -> list[dict[str, Any] | None]:
+        """The allocation decision per event: fraction for the opening group, exit ratio for closes."""
+        plans: list[dict[str, Any] | None] = []
+        opening: list[tuple[int, MasterEvent, int, int | None]] = []
+        for i, ev in enumerate(events):
+            inst = self.instruments.get(client, InstrumentKey(ev.exchange, ev.tradingsymbol))
+            if inst is None or inst.lot_size <= 0:
+                why = "unknown instrument" if inst is None else "missing lot size"
+                result.errors.append(f"{ev.exchange}:{ev.tradingsymbol}: {why}; not replicated")
+                ReplicationEvent.objects.create(
+                    kind="event_skipped",
+                    account=master,
+                    message=f"master {ev.side} {ev.quantity} {ev.exchange}:{ev.tradingsymbol}: {why}; nothing placed",
+                    data={"order_ids": ev.order_ids, "reason": why},
+                )
+                plans.append(None)
+                continue
+            if ev.quantity % inst.lot_size:
+                why = f"quantity {ev.quantity} is not a whole number of lots of {inst.lot_size}"
+                result.errors.append(f"{ev.exchange}:{ev.tradingsymbol}: {why}")
+                ReplicationEvent.objects.create(
+                    kind="event_skipped", account=master, message=why, data={"order_ids": ev.order_ids}
+                )
+                plans.append(None)
+                continue
+            lots = ev.quantity // inst.lot_size
+            base = {"lot_size": inst.lot_size, "master_lots": lots}
+            if ev.kind == "close":
+                r = Decimal(ev.quantity) / Decimal(abs(ev.position_before))
+                base.update(
+                    exit_ratio=ratio(min(r, Decimal(1))),
+                    unit_lots=1,
+                    reason="master flat: children exit everything" if ev.master_flat_after else "",
+                )
+                plans.append(base)
+            else:
+                plans.append(base)
+                opening.append((i, ev, lots, inst.freeze_quantity))
+        if opening:
+            self._plan_opening_group(master, client, events, plans, opening, prev, used_now, result)
+        return plans
+
+    def _plan_opening_group(
+        self,
+        master: Account,
+        client: BrokerClient,
+        events: list[MasterEvent],
+        plans: list[dict[str, Any] | None],
+        opening: list[tuple[int, MasterEvent, int, int | None]],
+        prev: MarginSnapshot | None,
+        used_now: Decimal,
+        result: TickResult,
+    ) -> None:
+        reqs = [
+            OrderRequest(
+                ev.exchange,
+                ev.tradingsymbol,
+                ev.side,
+                ev.quantity,
+                Product(ev.product),
+                ev.order_type,
+                price=ev.price or None,
+                trigger_price=ev.trigger_price or None,
+            )
+            for _, ev, _, _ in opening
+        ]
+        try:
+            estimates = [e.total for e in client.order_margins(reqs)]
+        except BrokerError as exc:
+            estimates = [Decimal("0")] * len(reqs)
+            result.errors.append(f"order-margin calculator unavailable: {exc}")
+        group_estimate: Decimal | None = None
+        if len(reqs) > 1:  # legs together: the basket sees the hedge benefit the single orders miss
+            try:
+                group_estimate = client.basket_margin(reqs).total
+            except BrokerError as exc:
+                result.errors.append(f"basket-margin calculator unavailable: {exc}")
+        prices: dict[InstrumentKey, Decimal] = {}
+        market = [InstrumentKey(ev.exchange, ev.tradingsymbol) for _, ev, _, _ in opening if not ev.price]
+        if market:
+            try:
+                prices = client.ltp(market)
+            except BrokerError as exc:
+                result.errors.append(f"LTP unavailable for order-value caps: {exc}")
+        legs = [
+            Leg(
+                ev.exchange,
+                ev.tradingsymbol,
+                ev.product,
+                ev.side.value,
+                lots,
+                plans[i]["lot_size"],  # type: ignore[index]
+                ev.price or prices.get(InstrumentKey(ev.exchange, ev.tradingsymbol), Decimal("0")),
+                order_margin=est,
+                freeze_quantity=freeze,
+            )
+            for (i, ev, lots, freeze), est in zip(opening, estimates, strict=True)
+        ]
+        used_before = prev.used_margin if prev else used_now
+        capital = prev.capital if prev and prev.capital > 0 else None
+        if capital is None:
+            capital = used_now + (prev.available_margin if prev else Decimal("0"))
+        delta_u = used_now - used_before if prev else Decimal("0")
+        try:
+            plan = plan_group(legs=legs, master_capital=capital, delta_u=delta_u, group_estimate=group_estimate)
+        except ValueError as exc:
+            result.errors.append(f"opening group not sized: {exc}")
+            for i, _, _, _ in opening:
+                plans[i] = None
+            return
+        for (i, _, _, _), leg_margin, unit in zip(
+            opening, plan.attribution.leg_margins, plan.unit_lots, strict=True
+        ):
+            p = plans[i]
+            assert p is not None  # set above for every opening event
+            p.update(
+                master_capital=capital,
+                attributed_margin=leg_margin.quantize(Decimal("0.01")),
+                margin_source=plan.attribution.source.value,
+                fraction=ratio(plan.fraction),
+                unit_lots=unit,
+                reason=plan.attribution.reason if plan.attribution.source == MarginSource.CALCULATOR else "",
+            )
+
+    def _upsert_master_orders(self, master: Account, diff: BookDiff, now: datetime) -> None:
+        new = [
+            _master_order(master, o, now) for o in [*diff.new, *diff.rejected, *(o for o, _ in diff.ignored)]
+        ]
+        MasterOrder.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
+        if diff.changed:
+            rows = {
+                mo.broker_order_id: mo
+                for mo in MasterOrder.objects.filter(
+                    account=master, broker_order_id__in=[o.order_id for o in diff.changed]
+                )
+            }
+            for o in diff.changed:
+                mo = rows[o.order_id]
+                mo.quantity, mo.price, mo.trigger_price = o.quantity, o.price, o.trigger_price
+                mo.filled_quantity, mo.average_price = o.filled_quantity, o.average_price
+                mo.status, mo.status_message = o.status.value, o.status_message[:255]
+            MasterOrder.objects.bulk_update(
+                rows.values(),
+                [
+                    "quantity",
+                    "price",
+                    "trigger_price",
+                    "filled_quantity",
+                    "average_price",
+                    "status",
+                    "status_message",
+                    "updated_at",
+                ],
+            )
+
+    def _store_master_positions(self, master: Account, positions: list[Any]) -> None:
+        current = {(p.exchange, p.tradingsymbol, p.product.value): p.quantity for p in positions}
+        existing = {
+            (mp.exchange, mp.tradingsymbol, mp.product): mp
+            for mp in MasterPosition.objects.filter(account=master)
+        }
+        for key, mp in existing.items():
+            if mp.quantity != current.get(key, 0):
+                mp.quantity = current.get(key, 0)
+                mp.save(update_fields=["quantity", "updated_at"])
+        MasterPosition.objects.bulk_create(
+            [
+                MasterPosition(account=master, exchange=k[0], tradingsymbol=k[1], product=k[2], quantity=q)
+                for k, q in current.items()
+                if k not in existing
+            ],
+            ignore_conflicts=True,
+        )
+
+    # --- step 4: modifications and cancellations ----------------------------------------------
+
+    def _propagate_changes(self, master: Account, diff: BookDiff, replicator: Replicator) -> None:
+        changed_ids = [m.order.order_id for m in diff.modified] + [o.order_id for o, _ in diff.cancelled]
+        allocs = list(
+            Allocation.objects.filter(master=master, master_orders__broker_order_id__in=changed_ids)
+            .prefetch_related("master_orders")
+            .distinct()
+        )
+        if not allocs:
+            return
+        book = {m.order.order_id: m.order for m in diff.modified}
+        book.update({o.order_id: o for o, _ in diff.cancelled})
+        mappings = list(
+            OrderMapping.objects.filter(
+                allocation__in=allocs,
+                status__in=(MappingStatus.OPEN, MappingStatus.PLANNED),
+            ).select_related("child", "allocation")
+        )
+        by_alloc: dict[int, list[OrderMapping]] = defaultdict(list)
+        for m in mappings:
+            by_alloc[m.allocation_id].append(m)
+        to_cancel: list[OrderMapping] = []
+        to_withdraw: list[OrderMapping] = []
+        to_modify: list[tuple[OrderMapping, dict[str, Any]]] = []
+        for alloc in allocs:
+            linked = list(alloc.master_orders.all())
+            new_total = 0
+            for mo in linked:
+                o = book.get(mo.broker_order_id)
+                if o is None:
+                    new_total += mo.quantity
+                elif o.status.is_final:
+                    new_total += o.filled_quantity
+                else:
+                    new_total += o.quantity
+            lead = next((book[mo.broker_order_id] for mo in linked if mo.broker_order_id in book), None)
+            for m in by_alloc.get(alloc.pk, []):
+                lots = m.lots
+                if new_total != alloc.master_quantity and alloc.master_quantity:
+                    lots = (m.lots * new_total) // alloc.master_quantity
+                new_qty = lots * alloc.lot_size if m.slice_no == 0 else m.quantity
+                if new_total == 0 or new_qty <= m.filled_quantity:
+                    (to_cancel if m.status == MappingStatus.OPEN else to_withdraw).append(m)
+                    continue
+                kwargs: dict[str, Any] = {}
+                if lead is not None and lead.status.is_open:
+                    if lead.price != m.price and m.order_type in (OrderType.LIMIT, OrderType.SL):
+                        kwargs["price"] = lead.price
+                    if lead.trigger_price != m.trigger_price and m.order_type in (
+                        OrderType.SL,
+                        OrderType.SLM,
+                    ):
+                        kwargs["trigger_price"] = lead.trigger_price
+                if new_qty != m.quantity:
+                    kwargs["quantity"] = new_qty
+                if kwargs:
+                    if m.status == MappingStatus.OPEN:
+                        to_modify.append((m, kwargs))
+                    else:
+                        for k, v in kwargs.items():
+                            setattr(m, k, v)
+                        m.save(update_fields=[*kwargs.keys(), "updated_at"])
+            if new_total != alloc.master_quantity:
+                Allocation.objects.filter(pk=alloc.pk).update(master_quantity=new_total)
+        if to_withdraw:
+            with transaction.atomic():
+                lease_check(replicator.lease)
+                for m in to_withdraw:
+                    m.set_status(MappingStatus.CANCELLED)
+                    m.reason, m.reason_code, m.finished_at = (
+                        "master order cancelled before it was sent",
+                        "master_cancelled",
+                        timezone.now(),
+                    )
+                OrderMapping.objects.bulk_update(
+                    to_withdraw, ["status", "reason", "reason_code", "finished_at"]
+                )
+                ReplicationEvent.objects.bulk_create(
+                    ReplicationEvent(
+                        kind="intent_withdrawn",
+                        account_id=m.child_id,
+                        allocation_id=m.allocation_id,
+                        mapping_id=m.pk,
+                        message=f"{m.tag} withdrawn: master order cancelled",
+                    )
+                    for m in to_withdraw
+                )
+        if to_modify:
+            replicator.modify_open(to_modify, reason="master order modified")
+        if to_cancel:
+            replicator.cancel_open(to_cancel, reason="master order cancelled")
+
+    # --- step 5: child intents ------------------------------------------------------------------
+
+    def _size_pending(self, lease: Lease, replicator: Replicator, control: EngineControl) -> int:
+        pending = list(
+            Allocation.objects.filter(
+                sized=False, status__in=(AllocationStatus.PLANNED, AllocationStatus.AWAITING_APPROVAL)
+            ).order_by("id")
+        )
+        if not pending:
+            return 0
+        closes = [a for a in pending if a.kind == AllocationKind.CLOSE]
+        if closes:
+            allocator.prepare_exits(closes, replicator)
+        groups: dict[str, list[Allocation]] = defaultdict(list)
+        for a in pending:
+            groups[a.group_key].append(a)
+        created = 0
+        for group in groups.values():
+            created += allocator.create_intents(group, lease=lease, control=control, replicator=replicator)
+        return created
+
+
+def _master_order(master: Account, o: Order, now: datetime) -> MasterOrder:
+    return MasterOrder(
+        account=master,
+        broker_order_id=o.order_id,
+        exchange=o.exchange,
+        tradingsymbol=o.tradingsymbol,
+        product=o.product.value,
+        side=o.side.value,
+        order_type=o.order_type.value,
+        variety=o.variety,
+        validity=o.validity.value,
+        quantity=o.quantity,
+        price=o.price,
+        trigger_price=o.trigger_price,
+        filled_quantity=o.filled_quantity,
+        average_price=o.average_price,
+        status=o.status.value,
+        status_message=o.status_message[:255],
+        tag=o.tag[:32],
+        placed_at=o.placed_at,
+        first_seen_at=now,
+    )
+
+
+def _describe(a: Allocation) -> str:
+    what = f"{a.kind} {a.side} {a.master_quantity} {a.exchange}:{a.tradingsymbol} ({a.master_lots} lots)"
+    if a.kind == AllocationKind.OPEN and a.fraction is not None:
+        return f"{what}: fraction {a.fraction:.6f} of capital, margin {a.attributed_margin} via {a.margin_source}"
+    if a.exit_ratio is not None:
+        return f"{what}: exit ratio {a.exit_ratio:.6f}"
+    return what
+
+
+def run_tick(orchestrator: Orchestrator | None = None) -> TickResult:
+    """One orchestrator tick. Tests call this; `run_orchestrator` loops it."""
+    own = orchestrator is None
+    orch = orchestrator or Orchestrator()
+    try:
+        return orch.run_tick()
+    finally:
+        if own:
+            orch.close()

@@ -1,0 +1,700 @@
+"""The replicator: committed intents in, broker orders out, outcomes written back in batches.
+
+Rules (DESIGN §4.1, §4.2):
+- an intent (`OrderMapping` PLANNED, unique tag) is committed before any broker call, and claimed
+  (PLANNED -> SENDING) by a conditional update in a committed transaction before it is sent;
+- broker calls run concurrently across children in a bounded pool, never inside a transaction;
+  each child's calls go through its own rate limiter; one child's trouble never blocks another;
+- a write whose outcome is unknown becomes UNKNOWN and is looked up by tag, never re-sent blindly;
+  only an order proven absent (not in the book after a grace period) is sent again;
+- every engine write runs in a transaction that first checks the lease epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.crypto import CredentialDecryptError
+from accounts.models import Account, AccountStatus
+from brokers.base import BrokerClient
+from brokers.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    InputRejected,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    TokenExpired,
+)
+from brokers.types import Order, OrderRequest, OrderStatus, OrderType, Product, Side, Validity
+from replication.clients import ClientCache
+from replication.lease import Lease, lease_check
+from replication.models import (
+    Allocation,
+    AllocationStatus,
+    MappingStatus,
+    OrderMapping,
+    ReplicationEvent,
+)
+from replication.ratelimit import DailyBudgetExhausted, LimiterRegistry
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED = frozenset({MappingStatus.OPEN, MappingStatus.FILLED})
+NOT_ACCEPTED = frozenset(
+    {
+        MappingStatus.REJECTED,
+        MappingStatus.FAILED,
+        MappingStatus.CANCELLED,
+        MappingStatus.SKIPPED,
+        MappingStatus.DRY_RUN,
+    }
+)
+MAX_SEND_ATTEMPTS = 3
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one mapping during a send or a look-up (computed off the database)."""
+
+    mapping_id: int
+    status: str
+    broker_order_id: str = ""
+    broker_status: str = ""
+    filled_quantity: int | None = None
+    average_price: Decimal | None = None
+    reason_code: str = ""
+    reason: str = ""
+    acked_at: datetime | None = None
+    event: str = ""
+    error: BrokerError | None = None
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    sent: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    unknown: int = 0
+    deferred: int = 0
+    latencies_ms: list[int] = field(default_factory=list)
+    send_started: float | None = None
+    last_send_done: float | None = None
+
+    def merge(self, other: DispatchReport) -> None:
+        self.sent += other.sent
+        self.accepted += other.accepted
+        self.rejected += other.rejected
+        self.failed += other.failed
+        self.unknown += other.unknown
+        self.deferred += other.deferred
+        self.latencies_ms.extend(other.latencies_ms)
+        if other.send_started is not None:
+            self.send_started = min(filter(None, [self.send_started, other.send_started]))
+        if other.last_send_done is not None:
+            self.last_send_done = max(filter(None, [self.last_send_done, other.last_send_done]))
+
+
+def mapping_request(m: OrderMapping) -> OrderRequest:
+    order_type = OrderType(m.order_type)
+    return OrderRequest(
+        exchange=m.exchange,
+        tradingsymbol=m.tradingsymbol,
+        side=Side(m.side),
+        quantity=m.quantity,
+        product=Product(m.product),
+        order_type=order_type,
+        price=m.price if order_type in (OrderType.LIMIT, OrderType.SL) else None,
+        trigger_price=m.trigger_price if order_type in (OrderType.SL, OrderType.SLM) else None,
+        validity=Validity(m.validity),
+        tag=m.tag,
+    )
+
+
+def status_from_order(order: Order) -> str:
+    if order.status == OrderStatus.COMPLETE:
+        return MappingStatus.FILLED
+    if order.status == OrderStatus.CANCELLED:
+        return MappingStatus.CANCELLED
+    if order.status == OrderStatus.REJECTED:
+        return MappingStatus.REJECTED
+    return MappingStatus.OPEN
+
+
+class Replicator:
+    """Sends committed intents for one leader (lease) and writes the outcomes back."""
+
+    def __init__(
+        self,
+        *,
+        lease: Lease,
+        clients: ClientCache | None = None,
+        limiters: LimiterRegistry | None = None,
+        workers: int | None = None,
+        now: Callable[[], datetime] = timezone.now,
+    ) -> None:
+        self.lease = lease
+        self.clients = clients or ClientCache()
+        self.limiters = limiters or LimiterRegistry()
+        self.workers = _setting("FANOUT_WORKERS", 64) if workers is None else workers
+        self.now = now
+        self.unknown_grace = timedelta(seconds=_setting("UNKNOWN_GRACE_SECONDS", 30))
+        self.breaker_threshold = int(_setting("BREAKER_THRESHOLD", 3))
+        self._pool: ThreadPoolExecutor | None = None
+
+    # --- concurrency ---------------------------------------------------------------------------
+
+    def _map(self, fn: Callable[[Any], list[Outcome]], items: Sequence[Any]) -> list[Outcome]:
+        """Run fn over items: concurrently in the pool, or inline when workers is 0."""
+        if not items:
+            return []
+        if self.workers <= 0 or len(items) == 1:
+            return [o for item in items for o in fn(item)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fanout")
+        return [o for chunk in self._pool.map(fn, items) for o in chunk]
+
+    def close(self) -> None:
+        """Stop the worker threads (their database connections close with them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    def dispatch(self, *, halted: bool = False, only: Iterable[int] | None = None) -> DispatchReport:
+        """Send every dispatchable PLANNED intent: buy legs first, then the sell legs they hedge."""
+        report = DispatchReport()
+        if halted:
+            return report
+        for wave in (0, 1):
+            mappings = self._dispatchable(wave=wave, only=only)
+            if not mappings:
+                continue
+            report.merge(self._send_wave(mappings))
+        return report
+
+    def _dispatchable(self, *, wave: int, only: Iterable[int] | None) -> list[OrderMapping]:
+        qs = OrderMapping.objects.filter(
+            status=MappingStatus.PLANNED,
+            wave=wave,
+            allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
+        ).select_related("child", "allocation")
+        if only is not None:
+            qs = qs.filter(allocation_id__in=list(only))
+        mappings = list(qs)
+        if wave == 0 or not mappings:
+            return mappings
+        # Sell legs go only once every buy leg of the same group and child was accepted.
+        groups = {m.allocation.group_key for m in mappings}
+        siblings: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for group_key, child_id, status in OrderMapping.objects.filter(
+            allocation__group_key__in=groups, wave=0
+        ).values_list("allocation__group_key", "child_id", "status"):
+            siblings[(group_key, child_id)].append(status)
+        ready, blocked = [], []
+        for m in mappings:
+            statuses = siblings.get((m.allocation.group_key, m.child_id), [])
+            if any(s in NOT_ACCEPTED for s in statuses):
+                blocked.append(m)
+            elif all(s in ACCEPTED for s in statuses):
+                ready.append(m)
+        if blocked:
+            self._write_outcomes(
+                [
+                    Outcome(
+                        m.pk,
+                        MappingStatus.FAILED,
+                        reason_code="hedge_leg_failed",
+                        reason="the buy leg that hedges this sell leg was not accepted; sell legs not sent",
+                        event="group_incomplete",
+                    )
+                    for m in blocked
+                ],
+                by_id={m.pk: m for m in blocked},
+            )
+        return ready
+
+    def _send_wave(self, mappings: list[OrderMapping]) -> DispatchReport:
+        report = DispatchReport()
+        now = self.now()
+        ids = [m.pk for m in mappings]
+        with transaction.atomic():
+            lease_check(self.lease)
+            OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.PLANNED).update(
+                status=MappingStatus.SENDING,
+                epoch=self.lease.epoch,
+                sent_at=now,
+                attempts=F("attempts") + 1,
+            )
+            claimed = set(
+                OrderMapping.objects.filter(
+                    pk__in=ids, status=MappingStatus.SENDING, epoch=self.lease.epoch
+                ).values_list("pk", flat=True)
+            )
+            Allocation.objects.filter(
+                pk__in={m.allocation_id for m in mappings}, status=AllocationStatus.PLANNED
+            ).update(status=AllocationStatus.DISPATCHED)
+        by_child: dict[int, list[OrderMapping]] = defaultdict(list)
+        for m in mappings:
+            if m.pk in claimed:
+                m.status = MappingStatus.SENDING
+                m.attempts += 1
+                by_child[m.child_id].append(m)
+        report.send_started = time.perf_counter()
+        outcomes = self._map(self._send_child, list(by_child.values()))
+        report.last_send_done = time.perf_counter()
+        self._write_outcomes(outcomes, by_id={m.pk: m for m in mappings})
+        for o in outcomes:
+            report.sent += 1
+            if o.status in ACCEPTED:
+                report.accepted += 1
+            elif o.status == MappingStatus.REJECTED:
+                report.rejected += 1
+            elif o.status == MappingStatus.UNKNOWN:
+                report.unknown += 1
+            elif o.status == MappingStatus.PLANNED:
+                report.deferred += 1
+            else:
+                report.failed += 1
+        for m in mappings:
+            if m.latency_ms is not None:
+                report.latencies_ms.append(m.latency_ms)
+        return report
+
+    def _send_child(self, mappings: list[OrderMapping]) -> list[Outcome]:
+        """One child's orders for this wave, in order, through its own limiter (runs in a worker)."""
+        child = mappings[0].child
+        try:
+            client = self.clients.get(child)
+        except CredentialDecryptError as exc:
+            return [
+                Outcome(
+                    m.pk,
+                    MappingStatus.FAILED,
+                    reason_code="credentials",
+                    reason=str(exc),
+                    event="send_failed",
+                )
+                for m in mappings
+            ]
+        limiter = self.limiters.for_account(child.pk)
+        outcomes: list[Outcome] = []
+        for index, m in enumerate(mappings):
+            try:
+                limiter.acquire()
+            except DailyBudgetExhausted as exc:
+                outcomes.extend(
+                    Outcome(r.pk, MappingStatus.PLANNED, reason_code="rate_limited", reason=str(exc))
+                    for r in mappings[index:]
+                )
+                break
+            outcome = self._place(client, m)
+            outcomes.append(outcome)
+            if isinstance(outcome.error, TokenExpired):
+                # The session is dead: the remaining orders for this child cannot go either.
+                outcomes.extend(
+                    Outcome(
+                        r.pk,
+                        MappingStatus.FAILED,
+                        reason_code="token_expired",
+                        reason=outcome.reason,
+                        event="send_failed",
+                    )
+                    for r in mappings[index + 1 :]
+                )
+                break
+        return outcomes
+
+    def _place(self, client: BrokerClient, m: OrderMapping) -> Outcome:
+        try:
+            order_id = client.place_order(mapping_request(m))
+        except RateLimited as exc:
+            return Outcome(
+                m.pk,
+                MappingStatus.PLANNED,
+                reason_code=exc.code,
+                reason=exc.message,
+                error=exc,
+                event="send_deferred",
+            )
+        except BrokerUnavailable as exc:
+            status = MappingStatus.PLANNED if m.attempts < MAX_SEND_ATTEMPTS else MappingStatus.FAILED
+            return Outcome(
+                m.pk, status, reason_code=exc.code, reason=exc.message, error=exc, event="send_deferred"
+            )
+        except OutcomeUnknown as exc:
+            return Outcome(
+                m.pk,
+                MappingStatus.UNKNOWN,
+                reason_code=exc.code,
+                reason=exc.message,
+                error=exc,
+                event="send_unknown",
+            )
+        except TokenExpired as exc:
+            return Outcome(
+                m.pk,
+                MappingStatus.FAILED,
+                reason_code=exc.code,
+                reason=exc.message,
+                error=exc,
+                event="send_failed",
+            )
+        except (OrderRejected, InputRejected) as exc:
+            return Outcome(
+                m.pk,
+                MappingStatus.REJECTED,
+                reason_code=exc.code,
+                reason=exc.message,
+                error=exc,
+                event="send_rejected",
+            )
+        except BrokerError as exc:
+            # An error we cannot classify after a write was sent: it may exist. Look it up by tag.
+            return Outcome(
+                m.pk,
+                MappingStatus.UNKNOWN,
+                reason_code=exc.code,
+                reason=exc.message,
+                error=exc,
+                event="send_unknown",
+            )
+        except Exception as exc:
+            logger.exception("unexpected error placing %s", m.tag)
+            return Outcome(
+                m.pk,
+                MappingStatus.UNKNOWN,
+                reason_code="unexpected",
+                reason=type(exc).__name__,
+                event="send_unknown",
+            )
+        return Outcome(m.pk, MappingStatus.OPEN, broker_order_id=order_id, acked_at=self.now(), event="sent")
+
+    # --- follow-up and recovery ----------------------------------------------------------------
+
+    def follow_up(self, *, children: Iterable[int] | None = None, recover: bool = True) -> int:
+        """Refresh non-final child orders from each child's order book; resolve unknown outcomes.
+
+        Returns how many mappings changed.
+        """
+        statuses = [MappingStatus.OPEN]
+        if recover:
+            statuses += [MappingStatus.UNKNOWN, MappingStatus.SENDING]
+        qs = OrderMapping.objects.filter(status__in=statuses).select_related("child", "allocation")
+        if children is not None:
+            qs = qs.filter(child_id__in=list(children))
+        mappings = list(qs)
+        if not mappings:
+            return 0
+        by_child: dict[int, list[OrderMapping]] = defaultdict(list)
+        for m in mappings:
+            by_child[m.child_id].append(m)
+        outcomes = self._map(self._look_up_child, list(by_child.values()))
+        by_id = {m.pk: m for m in mappings}
+        changed = [o for o in outcomes if _changes(by_id[o.mapping_id], o)]
+        self._write_outcomes(changed, by_id=by_id)
+        return len(changed)
+
+    def _look_up_child(self, mappings: list[OrderMapping]) -> list[Outcome]:
+        child = mappings[0].child
+        try:
+            book = self.clients.get(child).orders()
+        except (BrokerError, CredentialDecryptError) as exc:
+            logger.warning("order book of child %s unavailable: %s", child.pk, exc)
+            if isinstance(exc, TokenExpired):
+                return [Outcome(mappings[0].pk, mappings[0].status, error=exc)]
+            return []
+        by_tag: dict[str, list[Order]] = defaultdict(list)
+        by_id: dict[str, Order] = {}
+        for order in book:
+            if order.tag:
+                by_tag[order.tag].append(order)
+            by_id[order.order_id] = order
+        now = self.now()
+        outcomes = []
+        for m in mappings:
+            order = by_id.get(m.broker_order_id) if m.broker_order_id else None
+            if order is None:
+                found = by_tag.get(m.tag, [])
+                if len(found) > 1:
+                    logger.error("tag %s has %d orders at the broker", m.tag, len(found))
+                order = found[0] if found else None
+            if order is not None:
+                outcomes.append(
+                    Outcome(
+                        m.pk,
+                        status_from_order(order),
+                        broker_order_id=order.order_id,
+                        broker_status=order.status.value,
+                        filled_quantity=order.filled_quantity,
+                        average_price=order.average_price,
+                        reason=order.status_message if order.status == OrderStatus.REJECTED else "",
+                        reason_code="broker_rejected" if order.status == OrderStatus.REJECTED else "",
+                        acked_at=m.acked_at or now,
+                        event="found_by_tag" if m.status != MappingStatus.OPEN else "order_update",
+                    )
+                )
+            elif m.status in (MappingStatus.UNKNOWN, MappingStatus.SENDING):
+                sent_at = m.sent_at or m.created_at
+                if now - sent_at >= self.unknown_grace:
+                    if m.attempts >= MAX_SEND_ATTEMPTS:
+                        outcomes.append(
+                            Outcome(
+                                m.pk,
+                                MappingStatus.FAILED,
+                                reason_code="absent",
+                                reason=f"not at the broker after {m.attempts} attempts",
+                                event="send_failed",
+                            )
+                        )
+                    else:
+                        outcomes.append(
+                            Outcome(
+                                m.pk,
+                                MappingStatus.PLANNED,
+                                reason_code="absent",
+                                reason="not in the child's order book: proven absent, will send again",
+                                event="absent_resend",
+                            )
+                        )
+                elif m.status == MappingStatus.SENDING:
+                    outcomes.append(
+                        Outcome(
+                            m.pk,
+                            MappingStatus.UNKNOWN,
+                            reason_code="crash_recovery",
+                            reason="claimed for sending before a restart; looking it up by tag",
+                            event="recovered_unknown",
+                        )
+                    )
+        return outcomes
+
+    def cancel_open(self, mappings: Sequence[OrderMapping], *, reason: str) -> int:
+        """Cancel the open remainder of child orders at their brokers, then refresh them."""
+        targets = [m for m in mappings if m.status == MappingStatus.OPEN and m.broker_order_id]
+        by_child: dict[int, list[OrderMapping]] = defaultdict(list)
+        for m in targets:
+            by_child[m.child_id].append(m)
+
+        def cancel_child(items: list[OrderMapping]) -> list[Outcome]:
+            client = self.clients.get(items[0].child)
+            limiter = self.limiters.for_account(items[0].child_id)
+            out = []
+            for m in items:
+                try:
+                    limiter.acquire()
+                    client.cancel_order(m.broker_order_id)
+                    out.append(Outcome(m.pk, m.status, event="cancel_sent", reason=reason))
+                except (BrokerError, DailyBudgetExhausted) as exc:
+                    out.append(Outcome(m.pk, m.status, event="cancel_failed", reason=str(exc)))
+            return out
+
+        outcomes = self._map(cancel_child, list(by_child.values()))
+        self._write_events(outcomes, {m.pk: m for m in targets})
+        if targets:
+            self.follow_up(children=by_child.keys(), recover=False)
+        return len(targets)
+
+    def modify_open(self, changes: Sequence[tuple[OrderMapping, dict[str, Any]]], *, reason: str) -> int:
+        """Send modifications (price, trigger, quantity) for open child orders."""
+        by_child: dict[int, list[tuple[OrderMapping, dict[str, Any]]]] = defaultdict(list)
+        for m, kwargs in changes:
+            if m.status == MappingStatus.OPEN and m.broker_order_id:
+                by_child[m.child_id].append((m, kwargs))
+
+        def modify_child(items: list[tuple[OrderMapping, dict[str, Any]]]) -> list[Outcome]:
+            client = self.clients.get(items[0][0].child)
+            limiter = self.limiters.for_account(items[0][0].child_id)
+            out = []
+            for m, kwargs in items:
+                try:
+                    limiter.acquire()
+                    client.modify_order(m.broker_order_id, **kwargs)
+                    out.append(Outcome(m.pk, m.status, event="modify_sent", reason=reason))
+                except (BrokerError, DailyBudgetExhausted) as exc:
+                    out.append(Outcome(m.pk, m.status, event="modify_failed", reason=str(exc)))
+            return out
+
+        outcomes = self._map(modify_child, list(by_child.values()))
+        pairs = {m.pk: (m, kw) for items in by_child.values() for m, kw in items}
+        sent = [o for o in outcomes if o.event == "modify_sent"]
+        with transaction.atomic():
+            lease_check(self.lease)
+            updates = []
+            for o in sent:
+                m, kwargs = pairs[o.mapping_id]
+                if "price" in kwargs and kwargs["price"] is not None:
+                    m.price = kwargs["price"]
+                if "trigger_price" in kwargs and kwargs["trigger_price"] is not None:
+                    m.trigger_price = kwargs["trigger_price"]
+                if "quantity" in kwargs and kwargs["quantity"] is not None:
+                    m.quantity = kwargs["quantity"]
+                updates.append(m)
+            OrderMapping.objects.bulk_update(updates, ["price", "trigger_price", "quantity", "updated_at"])
+            self._events_for(outcomes, {m.pk: m for m, _ in pairs.values()})
+        if by_child:
+            self.follow_up(children=by_child.keys(), recover=False)
+        return len(sent)
+
+    # --- writing back --------------------------------------------------------------------------
+
+    def _write_outcomes(self, outcomes: Sequence[Outcome], *, by_id: dict[int, OrderMapping]) -> None:
+        if not outcomes:
+            return
+        now = self.now()
+        updated: list[OrderMapping] = []
+        needs_login: set[int] = set()
+        failed_children: set[int] = set()
+        ok_children: set[int] = set()
+        for o in outcomes:
+            m = by_id[o.mapping_id]
+            if isinstance(o.error, TokenExpired):
+                needs_login.add(m.child_id)
+            if o.status != m.status:
+                if not m.can_move_to(o.status):
+                    logger.error("refusing %s -> %s for %s", m.status, o.status, m.tag)
+                    continue
+                m.set_status(o.status)
+            if o.broker_order_id:
+                m.broker_order_id = o.broker_order_id
+            if o.broker_status:
+                m.broker_status = o.broker_status
+            if o.filled_quantity is not None:
+                m.filled_quantity = o.filled_quantity
+            if o.average_price is not None:
+                m.average_price = o.average_price
+            if o.reason or o.reason_code:
+                m.reason, m.reason_code = o.reason[:2000], o.reason_code
+            if o.acked_at and not m.acked_at and o.status in ACCEPTED:
+                m.acked_at = o.acked_at
+                seen = m.allocation.master_seen_at
+                m.latency_ms = max(0, int((o.acked_at - seen).total_seconds() * 1000))
+            if m.is_final and not m.finished_at:
+                m.finished_at = now
+            if o.event in ("sent", "found_by_tag"):
+                ok_children.add(m.child_id)
+            elif o.event in ("send_failed", "send_rejected") and m.allocation.kind == "open":
+                failed_children.add(m.child_id)
+            updated.append(m)
+        with transaction.atomic():
+            lease_check(self.lease)
+            OrderMapping.objects.bulk_update(
+                updated,
+                [
+                    "status",
+                    "broker_order_id",
+                    "broker_status",
+                    "filled_quantity",
+                    "average_price",
+                    "reason",
+                    "reason_code",
+                    "acked_at",
+                    "latency_ms",
+                    "finished_at",
+                    "updated_at",
+                ],
+                batch_size=500,
+            )
+            self._events_for(outcomes, by_id)
+            self._account_effects(
+                needs_login=needs_login, failed=failed_children - ok_children, ok=ok_children
+            )
+
+    def _write_events(self, outcomes: Sequence[Outcome], by_id: dict[int, OrderMapping]) -> None:
+        if not outcomes:
+            return
+        with transaction.atomic():
+            lease_check(self.lease)
+            self._events_for(outcomes, by_id)
+
+    def _events_for(self, outcomes: Sequence[Outcome], by_id: dict[int, OrderMapping]) -> None:
+        events = []
+        for o in outcomes:
+            if not o.event or (
+                o.event == "order_update" and o.status == by_id[o.mapping_id].status and not o.reason
+            ):
+                continue
+            m = by_id[o.mapping_id]
+            events.append(
+                ReplicationEvent(
+                    kind=o.event,
+                    account_id=m.child_id,
+                    allocation_id=m.allocation_id,
+                    mapping_id=m.pk,
+                    message=f"{m.tag} {m.side} {m.quantity} {m.exchange}:{m.tradingsymbol} -> {o.status}"
+                    + (f": {o.reason}" if o.reason else ""),
+                    data={"status": o.status, "broker_order_id": o.broker_order_id, "code": o.reason_code},
+                )
+            )
+        ReplicationEvent.objects.bulk_create(events, batch_size=500)
+
+    def _account_effects(self, *, needs_login: set[int], failed: set[int], ok: set[int]) -> None:
+        now = self.now()
+        if needs_login:
+            moved = list(
+                Account.objects.filter(pk__in=needs_login)
+                .exclude(status__in=(AccountStatus.NEEDS_LOGIN, AccountStatus.DISABLED))
+                .values_list("pk", flat=True)
+            )
+            Account.objects.filter(pk__in=moved).update(status=AccountStatus.NEEDS_LOGIN)
+            ReplicationEvent.objects.bulk_create(
+                ReplicationEvent(
+                    kind="account_needs_login",
+                    account_id=pk,
+                    message="broker session expired; the child is skipped until it logs in again",
+                    data={"status": {"after": AccountStatus.NEEDS_LOGIN}},
+                )
+                for pk in moved
+            )
+        if ok:
+            Account.objects.filter(pk__in=ok, consecutive_failures__gt=0).update(consecutive_failures=0)
+        if failed:
+            Account.objects.filter(pk__in=failed).update(consecutive_failures=F("consecutive_failures") + 1)
+            tripped = list(
+                Account.objects.filter(
+                    pk__in=failed,
+                    consecutive_failures__gte=self.breaker_threshold,
+                    breaker_tripped_at__isnull=True,
+                ).values_list("pk", flat=True)
+            )
+            if tripped:
+                Account.objects.filter(pk__in=tripped).update(breaker_tripped_at=now)
+                ReplicationEvent.objects.bulk_create(
+                    ReplicationEvent(
+                        kind="breaker_tripped",
+                        account_id=pk,
+                        message=f"{self.breaker_threshold} failed orders in a row: entries paused, "
+                        "exits continue; resume the account to reset",
+                        data={},
+                    )
+                    for pk in tripped
+                )
+
+
+def _changes(m: OrderMapping, o: Outcome) -> bool:
+    return (
+        o.status != m.status
+        or (o.filled_quantity is not None and o.filled_quantity != m.filled_quantity)
+        or (o.broker_status and o.broker_status != m.broker_status)
+        or (o.broker_order_id and o.broker_order_id != m.broker_order_id)
+        or o.error is not None
+    )
