@@ -176,10 +176,19 @@ else:
 # --- Engine -----------------------------------------------------------------------------------
 POLL_INTERVAL = env.float("POLL_INTERVAL", default=1.0)
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
+KITE_TIMEOUT_S = env.float("KITE_TIMEOUT_S", default=7.0)
+KITE_ALGO_ID = env.str("KITE_ALGO_ID", default="")
+KITE_MARKET_PROTECTION = env.int("KITE_MARKET_PROTECTION", default=-1)
 REPLICATION_MODE = env.str("REPLICATION_MODE", default="order")
 DRY_RUN = env.bool("DRY_RUN", default=False)
 MAX_EVENT_AGE = env.int("MAX_EVENT_AGE", default=300)  # seconds
 FANOUT_WORKERS = env.int("FANOUT_WORKERS", default=64)
+LEASE_TTL_SECONDS = env.int("LEASE_TTL_SECONDS", default=15)
+UNKNOWN_GRACE_SECONDS = env.int("UNKNOWN_GRACE_SECONDS", default=30)
+BREAKER_THRESHOLD = env.int("BREAKER_THRESHOLD", default=3)
+CHILD_SNAPSHOT_MAX_AGE = env.int("CHILD_SNAPSHOT_MAX_AGE", default=300)
+CHILD_MARGIN_PREFLIGHT = env.bool("CHILD_MARGIN_PREFLIGHT", default=False)
+PAPER_LATENCY_MS = env.float("PAPER_LATENCY_MS", default=0.0)
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from cryptography.fernet import Fernet
 
@@ -19,7 +20,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # A file-backed test database, so threads of the fan-out see committed rows as in production
 # (WAL, busy timeout) instead of a shared-cache in-memory database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".pytest-db.sqlite3")}  # noqa: F405
+    # One file per test process, so parallel runs never share (or delete) each other's database.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"pms-test-{os.getpid()}.sqlite3")
+    }
 
 # Broker calls run inline in tests unless a test asks for the concurrent pool explicitly.
 FANOUT_WORKERS = 0

@@ -19,8 +19,11 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Role
-from brokers.errors import BrokerError
+from brokers.errors import BrokerError, TokenExpired
 from brokers.types import OrderRequest, OrderType, Product, Side
+from replication.bulk import batch_size
+from replication.clients import ClientCache
+from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
 from replication.models import (
     Allocation,
@@ -31,7 +34,7 @@ from replication.models import (
     OrderMapping,
     ReplicationEvent,
 )
-from replication.replicator import Replicator
+from replication.replicator import Replicator, mark_needs_login
 from replication.sizing import (
     Attribution,
     CapitalMode,
@@ -84,12 +87,21 @@ def eligible_children() -> QuerySet[Account]:
     )
 
 
-def refresh_child_margins(children: Sequence[Account], replicator: Replicator) -> dict[int, MarginSnapshot]:
-    """Read funds for these children concurrently and store one snapshot each (batched)."""
+def refresh_child_margins(
+    children: Sequence[Account], *, clients: ClientCache, fanout: FanOut
+) -> dict[int, MarginSnapshot]:
+    """Read funds for these children concurrently and store one snapshot each (batched).
 
-    def read(child: Account) -> list[Any]:
+    A child whose session is dead moves to NEEDS_LOGIN (audited) and gets no snapshot.
+    """
+    expired: list[int] = []
+
+    def read(child: Account) -> list[MarginSnapshot]:
         try:
-            f = replicator.clients.get(child).funds()
+            f = clients.get(child).funds()
+        except TokenExpired:
+            expired.append(child.pk)
+            return []
         except BrokerError as exc:
             logger.warning("funds of child %s unavailable: %s", child.pk, exc)
             return []
@@ -102,9 +114,11 @@ def refresh_child_margins(children: Sequence[Account], replicator: Replicator) -
             )
         ]
 
-    snaps = replicator._map(read, list(children))
-    MarginSnapshot.objects.bulk_create(snaps, batch_size=500)  # type: ignore[arg-type]
-    return {s.account_id: s for s in snaps}  # type: ignore[attr-defined]
+    snaps = fanout.map(read, list(children))
+    MarginSnapshot.objects.bulk_create(snaps, batch_size=batch_size(MarginSnapshot))
+    if expired:
+        mark_needs_login(expired, reason="broker session expired while reading margins")
+    return {s.account_id: s for s in snaps}
 
 
 def _limits(c: Account) -> ChildLimits:
@@ -214,7 +228,7 @@ def create_intents(
         claimed = Allocation.objects.filter(pk__in=[a.pk for a in group], sized=False).update(sized=True)
         if claimed != len(group):
             raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
-        created = OrderMapping.objects.bulk_create(rows, batch_size=500)
+        created = OrderMapping.objects.bulk_create(rows, batch_size=batch_size(OrderMapping))
         ReplicationEvent.objects.bulk_create(
             [
                 ReplicationEvent(
@@ -228,14 +242,15 @@ def create_intents(
                 )
                 for m in created
             ],
-            batch_size=500,
+            batch_size=batch_size(ReplicationEvent),
         )
         for a in group:
             ReplicationEvent.objects.create(
                 kind="allocation_sized",
                 account_id=a.master_id,
                 allocation=a,
-                message=f"{sum(1 for m in created if m.allocation_id == a.pk and m.quantity)} child orders planned",
+                message=f"{sum(1 for m in created if m.allocation_id == a.pk and m.quantity)} "
+                "child orders planned",
             )
     return sum(1 for m in created if m.status == MappingStatus.PLANNED)
 
@@ -299,8 +314,13 @@ def _entry_rows(
     stale = [c for c in children if c.snap_at is None or now - c.snap_at > max_age]  # type: ignore[attr-defined]
     blocked = {c.pk: _entry_block(c, control) for c in children}
     stale = [c for c in stale if blocked[c.pk] is None]
-    fresh = refresh_child_margins(stale, replicator) if stale else {}
+    fresh = (
+        refresh_child_margins(stale, clients=replicator.clients, fanout=replicator.fanout) if stale else {}
+    )
     for c in children:
+        if c.pk not in fresh and c in stale and c.status != AccountStatus.NEEDS_LOGIN:
+            c.refresh_from_db(fields=["status"])
+            blocked[c.pk] = _entry_block(c, control)
         if c.pk in fresh:
             c.snap_used, c.snap_available = fresh[c.pk].used_margin, fresh[c.pk].available_margin  # type: ignore[attr-defined]
     held_instruments: dict[int, set[str]] = defaultdict(set)
@@ -510,7 +530,7 @@ def _day_pnl(children: Sequence[Account], replicator: Replicator) -> dict[int, D
             logger.warning("positions of child %s unavailable: %s", c.pk, exc)
             return []
 
-    return dict(replicator._map(read, list(children)))
+    return dict(replicator.fanout.map(read, list(children)))
 
 
 def _preflight(plan: GroupPlan, children: Sequence[Account], replicator: Replicator) -> dict[int, Decimal]:
@@ -534,4 +554,4 @@ def _preflight(plan: GroupPlan, children: Sequence[Account], replicator: Replica
             logger.warning("basket margin for child %s unavailable: %s", c.pk, exc)
             return []
 
-    return {k: v for k, v in replicator._map(read, list(children)) if v > 0}
+    return {k: v for k, v in replicator.fanout.map(read, list(children)) if v > 0}

@@ -32,6 +32,7 @@ class Lease:
     holder: str
     epoch: int
     expires_at: datetime
+    ttl: timedelta = DEFAULT_TTL
 
 
 def default_holder() -> str:
@@ -55,7 +56,7 @@ def lease_acquire(*, holder: str, ttl: timedelta = DEFAULT_TTL, now: datetime | 
     row = OrchestratorLease.objects.get(name=LEASE_NAME)
     if row.holder != holder:
         return None
-    return Lease(holder=holder, epoch=row.epoch, expires_at=expires)
+    return Lease(holder=holder, epoch=row.epoch, expires_at=expires, ttl=ttl)
 
 
 def lease_release(*, lease: Lease) -> None:
@@ -80,5 +81,10 @@ def lease_check(lease: Lease) -> None:
     )
     if row is None or row["holder"] != lease.holder or row["epoch"] != lease.epoch:
         raise LeaseLost(f"lease epoch {lease.epoch} of {lease.holder} is no longer current")
-    if row["expires_at"] is not None and row["expires_at"] < timezone.now():
+    now = timezone.now()
+    if row["expires_at"] is not None and row["expires_at"] < now:
         raise LeaseLost(f"lease epoch {lease.epoch} of {lease.holder} expired")
+    # Every guarded write is also a heartbeat: a long tick keeps its lease while it makes progress.
+    OrchestratorLease.objects.filter(name=LEASE_NAME, holder=lease.holder, epoch=lease.epoch).update(
+        expires_at=now + lease.ttl, heartbeat_at=now
+    )

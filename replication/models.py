@@ -9,10 +9,6 @@ from django.utils import timezone
 
 from accounts.models import Account
 
-MONEY = {"max_digits": 18, "decimal_places": 2}
-PRICE = {"max_digits": 14, "decimal_places": 2}
-RATIO = {"max_digits": 20, "decimal_places": 12}
-
 
 class InvalidTransition(Exception):
     """A status change that the allowed-transitions map does not permit."""
@@ -31,9 +27,9 @@ class MarginSnapshot(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="snapshots")
     taken_at = models.DateTimeField(default=timezone.now, db_index=True)
-    used_margin = models.DecimalField(**MONEY)
-    available_margin = models.DecimalField(**MONEY)
-    capital = models.DecimalField(**MONEY)
+    used_margin = models.DecimalField(max_digits=18, decimal_places=2)
+    available_margin = models.DecimalField(max_digits=18, decimal_places=2)
+    capital = models.DecimalField(max_digits=18, decimal_places=2)
     tick = models.ForeignKey("TickRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
@@ -57,10 +53,10 @@ class MasterOrder(models.Model):
     variety = models.CharField(max_length=16, default="regular")
     validity = models.CharField(max_length=8, default="DAY")
     quantity = models.PositiveIntegerField()
-    price = models.DecimalField(**PRICE, default=0)
-    trigger_price = models.DecimalField(**PRICE, default=0)
+    price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     filled_quantity = models.PositiveIntegerField(default=0)
-    average_price = models.DecimalField(**PRICE, default=0)
+    average_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     status = models.CharField(max_length=24)
     status_message = models.CharField(max_length=255, blank=True)
     tag = models.CharField(max_length=32, blank=True)
@@ -94,6 +90,9 @@ class MasterPosition(models.Model):
                 fields=("account", "exchange", "tradingsymbol", "product"), name="master_position_unique"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.tradingsymbol} {self.product} {self.quantity}"
 
 
 class AllocationKind(models.TextChoices):
@@ -136,8 +135,8 @@ class Allocation(models.Model):
     side = models.CharField(max_length=4)
     order_type = models.CharField(max_length=8, default="MARKET")
     validity = models.CharField(max_length=8, default="DAY")
-    price = models.DecimalField(**PRICE, default=0)
-    trigger_price = models.DecimalField(**PRICE, default=0)
+    price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
 
     master_quantity = models.PositiveIntegerField()
     lot_size = models.PositiveIntegerField(default=1)
@@ -145,11 +144,11 @@ class Allocation(models.Model):
     unit_lots = models.PositiveIntegerField(default=0, help_text="This leg's lots in one unit of the group.")
     master_position_before = models.IntegerField(default=0)
 
-    master_capital = models.DecimalField(**MONEY, null=True, blank=True)
-    attributed_margin = models.DecimalField(**MONEY, null=True, blank=True)
+    master_capital = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    attributed_margin = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     margin_source = models.CharField(max_length=24, blank=True, help_text="delta_u or calculator")
-    fraction = models.DecimalField(**RATIO, null=True, blank=True)
-    exit_ratio = models.DecimalField(**RATIO, null=True, blank=True)
+    fraction = models.DecimalField(max_digits=20, decimal_places=12, null=True, blank=True)
+    exit_ratio = models.DecimalField(max_digits=20, decimal_places=12, null=True, blank=True)
     reason = models.TextField(blank=True)
 
     master_seen_at = models.DateTimeField(default=timezone.now)
@@ -220,20 +219,20 @@ class OrderMapping(models.Model):
     side = models.CharField(max_length=4)
     order_type = models.CharField(max_length=8, default="MARKET")
     validity = models.CharField(max_length=8, default="DAY")
-    price = models.DecimalField(**PRICE, default=0)
-    trigger_price = models.DecimalField(**PRICE, default=0)
+    price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     lots = models.PositiveIntegerField(default=0)
     quantity = models.PositiveIntegerField(default=0)
 
-    capital = models.DecimalField(**MONEY, null=True, blank=True)
-    target_margin = models.DecimalField(**MONEY, null=True, blank=True)
+    capital = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    target_margin = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     reason_code = models.CharField(max_length=40, blank=True)
     reason = models.TextField(blank=True)
 
     broker_order_id = models.CharField(max_length=32, blank=True, db_index=True)
     broker_status = models.CharField(max_length=24, blank=True)
     filled_quantity = models.PositiveIntegerField(default=0)
-    average_price = models.DecimalField(**PRICE, default=0)
+    average_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0, help_text="Lease epoch of the leader that wrote it.")
 

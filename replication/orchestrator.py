@@ -30,6 +30,7 @@ from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, Order, OrderRequest, OrderType, Product
 from replication import allocator
 from replication.clients import ClientCache
+from replication.controls import engine_control_get
 from replication.events import (
     BookDiff,
     KnownOrder,
@@ -40,7 +41,7 @@ from replication.events import (
     effective_quantity,
 )
 from replication.instruments import InstrumentCache
-from replication.lease import Lease, LeaseLost, default_holder, lease_acquire, lease_check
+from replication.lease import Lease, LeaseLost, default_holder, lease_acquire, lease_check, lease_release
 from replication.models import (
     Allocation,
     AllocationKind,
@@ -76,6 +77,7 @@ class TickResult:
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, float] = field(default_factory=dict)  # perf_counter() instants, for benchmarks
 
     def summary(self) -> str:
         if not self.leader:
@@ -89,11 +91,6 @@ class TickResult:
             f"unknown={d.unknown} failed={d.failed} deferred={d.deferred} updated={self.followed_up} "
             f"latency_p50_ms={p50} errors={len(self.errors)} duration_ms={self.duration_ms}"
         )
-
-
-def engine_control() -> EngineControl:
-    control, _ = EngineControl.objects.get_or_create(pk=1)
-    return control
 
 
 class Orchestrator:
@@ -111,8 +108,10 @@ class Orchestrator:
         self._replicator: Replicator | None = None
 
     def close(self) -> None:
+        """Stop the worker pool and hand the lease back, so a restart takes over at once."""
         if self._replicator is not None:
             self._replicator.close()
+            lease_release(lease=self._replicator.lease)
 
     def replicator(self, lease: Lease) -> Replicator:
         if self._replicator is None:
@@ -165,7 +164,7 @@ class Orchestrator:
 
     def _tick(self, lease: Lease, tick: TickRun, replicator: Replicator, result: TickResult) -> None:
         t0 = time.perf_counter()
-        control = engine_control()
+        control = engine_control_get()
         # 1. Unknown outcomes and crashed sends first: look them up by tag before anything new.
         result.followed_up += replicator.follow_up(recover=True)
         # 2. Read the master.
@@ -178,7 +177,8 @@ class Orchestrator:
             t_read = time.perf_counter()
             funds = client.funds()
             book = client.orders()
-            result.timings_ms["master_read"] = (time.perf_counter() - t_read) * 1000
+            result.marks["master_read_done"] = time.perf_counter()
+            result.timings_ms["master_read"] = (result.marks["master_read_done"] - t_read) * 1000
         except (BrokerError, CredentialDecryptError) as exc:
             result.errors.append(f"master read failed, nothing decided this tick: {exc}")
             ReplicationEvent.objects.create(kind="master_read_failed", account=master, message=str(exc)[:500])
@@ -307,7 +307,10 @@ class Orchestrator:
                     status, hold_reason = AllocationStatus.AWAITING_APPROVAL, "approval mode is on"
                 elif age > max_age:
                     status = AllocationStatus.AWAITING_APPROVAL
-                    hold_reason = f"seen {int(age.total_seconds())} s after it was placed (MAX_EVENT_AGE {max_age.seconds} s)"
+                    hold_reason = (
+                        f"seen {int(age.total_seconds())} s after it was placed "
+                        f"(MAX_EVENT_AGE {int(max_age.total_seconds())} s)"
+                    )
                 alloc = Allocation.objects.create(
                     master=master,
                     tick=tick,
@@ -363,7 +366,8 @@ class Orchestrator:
                 ReplicationEvent.objects.create(
                     kind="event_skipped",
                     account=master,
-                    message=f"master {ev.side} {ev.quantity} {ev.exchange}:{ev.tradingsymbol}: {why}; nothing placed",
+                    message=f"master {ev.side} {ev.quantity} {ev.exchange}:{ev.tradingsymbol}: {why}; "
+                    "nothing placed",
                     data={"order_ids": ev.order_ids, "reason": why},
                 )
                 plans.append(None)
@@ -377,7 +381,7 @@ class Orchestrator:
                 plans.append(None)
                 continue
             lots = ev.quantity // inst.lot_size
-            base = {"lot_size": inst.lot_size, "master_lots": lots}
+            base: dict[str, Any] = {"lot_size": inst.lot_size, "master_lots": lots}
             if ev.kind == "close":
                 r = Decimal(ev.quantity) / Decimal(abs(ev.position_before))
                 base.update(
@@ -455,7 +459,9 @@ class Orchestrator:
             capital = used_now + (prev.available_margin if prev else Decimal("0"))
         delta_u = used_now - used_before if prev else Decimal("0")
         try:
-            plan = plan_group(legs=legs, master_capital=capital, delta_u=delta_u, group_estimate=group_estimate)
+            plan = plan_group(
+                legs=legs, master_capital=capital, delta_u=delta_u, group_estimate=group_estimate
+            )
         except ValueError as exc:
             result.errors.append(f"opening group not sized: {exc}")
             for i, _, _, _ in opening:
@@ -667,7 +673,10 @@ def _master_order(master: Account, o: Order, now: datetime) -> MasterOrder:
 def _describe(a: Allocation) -> str:
     what = f"{a.kind} {a.side} {a.master_quantity} {a.exchange}:{a.tradingsymbol} ({a.master_lots} lots)"
     if a.kind == AllocationKind.OPEN and a.fraction is not None:
-        return f"{what}: fraction {a.fraction:.6f} of capital, margin {a.attributed_margin} via {a.margin_source}"
+        return (
+            f"{what}: fraction {a.fraction:.6f} of capital, margin {a.attributed_margin} "
+            f"via {a.margin_source}"
+        )
     if a.exit_ratio is not None:
         return f"{what}: exit ratio {a.exit_ratio:.6f}"
     return what

@@ -16,7 +16,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,7 +39,9 @@ from brokers.errors import (
     TokenExpired,
 )
 from brokers.types import Order, OrderRequest, OrderStatus, OrderType, Product, Side, Validity
+from replication.bulk import batch_size
 from replication.clients import ClientCache
+from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
 from replication.models import (
     Allocation,
@@ -154,29 +155,18 @@ class Replicator:
         self.lease = lease
         self.clients = clients or ClientCache()
         self.limiters = limiters or LimiterRegistry()
-        self.workers = _setting("FANOUT_WORKERS", 64) if workers is None else workers
+        self.fanout = FanOut(workers)
         self.now = now
         self.unknown_grace = timedelta(seconds=_setting("UNKNOWN_GRACE_SECONDS", 30))
         self.breaker_threshold = int(_setting("BREAKER_THRESHOLD", 3))
-        self._pool: ThreadPoolExecutor | None = None
 
     # --- concurrency ---------------------------------------------------------------------------
 
     def _map(self, fn: Callable[[Any], list[Outcome]], items: Sequence[Any]) -> list[Outcome]:
-        """Run fn over items: concurrently in the pool, or inline when workers is 0."""
-        if not items:
-            return []
-        if self.workers <= 0 or len(items) == 1:
-            return [o for item in items for o in fn(item)]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fanout")
-        return [o for chunk in self._pool.map(fn, items) for o in chunk]
+        return self.fanout.map(fn, items)
 
     def close(self) -> None:
-        """Stop the worker threads (their database connections close with them)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.fanout.close()
 
     # --- dispatch ------------------------------------------------------------------------------
 
@@ -425,14 +415,14 @@ class Replicator:
             return []
         by_tag: dict[str, list[Order]] = defaultdict(list)
         by_id: dict[str, Order] = {}
-        for order in book:
-            if order.tag:
-                by_tag[order.tag].append(order)
-            by_id[order.order_id] = order
+        for entry in book:
+            if entry.tag:
+                by_tag[entry.tag].append(entry)
+            by_id[entry.order_id] = entry
         now = self.now()
         outcomes = []
         for m in mappings:
-            order = by_id.get(m.broker_order_id) if m.broker_order_id else None
+            order: Order | None = by_id.get(m.broker_order_id) if m.broker_order_id else None
             if order is None:
                 found = by_tag.get(m.tag, [])
                 if len(found) > 1:
@@ -612,7 +602,7 @@ class Replicator:
                     "finished_at",
                     "updated_at",
                 ],
-                batch_size=500,
+                batch_size=batch_size(OrderMapping),
             )
             self._events_for(outcomes, by_id)
             self._account_effects(
@@ -645,25 +635,14 @@ class Replicator:
                     data={"status": o.status, "broker_order_id": o.broker_order_id, "code": o.reason_code},
                 )
             )
-        ReplicationEvent.objects.bulk_create(events, batch_size=500)
+        ReplicationEvent.objects.bulk_create(events, batch_size=batch_size(ReplicationEvent))
 
     def _account_effects(self, *, needs_login: set[int], failed: set[int], ok: set[int]) -> None:
         now = self.now()
         if needs_login:
-            moved = list(
-                Account.objects.filter(pk__in=needs_login)
-                .exclude(status__in=(AccountStatus.NEEDS_LOGIN, AccountStatus.DISABLED))
-                .values_list("pk", flat=True)
-            )
-            Account.objects.filter(pk__in=moved).update(status=AccountStatus.NEEDS_LOGIN)
-            ReplicationEvent.objects.bulk_create(
-                ReplicationEvent(
-                    kind="account_needs_login",
-                    account_id=pk,
-                    message="broker session expired; the child is skipped until it logs in again",
-                    data={"status": {"after": AccountStatus.NEEDS_LOGIN}},
-                )
-                for pk in moved
+            mark_needs_login(
+                sorted(needs_login),
+                reason="broker session expired; the child is skipped until it logs in again",
             )
         if ok:
             Account.objects.filter(pk__in=ok, consecutive_failures__gt=0).update(consecutive_failures=0)
@@ -698,3 +677,24 @@ def _changes(m: OrderMapping, o: Outcome) -> bool:
         or (o.broker_order_id and o.broker_order_id != m.broker_order_id)
         or o.error is not None
     )
+
+
+def mark_needs_login(account_ids: Sequence[int], *, reason: str) -> list[int]:
+    """Move these accounts to NEEDS_LOGIN (skipped and shown until they log in); one audit row each."""
+    with transaction.atomic():
+        moved = list(
+            Account.objects.filter(pk__in=account_ids)
+            .exclude(status__in=(AccountStatus.NEEDS_LOGIN, AccountStatus.DISABLED))
+            .values_list("pk", flat=True)
+        )
+        Account.objects.filter(pk__in=moved).update(status=AccountStatus.NEEDS_LOGIN)
+        ReplicationEvent.objects.bulk_create(
+            ReplicationEvent(
+                kind="account_needs_login",
+                account_id=pk,
+                message=reason,
+                data={"status": {"after": AccountStatus.NEEDS_LOGIN}},
+            )
+            for pk in moved
+        )
+    return moved

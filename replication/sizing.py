@@ -39,7 +39,7 @@ def rupees(value: Decimal) -> str:
     whole, _, frac = f"{abs(money(value)):.2f}".partition(".")
     if len(whole) > 3:
         head, tail = whole[:-3], whole[-3:]
-        groups = []
+        groups: list[str] = []
         while len(head) > 2:
             groups.insert(0, head[-2:])
             head = head[:-2]
@@ -223,7 +223,9 @@ def attribute_margin(
 
     if delta_u <= 0:
         if calculator <= 0:
-            return Attribution(ZERO, MarginSource.CALCULATOR, "no margin change and no calculator figure", estimates)
+            return Attribution(
+                ZERO, MarginSource.CALCULATOR, "no margin change and no calculator figure", estimates
+            )
         return Attribution(
             calculator,
             MarginSource.CALCULATOR,
@@ -450,7 +452,8 @@ def _apply_caps(
         caps.append(Reason.DAILY_LOSS_LIMIT)
         return 0, (
             Reason.DAILY_LOSS_LIMIT,
-            f"today's loss {rupees(-child.day_pnl)} reached the limit {rupees(abs(limits.daily_loss_limit))}; "
+            f"today's loss {rupees(-child.day_pnl)} reached the limit "
+            f"{rupees(abs(limits.daily_loss_limit))}; "
             "entries stop, exits continue",
         )
     return units, None

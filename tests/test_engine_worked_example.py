@@ -69,4 +69,8 @@ def test_engine_worked_example_hedge_keeps_shape_buy_leg_first(desk, orch):
         buy, sell = (OrderMapping.objects.get(child=desk.children[name], allocation=a) for a in legs)
         assert buy.wave == 0 and sell.wave == 1
         assert buy.acked_at <= sell.acked_at
-    assert not OrderMapping.objects.filter(child=desk.children["C3"]).exclude(status=MappingStatus.SKIPPED).exists()
+    assert (
+        not OrderMapping.objects.filter(child=desk.children["C3"])
+        .exclude(status=MappingStatus.SKIPPED)
+        .exists()
+    )

@@ -1,0 +1,61 @@
+"""django-q2 tasks and their schedules (minute granularity). The lease makes overlap safe."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django_q.models import Schedule
+
+from accounts.models import Account
+from replication.allocator import eligible_children, refresh_child_margins
+from replication.clients import ClientCache
+from replication.fanout import FanOut
+from replication.lease import default_holder
+from replication.orchestrator import Orchestrator
+from replication.reconciliation import Grade, reconciliation_sweep
+
+logger = logging.getLogger(__name__)
+
+
+def watchdog_tick() -> str:
+    """One tick, in case the run_orchestrator loop is down. A no-op while the loop holds the lease."""
+    orchestrator = Orchestrator(holder=f"watchdog:{default_holder()}")
+    try:
+        return orchestrator.run_tick().summary()
+    finally:
+        orchestrator.close()
+
+
+def refresh_child_margins_task() -> int:
+    """A fresh margin snapshot for every eligible child (read-only broker calls)."""
+    children: list[Account] = list(eligible_children())
+    fanout = FanOut()
+    try:
+        return len(refresh_child_margins(children, clients=ClientCache(), fanout=fanout))
+    finally:
+        fanout.close()
+
+
+def reconciliation_sweep_task() -> str:
+    drifts = reconciliation_sweep()
+    bad = sum(1 for d in drifts if d.grade != Grade.OK)
+    return f"{len(drifts)} positions checked, {bad} drifting"
+
+
+SCHEDULES = {
+    "engine watchdog tick": ("replication.tasks.watchdog_tick", Schedule.MINUTES, 1),
+    "child margin refresh": ("replication.tasks.refresh_child_margins_task", Schedule.MINUTES, 1),
+    "reconciliation sweep": ("replication.tasks.reconciliation_sweep_task", Schedule.MINUTES, 5),
+}
+
+
+def sync_schedules() -> list[str]:
+    """Create or update the engine's schedules by name (idempotent); returns their names."""
+    for name, (func, kind, minutes) in SCHEDULES.items():
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": kind, "minutes": minutes, "repeats": -1},
+        )
+    logger.info("django-q2 schedules synced (%s)", getattr(settings, "Q_CLUSTER", {}).get("name"))
+    return list(SCHEDULES)
