@@ -43,9 +43,9 @@ def _default_factory(broker: str) -> ClientFactory:
 
         return PaperBroker.for_credentials
     if broker == "kite":
-        from brokers.kite.client import KiteBroker  # type: ignore[import-not-found,unused-ignore]  # lands with issue 4
+        from brokers.kite.client import KiteBroker
 
-        return KiteBroker.for_credentials  # type: ignore[no-any-return,unused-ignore]
+        return KiteBroker.for_credentials
     raise UnknownBroker(f"unknown broker {broker!r}")
 
 

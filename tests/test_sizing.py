@@ -117,8 +117,9 @@ def test_sizing_worked_example_hedge_keeps_shape():
 def test_sizing_hedge_uses_basket_estimate_for_the_group():
     call = Leg("NFO", "NIFTY25DEC20000CE", "NRML", "BUY", 2, 75, D("200"), order_margin=D("30000"))
     fut = Leg("NFO", "NIFTY25DECFUT", "NRML", "SELL", 2, 75, D("20000"), order_margin=D("300000"))
-    plan = plan_group(legs=[call, fut], master_capital=D("1000000"), delta_u=D("120000"),
-                      group_estimate=D("120000"))
+    plan = plan_group(
+        legs=[call, fut], master_capital=D("1000000"), delta_u=D("120000"), group_estimate=D("120000")
+    )
     assert plan.attribution.source == MarginSource.DELTA_U
     assert plan.fraction == D("0.12")
     assert plan.margin_per_unit == D("60000")

@@ -1,0 +1,494 @@
+"""Account wiring in the Django admin. Every write goes through accounts.services (audited).
+
+Credentials are write-only: blank password inputs keep the stored value, and no page renders a
+credential or its ciphertext (the model fields are excluded from the form; the changelist defers them).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import Length
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from accounts.crypto import CredentialDecryptError, SealedSecret
+from accounts.models import Account, AccountStatus, Broker
+from accounts.selectors import account_get_master
+from accounts.services import (
+    SETTING_NAMES,
+    AccountError,
+    account_broker_client,
+    account_give_consent,
+    account_link,
+    account_link_validate,
+    account_promote_master,
+    account_refresh_margins,
+    account_set_credentials,
+    account_set_status,
+    account_settings_validate,
+    account_update_settings,
+    consent_version_current,
+)
+from accounts.validation import clean_access_token, clean_api_key, clean_api_secret
+from brokers.errors import BrokerError
+from brokers.registry import UnknownBroker
+from replication.models import MarginSnapshot
+
+logger = logging.getLogger(__name__)
+
+SECRET_FIELDS = Account.SECRET_FIELDS
+# account_link arguments handled on the add page; the other settings go to account_update_settings.
+LINK_SETTINGS = ("display_name", "owner", "capital_mode", "fixed_capital", "multiplier")
+# Service input names -> form field names, for showing AccountError.fields on the right input.
+FORM_FIELD_FOR = {"name": "display_name", "user_id": "broker_user_id", "master": "make_master"}
+ADD_ONLY = ("make_master", "give_consent")
+RISK_FIELDS = (
+    "allowed_instruments",
+    "blocked_instruments",
+    "allowed_products",
+    "max_lots_per_order",
+    "max_quantity",
+    "max_order_value",
+    "max_open_positions",
+    "daily_loss_limit",
+)
+CREDENTIAL_CLEANERS = {
+    "api_key": clean_api_key,
+    "api_secret": clean_api_secret,
+    "access_token": clean_access_token,
+}
+PROMOTE_TEMPLATE = "admin/accounts/account/promote_master_confirmation.html"
+
+
+def _secret_input(label: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the stored value.",
+    )
+
+
+class AccountAdminForm(forms.ModelForm):
+    api_key = _secret_input("API key")
+    api_secret = _secret_input("API secret")
+    access_token = _secret_input("Access token")
+    make_master = forms.BooleanField(
+        label="Master",
+        required=False,
+        help_text="Only when no master is enabled yet; otherwise link as a child and promote it.",
+    )
+    give_consent = forms.BooleanField(
+        label="Record consent now",
+        required=False,
+        help_text="The client has agreed to replication under the current terms.",
+    )
+
+    class Meta:
+        model = Account
+        # Credentials are not model-bound: no initial value is ever rendered and the form never writes
+        # them; the declared inputs above go to account_set_credentials when filled in.
+        fields = (
+            "broker",
+            "broker_user_id",
+            "display_name",
+            "owner",
+            "proxy_url",
+            "capital_mode",
+            "fixed_capital",
+            "multiplier",
+            "dry_run",
+            *RISK_FIELDS,
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELDS:
+            self.initial.pop(name, None)
+        if "give_consent" in self.fields:
+            self.fields["give_consent"].label = f"Record consent now (terms {consent_version_current()})"
+
+    def clean_broker_user_id(self) -> str:
+        user_id: str = self.cleaned_data["broker_user_id"]
+        if self.cleaned_data.get("broker") == Broker.KITE:
+            return user_id.strip().upper()  # as account_link stores it, so the unique check sees it
+        return user_id.strip()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        try:
+            if self.instance.pk is None:
+                self._validate_add(cleaned)
+            else:
+                self._validate_change(cleaned)
+        except AccountError as exc:
+            self._show(exc)
+        return cleaned
+
+    def _validate_add(self, cleaned: dict[str, Any]) -> None:
+        account_link_validate(
+            broker=cleaned.get("broker"),
+            user_id=cleaned.get("broker_user_id"),
+            name=cleaned.get("display_name"),
+            api_key=cleaned.get("api_key") or None,
+            api_secret=cleaned.get("api_secret") or None,
+            access_token=cleaned.get("access_token") or None,
+            master=cleaned.get("make_master", False),
+            capital_mode=cleaned.get("capital_mode"),
+            fixed_capital=cleaned.get("fixed_capital"),
+            multiplier=cleaned.get("multiplier"),
+            consent=cleaned.get("give_consent", False),
+            owner=cleaned.get("owner"),
+        )
+        account_settings_validate(account=None, **_settings_from(cleaned, SETTING_NAMES))
+
+    def _validate_change(self, cleaned: dict[str, Any]) -> None:
+        changed = _settings_from(cleaned, set(self.changed_data) & SETTING_NAMES)
+        account_settings_validate(account=self.instance, **changed)
+        for name, clean in CREDENTIAL_CLEANERS.items():
+            if cleaned.get(name):
+                if self.instance.broker == Broker.PAPER:
+                    raise AccountError("credentials_not_allowed", "paper accounts take no credentials", {})
+                clean(cleaned[name])
+
+    def _show(self, exc: AccountError) -> None:
+        if not exc.fields:
+            self.add_error(None, exc.message)
+        for name, message in exc.fields.items():
+            field = FORM_FIELD_FOR.get(name, name)
+            self.add_error(field if field in self.fields else None, message)
+
+
+def _settings_from(cleaned: dict[str, Any], names: Any) -> dict[str, Any]:
+    return {name: cleaned[name] for name in names if name in cleaned}
+
+
+def _rupees(value: Decimal | None) -> str:
+    """Rupees with Indian digit grouping: ₹12,34,567.89."""
+    if value is None:
+        return "—"
+    amount = value.quantize(Decimal("0.01"))
+    sign = "-" if amount < 0 else ""
+    whole, _, paise = f"{abs(amount):.2f}".partition(".")
+    head, tail = whole[:-3], whole[-3:]
+    groups: list[str] = []
+    while head:
+        groups.insert(0, head[-2:])
+        head = head[:-2]
+    return f"{sign}₹{','.join([*groups, tail])}.{paise}"
+
+
+def _local(moment: datetime) -> str:
+    """A time as staff read it (DISPLAY_TIME_ZONE, Asia/Kolkata by default)."""
+    zone = ZoneInfo(getattr(settings, "DISPLAY_TIME_ZONE", "Asia/Kolkata"))
+    return moment.astimezone(zone).strftime("%d %b %Y %H:%M %Z")
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    form = AccountAdminForm
+    exclude = SECRET_FIELDS
+    list_display = (
+        "id",
+        "display_name",
+        "broker",
+        "broker_user_id",
+        "role",
+        "status",
+        "capital_mode",
+        "last_used",
+        "last_available",
+        "last_capital",
+        "snapshot_at",
+        "login_state",
+        "consent",
+    )
+    list_display_links = ("id", "display_name")
+    list_filter = ("broker", "role", "status", "capital_mode")
+    search_fields = ("broker_user_id", "display_name")
+    list_per_page = 100
+    actions = (
+        "pause_accounts",
+        "resume_accounts",
+        "halt_accounts",
+        "disable_accounts",
+        "promote_to_master",
+        "verify_credentials",
+        "refresh_margins",
+    )
+    _add_fieldsets = (
+        (
+            None,
+            {"fields": ("broker", "broker_user_id", "display_name", "owner", *ADD_ONLY)},
+        ),
+        (
+            "Credentials (Kite only; write-only)",
+            {"fields": ("api_key", "api_secret", "access_token", "proxy_url")},
+        ),
+        ("Capital", {"fields": ("capital_mode", "fixed_capital", "multiplier", "dry_run")}),
+        (
+            "Risk limits (empty = no limit)",
+            {"fields": RISK_FIELDS},
+        ),
+    )
+    _change_readonly = (
+        "broker",
+        "broker_user_id",
+        "role",
+        "status",
+        "consent_given_at",
+        "consent_version",
+        "credentials_state",
+        "token_obtained_at",
+        "token_expires_at",
+        "consecutive_failures",
+        "breaker_tripped_at",
+        "latest_snapshot",
+        "created_at",
+        "updated_at",
+    )
+
+    # --- pages --------------------------------------------------------------------------------
+
+    def get_queryset(self, request):
+        latest = MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at", "-id")
+        return (
+            super()
+            .get_queryset(request)
+            .defer(*SECRET_FIELDS)  # the list never decrypts a credential
+            .annotate(
+                snap_used=Subquery(latest.values("used_margin")[:1]),
+                snap_available=Subquery(latest.values("available_margin")[:1]),
+                snap_capital=Subquery(latest.values("capital")[:1]),
+                snap_taken_at=Subquery(latest.values("taken_at")[:1]),
+                token_length=Length("access_token"),
+            )
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return self._add_fieldsets
+        identity = ("broker", "broker_user_id", "display_name", "owner", "role", "status")
+        consent = ("consent_given_at", "consent_version", "give_consent")
+        credentials = ("credentials_state", "api_key", "api_secret", "access_token")
+        sessions = ("token_obtained_at", "token_expires_at", "proxy_url")
+        fieldsets = [(None, {"fields": identity}), ("Consent", {"fields": consent})]
+        if obj.broker != Broker.PAPER:
+            fieldsets.append(("Credentials (write-only)", {"fields": credentials + sessions}))
+        fieldsets.extend(self._add_fieldsets[2:])
+        health = ("consecutive_failures", "breaker_tripped_at", "latest_snapshot", "created_at", "updated_at")
+        fieldsets.append(("Health", {"fields": health}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self._change_readonly
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # accounts are disabled, never deleted: their orders and audit rows stay linked
+
+    def save_model(self, request, obj, form, change):
+        actor = request.user.get_username()
+        data = form.cleaned_data
+        if change:
+            account = Account.objects.get(pk=obj.pk)
+            changed = _settings_from(data, set(form.changed_data) & SETTING_NAMES)
+            if changed:
+                account_update_settings(account=account, actor=actor, **changed)
+            credentials = {name: data[name] for name in SECRET_FIELDS if data.get(name)}
+            if credentials:
+                account_set_credentials(account=account, actor=actor, **credentials)
+            if data.get("give_consent"):
+                account_give_consent(account=account, version=consent_version_current(), actor=actor)
+        else:
+            account, _ = account_link(
+                broker=data["broker"],
+                user_id=data["broker_user_id"],
+                name=data.get("display_name"),
+                api_key=data.get("api_key") or None,
+                api_secret=data.get("api_secret") or None,
+                access_token=data.get("access_token") or None,
+                master=data.get("make_master", False),
+                capital_mode=data.get("capital_mode"),
+                fixed_capital=data.get("fixed_capital"),
+                multiplier=data.get("multiplier"),
+                consent=data.get("give_consent", False),
+                owner=data.get("owner"),
+                actor=actor,
+            )
+            rest = _settings_from(data, SETTING_NAMES - set(LINK_SETTINGS))
+            account_update_settings(account=account, actor=actor, **rest)
+            obj.pk = account.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        pass  # Account has no many-to-many fields or inlines; the services saved everything
+
+    # --- columns ------------------------------------------------------------------------------
+
+    @admin.display(description="used", ordering="snap_used")
+    def last_used(self, obj):
+        return _rupees(getattr(obj, "snap_used", None))
+
+    @admin.display(description="available", ordering="snap_available")
+    def last_available(self, obj):
+        return _rupees(getattr(obj, "snap_available", None))
+
+    @admin.display(description="capital", ordering="snap_capital")
+    def last_capital(self, obj):
+        return _rupees(getattr(obj, "snap_capital", None))
+
+    @admin.display(description="snapshot", ordering="snap_taken_at")
+    def snapshot_at(self, obj):
+        taken_at = getattr(obj, "snap_taken_at", None)
+        return "—" if taken_at is None else _local(taken_at)
+
+    @admin.display(description="login")
+    def login_state(self, obj):
+        if obj.broker == Broker.PAPER:
+            return "n/a (paper)"
+        if obj.status == AccountStatus.NEEDS_LOGIN:
+            return "needs login"
+        if not getattr(obj, "token_length", 0):
+            return "no token"
+        if obj.token_expires_at is None:
+            return "token (expiry unknown)"
+        if obj.token_expires_at <= timezone.now():
+            return f"expired {_local(obj.token_expires_at)}"
+        return f"until {_local(obj.token_expires_at)}"
+
+    @admin.display(description="consent", boolean=True, ordering="consent_given_at")
+    def consent(self, obj):
+        return obj.has_consent
+
+    @admin.display(description="credentials")
+    def credentials_state(self, obj):
+        def state(name):
+            value = getattr(obj, name)
+            if isinstance(value, SealedSecret):
+                return "cannot be decrypted with the configured key"
+            return "set" if value else "not set"
+
+        return format_html_join(", ", "{}: {}", ((name, state(name)) for name in SECRET_FIELDS))
+
+    @admin.display(description="latest margins")
+    def latest_snapshot(self, obj):
+        snapshot = obj.snapshots.order_by("-taken_at", "-id").first()
+        if snapshot is None:
+            return "—"
+        return format_html(
+            "used {} · available {} · capital {} at {}",
+            _rupees(snapshot.used_margin),
+            _rupees(snapshot.available_margin),
+            _rupees(snapshot.capital),
+            _local(snapshot.taken_at),
+        )
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def _set_status(self, request, queryset, status, done_label):
+        actor = request.user.get_username()
+        done = 0
+        for account in queryset:
+            try:
+                account_set_status(account=account, status=status, actor=actor, reason="admin action")
+            except AccountError as exc:
+                self.message_user(request, f"{account}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done_label} {done} account(s).", messages.SUCCESS)
+
+    @admin.action(description="Pause entries (exits continue)", permissions=["change"])
+    def pause_accounts(self, request, queryset):
+        self._set_status(request, queryset, AccountStatus.PAUSED, "Paused")
+
+    @admin.action(description="Resume", permissions=["change"])
+    def resume_accounts(self, request, queryset):
+        self._set_status(request, queryset, AccountStatus.ACTIVE, "Resumed")
+
+    @admin.action(description="Halt (send nothing)", permissions=["change"])
+    def halt_accounts(self, request, queryset):
+        self._set_status(request, queryset, AccountStatus.HALTED, "Halted")
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable_accounts(self, request, queryset):
+        self._set_status(request, queryset, AccountStatus.DISABLED, "Disabled")
+
+    @admin.action(description="Promote to master…", permissions=["change"])
+    def promote_to_master(self, request, queryset):
+        accounts = list(queryset[:2])
+        if len(accounts) != 1:
+            self.message_user(request, "Select exactly one account to promote.", messages.ERROR)
+            return None
+        account = accounts[0]
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Promote to master?",
+                "account": account,
+                "current_master": account_get_master(),
+                "opts": self.model._meta,
+                "action_name": "promote_to_master",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, PROMOTE_TEMPLATE, context)
+        try:
+            account_promote_master(account=account, actor=request.user.get_username())
+        except AccountError as exc:
+            self.message_user(request, f"{account}: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(request, f"{account} is now the master.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Verify credentials (read funds)", permissions=["change"])
+    def verify_credentials(self, request, queryset):
+        for account in queryset:
+            try:
+                funds = account_broker_client(account=account).funds()
+            except (BrokerError, CredentialDecryptError, UnknownBroker) as exc:
+                self.message_user(request, f"{account}: {_broker_problem(exc)}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{account}: credentials work; used {_rupees(funds.used)}, "
+                    f"available {_rupees(funds.available)}",
+                    messages.SUCCESS,
+                )
+
+    @admin.action(description="Refresh margins (store a snapshot)", permissions=["change"])
+    def refresh_margins(self, request, queryset):
+        for account in queryset:
+            try:
+                snapshot = account_refresh_margins(account=account)
+            except (BrokerError, CredentialDecryptError, UnknownBroker) as exc:
+                self.message_user(request, f"{account}: {_broker_problem(exc)}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{account}: used {_rupees(snapshot.used_margin)}, available "
+                    f"{_rupees(snapshot.available_margin)}, capital {_rupees(snapshot.capital)}",
+                    messages.SUCCESS,
+                )
+
+
+def _broker_problem(exc: Exception) -> str:
+    """What staff see when a broker call fails (no traceback, no credential)."""
+    if isinstance(exc, BrokerError):
+        logger.warning("broker call from the admin failed: %s", exc.code)
+        hint = " (log in to Kite again)" if exc.code == "token_expired" else ""
+        return f"{exc.code}: {exc.message}{hint}"
+    return str(exc)

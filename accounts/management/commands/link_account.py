@@ -1,0 +1,90 @@
+"""Link (or update) a broker account from the command line."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.models import Broker, CapitalMode
+from accounts.services import AccountError, account_link
+
+HELP = """Link a broker account, or update it when (broker, user id) is already linked.
+
+The first output line is machine-readable: `account_id=<id> created` or `account_id=<id> updated`;
+a human-readable line follows. Credentials are never printed. Pass `-` as the value of --api-key,
+--api-secret or --access-token to read it from standard input (one line each, in that order), which
+keeps it out of the shell history. Bad input exits with a one-line error and changes nothing.
+"""
+
+
+def _decimal(option: str, text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        raise CommandError(f"{option}: {text[:40]!r} is not a number")
+    return number
+
+
+class Command(BaseCommand):
+    help = HELP
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--broker", required=True, choices=Broker.values)
+        parser.add_argument("--user-id", required=True, help="Broker client id (letters, digits, _ or -).")
+        parser.add_argument("--name", help="Display name.")
+        parser.add_argument("--api-key", help="Kite API key ('-' reads it from stdin).")
+        parser.add_argument("--api-secret", help="Kite API secret ('-' reads it from stdin).")
+        parser.add_argument("--access-token", help="Kite access token ('-' reads it from stdin).")
+        parser.add_argument(
+            "--master",
+            action="store_true",
+            help="Make it the master (refused while another master is enabled: promote instead).",
+        )
+        parser.add_argument("--capital-mode", choices=CapitalMode.values)
+        parser.add_argument("--fixed-capital", metavar="AMOUNT", help="Rupees; needs --capital-mode fixed.")
+        parser.add_argument("--multiplier", metavar="X", help="Above 0, at most 100 (default 1).")
+        parser.add_argument("--consent", action="store_true", help="Record the client's consent now.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        fixed_capital = _decimal("--fixed-capital", options["fixed_capital"])
+        multiplier = _decimal("--multiplier", options["multiplier"])
+        credentials = {
+            name: self._credential(options[name]) for name in ("api_key", "api_secret", "access_token")
+        }
+        try:
+            account, created = account_link(
+                broker=options["broker"],
+                user_id=options["user_id"],
+                name=options["name"],
+                master=options["master"],
+                capital_mode=options["capital_mode"],
+                fixed_capital=fixed_capital,
+                multiplier=multiplier,
+                consent=options["consent"],
+                actor="cli",
+                **credentials,
+            )
+        except AccountError as exc:
+            raise CommandError(" ".join(exc.message.split())) from exc
+        outcome = "created" if created else "updated"
+        self.stdout.write(f"account_id={account.pk} {outcome}")
+        verb = "linked" if created else "updated"
+        where = f"{account.broker}:{account.broker_user_id}"
+        self.stdout.write(f"{verb} account {account.pk} ({where}, {account.role})")
+        if account.broker == Broker.KITE and not account.access_token:
+            self.stdout.write("next: log in to Kite to store an access token (kite_login)")
+
+    def _credential(self, value: str | None) -> str | None:
+        if value != "-":
+            return value
+        line = sys.stdin.readline()
+        if not line:
+            raise CommandError("expected a credential on standard input, got end of input")
+        return line.strip()

@@ -1,0 +1,108 @@
+"""Credentials (write-only) and acting for an account at its broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Account, AccountStatus, Broker
+from accounts.services._common import (
+    clean_actor_or_raise,
+    kite_token_expiry,
+    lock,
+    refreshed,
+    save_changes,
+    state,
+)
+from accounts.validation import Errors, clean_access_token, clean_api_key, clean_api_secret
+from brokers.base import BrokerClient
+from brokers.registry import BrokerCredentials, build_client
+from replication.audit import audit
+from replication.models import MarginSnapshot
+
+
+def account_set_credentials(
+    *,
+    account: Account,
+    actor: str,
+    api_key: str | None = None,
+    api_secret: str | None = None,
+    access_token: str | None = None,
+    expires_at: datetime | None = None,
+) -> Account:
+    """Store new credentials: None keeps a value, access_token="" forgets the session.
+
+    A new access token expires at `expires_at` (aware) or else at Kite's next 06:00 IST, and brings a
+    NEEDS_LOGIN account back to ACTIVE. The audit row names the fields that changed, never a value.
+    """
+    actor = clean_actor_or_raise(actor)
+    errors = Errors()
+    key = errors.run("api_key", clean_api_key, api_key)
+    secret = errors.run("api_secret", clean_api_secret, api_secret)
+    token = "" if access_token == "" else errors.run("access_token", clean_access_token, access_token)
+    if account.broker == Broker.PAPER and any(v is not None for v in (api_key, api_secret, access_token)):
+        errors.add("credentials_not_allowed", "api_key", "paper accounts take no credentials")
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at):
+            errors.add("invalid_expiry", "expires_at", "expires_at must be an aware datetime")
+        elif not token:
+            errors.add("invalid_expiry", "expires_at", "expires_at goes with a new access token")
+    errors.raise_if_any()
+    now = timezone.now()
+    with transaction.atomic():
+        locked = lock(account)
+        before = state(locked)
+        # setattr: the encrypted fields are untyped in the stubs (they hold str at runtime).
+        if key is not None:
+            setattr(locked, "api_key", key)  # noqa: B010
+        if secret is not None:
+            setattr(locked, "api_secret", secret)  # noqa: B010
+        if token == "":
+            setattr(locked, "access_token", "")  # noqa: B010
+            locked.token_obtained_at = None
+            locked.token_expires_at = None
+        elif token is not None:
+            setattr(locked, "access_token", token)  # noqa: B010
+            locked.token_obtained_at = now
+            locked.token_expires_at = (expires_at or kite_token_expiry(now)).astimezone(UTC)
+            if locked.status == AccountStatus.NEEDS_LOGIN:
+                locked.status = AccountStatus.ACTIVE
+        delta = save_changes(locked, before)
+        if delta:
+            changed = [name for name in Account.SECRET_FIELDS if name in delta]
+            audit(
+                kind="account.credentials_changed",
+                message=f"credentials changed: {', '.join(changed) or 'none'}",
+                actor=actor,
+                data=delta,
+                account=locked,
+            )
+    return refreshed(account)
+
+
+def account_broker_client(*, account: Account) -> BrokerClient:
+    """A broker client acting for `account`. Raises CredentialDecryptError under a wrong key."""
+    creds = BrokerCredentials(
+        broker=account.broker,
+        user_id=account.broker_user_id,
+        api_key=account.secret("api_key"),
+        access_token=account.secret("access_token"),
+        proxy_url=account.proxy_url,
+    )
+    return build_client(creds)
+
+
+def account_refresh_margins(*, account: Account) -> MarginSnapshot:
+    """Read the account's funds from its broker and store a snapshot (U, A, C = U + A).
+
+    Makes a broker call: call it outside any transaction. Broker errors propagate.
+    """
+    funds = account_broker_client(account=account).funds()
+    return MarginSnapshot.objects.create(
+        account=account,
+        used_margin=funds.used,
+        available_margin=funds.available,
+        capital=funds.capital,
+    )

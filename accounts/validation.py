@@ -1,0 +1,349 @@
+"""Input checks for account services: one cleaner per kind of value, errors collected per field.
+
+Every cleaner takes untrusted input (any type: CLI strings, API payloads, admin forms) and returns the
+normalised value or raises :class:`AccountError` for that field. Messages never echo a credential.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from accounts.models import AccountStatus, Broker, CapitalMode
+
+T = TypeVar("T")
+
+USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KITE_API_KEY_RE = re.compile(r"[A-Za-z0-9]{6,64}")
+KITE_API_SECRET_RE = re.compile(r"[A-Za-z0-9]{6,128}")
+ACCESS_TOKEN_RE = re.compile(r"[A-Za-z0-9_.\-]{6,512}")
+INSTRUMENT_RE = re.compile(r"[A-Z]{2,8}:[A-Z0-9][A-Z0-9&_.\-]{0,63}")
+PRODUCTS = ("NRML", "MIS", "CNC", "MTF")
+
+MAX_NAME = 120
+MAX_MULTIPLIER = Decimal("100")
+MAX_MONEY = Decimal("10") ** 13
+MAX_INT = 2_147_483_647  # PositiveIntegerField on every supported database
+MAX_LIST = 5_000
+MAX_NUMBER_TEXT = 40
+MAX_REASON = 500
+MAX_CONSENT_VERSION = 32
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+class AccountError(ValueError):
+    """A refused account change. `fields` maps input names to what is wrong with each."""
+
+    def __init__(self, code: str, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields: dict[str, str] = dict(fields or {})
+
+    def __repr__(self) -> str:
+        return f"AccountError(code={self.code!r}, message={self.message!r}, fields={self.fields!r})"
+
+
+def _field_error(code: str, field: str, message: str) -> AccountError:
+    return AccountError(code, message, {field: message})
+
+
+class Errors:
+    """Collects field errors so one call reports everything that is wrong, then raises once."""
+
+    def __init__(self) -> None:
+        self._items: list[AccountError] = []
+
+    def run(self, field: str, clean: Callable[[Any], T], value: Any) -> T | None:
+        """Clean `value` (None means "not given" and passes through untouched)."""
+        if value is None:
+            return None
+        try:
+            return clean(value)
+        except AccountError as exc:
+            self._items.append(exc if exc.fields else _field_error(exc.code, field, exc.message))
+            return None
+
+    def add(self, code: str, field: str, message: str) -> None:
+        self._items.append(_field_error(code, field, message))
+
+    def raise_if_any(self) -> None:
+        if not self._items:
+            return
+        fields: dict[str, str] = {}
+        for item in self._items:
+            for name, text in item.fields.items():
+                fields.setdefault(name, text)
+        message = "; ".join(dict.fromkeys(item.message for item in self._items))
+        raise AccountError(self._items[0].code, message, fields)
+
+
+def show(value: Any) -> str:
+    """A short, single-line rendering of untrusted input for an error message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
+
+
+def clean_broker(value: Any) -> str:
+    if not isinstance(value, str) or value not in Broker.values:
+        raise _field_error(
+            "unknown_broker",
+            "broker",
+            f"unknown broker {show(value)}; expected one of {', '.join(Broker.values)}",
+        )
+    return value
+
+
+def clean_user_id(value: Any, *, broker: str | None = None) -> str:
+    if not isinstance(value, str):
+        raise _field_error("invalid_user_id", "user_id", f"user id must be text, got {type(value).__name__}")
+    text = value.strip()
+    if not USER_ID_RE.fullmatch(text):
+        raise _field_error(
+            "invalid_user_id",
+            "user_id",
+            "user id must be 1-64 characters of letters, digits, '_' or '-'",
+        )
+    # Zerodha client ids are upper case; normalising prevents linking one real account twice.
+    return text.upper() if broker == Broker.KITE else text
+
+
+def clean_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _field_error("invalid_name", "name", f"name must be text, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > MAX_NAME:
+        raise _field_error("invalid_name", "name", f"name is longer than {MAX_NAME} characters")
+    if _has_control_chars(text):
+        raise _field_error("invalid_name", "name", "name contains control characters")
+    return text
+
+
+def _clean_credential(value: Any, *, field: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not isinstance(value, str):
+        raise _field_error("invalid_credentials", field, f"{field} must be text, got {type(value).__name__}")
+    text = value.strip()
+    if not pattern.fullmatch(text):
+        raise _field_error("invalid_credentials", field, f"{field} is ill-formed ({rule})")
+    return text
+
+
+def clean_api_key(value: Any) -> str:
+    return _clean_credential(value, field="api_key", pattern=KITE_API_KEY_RE, rule="6-64 letters or digits")
+
+
+def clean_api_secret(value: Any) -> str:
+    return _clean_credential(
+        value, field="api_secret", pattern=KITE_API_SECRET_RE, rule="6-128 letters or digits"
+    )
+
+
+def clean_access_token(value: Any) -> str:
+    return _clean_credential(
+        value, field="access_token", pattern=ACCESS_TOKEN_RE, rule="6-512 letters, digits, '.', '_' or '-'"
+    )
+
+
+def clean_capital_mode(value: Any) -> str:
+    if not isinstance(value, str) or value not in CapitalMode.values:
+        raise _field_error(
+            "invalid_capital_mode",
+            "capital_mode",
+            f"capital mode {show(value)} is not one of {', '.join(CapitalMode.values)}",
+        )
+    return value
+
+
+def clean_status(value: Any) -> str:
+    if not isinstance(value, str) or value not in AccountStatus.values:
+        raise _field_error(
+            "invalid_status",
+            "status",
+            f"status {show(value)} is not one of {', '.join(AccountStatus.values)}",
+        )
+    return value
+
+
+def to_decimal(value: Any, *, field: str) -> Decimal:
+    """Decimal from a Decimal, an int or a decimal string. Floats and booleans are refused."""
+    if isinstance(value, (bool, float)):
+        raise _field_error(
+            "invalid_number", field, f"{field} must be a decimal number (a string or Decimal, not a float)"
+        )
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > MAX_NUMBER_TEXT:
+            raise _field_error("invalid_number", field, f"{field} must be a number, got {show(value)}")
+        try:
+            number = Decimal(text)
+        except InvalidOperation as exc:
+            raise _field_error(
+                "invalid_number", field, f"{field} must be a number, got {show(value)}"
+            ) from exc
+    else:
+        raise _field_error("invalid_number", field, f"{field} must be a number, got {type(value).__name__}")
+    if not number.is_finite():
+        raise _field_error("invalid_number", field, f"{field} must be a finite number")
+    return number
+
+
+def _check_places(number: Decimal, *, field: str, places: int) -> Decimal:
+    step = Decimal(1).scaleb(-places)
+    rounded = number.quantize(step)
+    if rounded != number:
+        raise _field_error("invalid_number", field, f"{field} allows at most {places} decimal places")
+    return rounded
+
+
+def clean_multiplier(value: Any) -> Decimal:
+    number = to_decimal(value, field="multiplier")
+    if not Decimal("0") < number <= MAX_MULTIPLIER:
+        raise _field_error(
+            "invalid_number", "multiplier", f"multiplier must be above 0 and at most {MAX_MULTIPLIER}"
+        )
+    return _check_places(number, field="multiplier", places=4)
+
+
+def money_cleaner(field: str) -> Callable[[Any], Decimal]:
+    """A cleaner for a positive rupee amount, at most 10^13, in paise."""
+
+    def clean(value: Any) -> Decimal:
+        number = to_decimal(value, field=field)
+        if not Decimal("0") < number <= MAX_MONEY:
+            raise _field_error("invalid_number", field, f"{field} must be above 0 and at most 10^13")
+        return _check_places(number, field=field, places=2)
+
+    return clean
+
+
+def count_cleaner(field: str) -> Callable[[Any], int]:
+    """A cleaner for a positive whole number (quantities, lots, counts)."""
+
+    def clean(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+            raise _field_error("invalid_number", field, f"{field} must be a whole number")
+        number = to_decimal(value, field=field)
+        if number != number.to_integral_value():
+            raise _field_error("invalid_number", field, f"{field} must be a whole number")
+        if not 0 < number <= MAX_INT:
+            raise _field_error("invalid_number", field, f"{field} must be between 1 and {MAX_INT}")
+        return int(number)
+
+    return clean
+
+
+def flag_cleaner(field: str) -> Callable[[Any], bool]:
+    def clean(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _field_error("invalid_flag", field, f"{field} must be true or false")
+        return value
+
+    return clean
+
+
+def _as_list(value: Any, *, field: str, code: str) -> list[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise _field_error(code, field, f"{field} must be a list")
+    if len(value) > MAX_LIST:
+        raise _field_error(code, field, f"{field} has more than {MAX_LIST} entries")
+    return list(value)
+
+
+def instruments_cleaner(field: str) -> Callable[[Any], list[str]]:
+    """A cleaner for a list of "EXCHANGE:SYMBOL" strings (upper-cased, duplicates dropped)."""
+
+    def clean(value: Any) -> list[str]:
+        items = _as_list(value, field=field, code="invalid_instruments")
+        cleaned: dict[str, None] = {}
+        for item in items:
+            text = item.strip().upper() if isinstance(item, str) else None
+            if text is None or not INSTRUMENT_RE.fullmatch(text):
+                raise _field_error(
+                    "invalid_instruments", field, f"{field}: {show(item)} is not an EXCHANGE:SYMBOL string"
+                )
+            cleaned[text] = None
+        return list(cleaned)
+
+    return clean
+
+
+def clean_products(value: Any) -> list[str]:
+    items = _as_list(value, field="allowed_products", code="invalid_products")
+    cleaned: dict[str, None] = {}
+    for item in items:
+        text = item.strip().upper() if isinstance(item, str) else None
+        if text not in PRODUCTS:
+            raise _field_error(
+                "invalid_products",
+                "allowed_products",
+                f"allowed_products: {show(item)} is not one of {', '.join(PRODUCTS)}",
+            )
+        cleaned[text] = None
+    return list(cleaned)
+
+
+def clean_proxy_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _field_error("invalid_proxy_url", "proxy_url", "proxy_url must be text")
+    text = value.strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if len(text) > 255 or parts.scheme not in PROXY_SCHEMES or not parts.hostname or _has_control_chars(text):
+        raise _field_error(
+            "invalid_proxy_url",
+            "proxy_url",
+            f"proxy_url must be a URL like http://host:port (schemes: {', '.join(PROXY_SCHEMES)})",
+        )
+    return text
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for audit rows."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def clean_consent_version(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > MAX_CONSENT_VERSION:
+        raise _field_error(
+            "invalid_consent_version",
+            "version",
+            f"consent version must be 1-{MAX_CONSENT_VERSION} characters",
+        )
+    if _has_control_chars(value):
+        raise _field_error(
+            "invalid_consent_version", "version", "consent version contains control characters"
+        )
+    return value.strip()
+
+
+def clean_reason(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _field_error("invalid_reason", "reason", "reason must be text")
+    if len(value) > MAX_REASON:
+        raise _field_error("invalid_reason", "reason", f"reason is longer than {MAX_REASON} characters")
+    return value.strip()
+
+
+def clean_actor(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 150:
+        raise _field_error(
+            "invalid_actor", "actor", "actor must be 1-150 characters naming who made the change"
+        )
+    return value.strip()
