@@ -37,6 +37,11 @@ def register(broker: str, factory: ClientFactory) -> ClientFactory | None:
     return previous
 
 
+def unregister(broker: str) -> None:
+    """Back to the built-in factory for this broker kind."""
+    _factories.pop(broker, None)
+
+
 def _default_factory(broker: str) -> ClientFactory:
     if broker == "paper":
         from brokers.paper.client import PaperBroker

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -21,8 +22,8 @@ from django.utils import timezone
 from accounts.models import Account, AccountStatus, Role
 from brokers.errors import BrokerError, TokenExpired
 from brokers.types import OrderRequest, OrderType, Product, Side
-from replication.bulk import batch_size
-from replication.clients import ClientCache
+from replication.bulk import batch_size, insert_rows
+from replication.clients import CHILD_SECRETS, ClientCache
 from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
 from replication.models import (
@@ -52,6 +53,10 @@ from replication.sizing import (
 logger = logging.getLogger(__name__)
 
 PENDING = (MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN)
+# `Allocation.margin_source` of a staff corrective order (replication.services.reconciliation_correct).
+# A corrective order brings the child's broker position back to its replicated position, so it is
+# not part of that position: were it counted, the drift it fixes would reappear the moment it fills.
+CORRECTIVE = "corrective"
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -83,8 +88,59 @@ def eligible_children() -> QuerySet[Account]:
             snap_available=Subquery(latest.values("available_margin")[:1]),
             snap_at=Subquery(latest.values("taken_at")[:1]),
         )
+        .defer(*Account.SECRET_FIELDS)  # decrypted only when a client is built (ClientCache)
         .order_by("id")
     )
+
+
+CHILD_ROW_FIELDS = (
+    "pk",
+    "status",
+    "breaker_tripped_at",
+    "capital_mode",
+    "fixed_capital",
+    "multiplier",
+    "dry_run",
+    "allowed_instruments",
+    "blocked_instruments",
+    "allowed_products",
+    "max_lots_per_order",
+    "max_quantity",
+    "max_order_value",
+    "max_open_positions",
+    "daily_loss_limit",
+    "snap_used",
+    "snap_available",
+    "snap_at",
+)
+
+
+class ChildRow(NamedTuple):
+    """What sizing needs of a child, read with `.values_list` (no model instances: one event
+    sizes every child, and building a thousand models costs more than sizing them)."""
+
+    pk: int
+    status: str
+    breaker_tripped_at: datetime | None
+    capital_mode: str
+    fixed_capital: Decimal | None
+    multiplier: Decimal
+    dry_run: bool
+    allowed_instruments: list[str]
+    blocked_instruments: list[str]
+    allowed_products: list[str]
+    max_lots_per_order: int | None
+    max_quantity: int | None
+    max_order_value: Decimal | None
+    max_open_positions: int | None
+    daily_loss_limit: Decimal | None
+    snap_used: Decimal | None
+    snap_available: Decimal | None
+    snap_at: datetime | None
+
+
+def eligible_child_rows() -> list[ChildRow]:
+    return [ChildRow(*values) for values in eligible_children().values_list(*CHILD_ROW_FIELDS)]
 
 
 def refresh_child_margins(
@@ -121,7 +177,7 @@ def refresh_child_margins(
     return {s.account_id: s for s in snaps}
 
 
-def _limits(c: Account) -> ChildLimits:
+def _limits(c: ChildRow) -> ChildLimits:
     return ChildLimits(
         allowed_instruments=frozenset(c.allowed_instruments or ()),
         blocked_instruments=frozenset(c.blocked_instruments or ()),
@@ -143,10 +199,10 @@ def replicated_positions(
 ) -> dict[tuple[int, str, str, str], tuple[int, int, int]]:
     """Per (child, exchange, symbol, product): (held, pending buy, pending sell).
 
-    held = filled buys − filled sells of the engine's own orders; pending = the unfilled remainder
-    of orders not yet final, per side.
+    held = filled buys − filled sells of the engine's own orders (staff corrective orders excluded);
+    pending = the unfilled remainder of orders not yet final, per side.
     """
-    qs = OrderMapping.objects.filter(quantity__gt=0)
+    qs = OrderMapping.objects.filter(quantity__gt=0).exclude(allocation__margin_source=CORRECTIVE)
     if exchange:
         qs = qs.filter(exchange=exchange, tradingsymbol=tradingsymbol, product=product)
     if children is not None:
@@ -171,7 +227,11 @@ def prepare_exits(closes: Sequence[Allocation], replicator: Replicator) -> None:
     q = Q()
     for ex, sym, prod in instruments:
         q |= Q(exchange=ex, tradingsymbol=sym, product=prod)
-    open_here = list(OrderMapping.objects.filter(q, status__in=PENDING).select_related("child", "allocation"))
+    open_here = list(
+        OrderMapping.objects.filter(q, status__in=PENDING)
+        .select_related("child", "allocation")
+        .defer(*CHILD_SECRETS)
+    )
     entries = [
         m
         for m in open_here
@@ -228,34 +288,38 @@ def create_intents(
         claimed = Allocation.objects.filter(pk__in=[a.pk for a in group], sized=False).update(sized=True)
         if claimed != len(group):
             raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
-        created = OrderMapping.objects.bulk_create(rows, batch_size=batch_size(OrderMapping))
+        insert_rows(OrderMapping, rows)
+        created = rows
+        # One audit row per allocation for the whole batch: the intents themselves are the rows
+        # just written (each with its status and reason); every later change gets its own event.
         ReplicationEvent.objects.bulk_create(
-            [
-                ReplicationEvent(
-                    kind="intent_created" if m.status == MappingStatus.PLANNED else f"intent_{m.status}",
-                    account_id=m.child_id,
-                    allocation_id=m.allocation_id,
-                    mapping_id=m.pk,
-                    message=f"{m.tag}: {m.side} {m.quantity} {m.exchange}:{m.tradingsymbol} ({m.lots} lots)"
-                    + (f" — {m.reason}" if m.reason else ""),
-                    data={"status": m.status, "code": m.reason_code, "target_margin": str(m.target_margin)},
-                )
-                for m in created
-            ],
-            batch_size=batch_size(ReplicationEvent),
-        )
-        for a in group:
-            ReplicationEvent.objects.create(
+            ReplicationEvent(
                 kind="allocation_sized",
                 account_id=a.master_id,
                 allocation=a,
-                message=f"{sum(1 for m in created if m.allocation_id == a.pk and m.quantity)} "
-                "child orders planned",
+                message=_sized_message(a, created),
+                data=_status_counts(a, created),
             )
+            for a in group
+        )
     return sum(1 for m in created if m.status == MappingStatus.PLANNED)
 
 
-def _entry_block(child: Account, control: EngineControl) -> tuple[str, str] | None:
+def _status_counts(a: Allocation, created: Sequence[IntentRow]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for m in created:
+        if m.allocation_id == a.pk:
+            counts[m.status] += 1
+    return dict(counts)
+
+
+def _sized_message(a: Allocation, created: Sequence[IntentRow]) -> str:
+    counts = _status_counts(a, created)
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"child intents for allocation {a.pk}: {parts or 'none'}"
+
+
+def _entry_block(child: ChildRow | Account, control: EngineControl) -> tuple[str, str] | None:
     if control.halted:
         return "engine_halted", "engine halted: nothing is sent"
     if child.status == AccountStatus.HALTED:
@@ -273,7 +337,7 @@ def _entry_block(child: Account, control: EngineControl) -> tuple[str, str] | No
 
 def _entry_rows(
     group: Sequence[Allocation], control: EngineControl, replicator: Replicator
-) -> list[OrderMapping]:
+) -> list[IntentRow]:
     legs = tuple(
         Leg(
             a.exchange,
@@ -293,7 +357,7 @@ def _entry_rows(
     fraction = group[0].fraction or Decimal(0)
     if master_units <= 0 or group_margin <= 0 or fraction <= 0:
         reason = "no margin figure for the master's order (ΔU did not rise and no calculator estimate)"
-        return [_skip(a, c, "no_margin_figure", reason) for c in eligible_children() for a in group]
+        return [_skip(a, c.pk, "no_margin_figure", reason) for c in eligible_child_rows() for a in group]
     plan = GroupPlan(
         legs=legs,
         attribution=Attribution(
@@ -308,21 +372,24 @@ def _entry_rows(
         master_units=master_units,
         margin_per_unit=group_margin / master_units,
     )
-    children = list(eligible_children())
+    children = eligible_child_rows()
     max_age = timedelta(seconds=getattr(settings, "CHILD_SNAPSHOT_MAX_AGE", 300))
     now = timezone.now()
-    stale = [c for c in children if c.snap_at is None or now - c.snap_at > max_age]  # type: ignore[attr-defined]
     blocked = {c.pk: _entry_block(c, control) for c in children}
-    stale = [c for c in stale if blocked[c.pk] is None]
-    fresh = (
-        refresh_child_margins(stale, clients=replicator.clients, fanout=replicator.fanout) if stale else {}
-    )
-    for c in children:
-        if c.pk not in fresh and c in stale and c.status != AccountStatus.NEEDS_LOGIN:
-            c.refresh_from_db(fields=["status"])
-            blocked[c.pk] = _entry_block(c, control)
-        if c.pk in fresh:
-            c.snap_used, c.snap_available = fresh[c.pk].used_margin, fresh[c.pk].available_margin  # type: ignore[attr-defined]
+    stale = [
+        c.pk for c in children if blocked[c.pk] is None and (c.snap_at is None or now - c.snap_at > max_age)
+    ]
+    if stale:
+        accounts = list(Account.objects.filter(pk__in=stale).defer(*Account.SECRET_FIELDS))
+        fresh = refresh_child_margins(accounts, clients=replicator.clients, fanout=replicator.fanout)
+        statuses = dict(Account.objects.filter(pk__in=stale).values_list("pk", "status"))
+        for i, c in enumerate(children):
+            if c.pk in fresh:
+                snap = fresh[c.pk]
+                children[i] = c._replace(snap_used=snap.used_margin, snap_available=snap.available_margin)
+            elif c.pk in statuses and statuses[c.pk] != c.status:  # e.g. the read found the token dead
+                children[i] = c._replace(status=statuses[c.pk])
+                blocked[c.pk] = _entry_block(children[i], control)
     held_instruments: dict[int, set[str]] = defaultdict(set)
     if any(c.max_open_positions is not None for c in children):
         limited = [c.pk for c in children if c.max_open_positions is not None]
@@ -336,18 +403,18 @@ def _entry_rows(
     unit_margin = (
         _preflight(plan, [c for c in children if blocked[c.pk] is None], replicator) if preflight else {}
     )
-    rows: list[OrderMapping] = []
+    rows: list[IntentRow] = []
     dry = control.dry_run or getattr(settings, "DRY_RUN", False)
     for c in children:
         block = blocked[c.pk]
         if block is not None:
-            rows.extend(_skip(a, c, *block) for a in group)
+            rows.extend(_skip(a, c.pk, *block) for a in group)
             continue
         profile = ChildProfile(
             child_id=c.pk,
             capital_mode=CapitalMode(c.capital_mode),
-            used=c.snap_used,  # type: ignore[attr-defined]
-            available=c.snap_available,  # type: ignore[attr-defined]
+            used=c.snap_used,
+            available=c.snap_available,
             fixed_capital=c.fixed_capital,
             multiplier=c.multiplier,
             limits=_limits(c) if _has_limits(c) else ChildLimits(),
@@ -356,11 +423,11 @@ def _entry_rows(
             margin_per_unit=unit_margin.get(c.pk),
         )
         entry = size_entry(plan, profile)
-        rows.extend(_entry_mappings(group, c, entry, dry=dry or c.dry_run))
+        rows.extend(_entry_mappings(group, c.pk, entry, dry=dry or c.dry_run))
     return rows
 
 
-def _has_limits(c: Account) -> bool:
+def _has_limits(c: ChildRow) -> bool:
     return bool(
         c.allowed_instruments
         or c.blocked_instruments
@@ -373,9 +440,7 @@ def _has_limits(c: Account) -> bool:
     )
 
 
-def _entry_mappings(
-    group: Sequence[Allocation], c: Account, entry: ChildEntry, *, dry: bool
-) -> list[OrderMapping]:
+def _entry_mappings(group: Sequence[Allocation], c: int, entry: ChildEntry, *, dry: bool) -> list[IntentRow]:
     if entry.units <= 0:
         return [
             _skip(a, c, entry.reason.value, entry.message, capital=entry.capital, target=entry.target_margin)
@@ -402,8 +467,8 @@ def _entry_mappings(
     return out
 
 
-def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[OrderMapping]:
-    rows: list[OrderMapping] = []
+def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[IntentRow]:
+    rows: list[IntentRow] = []
     children = {
         c.pk: c for c in Account.objects.filter(role=Role.CHILD).exclude(status=AccountStatus.DISABLED)
     }
@@ -423,7 +488,7 @@ def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[Orde
                 continue
             result = size_exit(plan, child_id=cid, held_quantity=holdable, lot_size=a.lot_size)
             if result.quantity <= 0:
-                rows.append(_skip(a, child, result.reason.value, result.message))
+                rows.append(_skip(a, cid, result.reason.value, result.message))
                 continue
             if control.halted or child.status in (AccountStatus.HALTED, AccountStatus.NEEDS_LOGIN):
                 code = (
@@ -432,7 +497,7 @@ def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[Orde
                     else ("child_halted" if child.status == AccountStatus.HALTED else "needs_login")
                 )
                 rows.append(
-                    _skip(a, child, code, f"exit of {result.quantity} not sent: {code.replace('_', ' ')}")
+                    _skip(a, cid, code, f"exit of {result.quantity} not sent: {code.replace('_', ' ')}")
                 )
                 continue
             dry = dry_all or child.dry_run
@@ -440,7 +505,7 @@ def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[Orde
                 rows.append(
                     _mapping(
                         a,
-                        child,
+                        cid,
                         slice_no=slice_no,
                         side=a.side,
                         lots=qty // a.lot_size,
@@ -453,9 +518,47 @@ def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[Orde
     return rows
 
 
+@dataclass(slots=True)
+class IntentRow:
+    """One OrderMapping row about to be inserted (attribute names are the table's columns)."""
+
+    allocation_id: int
+    child_id: int
+    slice_no: int
+    tag: str
+    status: str
+    exchange: str
+    tradingsymbol: str
+    product: str
+    side: str
+    order_type: str
+    validity: str
+    price: Decimal
+    trigger_price: Decimal
+    lots: int
+    quantity: int
+    capital: Decimal | None
+    target_margin: Decimal | None
+    reason_code: str
+    reason: str
+    finished_at: datetime | None
+    wave: int = 0
+    epoch: int = 0
+    broker_order_id: str = ""
+    broker_status: str = ""
+    filled_quantity: int = 0
+    average_price: Decimal = Decimal("0")
+    attempts: int = 0
+    sent_at: datetime | None = None
+    acked_at: datetime | None = None
+    latency_ms: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 def _mapping(
     a: Allocation,
-    c: Account,
+    child_id: int,
     *,
     slice_no: int,
     side: str,
@@ -466,12 +569,12 @@ def _mapping(
     reason: str = "",
     capital: Decimal | None = None,
     target: Decimal | None = None,
-) -> OrderMapping:
-    return OrderMapping(
-        allocation=a,
-        child=c,
+) -> IntentRow:
+    return IntentRow(
+        allocation_id=a.pk,
+        child_id=child_id,
         slice_no=slice_no,
-        tag=make_tag(a.pk, c.pk, slice_no),
+        tag=make_tag(a.pk, child_id, slice_no),
         status=status,
         exchange=a.exchange,
         tradingsymbol=a.tradingsymbol,
@@ -493,16 +596,16 @@ def _mapping(
 
 def _skip(
     a: Allocation,
-    c: Account,
+    child_id: int,
     code: str,
     reason: str,
     *,
     capital: Decimal | None = None,
     target: Decimal | None = None,
-) -> OrderMapping:
+) -> IntentRow:
     return _mapping(
         a,
-        c,
+        child_id,
         slice_no=0,
         side=a.side,
         lots=0,
@@ -519,7 +622,15 @@ def _money(v: Decimal | None) -> Decimal | None:
     return None if v is None else v.quantize(Decimal("0.01"))
 
 
-def _day_pnl(children: Sequence[Account], replicator: Replicator) -> dict[int, Decimal]:
+def _accounts(rows: Sequence[ChildRow]) -> list[Account]:
+    """Model instances (credentials deferred) for the few children that need a broker read."""
+    if not rows:
+        return []
+    return list(Account.objects.filter(pk__in=[r.pk for r in rows]).defer(*Account.SECRET_FIELDS))
+
+
+def _day_pnl(rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal]:
+    children = _accounts(rows)
     if not children:
         return {}
 
@@ -533,8 +644,9 @@ def _day_pnl(children: Sequence[Account], replicator: Replicator) -> dict[int, D
     return dict(replicator.fanout.map(read, list(children)))
 
 
-def _preflight(plan: GroupPlan, children: Sequence[Account], replicator: Replicator) -> dict[int, Decimal]:
+def _preflight(plan: GroupPlan, rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal]:
     """Margin of one unit in each child's own account (its positions and hedges): one call per child."""
+    children = _accounts(rows)
 
     def read(c: Account) -> list[Any]:
         reqs = [

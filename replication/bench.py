@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection
-from django.test.utils import CaptureQueriesContext, override_settings, setup_databases, teardown_databases
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from accounts.models import Account, CapitalMode, Role
+from brokers import registry
+from brokers.base import BrokerClient
+from brokers.memory import MemoryBroker, MemoryExchange
+from brokers.paper.client import PaperBroker
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument
 from brokers.paper.services import paper_order_place
+from brokers.registry import BrokerCredentials
 from replication.models import MappingStatus, MarginSnapshot, OrderMapping
 from replication.orchestrator import Orchestrator
+from replication.scratch import throwaway_database
 from replication.sizing import ChildProfile, Leg, plan_group, size_entries
 
 FUT = "NIFTYBENCHFUT"
+EXCHANGE_NOTES = {
+    "paper": "children's orders persisted by the paper exchange",
+    "memory": "children's orders kept in memory: the engine's own cost",
+}
 
 
 @dataclass
@@ -32,6 +40,7 @@ class BenchConfig:
     workers: int | None
     sizing_children: int
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    exchange: str = "paper"  # or "memory": children on the in-memory exchange
 
 
 @dataclass
@@ -46,10 +55,12 @@ class BenchResult:
     placed: int
     event_tick_ms: float
     sizing_children: int
+    exchange: str = "paper"
     extra: dict[str, str] = field(default_factory=dict)
 
     def detail_lines(self) -> list[str]:
         return [
+            f"exchange: {self.exchange} ({EXCHANGE_NOTES[self.exchange]})",
             f"sizing: {self.sizing_children} children sized in {self.sizing_ms:.1f} ms of CPU",
             f"idle tick: {self.idle_tick_ms:.1f} ms of engine time beyond the master reads",
             f"event tick: {self.event_tick_ms:.0f} ms in all; {self.placed} child orders placed",
@@ -142,17 +153,33 @@ def _seed(config: BenchConfig) -> None:
     )
 
 
+def _use_memory_exchange(config: BenchConfig) -> Callable[[], None]:
+    """Children on the in-memory exchange (same latency), the master stays on the paper exchange."""
+    exchange = MemoryExchange(price=Decimal("20000"), cash=Decimal("100000000"))
+
+    def factory(creds: BrokerCredentials) -> BrokerClient:
+        if creds.user_id == "BMASTER":
+            return PaperBroker(creds.user_id, latency_ms=config.latency_ms)
+        return MemoryBroker(creds.user_id, exchange, latency_ms=config.latency_ms)
+
+    previous = registry.register("paper", factory)
+
+    def restore() -> None:
+        if previous is not None:
+            registry.register("paper", previous)
+        else:
+            registry.unregister("paper")
+
+    return restore
+
+
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> BenchResult:
     sizing_ms = measure_sizing(config.sizing_children, config.rng)
     progress(f"sized {config.sizing_children} children in {sizing_ms:.1f} ms CPU")
-    if connection.vendor == "sqlite":
-        # A file, not the in-memory default: the fan-out threads must share the database.
-        test = connection.settings_dict.setdefault("TEST", {})
-        test["NAME"] = os.path.join(tempfile.gettempdir(), f"pms-bench-{os.getpid()}.sqlite3")
-    old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
-    try:
+    with throwaway_database("bench"):
         progress(f"throwaway database ready; seeding {config.children} children")
         _seed(config)
+        restore = _use_memory_exchange(config) if config.exchange == "memory" else None
         with override_settings(PAPER_LATENCY_MS=config.latency_ms, CHILD_SNAPSHOT_MAX_AGE=3600):
             orch = Orchestrator(holder="bench", workers=config.workers)
             try:
@@ -179,9 +206,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _m: 
                 read_done = result.marks.get("master_read_done", 0.0)
                 last = result.dispatch.last_send_done or read_done
                 latencies = sorted(
-                    ms
-                    for ms in OrderMapping.objects.values_list("latency_ms", flat=True)
-                    if ms is not None
+                    ms for ms in OrderMapping.objects.values_list("latency_ms", flat=True) if ms is not None
                 )
                 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
                 placed = OrderMapping.objects.filter(
@@ -198,10 +223,13 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _m: 
                     placed=placed,
                     event_tick_ms=float(result.duration_ms),
                     sizing_children=config.sizing_children,
-                    extra={k: f"{v:.0f}ms" for k, v in result.timings_ms.items()},
+                    exchange=config.exchange,
+                    extra={
+                        **{k: f"{v:.0f}ms" for k, v in result.timings_ms.items()},
+                        **{f"dispatch.{k}": f"{v:.0f}ms" for k, v in result.dispatch.phases_ms.items()},
+                    },
                 )
             finally:
                 orch.close()
-    finally:
-        connection.close()
-        teardown_databases(old_config, verbosity=0)
+                if restore is not None:
+                    restore()

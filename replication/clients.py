@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
+from accounts.crypto import CredentialDecryptError
 from accounts.models import Account
 from brokers.base import BrokerClient
 from brokers.registry import BrokerCredentials, build_client
@@ -20,26 +22,48 @@ def credentials_for(account: Account) -> BrokerCredentials:
     )
 
 
+# Credential columns deferred when accounts are loaded in bulk (ClientCache decrypts on a miss only).
+CHILD_SECRETS = tuple(f"child__{name}" for name in Account.SECRET_FIELDS)
+
+
 class ClientCache:
-    """Clients keyed by account id and credential fingerprint (a new token gets a new client)."""
+    """Clients keyed by account id and `updated_at`: any change to the account (a new token, a
+    new proxy) saves the row, bumps `updated_at` and so builds a new client. Credentials are
+    decrypted only on a miss."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[int, int], BrokerClient] = {}
+        self._clients: dict[int, tuple[object, BrokerClient]] = {}
         self._lock = threading.Lock()
 
     def get(self, account: Account) -> BrokerClient:
-        creds = credentials_for(account)
-        key = (
-            account.pk,
-            hash((creds.broker, creds.user_id, creds.api_key, creds.access_token, creds.proxy_url)),
-        )
+        version = account.updated_at
         with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                for stale in [k for k in self._clients if k[0] == account.pk]:
-                    del self._clients[stale]
-                client = self._clients[key] = build_client(creds)
-            return client
+            cached = self._clients.get(account.pk)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        client = build_client(credentials_for(account))
+        with self._lock:
+            self._clients[account.pk] = (version, client)
+        return client
+
+    def warm(self, accounts: Sequence[Account]) -> None:
+        """Build the missing clients for these accounts with one query for their credentials
+        (they are usually loaded with credentials deferred), before a fan-out needs them."""
+        with self._lock:
+            missing = [a for a in accounts if (c := self._clients.get(a.pk)) is None or c[0] != a.updated_at]
+        if not missing:
+            return
+        loaded = Account.objects.only(
+            "broker", "broker_user_id", "proxy_url", "updated_at", *Account.SECRET_FIELDS
+        ).in_bulk([a.pk for a in missing])
+        built = {}
+        for pk, account in loaded.items():
+            try:
+                built[pk] = (account.updated_at, build_client(credentials_for(account)))
+            except CredentialDecryptError:
+                continue  # reported per order when the fan-out asks for this client
+        with self._lock:
+            self._clients.update(built)
 
     def clear(self) -> None:
         with self._lock:

@@ -39,11 +39,22 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def lease_acquire(*, holder: str, ttl: timedelta = DEFAULT_TTL, now: datetime | None = None) -> Lease | None:
-    """Take or renew the lease. Returns it, or None when another live holder has it."""
+def lease_acquire(
+    *, holder: str, ttl: timedelta = DEFAULT_TTL, now: datetime | None = None, current: Lease | None = None
+) -> Lease | None:
+    """Take or renew the lease. Returns it, or None when another live holder has it.
+
+    With `current` (the lease this process held last tick) a renewal is one conditional update.
+    """
     now = now or timezone.now()
-    OrchestratorLease.objects.get_or_create(name=LEASE_NAME)
     expires = now + ttl
+    if current is not None and current.holder == holder:
+        kept = OrchestratorLease.objects.filter(
+            name=LEASE_NAME, holder=holder, epoch=current.epoch, expires_at__gte=now
+        ).update(expires_at=expires, heartbeat_at=now)
+        if kept:
+            return Lease(holder=holder, epoch=current.epoch, expires_at=expires, ttl=ttl)
+    OrchestratorLease.objects.get_or_create(name=LEASE_NAME)
     renewed = OrchestratorLease.objects.filter(name=LEASE_NAME, holder=holder).update(
         expires_at=expires, heartbeat_at=now
     )

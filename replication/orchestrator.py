@@ -29,7 +29,7 @@ from brokers.base import BrokerClient
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, Order, OrderRequest, OrderType, Product
 from replication import allocator
-from replication.clients import ClientCache
+from replication.clients import CHILD_SECRETS, ClientCache
 from replication.controls import engine_control_get
 from replication.events import (
     BookDiff,
@@ -125,7 +125,8 @@ class Orchestrator:
 
     def run_tick(self) -> TickResult:
         started = time.perf_counter()
-        lease = lease_acquire(holder=self.holder, ttl=self.lease_ttl)
+        current = self._replicator.lease if self._replicator is not None else None
+        lease = lease_acquire(holder=self.holder, ttl=self.lease_ttl, current=current)
         if lease is None:
             return TickResult(leader=False)
         tick = TickRun.objects.create(holder=self.holder, epoch=lease.epoch)
@@ -227,8 +228,8 @@ class Orchestrator:
         t_send = time.perf_counter()
         result.dispatch = replicator.dispatch(halted=control.halted)
         result.timings_ms["dispatch"] = (time.perf_counter() - t_send) * 1000
-        # 7. Follow up the child orders still open.
-        result.followed_up += replicator.follow_up(recover=False)
+        # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
+        # second round of order-book reads would double the tick for a thousand children.
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
 
     # --- step 3: record and allocate -------------------------------------------------------------
@@ -548,7 +549,9 @@ class Orchestrator:
             OrderMapping.objects.filter(
                 allocation__in=allocs,
                 status__in=(MappingStatus.OPEN, MappingStatus.PLANNED),
-            ).select_related("child", "allocation")
+            )
+            .select_related("child", "allocation")
+            .defer(*CHILD_SECRETS)
         )
         by_alloc: dict[int, list[OrderMapping]] = defaultdict(list)
         for m in mappings:

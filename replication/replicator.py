@@ -39,8 +39,8 @@ from brokers.errors import (
     TokenExpired,
 )
 from brokers.types import Order, OrderRequest, OrderStatus, OrderType, Product, Side, Validity
-from replication.bulk import batch_size
-from replication.clients import ClientCache
+from replication.bulk import batch_size, update_rows
+from replication.clients import CHILD_SECRETS, ClientCache
 from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
 from replication.models import (
@@ -65,6 +65,45 @@ NOT_ACCEPTED = frozenset(
     }
 )
 MAX_SEND_ATTEMPTS = 3
+
+# What sending and writing back need: loading only these keeps a thousand-child dispatch cheap.
+MAPPING_FIELDS = (
+    "allocation",
+    "child",
+    "slice_no",
+    "wave",
+    "tag",
+    "status",
+    "exchange",
+    "tradingsymbol",
+    "product",
+    "side",
+    "order_type",
+    "validity",
+    "price",
+    "trigger_price",
+    "lots",
+    "quantity",
+    "reason_code",
+    "reason",
+    "broker_order_id",
+    "broker_status",
+    "filled_quantity",
+    "average_price",
+    "attempts",
+    "epoch",
+    "created_at",
+    "sent_at",
+    "acked_at",
+    "finished_at",
+    "latency_ms",
+    "updated_at",
+)
+SEND_FIELDS = (
+    *MAPPING_FIELDS,
+    *(f"child__{name}" for name in ("broker", "broker_user_id", "proxy_url", "updated_at", "status")),
+    *(f"allocation__{name}" for name in ("kind", "group_key", "master_seen_at", "status")),
+)
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -99,6 +138,7 @@ class DispatchReport:
     latencies_ms: list[int] = field(default_factory=list)
     send_started: float | None = None
     last_send_done: float | None = None
+    phases_ms: dict[str, float] = field(default_factory=dict)
 
     def merge(self, other: DispatchReport) -> None:
         self.sent += other.sent
@@ -108,6 +148,8 @@ class DispatchReport:
         self.unknown += other.unknown
         self.deferred += other.deferred
         self.latencies_ms.extend(other.latencies_ms)
+        for name, ms in other.phases_ms.items():
+            self.phases_ms[name] = self.phases_ms.get(name, 0.0) + ms
         if other.send_started is not None:
             self.send_started = min(filter(None, [self.send_started, other.send_started]))
         if other.last_send_done is not None:
@@ -175,24 +217,33 @@ class Replicator:
         report = DispatchReport()
         if halted:
             return report
-        for wave in (0, 1):
-            mappings = self._dispatchable(wave=wave, only=only)
-            if not mappings:
-                continue
-            report.merge(self._send_wave(mappings))
+        t0 = time.perf_counter()
+        waves = self._planned(only=only)
+        report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
+        if waves[0]:
+            report.merge(self._send_wave(waves[0]))
+        if waves[1]:
+            ready = self._sell_legs_ready(waves[1])
+            if ready:
+                report.merge(self._send_wave(ready))
         return report
 
-    def _dispatchable(self, *, wave: int, only: Iterable[int] | None) -> list[OrderMapping]:
-        qs = OrderMapping.objects.filter(
-            status=MappingStatus.PLANNED,
-            wave=wave,
-            allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
-        ).select_related("child", "allocation")
+    def _planned(self, *, only: Iterable[int] | None) -> tuple[list[OrderMapping], list[OrderMapping]]:
+        qs = (
+            OrderMapping.objects.filter(
+                status=MappingStatus.PLANNED,
+                allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
+            )
+            .select_related("child", "allocation")
+            .only(*SEND_FIELDS)
+            .order_by("id")
+        )
         if only is not None:
             qs = qs.filter(allocation_id__in=list(only))
         mappings = list(qs)
-        if wave == 0 or not mappings:
-            return mappings
+        return [m for m in mappings if m.wave == 0], [m for m in mappings if m.wave != 0]
+
+    def _sell_legs_ready(self, mappings: list[OrderMapping]) -> list[OrderMapping]:
         # Sell legs go only once every buy leg of the same group and child was accepted.
         groups = {m.allocation.group_key for m in mappings}
         siblings: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -225,6 +276,7 @@ class Replicator:
 
     def _send_wave(self, mappings: list[OrderMapping]) -> DispatchReport:
         report = DispatchReport()
+        t0 = time.perf_counter()
         now = self.now()
         ids = [m.pk for m in mappings]
         with transaction.atomic():
@@ -249,10 +301,18 @@ class Replicator:
                 m.status = MappingStatus.SENDING
                 m.attempts += 1
                 by_child[m.child_id].append(m)
+        t1 = time.perf_counter()
+        self.clients.warm([ms[0].child for ms in by_child.values()])
         report.send_started = time.perf_counter()
         outcomes = self._map(self._send_child, list(by_child.values()))
         report.last_send_done = time.perf_counter()
         self._write_outcomes(outcomes, by_id={m.pk: m for m in mappings})
+        report.phases_ms = {
+            "claim": (t1 - t0) * 1000,
+            "warm_clients": (report.send_started - t1) * 1000,
+            "send": (report.last_send_done - report.send_started) * 1000,
+            "write_back": (time.perf_counter() - report.last_send_done) * 1000,
+        }
         for o in outcomes:
             report.sent += 1
             if o.status in ACCEPTED:
@@ -389,7 +449,12 @@ class Replicator:
         statuses = [MappingStatus.OPEN]
         if recover:
             statuses += [MappingStatus.UNKNOWN, MappingStatus.SENDING]
-        qs = OrderMapping.objects.filter(status__in=statuses).select_related("child", "allocation")
+        qs = (
+            OrderMapping.objects.filter(status__in=statuses)
+            .select_related("child", "allocation")
+            .defer(*CHILD_SECRETS)
+            .order_by("id")
+        )
         if children is not None:
             qs = qs.filter(child_id__in=list(children))
         mappings = list(qs)
@@ -398,6 +463,7 @@ class Replicator:
         by_child: dict[int, list[OrderMapping]] = defaultdict(list)
         for m in mappings:
             by_child[m.child_id].append(m)
+        self.clients.warm([ms[0].child for ms in by_child.values()])
         outcomes = self._map(self._look_up_child, list(by_child.values()))
         by_id = {m.pk: m for m in mappings}
         changed = [o for o in outcomes if _changes(by_id[o.mapping_id], o)]
@@ -539,7 +605,7 @@ class Replicator:
                 if "quantity" in kwargs and kwargs["quantity"] is not None:
                     m.quantity = kwargs["quantity"]
                 updates.append(m)
-            OrderMapping.objects.bulk_update(updates, ["price", "trigger_price", "quantity", "updated_at"])
+            update_rows(updates, ["price", "trigger_price", "quantity", "updated_at"])
             self._events_for(outcomes, {m.pk: m for m, _ in pairs.values()})
         if by_child:
             self.follow_up(children=by_child.keys(), recover=False)
@@ -587,7 +653,7 @@ class Replicator:
             updated.append(m)
         with transaction.atomic():
             lease_check(self.lease)
-            OrderMapping.objects.bulk_update(
+            update_rows(
                 updated,
                 [
                     "status",
@@ -602,7 +668,6 @@ class Replicator:
                     "finished_at",
                     "updated_at",
                 ],
-                batch_size=batch_size(OrderMapping),
             )
             self._events_for(outcomes, by_id)
             self._account_effects(

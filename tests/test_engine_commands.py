@@ -158,6 +158,7 @@ def test_reconcile_flags_a_position_closed_by_hand():
     orch.run_tick()
     desk.place("BUY", FUT, 150)
     orch.run_tick()
+    orch.run_tick()  # the next tick refreshes the children's fills
     out = StringIO()
     call_command("reconcile", stdout=out)
     assert "0 major" in out.getvalue()

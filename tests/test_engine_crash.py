@@ -123,8 +123,9 @@ def test_outcome_unknown_and_absent_is_sent_again_once(desk, faults):
     orch.run_tick()
     faults.unknown_not_placed.add("C2")
     desk.place("BUY", FUT, 150)
-    orch.run_tick()
-    orch.run_tick()
+    orch.run_tick()  # C2's send: unknown
+    orch.run_tick()  # looked up by tag: absent, so sent again
+    orch.run_tick()  # the fill is recorded
     c2 = OrderMapping.objects.get(child=desk.children["C2"])
     assert c2.status == MappingStatus.FILLED and c2.attempts == 2
     assert desk.positions(FUT) == EXPECTED

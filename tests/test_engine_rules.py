@@ -123,7 +123,7 @@ def test_engine_master_flat_cancels_open_child_entries(desk, orch):
     orch.run_tick()
     desk.place("BUY", FUT, 150)
     orch.run_tick()
-    # A child-only resting LIMIT entry that has not filled: make C2's entry open by hand
+    orch.run_tick()  # fills recorded
     mapping = OrderMapping.objects.get(child=desk.children["C2"])
     assert mapping.status == MappingStatus.FILLED
     oid = desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19000"))  # master adds, unfilled
@@ -214,6 +214,7 @@ def test_engine_fill_mode_copies_fills_as_market(desk, orch):
         orch.run_tick()
         assert not OrderMapping.objects.exists()  # nothing filled, nothing copied
         set_price(FUT, "19890")  # the master's LIMIT fills
+        orch.run_tick()
         orch.run_tick()
         m = OrderMapping.objects.get(child=desk.children["C2"])
         assert m.order_type == "MARKET" and m.quantity == 300 and m.status == MappingStatus.FILLED

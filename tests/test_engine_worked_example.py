@@ -40,6 +40,8 @@ def test_engine_worked_example_entry_partial_exit_full_exit(desk, orch):
     c3 = OrderMapping.objects.get(child=desk.children["C3"], allocation=alloc)
     assert c3.status == MappingStatus.SKIPPED
     assert c3.reason == "needs ₹1,50,000.00 for one lot, share is ₹75,000.00"
+    assert {m.status for m in OrderMapping.objects.filter(quantity__gt=0)} == {MappingStatus.OPEN}
+    orch.run_tick()  # the next tick's follow-up records the fills
     assert all(m.status == MappingStatus.FILLED for m in OrderMapping.objects.filter(quantity__gt=0))
 
     desk.place("SELL", FUT, 75)  # partial exit, r = 0.5

@@ -26,6 +26,14 @@ class Command(BaseCommand):
             "--sizing-children", type=int, default=10_000, help="children for the pure sizing measurement"
         )
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument(
+            "--exchange",
+            choices=("paper", "memory"),
+            default="paper",
+            help="paper: children on the database-backed paper exchange; memory: children on an "
+            "in-memory exchange with the same latency, to measure the engine apart from the paper "
+            "exchange's own per-order database writes",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["children"] < 1 or options["children"] > 20_000:
@@ -40,6 +48,7 @@ class Command(BaseCommand):
             workers=options["workers"],
             sizing_children=options["sizing_children"],
             rng=random.Random(options["seed"]),
+            exchange=options["exchange"],
         )
         started = time.perf_counter()
         result = run_bench(config, progress=lambda msg: self.stdout.write(f"  {msg}"))

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
-from django.test.utils import setup_databases, teardown_databases
 
 from replication.demo import build_desk, open_child_orders, run_script
 from replication.orchestrator import Orchestrator
+from replication.scratch import throwaway_database
 
 
 class Command(BaseCommand):
@@ -24,15 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=8, help="fan-out pool size")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if connection.vendor == "sqlite":
-            import os
-            import tempfile
-
-            test = connection.settings_dict.setdefault("TEST", {})
-            test["NAME"] = os.path.join(tempfile.gettempdir(), f"pms-demo-{os.getpid()}.sqlite3")
-        old = setup_databases(verbosity=0, interactive=False, keepdb=False)
         failures = 0
-        try:
+        with throwaway_database("demo"):
             desk = build_desk()
             orchestrator = Orchestrator(holder="demo", workers=options["workers"])
             try:
@@ -52,9 +44,6 @@ class Command(BaseCommand):
             if dangling:
                 self.stdout.write(f"\n{dangling} child orders are still open after the cancellation")
                 failures += 1
-        finally:
-            connection.close()
-            teardown_databases(old, verbosity=0)
         if failures:
             raise CommandError(f"{failures} step(s) left a child out of proportion")
         self.stdout.write(self.style.SUCCESS("\nevery child stayed in proportion at every step"))
