@@ -147,6 +147,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every error is {code, message, fields}.
+    "EXCEPTION_HANDLER": "accounts.api.exceptions.api_exception_handler",
+    # Linking and token login are throttled per user (or per IP when anonymous); views opt in
+    # with ScopedRateThrottle and a throttle_scope.
+    "DEFAULT_THROTTLE_RATES": {"link": "20/min", "login": "10/min"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PMS replication engine API",
@@ -179,6 +184,18 @@ KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_TIMEOUT_S = env.float("KITE_TIMEOUT_S", default=7.0)
 KITE_ALGO_ID = env.str("KITE_ALGO_ID", default="")
 KITE_MARKET_PROTECTION = env.int("KITE_MARKET_PROTECTION", default=-1)
+KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
+KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
+WAKE_FILE = env.str("WAKE_FILE", default=str(BASE_DIR / ".engine-wake"))
+SITE_URL = env.str("SITE_URL", default="")  # prefix for links in emails (login check)
+
+# --- Email (the pre-open login check mails staff when EMAIL_HOST is set) -----------------------
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="pms@localhost")
 REPLICATION_MODE = env.str("REPLICATION_MODE", default="order")
 DRY_RUN = env.bool("DRY_RUN", default=False)
 MAX_EVENT_AGE = env.int("MAX_EVENT_AGE", default=300)  # seconds

@@ -1,8 +1,9 @@
-"""URL configuration."""
+"""URL configuration: admin, Kite login and postbacks."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("accounts.kite.urls")),
 ]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.utils import timezone
 from django_q.models import Schedule
 
 from accounts.models import Account
@@ -12,6 +15,7 @@ from replication.allocator import eligible_children, refresh_child_margins
 from replication.clients import ClientCache
 from replication.fanout import FanOut
 from replication.lease import default_holder
+from replication.login_check import login_check_task as _login_check
 from replication.orchestrator import Orchestrator
 from replication.reconciliation import Grade, reconciliation_sweep
 
@@ -43,19 +47,37 @@ def reconciliation_sweep_task() -> str:
     return f"{len(drifts)} positions checked, {bad} drifting"
 
 
+def login_check_task() -> str:
+    """Pre-open check: log, audit and email the Kite accounts that need their daily login."""
+    return _login_check()
+
+
 SCHEDULES = {
     "engine watchdog tick": ("replication.tasks.watchdog_tick", Schedule.MINUTES, 1),
     "child margin refresh": ("replication.tasks.refresh_child_margins_task", Schedule.MINUTES, 1),
     "reconciliation sweep": ("replication.tasks.reconciliation_sweep_task", Schedule.MINUTES, 5),
+    "kite pre-open login check": ("replication.tasks.login_check_task", Schedule.DAILY, 0),
 }
+# Daily schedules run at a fixed IST wall-clock time (IST has no daylight saving).
+DAILY_AT_IST = {"kite pre-open login check": time(8, 45)}
+
+
+def next_daily_run(at: time, *, now: datetime | None = None) -> datetime:
+    """The next `at` (IST wall clock) after `now`, in UTC."""
+    ist = ZoneInfo("Asia/Kolkata")
+    local = (now or timezone.now()).astimezone(ist)
+    run = datetime.combine(local.date(), at, tzinfo=ist)
+    if run <= local:
+        run += timedelta(days=1)
+    return run.astimezone(UTC)
 
 
 def sync_schedules() -> list[str]:
     """Create or update the engine's schedules by name (idempotent); returns their names."""
     for name, (func, kind, minutes) in SCHEDULES.items():
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": kind, "minutes": minutes, "repeats": -1},
-        )
+        defaults = {"func": func, "schedule_type": kind, "minutes": minutes, "repeats": -1}
+        if name in DAILY_AT_IST:
+            defaults["next_run"] = next_daily_run(DAILY_AT_IST[name])
+        Schedule.objects.update_or_create(name=name, defaults=defaults)
     logger.info("django-q2 schedules synced (%s)", getattr(settings, "Q_CLUSTER", {}).get("name"))
     return list(SCHEDULES)

@@ -1,0 +1,141 @@
+"""Pre-open check: which Kite accounts need their daily login before the market opens.
+
+Kite access tokens die at about 06:00 IST every morning, and a new one needs an interactive login
+(kite/API.md §1). Scheduled at 08:45 IST (`replication.tasks.SCHEDULES`), the check logs every
+account that will not have a live session at 09:15 IST, writes one audit row per account and, when
+mail is configured (EMAIL_HOST), emails the staff. `accounts_needing_login` is also dashboard data.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import mail_admins, send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Account, AccountStatus, Broker
+from replication.audit import audit
+
+logger = logging.getLogger(__name__)
+
+IST = ZoneInfo("Asia/Kolkata")
+MARKET_OPEN = time(9, 15)
+MARKET_CLOSE = time(15, 30)
+
+
+def _next_weekday(day: date) -> date:
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def session_deadline(now: datetime) -> datetime:
+    """The moment a token must still be alive at: `now` during a weekday session, otherwise the next
+    weekday's 09:15 IST open (exchange holidays are not known here: the check is conservative)."""
+    local = now.astimezone(IST)
+    if local.weekday() < 5 and local.time() < MARKET_CLOSE:
+        open_at = datetime.combine(local.date(), MARKET_OPEN, tzinfo=IST)
+        return max(open_at, local).astimezone(UTC)
+    return datetime.combine(_next_weekday(local.date()), MARKET_OPEN, tzinfo=IST).astimezone(UTC)
+
+
+def login_reason(account: Account, *, deadline: datetime) -> str | None:
+    """Why `account` needs a login before `deadline`, or None when its session will still be live."""
+    if account.status == AccountStatus.NEEDS_LOGIN:
+        return "marked as needing a login"
+    if not account.access_token:
+        return "no access token"
+    if account.token_expires_at is None:
+        return "access token of unknown expiry"
+    if account.token_expires_at <= deadline:
+        expiry = account.token_expires_at.astimezone(IST).strftime("%Y-%m-%d %H:%M IST")
+        return f"access token expires {expiry}"
+    return None
+
+
+def accounts_needing_login(now: datetime | None = None) -> list[Account]:
+    """Enabled Kite accounts (master and children) without a live session at the next market open
+    (or now, during a session): status needs_login, or token missing, expired or expiring first."""
+    deadline = session_deadline(now or timezone.now())
+    accounts = (
+        Account.objects.filter(broker=Broker.KITE).exclude(status=AccountStatus.DISABLED).order_by("pk")
+    )
+    return [account for account in accounts if login_reason(account, deadline=deadline) is not None]
+
+
+def _mail_configured() -> bool:
+    return bool(getattr(settings, "EMAIL_HOST", ""))
+
+
+def _staff_emails() -> list[str]:
+    users = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+    return sorted({str(email) for email in users.values_list("email", flat=True)})
+
+
+def _login_link(account: Account) -> str:
+    base = str(getattr(settings, "SITE_URL", "") or "").rstrip("/")
+    return f"{base}/accounts/{account.pk}/kite/login/"
+
+
+def _email(lines: list[str], count: int, deadline: datetime) -> bool:
+    """Email the staff (or ADMINS when no staff user has an address). Returns True when sent."""
+    when = deadline.astimezone(IST).strftime("%a %d %b %H:%M IST")
+    subject = f"{count} Kite account{'s' if count != 1 else ''} need a login before {when}"
+    body = "\n".join(
+        [
+            f"These Kite accounts will not have a live session at {when}:",
+            "",
+            *lines,
+            "",
+            "Log in from each account's link (staff or the account's owner), or on the server run:",
+            "  manage.py kite_login ACCOUNT_ID",
+        ]
+    )
+    recipients = _staff_emails()
+    if recipients:
+        send_mail(subject, body, None, recipients)
+    elif getattr(settings, "ADMINS", None):
+        mail_admins(subject, body)
+    else:
+        logger.warning("login check: mail is configured but no staff user has an email address")
+        return False
+    return True
+
+
+def login_check_task(now: datetime | None = None) -> str:
+    """Log, audit and (when mail is configured) email the accounts that need a login. A summary line."""
+    now = now or timezone.now()
+    deadline = session_deadline(now)
+    needing = [(a, login_reason(a, deadline=deadline)) for a in accounts_needing_login(now)]
+    if not needing:
+        return "every Kite account has a live session for the next market open"
+    lines = []
+    with transaction.atomic():
+        for account, reason in needing:
+            who = f"account {account.pk} {account.broker_user_id} ({account.role}, {account.status})"
+            lines.append(f"- {who}: {reason}\n  {_login_link(account)}")
+            logger.warning(
+                "Kite account %s (%s) needs a login: %s", account.pk, account.broker_user_id, reason
+            )
+            audit(
+                kind="account.login_needed",
+                actor="login-check",
+                account=account,
+                message=f"needs a Kite login before {deadline.astimezone(IST):%Y-%m-%d %H:%M} IST: {reason}",
+                data={"reason": reason, "deadline": deadline.isoformat()},
+            )
+    note = ""
+    if _mail_configured():
+        try:
+            note = " (staff emailed)" if _email(lines, len(needing), deadline) else " (nobody to email)"
+        except (smtplib.SMTPException, OSError) as exc:
+            logger.error("login check: the email to staff failed: %s", exc)
+            note = " (email failed)"
+    return f"{len(needing)} Kite account(s) need a login{note}"

@@ -1,0 +1,178 @@
+"""`manage.py master_stream`: listen to the master's Kite order updates and wake the orchestrator.
+
+Kite's WebSocket pushes every order update of the master (from web, mobile or the API), seconds
+before a poll would see it; each update wakes the orchestrator loop (another process, same host)
+through `replication.wakeup.wake_remote`. Polling stays the source of truth: this only shortens
+the wait. Run it as its own process; one connection per api key of the three Kite allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import close_old_connections
+from django.utils import timezone
+
+from accounts.crypto import CredentialDecryptError
+from accounts.models import Account, Broker
+from accounts.selectors import account_get_master
+from brokers.kite.stream import DEFAULT_WS_ROOT, OrderUpdateStream, stop_reactor
+from brokers.types import Order
+from replication.wakeup import wake_remote
+
+logger = logging.getLogger("replication.master_stream")
+
+StreamFactory = Callable[..., OrderUpdateStream]
+
+
+def on_master_order(order: Order) -> None:
+    """One order update of the master: ask the orchestrator to poll now."""
+    logger.info("master order %s is %s: waking the orchestrator", order.order_id, order.status.value)
+    wake_remote()
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSession:
+    account: Account
+    api_key: str
+    access_token: str
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"MasterSession(account={self.account.pk})"
+
+
+def master_session() -> tuple[MasterSession | None, str]:
+    """The enabled master's live Kite session, or None and why there is none."""
+    master = account_get_master()
+    if master is None:
+        return None, "no master account is linked"
+    if master.broker != Broker.KITE:
+        return None, f"the master {master.broker_user_id} is a {master.broker} account: nothing to stream"
+    if master.token_expires_at is not None and master.token_expires_at <= timezone.now():
+        return None, f"the master {master.broker_user_id}'s session expired: waiting for its daily login"
+    try:
+        api_key, token = master.secret("api_key"), master.secret("access_token")
+    except CredentialDecryptError:
+        return None, f"the master {master.broker_user_id}'s credentials cannot be decrypted"
+    if not (api_key and token):
+        return None, f"the master {master.broker_user_id} has no access token: waiting for its daily login"
+    return MasterSession(master, api_key, token), ""
+
+
+class MasterStreamSupervisor:
+    """Keeps one order stream open on the master's current session.
+
+    Each `step()` compares the master's session with the stream's: a new login (new token) or a
+    new master replaces the stream, an expired session closes it, a stream that gave up
+    reconnecting is replaced.
+    """
+
+    def __init__(
+        self, *, write: Callable[[str], Any], stream_factory: StreamFactory = OrderUpdateStream
+    ) -> None:
+        self.write = write
+        self.stream_factory = stream_factory
+        self.stream: OrderUpdateStream | None = None
+        self.started = 0
+        self._token = ""
+        self._account_pk: int | None = None
+        self._waiting = ""
+
+    def step(self) -> None:
+        session, why = master_session()
+        token = session.access_token if session else ""
+        pk = session.account.pk if session else None
+        if self.stream is not None and (token != self._token or pk != self._account_pk):
+            self._close("the master's session changed")
+        elif self.stream is not None and self.stream.gave_up.is_set():
+            self._close("the stream gave up reconnecting")
+        if session is None:
+            if why != self._waiting:
+                self.write(why)
+                self._waiting = why
+            return
+        self._waiting = ""
+        if self.stream is None:
+            self._open(session)
+
+    def _open(self, session: MasterSession) -> None:
+        root = str(getattr(settings, "KITE_WS_ROOT", "") or DEFAULT_WS_ROOT)
+        stream = self.stream_factory(
+            api_key=session.api_key,
+            access_token=session.access_token,
+            on_order=on_master_order,
+            root=root,
+            user_id=session.account.broker_user_id,
+        )
+        stream.start()
+        self.stream = stream
+        self._token = session.access_token
+        self._account_pk = session.account.pk
+        self.started += 1
+        self.write(f"order stream for master {session.account.broker_user_id} opened ({root})")
+
+    def _close(self, why: str) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+            self.write(f"order stream closed: {why}")
+        self.stream = None
+        self._token = ""
+        self._account_pk = None
+
+    def close(self) -> None:
+        self._close("shutting down")
+
+
+def run_master_stream(
+    *,
+    stop: threading.Event,
+    check_every: float,
+    write: Callable[[str], Any],
+    stream_factory: StreamFactory = OrderUpdateStream,
+) -> int:
+    """Supervise the master's order stream until `stop` is set. Returns how many streams were opened."""
+    supervisor = MasterStreamSupervisor(write=write, stream_factory=stream_factory)
+    try:
+        while not stop.is_set():
+            close_old_connections()  # a long-lived process: drop connections the server may have closed
+            supervisor.step()
+            stop.wait(check_every)
+    finally:
+        supervisor.close()
+    return supervisor.started
+
+
+class Command(BaseCommand):
+    help = (
+        "Listen to the master's Kite order updates (WebSocket, KITE_WS_ROOT) and wake the orchestrator "
+        "on each one. Follows the master's daily login by itself. SIGTERM or Ctrl-C stops it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--check-every", type=float, default=30.0, help="seconds between checks of the master's session"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["check_every"] <= 0:
+            raise CommandError("--check-every must be a positive number of seconds")
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.info("signal %s: closing the order stream", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            run_master_stream(stop=stop, check_every=options["check_every"], write=self.stdout.write)
+        finally:
+            stop_reactor()
