@@ -1,0 +1,330 @@
+"""`KiteSim` (sessions, faults, limits and dispatch) and the threaded HTTP server that carries it.
+
+    running = start(port=0)            # 127.0.0.1, an ephemeral port, a daemon thread
+    KiteBroker(api_key=..., access_token=..., root=running.root)
+    running.sim.set_faults(user_id="C1", rate_limit={"count": 3})
+    running.stop()
+
+Only loopback addresses are served. Each request runs in its own thread with its own database
+connection, closed when the request ends; tests must commit what the server is to see
+(`django_db(transaction=True)`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import connections
+
+from brokers.errors import BrokerError, InputRejected, OrderRejected
+from brokers.kite_sim.auth import AuthError, Session, SessionStore
+from brokers.kite_sim.faults import Faults, FaultSpecError, OrderRateLimiter
+from brokers.kite_sim.routes import resolve
+from brokers.kite_sim.wire import Call, KiteError, Request, Response
+
+logger = logging.getLogger(__name__)
+
+ERROR_MESSAGES = {
+    500: "Order could not be placed. Please try again.",
+    502: "Unknown response from the OMS.",
+    503: "Couldn't connect to the OMS. Please try again.",
+    504: "Gateway timeout.",
+}
+TOKEN_MESSAGE = "Incorrect `api_key` or `access_token`."  # noqa: S105  (an error message, not a secret)
+
+
+def _error_response(exc: BaseException) -> Response:
+    """The Kite error body for anything a route raised."""
+    if isinstance(exc, KiteError):
+        if exc.status == 429:
+            return Response.rate_limited()
+        return Response.error(exc.status, exc.error_type, exc.message)
+    if isinstance(exc, AuthError):
+        return Response.error(exc.status, exc.error_type, exc.message)
+    if isinstance(exc, FaultSpecError):
+        return Response.error(400, "InputException", str(exc))
+    if isinstance(exc, InputRejected):
+        return Response.error(400, "InputException", exc.message)
+    if isinstance(exc, OrderRejected):
+        kind = "MarginException" if exc.code == "insufficient_funds" else "OrderException"
+        return Response.error(400, kind, exc.message)
+    if isinstance(exc, BrokerError):
+        return Response.error(500, "GeneralException", exc.message)
+    return Response.error(500, "GeneralException", "Internal error in the Kite simulator.")
+
+
+class Hit(NamedTuple):
+    user_id: str  # "" before authentication (or for unauthenticated routes)
+    route: str  # e.g. "POST /orders/{variety}"
+    status: int
+
+
+class KiteSim:
+    """The simulator's state and request dispatch (no sockets: `handle` takes a `Request`)."""
+
+    def __init__(
+        self,
+        *,
+        store: SessionStore | None = None,
+        faults: Faults | None = None,
+        limiter: OrderRateLimiter | None = None,
+    ) -> None:
+        self.store = store or SessionStore()
+        self.faults = faults or Faults()
+        self.limiter = limiter or OrderRateLimiter()
+        self._lock = threading.Lock()
+        self._hidden_until: dict[str, float] = {}  # order id -> monotonic time it shows up
+        self._protection: dict[str, int | float] = {}  # order id -> market_protection sent
+        self.hits: Counter[Hit] = Counter()  # requests answered, by caller, route and status
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """Answer one request; every failure becomes a Kite error body. Counted in `hits`."""
+        route_name, user_id = f"{request.method} ?", ""
+        try:
+            route, args = resolve(request.method, request.path)
+            route_name = f"{route.method} {route.path}"
+            session = self.store.authenticate(request.header("authorization")) if route.auth else None
+            user_id = session.user_id if session else ""
+            if not route.admin:
+                delay = self.faults.latency_s(user_id or None)
+                if delay > 0:
+                    time.sleep(delay)
+            response = route.handler(Call(self, request, session, args))
+        except (KiteError, AuthError, FaultSpecError, BrokerError) as exc:
+            response = _error_response(exc)
+        except Exception as exc:
+            logger.exception("kite_sim: %s %s failed", request.method, request.path)
+            response = _error_response(exc)
+        with self._lock:
+            self.hits[Hit(user_id, route_name, response.status)] += 1
+        return response
+
+    def hit_count(
+        self, *, user_id: str | None = None, route: str | None = None, status: int | None = None
+    ) -> int:
+        """How many requests matched (any field left None matches everything)."""
+        with self._lock:
+            return sum(
+                n
+                for hit, n in self.hits.items()
+                if (user_id is None or hit.user_id == user_id)
+                and (route is None or hit.route == route)
+                and (status is None or hit.status == status)
+            )
+
+    # --- order writes ------------------------------------------------------------------------
+
+    def order_write_gate(self, session: Session) -> None:
+        """Before an order write: token faults (403), rate-limit faults and the limiter (429)."""
+        gate = self.faults.on_order_write(session.user_id)
+        if gate.expire_token:
+            self.store.expire(user_id=session.user_id)
+            raise KiteError(403, "TokenException", TOKEN_MESSAGE)
+        if gate.rate_limited or not self.limiter.allow(session.user_id):
+            raise KiteError(429, "NetworkException", "Too many requests")
+
+    def after_accept(self, session: Session, *, order_id: str, placed: bool) -> None:
+        """After an order write was carried out: hide a new order for a while, hang, or fail."""
+        if placed:
+            late = self.faults.late_book_s(session.user_id)
+            if late > 0:
+                with self._lock:
+                    self._hidden_until[order_id] = time.monotonic() + late
+        decision = self.faults.after_accept(session.user_id)
+        if decision.sleep_s > 0:
+            time.sleep(decision.sleep_s)  # the client has given up by now; the answer goes nowhere
+        if decision.error_status is not None:
+            raise KiteError(
+                decision.error_status,
+                decision.error_type,
+                ERROR_MESSAGES.get(decision.error_status, "Something went wrong."),
+            )
+
+    def visible(self, order_id: str) -> bool:
+        """False while a late-book fault keeps the order out of the book."""
+        with self._lock:
+            until = self._hidden_until.get(order_id)
+            if until is None:
+                return True
+            if time.monotonic() >= until:
+                del self._hidden_until[order_id]
+                return True
+            return False
+
+    def remember_protection(self, order_id: str, value: int | float) -> None:
+        with self._lock:
+            self._protection[order_id] = value
+
+    def protection(self, order_id: str) -> int | float:
+        with self._lock:
+            return self._protection.get(order_id, 0)
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def set_faults(self, *, user_id: str | None = None, **spec: Any) -> dict[str, Any]:
+        """`Faults.set`, plus `expire_token="now"`: expire the sessions at once."""
+        state = self.faults.set(user_id=user_id, **spec)
+        if spec.get("expire_token") == "now":
+            self.store.expire(user_id=user_id)
+        return state
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Load `{"apps": [...], "sessions": [...], "faults": [...]}` (the command's --config file).
+
+        apps: {api_key, api_secret, redirect_url?, user_id?}; sessions: {user_id, api_key,
+        access_token, expires_at? (ISO, aware)}; faults: {user_id?, ...spec}.
+        """
+        unknown = set(config) - {"apps", "sessions", "faults"}
+        if unknown:
+            raise ValueError(f"unknown configuration keys {sorted(unknown)}")
+        for app in config.get("apps", []):
+            self.store.register_app(
+                api_key=str(app["api_key"]),
+                api_secret=str(app["api_secret"]),
+                redirect_url=str(app.get("redirect_url", "")),
+                user_id=str(app.get("user_id", "")),
+            )
+        for entry in config.get("sessions", []):
+            expires = entry.get("expires_at")
+            self.store.create(
+                user_id=str(entry["user_id"]),
+                api_key=str(entry.get("api_key", "")),
+                access_token=str(entry.get("access_token", "")),
+                expires_at=datetime.fromisoformat(expires) if expires else None,
+            )
+        for spec in config.get("faults", []):
+            spec = dict(spec)
+            user_id = spec.pop("user_id", None)
+            self.set_faults(user_id=user_id, **spec)
+
+
+# --- the HTTP server ----------------------------------------------------------------------------
+
+
+def check_loopback(host: str) -> str:
+    """`host` if it names a loopback address (127.0.0.0/8, ::1, localhost), else ValueError."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot resolve {host!r}: {exc}") from None
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses or not all(ipaddress.ip_address(a).is_loopback for a in addresses):
+        raise ValueError(f"the Kite simulator serves loopback addresses only, not {host!r}")
+    return host
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    sim: KiteSim
+    in_flight: int
+    idle: threading.Condition
+
+
+def _handler(sim: KiteSim) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server: _Server
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            request = Request(
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=body,
+            )
+            with self.server.idle:
+                self.server.in_flight += 1
+            try:
+                response = sim.handle(request)
+            finally:
+                connections.close_all()  # this thread's connections only
+                with self.server.idle:
+                    self.server.in_flight -= 1
+                    self.server.idle.notify_all()
+            try:
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(response.body)))
+                for name, value in response.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(response.body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a timeout fault)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Nothing by default: request lines can carry tokens (`DELETE /session/token?...`)."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            logger.debug("kite_sim %s %s -> %s", self.command, urlsplit(self.path).path, code)
+
+    return Handler
+
+
+@dataclass
+class RunningSim:
+    """A simulator serving in a background thread."""
+
+    sim: KiteSim
+    server: _Server
+    thread: threading.Thread
+
+    @property
+    def root(self) -> str:
+        host, port = self.server.server_address[:2]
+        host = str(host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def stop(self, *, drain_s: float = 5.0) -> None:
+        """Stop accepting, wait (at most `drain_s`) for requests in flight, close the socket."""
+        self.server.shutdown()
+        deadline = time.monotonic() + drain_s
+        with self.server.idle:
+            while self.server.in_flight and time.monotonic() < deadline:
+                self.server.idle.wait(timeout=max(0.0, deadline - time.monotonic()))
+        self.server.server_close()
+        self.thread.join(timeout=drain_s)
+
+
+def make_server(sim: KiteSim, *, host: str = "127.0.0.1", port: int = 0) -> _Server:
+    check_loopback(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class Server(_Server):
+        address_family = family
+
+    server = Server((host, port), _handler(sim))
+    server.sim = sim
+    server.in_flight = 0
+    server.idle = threading.Condition()
+    return server
+
+
+def start(*, sim: KiteSim | None = None, host: str = "127.0.0.1", port: int = 0) -> RunningSim:
+    """Serve `sim` (a new one by default) on host:port (0 = any free port) in a daemon thread."""
+    sim = sim or KiteSim()
+    server = make_server(sim, host=host, port=port)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="kite-sim", daemon=True
+    )
+    thread.start()
+    return RunningSim(sim=sim, server=server, thread=thread)
