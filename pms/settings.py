@@ -200,6 +200,9 @@ REPLICATION_MODE = env.str("REPLICATION_MODE", default="order")
 DRY_RUN = env.bool("DRY_RUN", default=False)
 MAX_EVENT_AGE = env.int("MAX_EVENT_AGE", default=300)  # seconds
 FANOUT_WORKERS = env.int("FANOUT_WORKERS", default=64)
+FANOUT_MODE = env.str("FANOUT_MODE", default="threads")  # or "queue": one django-q2 task per shard
+FANOUT_SHARDS = env.int("FANOUT_SHARDS", default=4)
+QUEUE_REQUEUE_SECONDS = env.int("QUEUE_REQUEUE_SECONDS", default=10)
 LEASE_TTL_SECONDS = env.int("LEASE_TTL_SECONDS", default=15)
 UNKNOWN_GRACE_SECONDS = env.int("UNKNOWN_GRACE_SECONDS", default=30)
 BREAKER_THRESHOLD = env.int("BREAKER_THRESHOLD", default=3)

@@ -40,6 +40,7 @@ from replication.events import (
     diff_book,
     effective_quantity,
 )
+from replication.failpoints import failpoint
 from replication.instruments import InstrumentCache
 from replication.lease import Lease, LeaseLost, default_holder, lease_acquire, lease_check, lease_release
 from replication.models import (
@@ -74,6 +75,7 @@ class TickResult:
     intents: int = 0
     dispatch: DispatchReport = field(default_factory=DispatchReport)
     followed_up: int = 0
+    queued_shards: int = 0
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -88,7 +90,8 @@ class TickResult:
         return (
             f"tick {self.tick_id} epoch={self.epoch} events={self.events} allocations={self.allocations} "
             f"intents={self.intents} sent={d.sent} accepted={d.accepted} rejected={d.rejected} "
-            f"unknown={d.unknown} failed={d.failed} deferred={d.deferred} updated={self.followed_up} "
+            f"unknown={d.unknown} failed={d.failed} deferred={d.deferred} queued_shards={self.queued_shards} "
+            f"updated={self.followed_up} "
             f"latency_p50_ms={p50} errors={len(self.errors)} duration_ms={self.duration_ms}"
         )
 
@@ -106,6 +109,38 @@ class Orchestrator:
         self.workers = workers
         self.lease_ttl = lease_ttl or timedelta(seconds=getattr(settings, "LEASE_TTL_SECONDS", 15))
         self._replicator: Replicator | None = None
+        self._queued_at: dict[int, float] = {}
+
+    def _enqueue_shards(self, lease: Lease, replicator: Replicator, *, halted: bool) -> int:
+        """Queue mode: one `dispatch_shard` task per shard with intents ready (DESIGN §7).
+
+        The database stays the truth: a lost task leaves its intents PLANNED (queued again after
+        `QUEUE_REQUEUE_SECONDS`), a repeated one finds them already claimed and does nothing.
+        """
+        if halted:
+            return 0
+        from django_q.tasks import async_task
+
+        count = max(1, int(getattr(settings, "FANOUT_SHARDS", 4)))
+        requeue = float(getattr(settings, "QUEUE_REQUEUE_SECONDS", 10))
+        now = time.monotonic()
+        queued = 0
+        for shard in replicator.planned_shards(count):
+            if now - self._queued_at.get(shard, -requeue) < requeue:
+                continue
+            self._queued_at[shard] = now
+            async_task(
+                "replication.tasks.dispatch_shard",
+                shard,
+                count,
+                lease.holder,
+                lease.epoch,
+                lease.ttl.total_seconds(),
+                task_name=f"dispatch shard {shard}/{count} epoch {lease.epoch}",
+                group="dispatch",
+            )
+            queued += 1
+        return queued
 
     def close(self) -> None:
         """Stop the worker pool and hand the lease back, so a restart takes over at once."""
@@ -224,9 +259,12 @@ class Orchestrator:
         t_size = time.perf_counter()
         result.intents += self._size_pending(lease, replicator, control)
         result.timings_ms["sizing"] = (time.perf_counter() - t_size) * 1000
-        # 6. Send.
+        # 6. Send: here in the bounded pool, or (queue mode) one django-q2 task per shard of children.
         t_send = time.perf_counter()
-        result.dispatch = replicator.dispatch(halted=control.halted)
+        if getattr(settings, "FANOUT_MODE", "threads") == "queue":
+            result.queued_shards = self._enqueue_shards(lease, replicator, halted=control.halted)
+        else:
+            result.dispatch = replicator.dispatch(halted=control.halted)
         result.timings_ms["dispatch"] = (time.perf_counter() - t_send) * 1000
         # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
         # second round of order-book reads would double the tick for a thousand children.
@@ -646,6 +684,7 @@ class Orchestrator:
         created = 0
         for group in groups.values():
             created += allocator.create_intents(group, lease=lease, control=control, replicator=replicator)
+            failpoint("after_intent_commit")
         return created
 
 

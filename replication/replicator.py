@@ -23,7 +23,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, IntegerField
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from accounts.crypto import CredentialDecryptError
@@ -41,6 +42,7 @@ from brokers.errors import (
 from brokers.types import Order, OrderRequest, OrderStatus, OrderType, Product, Side, Validity
 from replication.bulk import batch_size, update_rows
 from replication.clients import CHILD_SECRETS, ClientCache
+from replication.failpoints import failpoint
 from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
 from replication.models import (
@@ -108,6 +110,14 @@ SEND_FIELDS = (
 
 def _setting(name: str, default: Any) -> Any:
     return getattr(settings, name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Children whose id mod `count` is `index`."""
+
+    index: int
+    count: int
 
 
 @dataclass(slots=True)
@@ -212,13 +222,19 @@ class Replicator:
 
     # --- dispatch ------------------------------------------------------------------------------
 
-    def dispatch(self, *, halted: bool = False, only: Iterable[int] | None = None) -> DispatchReport:
-        """Send every dispatchable PLANNED intent: buy legs first, then the sell legs they hedge."""
+    def dispatch(
+        self, *, halted: bool = False, only: Iterable[int] | None = None, shard: Shard | None = None
+    ) -> DispatchReport:
+        """Send every dispatchable PLANNED intent: buy legs first, then the sell legs they hedge.
+
+        With `shard` only the children of that shard (child id mod count) are sent: the queue
+        mode's workers each take one shard, so a child's orders always stay in one worker's hands.
+        """
         report = DispatchReport()
         if halted:
             return report
         t0 = time.perf_counter()
-        waves = self._planned(only=only)
+        waves = self._planned(only=only, shard=shard)
         report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
         if waves[0]:
             report.merge(self._send_wave(waves[0]))
@@ -228,7 +244,23 @@ class Replicator:
                 report.merge(self._send_wave(ready))
         return report
 
-    def _planned(self, *, only: Iterable[int] | None) -> tuple[list[OrderMapping], list[OrderMapping]]:
+    def planned_shards(self, count: int) -> list[int]:
+        """The shards (child id mod count) that have intents ready to send."""
+        return sorted(
+            {
+                int(value)
+                for value in OrderMapping.objects.filter(
+                    status=MappingStatus.PLANNED,
+                    allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
+                )
+                .annotate(shard=Mod("child_id", count, output_field=IntegerField()))
+                .values_list("shard", flat=True)
+            }
+        )
+
+    def _planned(
+        self, *, only: Iterable[int] | None, shard: Shard | None = None
+    ) -> tuple[list[OrderMapping], list[OrderMapping]]:
         qs = (
             OrderMapping.objects.filter(
                 status=MappingStatus.PLANNED,
@@ -240,6 +272,10 @@ class Replicator:
         )
         if only is not None:
             qs = qs.filter(allocation_id__in=list(only))
+        if shard is not None:
+            qs = qs.annotate(shard=Mod("child_id", shard.count, output_field=IntegerField())).filter(
+                shard=shard.index
+            )
         mappings = list(qs)
         return [m for m in mappings if m.wave == 0], [m for m in mappings if m.wave != 0]
 
@@ -437,6 +473,7 @@ class Replicator:
                 reason=type(exc).__name__,
                 event="send_unknown",
             )
+        failpoint("after_broker_call")
         return Outcome(m.pk, MappingStatus.OPEN, broker_order_id=order_id, acked_at=self.now(), event="sent")
 
     # --- follow-up and recovery ----------------------------------------------------------------
@@ -542,6 +579,7 @@ class Replicator:
                             event="recovered_unknown",
                         )
                     )
+        failpoint("mid_reconciliation")
         return outcomes
 
     def cancel_open(self, mappings: Sequence[OrderMapping], *, reason: str) -> int:
@@ -651,6 +689,7 @@ class Replicator:
             elif o.event in ("send_failed", "send_rejected") and m.allocation.kind == "open":
                 failed_children.add(m.child_id)
             updated.append(m)
+        failpoint("before_ack_commit")
         with transaction.atomic():
             lease_check(self.lease)
             update_rows(

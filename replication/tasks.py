@@ -14,10 +14,12 @@ from accounts.models import Account
 from replication.allocator import eligible_children, refresh_child_margins
 from replication.clients import ClientCache
 from replication.fanout import FanOut
-from replication.lease import default_holder
+from replication.lease import Lease, LeaseLost, default_holder
 from replication.login_check import login_check_task as _login_check
 from replication.orchestrator import Orchestrator
+from replication.ratelimit import LimiterRegistry
 from replication.reconciliation import Grade, reconciliation_sweep
+from replication.replicator import Replicator, Shard
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,30 @@ def watchdog_tick() -> str:
         return orchestrator.run_tick().summary()
     finally:
         orchestrator.close()
+
+
+# Each worker process keeps its clients and rate limiters across tasks.
+_CLIENTS = ClientCache()
+_LIMITERS = LimiterRegistry()
+
+
+def dispatch_shard(index: int, count: int, holder: str, epoch: int, ttl_seconds: float) -> str:
+    """Queue mode: send the intents of one shard of children on behalf of the leader's lease.
+
+    Every write checks that lease, so a task left over from an old leader sends nothing.
+    """
+    lease = Lease(holder=holder, epoch=epoch, expires_at=timezone.now(), ttl=timedelta(seconds=ttl_seconds))
+    replicator = Replicator(lease=lease, clients=_CLIENTS, limiters=_LIMITERS)
+    try:
+        report = replicator.dispatch(shard=Shard(index, count))
+    except LeaseLost as exc:
+        return f"shard {index}/{count}: lease lost ({exc}); nothing sent"
+    finally:
+        replicator.close()
+    return (
+        f"shard {index}/{count}: sent={report.sent} accepted={report.accepted} rejected={report.rejected} "
+        f"unknown={report.unknown} failed={report.failed} deferred={report.deferred}"
+    )
 
 
 def refresh_child_margins_task() -> int:

@@ -319,3 +319,39 @@ def test_engine_unknown_instrument_and_missing_lot_size_recorded(desk, orch, fau
     desk.place("BUY", FUT, 150)
     orch.run_tick()
     assert desk.positions(FUT)["C2"] == 300  # a bad instrument elsewhere does not stop good events
+
+
+def test_engine_queue_mode_sends_through_one_task_per_shard(desk, orch):
+    with override_settings(FANOUT_MODE="queue", FANOUT_SHARDS=3):  # django-q2 runs tasks inline in tests
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+        planned = {c.pk % 3 for n, c in desk.children.items() if n != "C3"}  # C3 is below one lot
+        assert result.queued_shards == len(planned)
+        assert desk.positions(FUT) == {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}
+        orch.run_tick()
+        assert set(OrderMapping.objects.filter(quantity__gt=0).values_list("status", flat=True)) == {
+            MappingStatus.FILLED
+        }
+
+
+def test_engine_queue_task_from_a_stale_leader_sends_nothing(desk, orch, monkeypatch):
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    from replication.tasks import dispatch_shard
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # enqueue for a cluster instead of running inline
+    with override_settings(FANOUT_MODE="queue", FANOUT_SHARDS=1):
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        orch.run_tick()
+    assert OrderMapping.objects.filter(status=MappingStatus.PLANNED).count() == 4
+    assert OrmQ.objects.count() == 1
+    summary = dispatch_shard(0, 1, "someone-else", 99, 15.0)
+    assert "lease lost" in summary
+    assert OrderMapping.objects.filter(status=MappingStatus.PLANNED).count() == 4
+    assert desk.positions(FUT)["C2"] == 0
+    lease = orch._replicator.lease  # the leader's own task sends
+    assert "sent=4" in dispatch_shard(0, 1, lease.holder, lease.epoch, 15.0)
+    assert desk.positions(FUT)["C2"] == 300
