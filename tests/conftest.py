@@ -7,6 +7,9 @@ from django.test import override_settings
 
 from accounts.crypto import reload_crypter
 
+# REST API fixtures (people with tokens, a fake broker); importable helpers live there too.
+pytest_plugins = ["tests.api_helpers"]
+
 
 @pytest.fixture
 def rotate_key():

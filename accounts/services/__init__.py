@@ -20,6 +20,7 @@ from accounts.services.lifecycle import (
     account_set_status,
 )
 from accounts.services.linking import account_link, account_link_validate
+from accounts.services.unlinking import account_unlink
 from accounts.validation import AccountError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "account_set_credentials",
     "account_set_status",
     "account_settings_validate",
+    "account_unlink",
     "account_update_settings",
     "consent_version_current",
     "kite_token_expiry",

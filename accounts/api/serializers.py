@@ -1,0 +1,267 @@
+"""Input and output serializers of the accounts API.
+
+Input serializers check *types* only (text is text, flags are true/false, numbers parse) and refuse
+unknown keys; every domain rule (formats, ranges, capital mode, master uniqueness) is the account
+services' job, so the API, the admin and the commands refuse the same things with the same messages.
+Output serializers never carry a credential: only whether one is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import Account, AccountStatus, Broker, CapitalMode, Role
+from accounts.validation import redact_url
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: numbers, booleans, lists and objects are refused (DRF would stringify numbers).
+
+    Blank text passes through untrimmed; the services strip and judge it.
+    """
+
+    default_error_messages = {"invalid_type": "Must be text."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid_type")
+        return str(super().to_internal_value(data))
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only (DRF would also take "yes", "1", 1 ...)."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class NumberField(serializers.DecimalField):
+    """A decimal number, as a JSON string ("1.5") or number; range and places are the services' rules."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=None, decimal_places=None, **kwargs)
+
+
+class InputSerializer(serializers.Serializer[Any]):
+    """Refuses keys it does not declare (deny by default: a typo is an error, not a silent no-op)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        key: [serializers.ErrorDetail("Unknown field.", code="unknown_field")]
+                        for key in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+class TokenObtainInput(InputSerializer):
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=4096, write_only=True, style={"input_type": "password"})
+
+
+class AccountLinkInput(InputSerializer):
+    broker = StrictCharField(help_text=f"One of: {', '.join(Broker.values)}.")
+    user_id = StrictCharField(help_text="The broker's client id (Kite ids are upper-cased).")
+    name = StrictCharField(required=False, allow_null=True)
+    api_key = StrictCharField(required=False, allow_null=True, write_only=True, help_text="Kite only.")
+    api_secret = StrictCharField(required=False, allow_null=True, write_only=True, help_text="Kite only.")
+    access_token = StrictCharField(
+        required=False,
+        allow_null=True,
+        write_only=True,
+        help_text="Kite only; usually stored by the login redirect instead.",
+    )
+    master = StrictBooleanField(required=False, help_text="Staff only; refused when a master exists.")
+    capital_mode = StrictCharField(
+        required=False, allow_null=True, help_text=f"One of: {', '.join(CapitalMode.values)}."
+    )
+    fixed_capital = NumberField(required=False, allow_null=True, help_text="Rupees; fixed mode only.")
+    multiplier = NumberField(required=False, allow_null=True)
+    consent = StrictBooleanField(required=False)
+    owner = StrictCharField(
+        required=False,
+        allow_null=True,
+        help_text="Username of the owner. Staff only; clients own what they link.",
+    )
+
+
+class AccountSettingsInput(InputSerializer):
+    """Every key is optional; null clears a limit, a list, the name or the proxy."""
+
+    display_name = StrictCharField(required=False, allow_null=True)
+    capital_mode = StrictCharField(
+        required=False, allow_null=True, help_text=f"One of: {', '.join(CapitalMode.values)}."
+    )
+    fixed_capital = NumberField(required=False, allow_null=True)
+    multiplier = NumberField(required=False, allow_null=True)
+    dry_run = StrictBooleanField(required=False, allow_null=True)
+    allowed_instruments = serializers.ListField(
+        child=StrictCharField(), required=False, allow_null=True, help_text='["NFO:NIFTY25DECFUT", ...]'
+    )
+    blocked_instruments = serializers.ListField(child=StrictCharField(), required=False, allow_null=True)
+    allowed_products = serializers.ListField(
+        child=StrictCharField(), required=False, allow_null=True, help_text='["NRML", "MIS", "CNC", "MTF"]'
+    )
+    max_lots_per_order = serializers.IntegerField(required=False, allow_null=True)
+    max_quantity = serializers.IntegerField(required=False, allow_null=True)
+    max_order_value = NumberField(required=False, allow_null=True)
+    max_open_positions = serializers.IntegerField(required=False, allow_null=True)
+    daily_loss_limit = NumberField(required=False, allow_null=True)
+    proxy_url = StrictCharField(required=False, allow_null=True, write_only=True, help_text="Staff only.")
+    owner = StrictCharField(required=False, allow_null=True, help_text="Username. Staff only.")
+    status = StrictCharField(
+        required=False,
+        help_text="Pause (`paused`), halt (`halted`) or resume (`active`); `disabled` and `needs_login` are "
+        "staff only.",
+    )
+    reason = StrictCharField(required=False, help_text="Recorded with a status change.")
+    api_key = StrictCharField(required=False, write_only=True, help_text="Kite only; write-only.")
+    api_secret = StrictCharField(required=False, write_only=True, help_text="Kite only; write-only.")
+    access_token = StrictCharField(
+        required=False, write_only=True, help_text='Kite only; write-only; "" forgets the session.'
+    )
+
+
+class ConsentInput(InputSerializer):
+    version = StrictCharField(required=False, help_text="Terms version; defaults to the current terms.")
+
+
+class UnlinkQuery(serializers.Serializer[Any]):
+    force = serializers.BooleanField(
+        required=False, default=False, help_text="Staff only: unlink although the engine holds positions."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+
+class ErrorOutput(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    # DRF's metaclass moves declared fields into _declared_fields, so this does not shadow .fields.
+    fields = serializers.DictField(child=serializers.CharField())  # type: ignore[assignment]
+
+
+class TokenOutput(serializers.Serializer[Any]):
+    token = serializers.CharField()
+
+
+class AccountOutput(serializers.ModelSerializer[Account]):
+    """An account as the API shows it: settings, state, and only *whether* credentials are stored."""
+
+    broker = serializers.ChoiceField(choices=Broker.choices, read_only=True)
+    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
+    status = serializers.ChoiceField(choices=AccountStatus.choices, read_only=True)
+    capital_mode = serializers.ChoiceField(choices=CapitalMode.choices, read_only=True)
+    owner: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    allowed_instruments = serializers.ListField(child=serializers.CharField(), read_only=True)
+    blocked_instruments = serializers.ListField(child=serializers.CharField(), read_only=True)
+    allowed_products = serializers.ListField(child=serializers.CharField(), read_only=True)
+    has_consent = serializers.BooleanField(read_only=True)
+    has_api_key = serializers.SerializerMethodField()
+    has_api_secret = serializers.SerializerMethodField()
+    has_access_token = serializers.SerializerMethodField()
+    login_required = serializers.SerializerMethodField()
+    proxy_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Account
+        fields = (
+            "id",
+            "broker",
+            "broker_user_id",
+            "display_name",
+            "owner",
+            "role",
+            "status",
+            "has_consent",
+            "consent_given_at",
+            "consent_version",
+            "capital_mode",
+            "fixed_capital",
+            "multiplier",
+            "dry_run",
+            "allowed_instruments",
+            "blocked_instruments",
+            "allowed_products",
+            "max_lots_per_order",
+            "max_quantity",
+            "max_order_value",
+            "max_open_positions",
+            "daily_loss_limit",
+            "has_api_key",
+            "has_api_secret",
+            "has_access_token",
+            "token_obtained_at",
+            "token_expires_at",
+            "login_required",
+            "proxy_url",
+            "consecutive_failures",
+            "breaker_tripped_at",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_api_key(self, account: Account) -> bool:
+        return bool(account.api_key)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_api_secret(self, account: Account) -> bool:
+        return bool(account.api_secret)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_access_token(self, account: Account) -> bool:
+        return bool(account.access_token)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_login_required(self, account: Account) -> bool:
+        return kite_login_required(account)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_proxy_url(self, account: Account) -> str:
+        """The proxy URL with any password replaced by ***."""
+        return redact_url(account.proxy_url)
+
+
+def kite_login_required(account: Account) -> bool:
+    """A Kite account without a live access token must log in before it can trade."""
+    if account.broker != Broker.KITE:
+        return False
+    if not account.access_token:
+        return True
+    return account.token_expires_at is not None and account.token_expires_at <= timezone.now()
+
+
+class AccountLinkOutput(serializers.Serializer[Any]):
+    account = AccountOutput()
+    created = serializers.BooleanField()
+    login_url = serializers.CharField(
+        allow_null=True, help_text="Kite without a live token: where the client logs in next."
+    )
