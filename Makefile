@@ -1,5 +1,6 @@
 # Developer entry points. GNU make; python3.11 from PATH; everything runs from the .venv.
 #   make run       first-run setup, demo data, then web + engine + task cluster (honcho)
+#   make run KITE=sim   the same on the Kite path: demo accounts on Kite, served by the simulator
 #   make test      the whole suite on SQLite
 #   make test-pg   the whole suite on a throwaway PostgreSQL cluster
 #   make check     lint, format check, types, import contracts, migrations, tests
@@ -16,6 +17,26 @@ MANAGE := $(BIN)/python manage.py
 TYPED := pms accounts replication brokers scripts/bootstrap_env.py
 # Checks that need Django settings but no .env (CI has none).
 CHECK_ENV := DJANGO_SETTINGS_MODULE=pms.settings_test
+
+# `make run KITE=sim`: the demo accounts become Kite accounts and every Kite call goes to the
+# simulator (manage.py kite_sim) on 127.0.0.1:8001. Empty (the default): the paper exchange.
+KITE ?=
+KITE_SIM_PORT := 8001
+KITE_SIM_CONFIG := .kite-sim.json
+ifeq ($(strip $(KITE)),)
+RUN_PROCFILE := Procfile
+SEED_FLAGS :=
+RUN_ENV :=
+else ifeq ($(strip $(KITE)),sim)
+RUN_PROCFILE := Procfile.kite-sim
+SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
+# Exported to every process. honcho would load .env over the environment, so it is given no env
+# file here (-e /dev/null): Django reads .env itself and never lets it override these.
+RUN_ENV := KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login
+HONCHO_FLAGS := -e /dev/null
+else ifneq ($(filter run,$(MAKECMDGOALS)),)
+$(error KITE=$(KITE) is not a switch of make run: use "make run KITE=sim" (Kite path against the simulator) or plain "make run" (paper exchange))
+endif
 
 .PHONY: help install run test test-pg check lint typecheck migrations-check fmt clean
 
@@ -37,13 +58,17 @@ install: $(STAMP)  ## create .venv and install requirements-dev.txt
 .env: | $(STAMP)
 	$(BIN)/python scripts/bootstrap_env.py
 
-run: $(STAMP) .env  ## migrate, seed the paper demo, start web (127.0.0.1:8000), engine and qcluster
+run: $(STAMP) .env  ## migrate, seed the paper demo, start web (127.0.0.1:8000), engine and qcluster (KITE=sim: on the Kite path)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) sync_schedules
 	$(MANAGE) paper seed
-	$(MANAGE) seed_demo
+	$(MANAGE) seed_demo $(SEED_FLAGS)
+ifeq ($(RUN_PROCFILE),Procfile.kite-sim)
+	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), web (http://127.0.0.1:8000/admin/), engine and task cluster on the Kite path; Ctrl-C stops all."
+else
 	@echo "Starting web (http://127.0.0.1:8000/admin/), engine and task cluster; Ctrl-C stops all."
-	$(BIN)/honcho start -f Procfile
+endif
+	$(RUN_ENV) $(BIN)/honcho start -f $(RUN_PROCFILE) $(HONCHO_FLAGS)
 
 test: $(STAMP)  ## run the whole suite on SQLite
 	$(BIN)/pytest
@@ -70,3 +95,8 @@ fmt: $(STAMP)  ## format and autofix
 
 clean:  ## remove caches and the test database (keeps .venv, .env and db.sqlite3)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .hypothesis .pytest-db.sqlite3*
+
+.PHONY: test-browser
+test-browser: $(STAMP)  ## browser tests in headless Chromium (installs Debian's chromium with apt-get if missing)
+	scripts/browser_deps.sh
+	$(BIN)/pytest -m browser tests/browser

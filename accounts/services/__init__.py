@@ -7,6 +7,7 @@ fields)` and writes nothing when its input is refused. Broker calls (`account_br
 """
 
 from accounts.services._common import consent_version_current, kite_token_expiry
+from accounts.services.broker_switch import account_switch_broker
 from accounts.services.configuration import SETTING_NAMES, account_settings_validate, account_update_settings
 from accounts.services.credentials import (
     account_broker_client,
@@ -36,6 +37,7 @@ __all__ = [
     "account_set_credentials",
     "account_set_status",
     "account_settings_validate",
+    "account_switch_broker",
     "account_unlink",
     "account_update_settings",
     "consent_version_current",
