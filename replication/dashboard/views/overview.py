@@ -1,0 +1,131 @@
+"""Overview: engine state, master funds, kill switches, children, accounts needing login."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.generic import TemplateView
+
+from accounts.models import Account, Broker
+from replication.controls import FLAGS, EngineControlError, engine_control_get, engine_control_update
+from replication.dashboard import charts, selectors
+from replication.dashboard.forms import ControlForm
+from replication.dashboard.views.base import StaffRequiredMixin, paginate
+from replication.models import EngineControl
+
+CHILDREN_PER_PAGE = 25
+NEEDS_LOGIN_SHOWN = 50
+
+SWITCH_LABELS = {
+    "paused": "Global pause",
+    "halted": "Halt",
+    "dry_run": "Dry run",
+    "approval_mode": "Approval mode",
+}
+SWITCH_EFFECTS = {
+    "paused": "No new entries for any child; exits, follow-ups and sync continue.",
+    "halted": "Nothing is sent to any broker: entries, exits and corrective orders all wait.",
+    "dry_run": "Every order is planned and recorded but none is sent.",
+    "approval_mode": "New allocations wait on the reconciliation page for a staff approval.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    flag: str
+    label: str
+    on: bool
+    effect: str
+
+
+def switches(control: EngineControl) -> list[Switch]:
+    return [Switch(flag, SWITCH_LABELS[flag], getattr(control, flag), SWITCH_EFFECTS[flag]) for flag in FLAGS]
+
+
+def login_url(account: Account) -> str:
+    """Where staff send the account holder to log in again (Kite), or the account in the admin."""
+    if account.broker == Broker.KITE:
+        return reverse("kite:login", args=[account.pk])  # /accounts/<id>/kite/login/
+    return reverse("admin:accounts_account_change", args=[account.pk])
+
+
+def overview_context(request: HttpRequest) -> dict[str, Any]:
+    funds = selectors.master_funds()
+    control = engine_control_get()
+    needs_login = list(selectors.accounts_needing_login()[:NEEDS_LOGIN_SHOWN])
+    return {
+        "engine": selectors.engine_state(),
+        "funds": funds,
+        "margin_chart": charts.time_series(
+            funds.curve,
+            label="Master used margin today",
+            empty="no master snapshot today",
+            width=420,
+            height=170,
+        ),
+        "control": control,
+        "switches": switches(control),
+        "status_counts": selectors.child_status_counts(),
+        "children": paginate(selectors.child_list(), request, per_page=CHILDREN_PER_PAGE),
+        "needs_login": [(a, login_url(a)) for a in needs_login],
+    }
+
+
+class OverviewView(StaffRequiredMixin, TemplateView):
+    template_name = "dashboard/overview.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), **overview_context(self.request), "nav": "overview"}
+
+
+class OverviewFragmentView(StaffRequiredMixin, TemplateView):
+    """The live part of the overview, polled by htmx."""
+
+    template_name = "dashboard/_overview_live.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), **overview_context(self.request)}
+
+
+class ControlView(StaffRequiredMixin, TemplateView):
+    """A kill switch: GET shows what the change does, POST makes it (audited by the service)."""
+
+    template_name = "dashboard/control_confirm.html"
+
+    def flag(self) -> str:
+        flag = str(self.kwargs["flag"])
+        if flag not in FLAGS:
+            raise Http404(f"unknown engine switch {flag!r}")
+        return flag
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        flag = self.flag()
+        control = engine_control_get()
+        form = ControlForm(self.request.GET or {"value": "off" if getattr(control, flag) else "on"})
+        switch = next(s for s in switches(control) if s.flag == flag)
+        return {
+            **super().get_context_data(**kwargs),
+            "switch": switch,
+            "turn_on": form.turn_on,
+            "form": form,
+            "nav": "overview",
+        }
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        flag = self.flag()
+        form = ControlForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose on or off.")
+            return HttpResponseRedirect(reverse("dashboard:control", args=[flag]))
+        try:
+            engine_control_update(actor=self.actor(), **{flag: form.turn_on})
+        except EngineControlError as exc:
+            messages.error(request, str(exc))
+        else:
+            state = "on" if form.turn_on else "off"
+            messages.success(request, f"{SWITCH_LABELS[flag]} is now {state}.")
+        return HttpResponseRedirect(reverse("dashboard:overview"))
