@@ -72,7 +72,10 @@ class Account(models.Model):
         max_digits=16, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
     )
     multiplier = models.DecimalField(
-        max_digits=8, decimal_places=4, default=Decimal("1"), validators=[MinValueValidator(Decimal("0.0001"))]
+        max_digits=8,
+        decimal_places=4,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0.0001"))],
     )
     dry_run = models.BooleanField(default=False)
 
@@ -105,11 +108,10 @@ class Account(models.Model):
                 name="account_one_enabled_master",
                 violation_error_message="There is already an enabled master account.",
             ),
+            models.CheckConstraint(condition=Q(multiplier__gt=0), name="account_multiplier_positive"),
             models.CheckConstraint(
-                condition=Q(multiplier__gt=0), name="account_multiplier_positive"
-            ),
-            models.CheckConstraint(
-                condition=~Q(capital_mode="fixed") | (Q(fixed_capital__isnull=False) & Q(fixed_capital__gt=0)),
+                condition=~Q(capital_mode="fixed")
+                | (Q(fixed_capital__isnull=False) & Q(fixed_capital__gt=0)),
                 name="account_fixed_capital_required",
                 violation_error_message="Fixed capital mode needs a fixed capital above zero.",
             ),

@@ -10,6 +10,7 @@ from pathlib import Path
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -49,7 +50,8 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Set it in the environment or .env "
             "(`make run` writes a random one into .env on first run)."
         )
-    SECRET_KEY = "insecure-debug-only-secret-key-do-not-use-in-production"
+    # DEBUG without a key: a random one per process (sessions end on restart), never a fixed one.
+    SECRET_KEY = get_random_secret_key()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 FIELD_ENCRYPTION_KEY = parse_field_encryption_keys(env.str("FIELD_ENCRYPTION_KEY", default=""))

@@ -11,8 +11,8 @@ os.environ.setdefault("FIELD_ENCRYPTION_KEY", Fernet.generate_key().decode())
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-used-anywhere-else")
 os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
 
-from pms.settings import *  # noqa: E402,F403  (test settings extend the real ones)
-from pms.settings import Q_CLUSTER  # noqa: E402
+from pms.settings import *  # noqa: F403  (test settings extend the real ones)
+from pms.settings import Q_CLUSTER
 
 Q_CLUSTER["sync"] = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from replication.ratelimit import DailyBudgetExhausted, Limits, LimiterRegistry, RateLimiter
+from replication.ratelimit import DailyBudgetExhausted, LimiterRegistry, Limits, RateLimiter
 
 
 class FakeClock:
