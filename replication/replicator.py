@@ -166,6 +166,28 @@ class DispatchReport:
             self.last_send_done = max(filter(None, [self.last_send_done, other.last_send_done]))
 
 
+# What a failed order write means for its intent (DESIGN §4.2), most specific first.
+SEND_ERRORS: tuple[tuple[type[BrokerError], str, str], ...] = (
+    (RateLimited, MappingStatus.PLANNED, "send_deferred"),  # nothing placed: send again later
+    (BrokerUnavailable, MappingStatus.PLANNED, "send_deferred"),  # refused before sending
+    (OutcomeUnknown, MappingStatus.UNKNOWN, "send_unknown"),  # may exist: look it up by tag
+    (TokenExpired, MappingStatus.FAILED, "send_failed"),
+    (OrderRejected, MappingStatus.REJECTED, "send_rejected"),
+    (InputRejected, MappingStatus.REJECTED, "send_rejected"),
+)
+
+
+def send_error_outcome(exc: BrokerError) -> tuple[str, str]:
+    """(mapping status, event kind) for an error raised by an order write.
+
+    An error we cannot classify came after the write was sent, so the order may exist: UNKNOWN.
+    """
+    for kind, status, event in SEND_ERRORS:
+        if isinstance(exc, kind):
+            return status, event
+    return MappingStatus.UNKNOWN, "send_unknown"
+
+
 def mapping_request(m: OrderMapping) -> OrderRequest:
     order_type = OrderType(m.order_type)
     return OrderRequest(
@@ -413,57 +435,11 @@ class Replicator:
     def _place(self, client: BrokerClient, m: OrderMapping) -> Outcome:
         try:
             order_id = client.place_order(mapping_request(m))
-        except RateLimited as exc:
-            return Outcome(
-                m.pk,
-                MappingStatus.PLANNED,
-                reason_code=exc.code,
-                reason=exc.message,
-                error=exc,
-                event="send_deferred",
-            )
-        except BrokerUnavailable as exc:
-            status = MappingStatus.PLANNED if m.attempts < MAX_SEND_ATTEMPTS else MappingStatus.FAILED
-            return Outcome(
-                m.pk, status, reason_code=exc.code, reason=exc.message, error=exc, event="send_deferred"
-            )
-        except OutcomeUnknown as exc:
-            return Outcome(
-                m.pk,
-                MappingStatus.UNKNOWN,
-                reason_code=exc.code,
-                reason=exc.message,
-                error=exc,
-                event="send_unknown",
-            )
-        except TokenExpired as exc:
-            return Outcome(
-                m.pk,
-                MappingStatus.FAILED,
-                reason_code=exc.code,
-                reason=exc.message,
-                error=exc,
-                event="send_failed",
-            )
-        except (OrderRejected, InputRejected) as exc:
-            return Outcome(
-                m.pk,
-                MappingStatus.REJECTED,
-                reason_code=exc.code,
-                reason=exc.message,
-                error=exc,
-                event="send_rejected",
-            )
         except BrokerError as exc:
-            # An error we cannot classify after a write was sent: it may exist. Look it up by tag.
-            return Outcome(
-                m.pk,
-                MappingStatus.UNKNOWN,
-                reason_code=exc.code,
-                reason=exc.message,
-                error=exc,
-                event="send_unknown",
-            )
+            status, event = send_error_outcome(exc)
+            if isinstance(exc, BrokerUnavailable) and m.attempts >= MAX_SEND_ATTEMPTS:
+                status = MappingStatus.FAILED  # not placed, and tried enough: surface it
+            return Outcome(m.pk, status, reason_code=exc.code, reason=exc.message, error=exc, event=event)
         except Exception as exc:
             logger.exception("unexpected error placing %s", m.tag)
             return Outcome(
