@@ -12,6 +12,7 @@ Rules (DESIGN §4.1, §4.2):
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -336,6 +337,9 @@ class Replicator:
         report = DispatchReport()
         t0 = time.perf_counter()
         now = self.now()
+        # The claim's lease check extends the lease past this instant, so no other leader can take
+        # over before it: orders may go until then, and after it are left for whoever leads next.
+        send_until = timezone.now() + self.lease.ttl
         ids = [m.pk for m in mappings]
         with transaction.atomic():
             lease_check(self.lease)
@@ -362,7 +366,8 @@ class Replicator:
         t1 = time.perf_counter()
         self.clients.warm([ms[0].child for ms in by_child.values()])
         report.send_started = time.perf_counter()
-        outcomes = self._map(self._send_child, list(by_child.values()))
+        send = functools.partial(self._send_child, send_until=send_until)
+        outcomes = self._map(send, list(by_child.values()))
         report.last_send_done = time.perf_counter()
         self._write_outcomes(outcomes, by_id={m.pk: m for m in mappings})
         report.phases_ms = {
@@ -388,7 +393,9 @@ class Replicator:
                 report.latencies_ms.append(m.latency_ms)
         return report
 
-    def _send_child(self, mappings: list[OrderMapping]) -> list[Outcome]:
+    def _send_child(
+        self, mappings: list[OrderMapping], *, send_until: datetime | None = None
+    ) -> list[Outcome]:
         """One child's orders for this wave, in order, through its own limiter (runs in a worker)."""
         child = mappings[0].child
         try:
@@ -412,6 +419,20 @@ class Replicator:
             except DailyBudgetExhausted as exc:
                 outcomes.extend(
                     Outcome(r.pk, MappingStatus.PLANNED, reason_code="rate_limited", reason=str(exc))
+                    for r in mappings[index:]
+                )
+                break
+            if send_until is not None and timezone.now() >= send_until:
+                # Stalled past the lease since the claim: another leader may be recovering these
+                # by tag and sending them itself. Leave them SENDING; a stale leader sends nothing.
+                outcomes.extend(
+                    Outcome(
+                        r.pk,
+                        MappingStatus.SENDING,
+                        reason_code="lease_expired",
+                        reason="not sent: the lease ran out between the claim and the send",
+                        event="send_withheld",
+                    )
                     for r in mappings[index:]
                 )
                 break
