@@ -348,6 +348,7 @@ def _entry_rows(
             a.lot_size,
             a.price,
             order_margin=a.attributed_margin or Decimal(0),
+            freeze_quantity=a.freeze_quantity,
         )
         for a in group
     )
@@ -486,7 +487,13 @@ def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[Inte
             holdable = -position * exit_sign - pending_exit  # positive when there is something to exit
             if holdable <= 0:
                 continue
-            result = size_exit(plan, child_id=cid, held_quantity=holdable, lot_size=a.lot_size)
+            result = size_exit(
+                plan,
+                child_id=cid,
+                held_quantity=holdable,
+                lot_size=a.lot_size,
+                freeze_quantity=a.freeze_quantity,
+            )
             if result.quantity <= 0:
                 rows.append(_skip(a, cid, result.reason.value, result.message))
                 continue

@@ -144,40 +144,70 @@ def positions_before_tick(
 def classify(
     orders: Sequence[tuple[Order, int]], positions: Mapping[InstrumentPos, int]
 ) -> list[MasterEvent]:
-    """Opening / closing per order, against the position before it (earlier events adjust it)."""
-    running = dict(positions)
-    events: list[MasterEvent] = []
+    """Opening / closing per order, against the position before it (earlier events adjust it).
+
+    An instrument with both buys and sells in one tick is **netted** first: the master's position
+    goes from `before` to `before + Σ signed quantities`, and only that change is replicated (a
+    close, an open, or a close and an open when it crosses zero). Replaying a buy and a sell of
+    the same instrument separately would size the close against children that do not hold the
+    buy yet, and could pair the two as a "hedge" of one instrument.
+    """
+    by_key: dict[InstrumentPos, list[tuple[Order, int]]] = {}
     for order, quantity in orders:
-        key = (order.exchange, order.tradingsymbol, order.product.value)
-        before = running.get(key, 0)
-        signed = quantity * order.side.sign
-
-        def event(kind: str, qty: int, pos: int, order: Order = order) -> MasterEvent:
-            return MasterEvent(
-                kind=kind,
-                exchange=order.exchange,
-                tradingsymbol=order.tradingsymbol,
-                product=order.product.value,
-                side=order.side,
-                order_type=order.order_type,
-                quantity=qty,
-                price=order.price,
-                trigger_price=order.trigger_price,
-                validity=order.validity.value,
-                position_before=pos,
-                order_ids=[order.order_id],
-                placed_at=order.placed_at,
-            )
-
-        if before == 0 or (before > 0) == (signed > 0):
-            events.append(event("open", quantity, before))
-        else:
-            closing = min(quantity, abs(before))
-            events.append(event("close", closing, before))
-            if quantity > closing:  # crossed zero: the rest opens the other way
-                events.append(event("open", quantity - closing, 0))
-        running[key] = before + signed
+        by_key.setdefault((order.exchange, order.tradingsymbol, order.product.value), []).append(
+            (order, quantity)
+        )
+    events: list[MasterEvent] = []
+    for key, items in by_key.items():
+        before = positions.get(key, 0)
+        if len({order.side for order, _ in items}) > 1:
+            events.extend(_netted(items, before))
+            continue
+        running = before
+        for order, quantity in items:
+            events.extend(_position_change(running, running + quantity * order.side.sign, [order], order))
+            running += quantity * order.side.sign
     return events
+
+
+def _netted(items: Sequence[tuple[Order, int]], before: int) -> list[MasterEvent]:
+    after = before + sum(quantity * order.side.sign for order, quantity in items)
+    if after == before:
+        return []
+    side = Side.BUY if after > before else Side.SELL
+    # The order terms of the side that won: the last such order (a slice's terms are the same).
+    terms = [order for order, _ in items if order.side == side][-1]
+    return _position_change(before, after, [order for order, _ in items], terms)
+
+
+def _position_change(before: int, after: int, sources: Sequence[Order], terms: Order) -> list[MasterEvent]:
+    """The events that move the master from `before` to `after` in one instrument."""
+
+    def event(kind: str, qty: int, pos: int) -> MasterEvent:
+        return MasterEvent(
+            kind=kind,
+            exchange=terms.exchange,
+            tradingsymbol=terms.tradingsymbol,
+            product=terms.product.value,
+            side=Side.BUY if after > before else Side.SELL,
+            order_type=terms.order_type,
+            quantity=qty,
+            price=terms.price,
+            trigger_price=terms.trigger_price,
+            validity=terms.validity.value,
+            position_before=pos,
+            order_ids=[o.order_id for o in sources],
+            placed_at=min((o.placed_at for o in sources if o.placed_at), default=None),
+        )
+
+    change = abs(after - before)
+    if before == 0 or (before > 0) == (after > before):
+        return [event("open", change, before)]
+    closing = min(change, abs(before))
+    out = [event("close", closing, before)]
+    if change > closing:  # crossed zero: the rest opens the other way
+        out.append(event("open", change - closing, 0))
+    return out
 
 
 def aggregate(events: Sequence[MasterEvent]) -> list[MasterEvent]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from django.conf import settings
+from django.db import connections
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -29,7 +31,26 @@ class FanOut:
         return [r for chunk in self._pool.map(fn, items) for r in chunk]
 
     def close(self) -> None:
-        """Stop the worker threads (their database connections close with them)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Close every worker thread's database connections, then stop the threads.
+
+        Django keeps one connection per thread; a pool thread would hold its connection (a
+        PostgreSQL session) until the process exits. One closing task per thread, held at a
+        barrier so that each thread takes exactly one, closes them where they were opened.
+        """
+        if self._pool is None:
+            return
+        threads = len(self._pool._threads)  # the executor's own count of started threads
+        if threads:
+            barrier = threading.Barrier(threads)
+
+            def close_connections() -> None:
+                try:
+                    barrier.wait(timeout=10)
+                except threading.BrokenBarrierError:
+                    pass  # a thread stuck elsewhere: close ours anyway
+                connections.close_all()
+
+            for _ in range(threads):
+                self._pool.submit(close_connections)
+        self._pool.shutdown(wait=True)
+        self._pool = None

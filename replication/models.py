@@ -140,6 +140,9 @@ class Allocation(models.Model):
 
     master_quantity = models.PositiveIntegerField()
     lot_size = models.PositiveIntegerField(default=1)
+    freeze_quantity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Exchange freeze quantity: child orders above it are sliced."
+    )
     master_lots = models.PositiveIntegerField(default=0)
     unit_lots = models.PositiveIntegerField(default=0, help_text="This leg's lots in one unit of the group.")
     master_position_before = models.IntegerField(default=0)

@@ -420,7 +420,11 @@ class Orchestrator:
                 plans.append(None)
                 continue
             lots = ev.quantity // inst.lot_size
-            base: dict[str, Any] = {"lot_size": inst.lot_size, "master_lots": lots}
+            base: dict[str, Any] = {
+                "lot_size": inst.lot_size,
+                "master_lots": lots,
+                "freeze_quantity": inst.freeze_quantity,
+            }
             if ev.kind == "close":
                 r = Decimal(ev.quantity) / Decimal(abs(ev.position_before))
                 base.update(
@@ -599,15 +603,19 @@ class Orchestrator:
         to_modify: list[tuple[OrderMapping, dict[str, Any]]] = []
         for alloc in allocs:
             linked = list(alloc.master_orders.all())
+            # What the linked master orders now ask for, in the allocation's direction (a netted
+            # allocation links orders of both sides; a cancelled order counts only what filled).
             new_total = 0
             for mo in linked:
                 o = book.get(mo.broker_order_id)
                 if o is None:
-                    new_total += mo.quantity
+                    quantity = mo.quantity
                 elif o.status.is_final:
-                    new_total += o.filled_quantity
+                    quantity = o.filled_quantity
                 else:
-                    new_total += o.quantity
+                    quantity = o.quantity
+                new_total += quantity if mo.side == alloc.side else -quantity
+            new_total = max(new_total, 0)
             lead = next((book[mo.broker_order_id] for mo in linked if mo.broker_order_id in book), None)
             for m in by_alloc.get(alloc.pk, []):
                 lots = m.lots

@@ -355,3 +355,46 @@ def test_engine_queue_task_from_a_stale_leader_sends_nothing(desk, orch, monkeyp
     lease = orch._replicator.lease  # the leader's own task sends
     assert "sent=4" in dispatch_shard(0, 1, lease.holder, lease.epoch, 15.0)
     assert desk.positions(FUT)["C2"] == 300
+
+
+def test_engine_slices_child_orders_above_the_freeze_quantity(desk, orch):
+    from brokers.paper.services import paper_account_set_cash
+
+    paper_account_set_cash(user_id="C2", cash=Decimal("10000000"))  # ₹1 crore
+    orch.run_tick()
+    desk.place("BUY", FUT, 300)  # 4 lots: f = 0.6, C2's share 60L = 40 lots = 3,000 > freeze 1,800
+    orch.run_tick()
+    slices = list(OrderMapping.objects.filter(child=desk.children["C2"]).order_by("slice_no"))
+    assert [(m.slice_no, m.quantity) for m in slices] == [(0, 1800), (1, 1200)]
+    assert len({m.tag for m in slices}) == 2
+    assert desk.positions(FUT)["C2"] == 3000
+    desk.place("SELL", FUT, 300)  # master flat: the exit is sliced too
+    orch.run_tick()
+    orch.run_tick()
+    exits = OrderMapping.objects.filter(child=desk.children["C2"], side="SELL").order_by("slice_no")
+    assert [m.quantity for m in exits] == [1800, 1200]
+    assert desk.positions(FUT)["C2"] == 0
+
+
+def test_engine_nets_buys_and_sells_of_one_instrument_seen_in_one_tick(desk, orch):
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    desk.place("SELL", FUT, 150)
+    desk.place("SELL", FUT, 75)  # all three before the engine looks: the master ends 1 lot short
+    orch.run_tick()
+    allocs = list(Allocation.objects.all())
+    assert [(a.kind, a.side, a.master_quantity) for a in allocs] == [(AllocationKind.OPEN, "SELL", 75)]
+    assert allocs[0].master_orders.count() == 3
+    pos = desk.positions(FUT)
+    assert all(q <= 0 for q in pos.values())  # nobody ends long while the master is short
+    assert pos["C2"] == -150  # f = 0.15 of ₹20,00,000 = ₹3,00,000: 2 lots
+
+
+def test_engine_netted_tick_that_ends_flat_closes_every_child(desk, orch):
+    _entry(desk, orch)
+    desk.place("SELL", FUT, 225)
+    desk.place("BUY", FUT, 75)  # net: sell the 2 lots held
+    orch.run_tick()
+    close = Allocation.objects.get(kind=AllocationKind.CLOSE)
+    assert close.exit_ratio == 1 and close.master_quantity == 150
+    assert desk.positions(FUT) == {"C1": 0, "C2": 0, "C3": 0, "C4": 0, "C5": 0}
