@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,10 +45,9 @@ class FanOut:
             barrier = threading.Barrier(threads)
 
             def close_connections() -> None:
-                try:
+                # A thread stuck elsewhere breaks the barrier: close ours anyway.
+                with contextlib.suppress(threading.BrokenBarrierError):
                     barrier.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    pass  # a thread stuck elsewhere: close ours anyway
                 connections.close_all()
 
             for _ in range(threads):
