@@ -100,3 +100,7 @@ clean:  ## remove caches and the test database (keeps .venv, .env and db.sqlite3
 test-browser: $(STAMP)  ## browser tests in headless Chromium (installs Debian's chromium with apt-get if missing)
 	scripts/browser_deps.sh
 	$(BIN)/pytest -m browser tests/browser
+
+.PHONY: scale
+scale: $(STAMP)  ## scale benchmarks: bench_fanout over HTTP to kite_sim (1,000 and 5,000 children), queue mode on Redis (2, 4 workers)
+	scripts/scale.sh

@@ -228,6 +228,9 @@ def check_loopback(host: str) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a fan-out opening a connection per child at
+    # once overflows it and the kernel resets connections (the client sees an unknown outcome).
+    request_queue_size = 1024
     sim: KiteSim
     in_flight: int
     idle: threading.Condition
