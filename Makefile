@@ -104,3 +104,14 @@ test-browser: $(STAMP)  ## browser tests in headless Chromium (installs Debian's
 .PHONY: scale
 scale: $(STAMP)  ## scale benchmarks: bench_fanout over HTTP to kite_sim (1,000 and 5,000 children), queue mode on Redis (2, 4 workers)
 	scripts/scale.sh
+
+.PHONY: soak
+# Chaos soak. Without SOAK_SEED a new seed is drawn (and printed with the command that replays it);
+# `make soak SOAK_SEED=42` replays one. A throwaway database; nothing of yours is touched.
+SOAK_SEED ?=
+SOAK_EVENTS ?= 300
+SOAK_CHILDREN ?= 12
+SOAK_FAULT_RATE ?= 0.3
+soak: $(STAMP)  ## chaos soak: seeded master events and random kite_sim faults on the Kite path; fails on a duplicate or lost order
+	$(CHECK_ENV) LOG_LEVEL=$${LOG_LEVEL:-ERROR} $(MANAGE) soak $(if $(strip $(SOAK_SEED)),--seed $(SOAK_SEED)) \
+		--events $(SOAK_EVENTS) --children $(SOAK_CHILDREN) --fault-rate $(SOAK_FAULT_RATE)
