@@ -110,7 +110,7 @@ scale: $(STAMP)  ## scale benchmarks: bench_fanout over HTTP to kite_sim (1,000 
 # `make soak SOAK_SEED=42` replays one. A throwaway database; nothing of yours is touched.
 SOAK_SEED ?=
 SOAK_EVENTS ?= 300
-SOAK_CHILDREN ?= 12
+SOAK_CHILDREN ?= 10
 SOAK_FAULT_RATE ?= 0.3
 soak: $(STAMP)  ## chaos soak: seeded master events and random kite_sim faults on the Kite path; fails on a duplicate or lost order
 	$(CHECK_ENV) LOG_LEVEL=$${LOG_LEVEL:-ERROR} $(MANAGE) soak $(if $(strip $(SOAK_SEED)),--seed $(SOAK_SEED)) \

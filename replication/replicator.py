@@ -506,6 +506,9 @@ class Replicator:
 
     def _look_up_child(self, mappings: list[OrderMapping]) -> list[Outcome]:
         child = mappings[0].child
+        # The clock is read before the book: "absent" must mean absent from a book read at least
+        # the grace period after the send, however long the read itself took.
+        now = self.now()
         try:
             book = self.clients.get(child).orders()
         except (BrokerError, CredentialDecryptError) as exc:
@@ -519,7 +522,6 @@ class Replicator:
             if entry.tag:
                 by_tag[entry.tag].append(entry)
             by_id[entry.order_id] = entry
-        now = self.now()
         outcomes = []
         for m in mappings:
             order: Order | None = by_id.get(m.broker_order_id) if m.broker_order_id else None

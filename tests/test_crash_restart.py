@@ -161,7 +161,8 @@ class World:
         return done.stdout
 
     def state(self) -> dict[str, Any]:
-        return json.loads(self.harness("state"))
+        snapshot: dict[str, Any] = json.loads(self.harness("state"))
+        return snapshot
 
     def settle(self) -> dict[str, Any]:
         """Wait (bounded) until no child order is in flight; the state then."""

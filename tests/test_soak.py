@@ -6,17 +6,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
+from django.utils import timezone
 
 from brokers.paper.models import PaperOrder
 from brokers.paper.services import paper_order_place
+from replication.lease import lease_acquire
 from replication.models import MappingStatus, OrderMapping
 from replication.orchestrator import Orchestrator
+from replication.replicator import Replicator
 from replication.soak import SoakConfig, check_invariants, run_soak
 from tests.engine_helpers import FUT, build_desk
+from tests.faulty_broker import Faults, FaultyBroker, install
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = SoakConfig(seed=20251121, events=25, children=6, fault_rate=0.4, workers=4)
@@ -92,6 +98,49 @@ def test_soak_invariants_name_duplicates_lost_and_orphan_orders():
     # Surfaced to staff (FAILED with a reason) is not lost; the orphan order stays an orphan.
     OrderMapping.objects.filter(pk=c4.pk).update(status=MappingStatus.FAILED, reason="not placed: test")
     assert check_invariants().lost == []
+
+
+@pytest.mark.django_db
+def test_unknown_order_is_absent_only_in_a_book_read_a_grace_period_after_the_send(monkeypatch):
+    """Chasing a duplicate the soak reported on a saturated machine (grace 3 s): the look-up read
+    the clock *after* the book, so a slow read shortened the grace by its own length, and a book
+    fetched before the grace ran out could prove an order absent (and have it sent again) while
+    it was still on its way. The clock is now read before the book."""
+    faults = Faults(unknown_not_placed={"C1"})
+    restore = install(faults)
+    try:
+        desk = build_desk()
+        orch = Orchestrator(holder="grace", workers=0)
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        orch.run_tick()
+        orch.close()
+        c1 = OrderMapping.objects.get(child=desk.children["C1"], quantity__gt=0)
+        assert c1.status == MappingStatus.UNKNOWN
+        sent = timezone.now() - timedelta(hours=1)
+        OrderMapping.objects.filter(pk=c1.pk).update(sent_at=sent)
+        clock = [sent + timedelta(seconds=29)]
+        slow_read = FaultyBroker.orders
+
+        def orders_taking_two_seconds(self):  # type: ignore[no-untyped-def]
+            book = slow_read(self)
+            clock[0] += timedelta(seconds=2)
+            return book
+
+        monkeypatch.setattr(FaultyBroker, "orders", orders_taking_two_seconds)
+        with override_settings(UNKNOWN_GRACE_SECONDS=30):
+            lease = lease_acquire(holder="grace-check")
+            assert lease is not None
+            replicator = Replicator(lease=lease, workers=0, now=lambda: clock[0])
+            replicator.follow_up(children=[c1.child_id])
+            c1.refresh_from_db()
+            assert c1.status == MappingStatus.UNKNOWN  # read at 29 s: not proof of absence
+
+            replicator.follow_up(children=[c1.child_id])  # read at 31 s: absent, sent again
+            c1.refresh_from_db()
+            assert (c1.status, c1.reason_code) == (MappingStatus.PLANNED, "absent")
+    finally:
+        restore()
 
 
 def _manage(*args: str) -> subprocess.CompletedProcess[str]:

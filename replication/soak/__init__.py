@@ -2,7 +2,7 @@
 faults from the Kite simulator, then a quiet period and the invariants (`invariants.py` defines
 duplicates, lost orders and the rest). `manage.py soak` runs it on a throwaway database.
 
-    report = run_soak(SoakConfig(seed=7, events=300, children=12, fault_rate=0.3))
+    report = run_soak(SoakConfig(seed=7, events=300, children=10, fault_rate=0.3))
     report.line()   # "events=300 child_orders=... faults_injected=... duplicates=0 lost=0 ..."
 """
 

@@ -64,7 +64,7 @@ class SoakConfig:
 
     seed: int = 1
     events: int = 300
-    children: int = 12
+    children: int = 10
     fault_rate: float = 0.3
     workers: int = 8
     kite_timeout_s: float = 1.0  # the client's timeout (KITE_TIMEOUT_S)

@@ -28,7 +28,7 @@ class Command(BaseCommand):
             "--seed", type=int, default=None, help="random seed (default: a new one, printed)"
         )
         parser.add_argument("--events", type=int, default=300, help="master events (default 300)")
-        parser.add_argument("--children", type=int, default=12, help="child accounts (default 12)")
+        parser.add_argument("--children", type=int, default=10, help="child accounts (default 10)")
         parser.add_argument(
             "--fault-rate", type=float, default=0.3, help="chance of a new fault per event (default 0.3)"
         )
