@@ -7,6 +7,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from brokers.admin import ReadOnlyAdmin as BaseReadOnlyAdmin
 from replication.controls import FLAGS, engine_control_update
 from replication.models import (
     Allocation,
@@ -21,20 +22,11 @@ from replication.models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(BaseReadOnlyAdmin):
     """Inspection only: the engine writes these rows, never the admin."""
 
     list_per_page = 100
     show_full_result_count = False  # no COUNT(*) over large tables on every page
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MarginSnapshot)
