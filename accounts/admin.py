@@ -81,6 +81,24 @@ def _secret_input(label: str) -> forms.CharField:
     )
 
 
+def _link_arguments(cleaned: dict[str, Any]) -> dict[str, Any]:
+    """The add form's fields as `account_link` arguments (validation and saving use the same)."""
+    return {
+        "broker": cleaned.get("broker"),
+        "user_id": cleaned.get("broker_user_id"),
+        "name": cleaned.get("display_name"),
+        "api_key": cleaned.get("api_key") or None,
+        "api_secret": cleaned.get("api_secret") or None,
+        "access_token": cleaned.get("access_token") or None,
+        "master": cleaned.get("make_master", False),
+        "capital_mode": cleaned.get("capital_mode"),
+        "fixed_capital": cleaned.get("fixed_capital"),
+        "multiplier": cleaned.get("multiplier"),
+        "consent": cleaned.get("give_consent", False),
+        "owner": cleaned.get("owner"),
+    }
+
+
 class AccountAdminForm(forms.ModelForm):
     api_key = _secret_input("API key")
     api_secret = _secret_input("API secret")
@@ -140,20 +158,7 @@ class AccountAdminForm(forms.ModelForm):
         return cleaned
 
     def _validate_add(self, cleaned: dict[str, Any]) -> None:
-        account_link_validate(
-            broker=cleaned.get("broker"),
-            user_id=cleaned.get("broker_user_id"),
-            name=cleaned.get("display_name"),
-            api_key=cleaned.get("api_key") or None,
-            api_secret=cleaned.get("api_secret") or None,
-            access_token=cleaned.get("access_token") or None,
-            master=cleaned.get("make_master", False),
-            capital_mode=cleaned.get("capital_mode"),
-            fixed_capital=cleaned.get("fixed_capital"),
-            multiplier=cleaned.get("multiplier"),
-            consent=cleaned.get("give_consent", False),
-            owner=cleaned.get("owner"),
-        )
+        account_link_validate(**_link_arguments(cleaned))
         account_settings_validate(account=None, **_settings_from(cleaned, SETTING_NAMES))
 
     def _validate_change(self, cleaned: dict[str, Any]) -> None:
@@ -314,21 +319,7 @@ class AccountAdmin(admin.ModelAdmin):
             if data.get("give_consent"):
                 account_give_consent(account=account, version=consent_version_current(), actor=actor)
         else:
-            account, _ = account_link(
-                broker=data["broker"],
-                user_id=data["broker_user_id"],
-                name=data.get("display_name"),
-                api_key=data.get("api_key") or None,
-                api_secret=data.get("api_secret") or None,
-                access_token=data.get("access_token") or None,
-                master=data.get("make_master", False),
-                capital_mode=data.get("capital_mode"),
-                fixed_capital=data.get("fixed_capital"),
-                multiplier=data.get("multiplier"),
-                consent=data.get("give_consent", False),
-                owner=data.get("owner"),
-                actor=actor,
-            )
+            account, _ = account_link(**_link_arguments(data), actor=actor)
             rest = _settings_from(data, SETTING_NAMES - set(LINK_SETTINGS))
             account_update_settings(account=account, actor=actor, **rest)
             obj.pk = account.pk
