@@ -151,12 +151,12 @@ def test_paper_broker_from_registry_credentials(db):
 
 
 def test_paper_broker_place_order_query_budget(broker, django_assert_max_num_queries):
-    # First order ever: lock + order number, instrument, order, position, trade (+ SAVEPOINT/RELEASE,
-    # as the test runs inside a transaction).
-    with django_assert_max_num_queries(7):
+    # First order ever: account lock, instrument, order number, order, position, trade (+ SAVEPOINT
+    # and RELEASE, as the test runs inside a transaction).
+    with django_assert_max_num_queries(8):
         broker.place_order(request())
     # Later orders also read the book: positions and live orders.
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         broker.place_order(request())
 
 

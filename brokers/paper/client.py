@@ -20,6 +20,7 @@ from django.conf import settings
 from brokers.paper.margin import money
 from brokers.paper.models import IST, PaperInstrument, PaperOrder, PaperPosition
 from brokers.paper.models import OrderStatus as PaperStatus
+from brokers.paper.placement import NewOrder
 from brokers.paper.selectors import (
     paper_basket_margin,
     paper_instrument_list,
@@ -29,11 +30,11 @@ from brokers.paper.selectors import (
     paper_position_list,
     unrealised_pnl,
 )
+from brokers.paper.sequencer import OrderSequencer
 from brokers.paper.services import (
     paper_funds,
     paper_order_cancel,
     paper_order_modify,
-    paper_order_place,
 )
 from brokers.registry import BrokerCredentials
 from brokers.types import (
@@ -57,7 +58,9 @@ MARKET_CLOSE_IST = clock_time(15, 30)  # an expiry date means this moment, Asia/
 # The paper exchange is one matching engine: order writes from this process take turns here
 # instead of spinning on SQLite's busy timeout (whose back-off sleeps cost tens of milliseconds
 # under a 64-thread fan-out). Reads do not take it; other processes still serialise in the database.
+# Placements sent while another batch is being placed are placed together (group commit).
 EXCHANGE_LOCK = threading.Lock()
+SEQUENCER = OrderSequencer(EXCHANGE_LOCK)
 
 
 def instrument_from_row(row: PaperInstrument) -> Instrument:
@@ -153,8 +156,8 @@ class PaperBroker:
 
     def place_order(self, req: OrderRequest) -> str:
         self._network()
-        with EXCHANGE_LOCK:
-            order = paper_order_place(
+        order = SEQUENCER.place(
+            NewOrder(
                 user_id=self.user_id,
                 exchange=req.exchange,
                 tradingsymbol=req.tradingsymbol,
@@ -168,6 +171,7 @@ class PaperBroker:
                 variety=req.variety,
                 tag=req.tag,
             )
+        )
         return order.order_id
 
     def modify_order(

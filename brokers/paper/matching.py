@@ -17,6 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import cache
 
 from django.db import models, transaction
 from django.utils import timezone
@@ -65,9 +66,14 @@ def positive_input(value: object, what: str) -> Decimal:
     return number
 
 
+@cache
+def _choice_values(choices: type[models.TextChoices]) -> frozenset[str]:
+    return frozenset(choices.values)
+
+
 def choice_input(choices: type[models.TextChoices], value: object, what: str) -> str:
     text = str(value).upper()
-    if text not in choices.values:
+    if text not in _choice_values(choices):
         raise InputRejected(f"{what} must be one of {', '.join(choices.values)}, got {value!r}")
     return text
 

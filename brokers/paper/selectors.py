@@ -196,11 +196,6 @@ def account_book(*, account: PaperAccount, extra: Sequence[tuple[PaperInstrument
     return AccountBook(account, positions, live_orders, spot_prices(needing_spot))
 
 
-def empty_book(*, account: PaperAccount, extra: Sequence[tuple[PaperInstrument, int]] = ()) -> AccountBook:
-    """The book of an account known to hold nothing (no queries unless `extra` needs a spot)."""
-    return AccountBook(account, [], [], spot_prices(_short_option_underlyings(extra)))
-
-
 def margin_basis(order: PaperOrder) -> Decimal:
     """The price an open order blocks margin at: its limit price, trigger (SL-M) or the last price."""
     if order.order_type in (OrderType.LIMIT, OrderType.SL) and order.price > 0:

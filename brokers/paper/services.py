@@ -1,54 +1,47 @@
 """Writes of the paper exchange: accounts, prices, orders (placed, modified, cancelled), the walk.
 
-Every write runs in a transaction that first locks the account row (`select_for_update`; a
-placement takes the same row lock with the UPDATE that assigns its order number), so concurrent
-threads acting on one account serialise; different accounts proceed in parallel on PostgreSQL
-(SQLite serialises all writers, `BEGIN IMMEDIATE`). Placement, the hot path, reads and writes
-through `rows` (plain SQL) and needs 5 statements for a first order, 7 later. Matching rules are in
-`matching`. An order whose extra margin exceeds the available margin is still accepted and
-recorded as REJECTED with Kite's message, as on Kite.
+Every write runs in a transaction that first locks the account row (`select_for_update`), so
+concurrent threads acting on one account serialise; different accounts proceed in parallel on
+PostgreSQL (SQLite serialises all writers, `BEGIN IMMEDIATE`). Placement, the hot path, is in
+`placement`: one order is a batch of one, and the paper client places the orders its threads send
+at the same moment as one batch (`sequencer`). Matching rules are in `matching`. An order whose
+extra margin exceeds the available margin is still accepted and recorded as REJECTED with Kite's
+message, as on Kite.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from brokers.errors import InputRejected, OrderRejected
-from brokers.paper import rows
 from brokers.paper.margin import ZERO, money, portfolio_margin
 from brokers.paper.matching import (
     apply_step,
     choice_input,
     decimal_input,
-    fill_order,
     insufficient_funds,
     match_instruments,
     on_arrival,
     positive_input,
     quantize_price,
-    record_fill,
     validate_order,
 )
 from brokers.paper.models import (
-    IST,
     LIVE_STATUSES,
     OrderStatus,
     OrderType,
     PaperAccount,
     PaperInstrument,
     PaperOrder,
-    Product,
-    Side,
     Validity,
 )
+from brokers.paper.placement import NewOrder, paper_orders_place
 from brokers.paper.seeding import SeedResult, paper_instruments_seed
 from brokers.paper.selectors import (
     account_book,
-    empty_book,
     margin_rates,
     order_leg,
     paper_account_get,
@@ -59,6 +52,7 @@ from brokers.paper.selectors import (
 from brokers.paper.walk import WalkResult, paper_random_walk
 
 __all__ = [
+    "NewOrder",
     "SeedResult",
     "WalkResult",
     "paper_account_open",
@@ -69,40 +63,12 @@ __all__ = [
     "paper_order_cancel",
     "paper_order_modify",
     "paper_order_place",
+    "paper_orders_place",
     "paper_price_set",
     "paper_random_walk",
 ]
 
 MAX_MODIFICATIONS = 25
-MAX_TAG_LENGTH = 20
-
-
-def _lock_account_taking_order_number(user_id: str) -> PaperAccount:
-    """Lock the account row and take its next order number in one statement.
-
-    `UPDATE ... RETURNING` takes the same row lock as `select_for_update` (PostgreSQL; SQLite locks
-    the database for the `BEGIN IMMEDIATE` transaction) and saves the hot path a round trip. The
-    returned instance carries only id, user_id, cash and order_seq (deferred fields elsewhere).
-    """
-    table = connection.ops.quote_name(PaperAccount._meta.db_table)
-    returning = "RETURNING id, CAST(cash AS TEXT), order_seq"
-    sql = f"UPDATE {table} SET order_seq = order_seq + 1 WHERE user_id = %s {returning}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise InputRejected(f"unknown paper account {user_id!r}")
-    pk, cash, order_seq = row
-    return PaperAccount.from_db(
-        connection.alias,
-        ["id", "user_id", "cash", "order_seq"],
-        [pk, user_id, money(Decimal(cash)), order_seq],
-    )
-
-
-def _order_id(account: PaperAccount, now: datetime) -> str:
-    """Digits like Kite's: IST date (yymmdd), account number (6) and the account's sequence (7)."""
-    return f"{now.astimezone(IST):%y%m%d}{account.pk:06d}{account.order_seq:07d}"
 
 
 # --- Accounts ---------------------------------------------------------------------------------
@@ -163,88 +129,24 @@ def paper_order_place(
 ) -> PaperOrder:
     """Place an order and match it. Input errors raise InputRejected (nothing is stored); an order
     the account cannot afford is stored REJECTED with Kite's "Insufficient funds" message."""
-    side = choice_input(Side, side, "transaction type")
-    product = choice_input(Product, product, "product")
-    order_type = choice_input(OrderType, order_type, "order type")
-    validity = choice_input(Validity, validity, "validity")
-    limit = (
-        decimal_input(price, "price")
-        if price is not None and order_type in (OrderType.LIMIT, OrderType.SL)
-        else ZERO
+    new = NewOrder(
+        user_id=user_id,
+        exchange=exchange,
+        tradingsymbol=tradingsymbol,
+        side=side,
+        quantity=quantity,
+        product=product,
+        order_type=order_type,
+        price=price,
+        trigger_price=trigger_price,
+        validity=validity,
+        variety=variety,
+        tag=tag,
     )
-    trigger = (
-        decimal_input(trigger_price, "trigger price")
-        if trigger_price is not None and order_type in (OrderType.SL, OrderType.SLM)
-        else ZERO
-    )
-    if variety != "regular":
-        raise InputRejected(f"variety {variety!r} is not supported by the paper exchange (use regular)")
-    if len(tag) > MAX_TAG_LENGTH:
-        raise InputRejected(f"tag must be at most {MAX_TAG_LENGTH} characters")
-    if validity == Validity.IOC and order_type not in (OrderType.MARKET, OrderType.LIMIT):
-        raise InputRejected("IOC validity is allowed only for MARKET and LIMIT orders")
-
-    with transaction.atomic():
-        account = _lock_account_taking_order_number(user_id)
-        instrument = rows.instrument_by_key(exchange.upper(), tradingsymbol.upper())
-        if instrument is None:
-            raise InputRejected(f"unknown instrument {exchange.upper()}:{tradingsymbol.upper()}")
-        validate_order(
-            instrument=instrument,
-            side=side,
-            quantity=quantity,
-            product=product,
-            order_type=order_type,
-            price=limit,
-            trigger_price=trigger,
-        )
-        signed = quantity if side == Side.BUY else -quantity
-        if account.order_seq == 1:  # never ordered before: no positions, no open orders
-            book = empty_book(account=account, extra=[(instrument, signed)])
-        else:
-            book = account_book(account=account, extra=[(instrument, signed)])
-        now = timezone.now()
-        order = PaperOrder(
-            account=account,
-            instrument=instrument,
-            order_id=_order_id(account, now),
-            tag=tag,
-            exchange=instrument.exchange,
-            tradingsymbol=instrument.tradingsymbol,
-            side=side,
-            order_type=order_type,
-            product=product,
-            validity=validity,
-            variety=variety,
-            quantity=quantity,
-            price=limit,
-            trigger_price=trigger,
-            placed_at=now,
-            updated_at=now,
-        )
-        rates = margin_rates()
-        existing = book.legs()
-        before = portfolio_margin(existing, rates)
-        after = portfolio_margin([*existing, order_leg(order, book.spots)], rates)
-        required = after.total - before.total
-        capital = book.capital
-        if required > 0 and after.total > capital:
-            order.status = OrderStatus.REJECTED
-            order.status_message = insufficient_funds(required, capital - before.total)
-            rows.insert(order)
-            return order
-
-        step = on_arrival(order, instrument.last_price)
-        order.status = step.status
-        if step.status == OrderStatus.OPEN and validity == Validity.IOC:
-            order.status = OrderStatus.CANCELLED
-            order.status_message = "IOC order cancelled: no match on arrival"
-        filled = fill_order(order, price=step.fill_price, now=now) if step.fill_price is not None else 0
-        rows.insert(order)
-        if filled:
-            positions = {(p.instrument_id, p.product): p for p in book.positions}
-            record_fill(order, quantity=filled, positions=positions, now=now)
-        return order
+    (result,) = paper_orders_place([new])
+    if isinstance(result, InputRejected):
+        raise result
+    return result
 
 
 def _live_order(

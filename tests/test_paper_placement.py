@@ -1,0 +1,291 @@
+"""Batched placement on the paper exchange: a batch places each order exactly as one at a time
+would, in a constant number of statements; the sequencer groups orders sent at the same moment."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
+
+from brokers.errors import InputRejected, OutcomeUnknown
+from brokers.paper import placement, rows
+from brokers.paper.client import PaperBroker
+from brokers.paper.models import PaperAccount, PaperOrder, PaperPosition, PaperTrade
+from brokers.paper.placement import NewOrder, paper_orders_place
+from brokers.paper.sequencer import OrderSequencer
+from brokers.paper.services import paper_account_open, paper_order_place
+from brokers.types import OrderRequest, OrderType, Product, Side
+from tests.paper_factories import NiftyIndexFactory, NiftyOptionFactory, PaperInstrumentFactory
+
+D = Decimal
+FUT = "NIFTY25DECFUT"
+CALL = "NIFTY25DEC20000CE"
+
+
+@pytest.fixture
+def market(db):
+    NiftyIndexFactory()
+    PaperInstrumentFactory()
+    NiftyOptionFactory()
+
+
+def order(user_id: str, **kw) -> NewOrder:
+    values = {
+        "exchange": "NFO",
+        "tradingsymbol": FUT,
+        "side": "BUY",
+        "quantity": 75,
+        "product": "NRML",
+        "order_type": "MARKET",
+    } | kw
+    return NewOrder(user_id=user_id, **values)
+
+
+def session(user_id: str) -> list[NewOrder]:
+    """One account's orders, covering every outcome a placement can have."""
+    return [
+        order(user_id, quantity=150),  # fills at 20,000
+        order(user_id, order_type="LIMIT", price=D("19900")),  # rests OPEN, blocks margin
+        order(user_id, side="SELL"),  # reduces the long position: realised P&L 0
+        order(user_id, quantity=1800),  # more than the rest of the cash: REJECTED
+        order(user_id, tradingsymbol="NOPE"),  # unknown instrument: InputRejected
+        order(user_id, quantity=70),  # not a lot multiple: InputRejected
+        order(user_id, order_type="LIMIT", price=D("19000"), validity="IOC"),  # CANCELLED
+        order(user_id, order_type="SL", price=D("20100"), trigger_price=D("20050")),  # TRIGGER PENDING
+        order(user_id, tradingsymbol=CALL, side="SELL"),  # short call: margin on the index's spot
+        order(user_id, tradingsymbol=CALL, quantity=150),  # long call: covers the short one
+        order(user_id, side="SELL"),  # flat again in the future
+    ]
+
+
+def outcome(result: PaperOrder | InputRejected) -> tuple[object, ...]:
+    if isinstance(result, InputRejected):
+        return ("input", str(result))
+    return (
+        result.tradingsymbol,
+        result.side,
+        result.quantity,
+        result.status,
+        result.status_message,
+        result.filled_quantity,
+        result.average_price,
+        result.order_id[-7:],  # the account's sequence number
+    )
+
+
+def account_state(user_id: str) -> tuple[object, ...]:
+    positions = sorted(
+        (p.tradingsymbol, p.quantity, p.average_price, p.realised_pnl, p.buy_value, p.sell_value)
+        for p in PaperPosition.objects.filter(account__user_id=user_id)
+    )
+    stored = sorted(
+        (o.order_id[-7:], o.status, o.filled_quantity)
+        for o in PaperOrder.objects.filter(account__user_id=user_id)
+    )
+    trades = PaperTrade.objects.filter(account__user_id=user_id).count()
+    seq = PaperAccount.objects.get(user_id=user_id).order_seq
+    return positions, stored, trades, seq
+
+
+def one_by_one(orders: list[NewOrder]) -> list[PaperOrder | InputRejected]:
+    results: list[PaperOrder | InputRejected] = []
+    for o in orders:
+        try:
+            results.append(paper_order_place(**{f: getattr(o, f) for f in NewOrder.__dataclass_fields__}))
+        except InputRejected as exc:
+            results.append(exc)
+    return results
+
+
+def test_batch_places_each_order_as_one_at_a_time_would(market):
+    for user_id in ("SOLO1", "SOLO2", "BATCH1", "BATCH2"):
+        paper_account_open(user_id=user_id, cash=D("1000000"))
+    alone = one_by_one(session("SOLO1")) + one_by_one(session("SOLO2"))
+    # The batch interleaves the two accounts, as concurrent senders would.
+    mixed = [o for pair in zip(session("BATCH1"), session("BATCH2"), strict=True) for o in pair]
+    batched = paper_orders_place(mixed)
+
+    assert [outcome(r) for r in batched[0::2]] == [outcome(r) for r in alone[:11]]
+    assert [outcome(r) for r in batched[1::2]] == [outcome(r) for r in alone[11:]]
+    assert account_state("BATCH1") == account_state("SOLO1")
+    assert account_state("BATCH2") == account_state("SOLO2")
+    statuses = [r.status if isinstance(r, PaperOrder) else "input" for r in batched[0::2]]
+    assert statuses == [
+        "COMPLETE",
+        "OPEN",
+        "COMPLETE",
+        "REJECTED",
+        "input",
+        "input",
+        "CANCELLED",
+        "TRIGGER PENDING",
+        "COMPLETE",
+        "COMPLETE",
+        "COMPLETE",
+    ]
+    assert account_state("BATCH1")[0][1][1] == 0  # flat in the future again
+
+
+def test_batch_input_errors_take_no_order_number_and_leave_the_rest_placed(market):
+    paper_account_open(user_id="PX0001", cash=D("1000000"))
+    results = paper_orders_place(
+        [order("PX0001"), order("PX0001", side="HOLD"), order("NOBODY"), order("PX0001")]
+    )
+    assert isinstance(results[1], InputRejected) and "transaction type" in str(results[1])
+    assert isinstance(results[2], InputRejected) and "unknown paper account" in str(results[2])
+    assert [r.order_id[-7:] for r in (results[0], results[3])] == ["0000001", "0000002"]
+    assert PaperAccount.objects.get(user_id="PX0001").order_seq == 2
+    assert PaperPosition.objects.get(account__user_id="PX0001").quantity == 150
+
+
+def test_batch_statements_do_not_grow_with_the_batch(market):
+    for n in range(60):
+        paper_account_open(user_id=f"PQ{n:04d}", cash=D("1000000"))
+
+    def statements(users: range) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            results = paper_orders_place([order(f"PQ{n:04d}") for n in users])
+        assert all(r.status == "COMPLETE" for r in results)  # type: ignore[union-attr]
+        return len(ctx.captured_queries)
+
+    # First orders (no books to read), then second orders (books read) of 5 and of 50 accounts.
+    assert statements(range(5)) == statements(range(10, 60))
+    assert statements(range(5)) == statements(range(10, 60))
+
+
+def test_batch_database_error_rolls_back_every_order(market, monkeypatch):
+    paper_account_open(user_id="PX0002", cash=D("1000000"))
+    real = rows.insert_many
+
+    def failing(instances, **kw):
+        if instances and isinstance(instances[0], PaperTrade):
+            raise DatabaseError("disk I/O error")
+        return real(instances, **kw)
+
+    monkeypatch.setattr(rows, "insert_many", failing)
+    with pytest.raises(DatabaseError):
+        paper_orders_place([order("PX0002"), order("PX0002")])
+    assert not PaperOrder.objects.exists()
+    assert not PaperPosition.objects.exists()
+    assert PaperAccount.objects.get(user_id="PX0002").order_seq == 0
+
+
+def test_build_gives_what_the_model_constructor_gives(market):
+    account = paper_account_open(user_id="PX0003", cash=D("1000000"))
+    built = rows.build(
+        PaperPosition, {"account": account}, instrument_id=1, exchange="NFO", tradingsymbol=FUT
+    )
+    made = PaperPosition(account=account, instrument_id=1, exchange="NFO", tradingsymbol=FUT)
+    fields = [f.attname for f in PaperPosition._meta.concrete_fields if f.attname != "updated_at"]
+    assert [getattr(built, f) for f in fields] == [getattr(made, f) for f in fields]
+    assert built.account is account and built._state.adding and built.updated_at is not None
+
+
+# --- The sequencer --------------------------------------------------------------------------------
+
+
+def fake_batch(calls: list[list[str]], gate: threading.Event | None = None):
+    def place(orders):
+        if gate is not None and not calls:
+            gate.wait(5)  # the first batch holds the turn until everyone else has queued
+        calls.append([o.tag for o in orders])
+        return [
+            InputRejected(f"bad {o.tag}") if o.tag.startswith("bad") else PaperOrder(order_id=f"id-{o.tag}")
+            for o in orders
+        ]
+
+    return place
+
+
+def test_sequencer_places_orders_sent_together_as_one_batch():
+    calls: list[list[str]] = []
+    gate = threading.Event()
+    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls, gate))
+    tags = [f"t{n}" for n in range(20)]
+
+    def send(tag: str) -> str:
+        return sequencer.place(order("X", tag=tag)).order_id
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        futures = [pool.submit(send, tag) for tag in tags]
+        while len(sequencer._queue) < 19:  # the first caller is inside the batch, the rest wait
+            threading.Event().wait(0.001)
+        gate.set()
+        ids = [f.result(timeout=5) for f in futures]
+    assert ids == [f"id-{tag}" for tag in tags]  # each caller gets its own order
+    assert sorted(tag for batch in calls for tag in batch) == sorted(tags)
+    assert len(calls) == 2 and len(calls[1]) == 19  # one, then everything that queued meanwhile
+    assert sequencer.batches == 2
+
+
+def test_sequencer_gives_an_input_error_to_its_own_caller_only():
+    calls: list[list[str]] = []
+    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls))
+    with pytest.raises(InputRejected, match="bad1"):
+        sequencer.place(order("X", tag="bad1"))
+    assert sequencer.place(order("X", tag="ok")).order_id == "id-ok"
+
+
+def test_sequencer_reports_a_failed_batch_to_every_caller_as_unknown():
+    def broken(orders):
+        raise DatabaseError("database is locked")
+
+    sequencer = OrderSequencer(threading.Lock(), place_batch=broken)
+    errors = []
+    for tag in ("a", "b"):
+        with pytest.raises(OutcomeUnknown, match="database is locked") as info:
+            sequencer.place(order("X", tag=tag))
+        errors.append(info.value)
+    assert errors[0] is not errors[1]  # one exception per caller, never one shared across threads
+    assert isinstance(errors[0].__cause__, DatabaseError)
+
+
+def test_sequencer_respects_the_batch_limit():
+    calls: list[list[str]] = []
+    gate = threading.Event()
+    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls, gate), max_batch=4)
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        futures = [pool.submit(sequencer.place, order("X", tag=f"t{n}")) for n in range(10)]
+        while len(sequencer._queue) < 9:
+            threading.Event().wait(0.001)
+        gate.set()
+        assert len({f.result(timeout=5).order_id for f in futures}) == 10
+    assert max(len(batch) for batch in calls) <= 4
+
+
+def _send_from_thread(user_id: str) -> str:
+    try:
+        broker = PaperBroker(user_id, latency_ms=5)
+        return broker.place_order(
+            OrderRequest("NFO", FUT, Side.BUY, 75, Product.NRML, OrderType.MARKET, tag=user_id)
+        )
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_paper_broker_threads_share_batches_and_lose_nothing(market):
+    from brokers.paper.client import SEQUENCER
+
+    users = [f"PS{n:04d}" for n in range(40)]
+    for user_id in users:
+        paper_account_open(user_id=user_id, cash=D("1000000"))
+    before = SEQUENCER.batches
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        ids = list(pool.map(_send_from_thread, users))
+    assert len(set(ids)) == 40
+    by_tag = dict(PaperOrder.objects.values_list("tag", "order_id"))
+    assert by_tag == dict(zip(users, ids, strict=True))  # each caller got the id of its own order
+    assert PaperTrade.objects.count() == 40
+    assert SEQUENCER.batches > before
+
+
+def test_order_id_for_uses_the_exchange_date_account_and_sequence():
+    account = PaperAccount(id=12, user_id="X", order_seq=345)
+    from datetime import UTC, datetime
+
+    assert placement.order_id_for(account, datetime(2026, 1, 1, 20, 0, tzinfo=UTC)) == "2601020000120000345"
