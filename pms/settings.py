@@ -206,7 +206,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="pms@localhost")
 REPLICATION_MODE = env.str("REPLICATION_MODE", default="order")
 DRY_RUN = env.bool("DRY_RUN", default=False)
 MAX_EVENT_AGE = env.int("MAX_EVENT_AGE", default=300)  # seconds
-FANOUT_WORKERS = env.int("FANOUT_WORKERS", default=64)
+FANOUT_WORKERS = env.int("FANOUT_WORKERS", default=128)
 FANOUT_MODE = env.str("FANOUT_MODE", default="threads")  # or "queue": one django-q2 task per shard
 FANOUT_SHARDS = env.int("FANOUT_SHARDS", default=4)
 QUEUE_REQUEUE_SECONDS = env.int("QUEUE_REQUEUE_SECONDS", default=10)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,6 +42,7 @@ from replication.events import (
     effective_quantity,
 )
 from replication.failpoints import failpoint
+from replication.fanout import FanOut
 from replication.instruments import InstrumentCache
 from replication.lease import Lease, LeaseLost, default_holder, lease_acquire, lease_check, lease_release
 from replication.models import (
@@ -464,24 +466,32 @@ class Orchestrator:
             )
             for _, ev, _, _ in opening
         ]
-        try:
-            estimates = [e.total for e in client.order_margins(reqs)]
-        except BrokerError as exc:
-            estimates = [Decimal("0")] * len(reqs)
-            result.errors.append(f"order-margin calculator unavailable: {exc}")
-        group_estimate: Decimal | None = None
-        if len(reqs) > 1:  # legs together: the basket sees the hedge benefit the single orders miss
-            try:
-                group_estimate = client.basket_margin(reqs).total
-            except BrokerError as exc:
-                result.errors.append(f"basket-margin calculator unavailable: {exc}")
-        prices: dict[InstrumentKey, Decimal] = {}
         market = [InstrumentKey(ev.exchange, ev.tradingsymbol) for _, ev, _, _ in opening if not ev.price]
+        # The calculator reads are independent round trips: made at once, not one after another.
+        reads: dict[str, Callable[[], Any]] = {"margins": lambda: client.order_margins(reqs)}
+        if len(reqs) > 1:  # legs together: the basket sees the hedge benefit the single orders miss
+            reads["basket"] = lambda: client.basket_margin(reqs)
         if market:
-            try:
-                prices = client.ltp(market)
-            except BrokerError as exc:
-                result.errors.append(f"LTP unavailable for order-value caps: {exc}")
+            reads["ltp"] = lambda: client.ltp(market)
+        answers = read_together(self._replicator.fanout if self._replicator else FanOut(0), reads)
+        margins = answers["margins"]
+        if isinstance(margins, BrokerError):
+            estimates = [Decimal("0")] * len(reqs)
+            result.errors.append(f"order-margin calculator unavailable: {margins}")
+        else:
+            estimates = [e.total for e in margins]
+        group_estimate: Decimal | None = None
+        basket = answers.get("basket")
+        if isinstance(basket, BrokerError):
+            result.errors.append(f"basket-margin calculator unavailable: {basket}")
+        elif basket is not None:
+            group_estimate = basket.total
+        prices: dict[InstrumentKey, Decimal] = {}
+        ltp = answers.get("ltp")
+        if isinstance(ltp, BrokerError):
+            result.errors.append(f"LTP unavailable for order-value caps: {ltp}")
+        elif ltp is not None:
+            prices = ltp
         legs = [
             Leg(
                 ev.exchange,
@@ -694,6 +704,19 @@ class Orchestrator:
             created += allocator.create_intents(group, lease=lease, control=control, replicator=replicator)
             failpoint("after_intent_commit")
         return created
+
+
+def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Run independent broker reads concurrently in the pool (inline when it has no workers);
+    each answer is the read's value or the BrokerError it raised."""
+
+    def read(name: str) -> list[tuple[str, Any]]:
+        try:
+            return [(name, reads[name]())]
+        except BrokerError as exc:
+            return [(name, exc)]
+
+    return dict(fanout.map(read, list(reads)))
 
 
 def _master_order(master: Account, o: Order, now: datetime) -> MasterOrder:

@@ -22,6 +22,7 @@ class Faults:
     token_expired: set[str] = field(default_factory=set)
     reads_down: set[str] = field(default_factory=set)  # funds/orders/positions raise BrokerUnavailable
     hide_orders: set[str] = field(default_factory=set)  # orders() omits everything (late book)
+    calculator_down: set[str] = field(default_factory=set)  # margin calculators and LTP unavailable
     extra_orders: dict[str, list[Order]] = field(default_factory=dict)  # injected book entries
     places: list[tuple[str, str]] = field(default_factory=list)  # (user, tag) of every accepted place
     before_place: Callable[[str, OrderRequest], None] | None = None
@@ -53,6 +54,22 @@ class FaultyBroker(PaperBroker):
         if self.user_id in self.faults.reads_down:
             raise BrokerUnavailable("OMS unreachable")
         return super().positions()
+
+    def _check_calculator(self) -> None:
+        if self.user_id in self.faults.calculator_down:
+            raise BrokerUnavailable("calculator unreachable")
+
+    def order_margins(self, reqs):  # type: ignore[no-untyped-def]
+        self._check_calculator()
+        return super().order_margins(reqs)
+
+    def basket_margin(self, reqs):  # type: ignore[no-untyped-def]
+        self._check_calculator()
+        return super().basket_margin(reqs)
+
+    def ltp(self, keys):  # type: ignore[no-untyped-def]
+        self._check_calculator()
+        return super().ltp(keys)
 
     def place_order(self, req: OrderRequest) -> str:
         self._check_token()

@@ -398,3 +398,27 @@ def test_engine_netted_tick_that_ends_flat_closes_every_child(desk, orch):
     close = Allocation.objects.get(kind=AllocationKind.CLOSE)
     assert close.exit_ratio == 1 and close.master_quantity == 150
     assert desk.positions(FUT) == {"C1": 0, "C2": 0, "C3": 0, "C4": 0, "C5": 0}
+
+
+def test_engine_calculator_down_sizes_from_the_margin_rise_and_says_so(desk, orch, faults):
+    orch.run_tick()
+    faults.calculator_down.add("MASTER")
+    desk.place("BUY", FUT, 150)
+    result = orch.run_tick()
+    assert any("order-margin calculator unavailable" in e for e in result.errors)
+    assert any("LTP unavailable" in e for e in result.errors)
+    alloc = Allocation.objects.get()
+    assert alloc.margin_source == "delta_u" and alloc.fraction == Decimal("0.3")  # ΔU 3L of 10L
+    assert desk.positions(FUT)["C2"] == 300  # the worked example still holds
+
+
+def test_engine_basket_calculator_down_for_a_hedge_still_sizes_the_group(desk, orch, faults):
+    orch.run_tick()
+    faults.calculator_down.add("MASTER")
+    desk.place("BUY", CALL, 150)
+    desk.place("SELL", FUT, 150)
+    result = orch.run_tick()
+    assert any("basket-margin calculator unavailable" in e for e in result.errors)
+    assert Allocation.objects.filter(kind=AllocationKind.OPEN).count() == 2
+    positions = desk.positions(FUT)
+    assert positions["C2"] < 0 and desk.positions(CALL)["C2"] == -positions["C2"]  # whole units
