@@ -7,8 +7,8 @@ from django.test import override_settings
 
 from accounts.crypto import reload_crypter
 
-# REST API fixtures (people with tokens, a fake broker); importable helpers live there too.
-pytest_plugins = ["tests.api_helpers"]
+# REST API fixtures (people with tokens, a fake broker) and engine fixtures (faults, desk, orch).
+pytest_plugins = ["tests.api_helpers", "tests.engine_fixtures"]
 
 
 @pytest.fixture

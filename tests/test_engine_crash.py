@@ -16,22 +16,8 @@ from replication.models import Allocation, MappingStatus, OrchestratorLease, Ord
 from replication.orchestrator import Orchestrator
 from replication.replicator import Replicator
 from tests.engine_helpers import FUT, build_desk
-from tests.faulty_broker import Faults, install
 
 EXPECTED = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}
-
-
-@pytest.fixture
-def faults():
-    f = Faults()
-    restore = install(f)
-    yield f
-    restore()
-
-
-@pytest.fixture
-def desk(faults, db):
-    return build_desk()
 
 
 def _child_orders_per_tag():

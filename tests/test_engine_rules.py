@@ -21,32 +21,10 @@ from replication.models import (
     OrderMapping,
     ReplicationEvent,
 )
-from replication.orchestrator import Orchestrator
 from replication.services import allocation_approve
-from tests.engine_helpers import CALL, FUT, build_desk, set_price
-from tests.faulty_broker import Faults, install
+from tests.engine_helpers import CALL, FUT, set_price
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def faults():
-    f = Faults()
-    restore = install(f)
-    yield f
-    restore()
-
-
-@pytest.fixture
-def desk(faults):
-    return build_desk()
-
-
-@pytest.fixture
-def orch():
-    o = Orchestrator(holder="test-orchestrator", workers=0)
-    yield o
-    o.close()
 
 
 def _entry(desk, orch, qty=150):

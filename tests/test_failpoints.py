@@ -30,7 +30,6 @@ from replication.models import MappingStatus, OrchestratorLease, OrderMapping, R
 from replication.orchestrator import Orchestrator
 from replication.ratelimit import RateLimiter
 from tests.engine_helpers import FUT, build_desk
-from tests.faulty_broker import Faults, install
 
 AFTER_BUY = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}
 AFTER_SELL = {"C1": 0, "C2": 150, "C3": 0, "C4": 0, "C5": 0}
@@ -43,19 +42,6 @@ def _disarm():
     failpoints.reset()
     yield
     failpoints.reset()
-
-
-@pytest.fixture
-def faults():
-    f = Faults()
-    restore = install(f)
-    yield f
-    restore()
-
-
-@pytest.fixture
-def desk(faults, db):
-    return build_desk()
 
 
 # --- the switch -------------------------------------------------------------------------------

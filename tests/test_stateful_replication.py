@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.db import transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, event, settings
@@ -53,7 +52,7 @@ from replication.models import (
 from replication.orchestrator import Orchestrator
 from replication.reconciliation import Grade, reconcile
 from tests.engine_helpers import CALL, CHILDREN, FUT, Desk, build_desk
-from tests.faulty_broker import Faults, install
+from tests.faulty_broker import Faults
 
 LOT = 75
 # Master position limits in lots (within its ₹10,00,000): the future either way, the call long only.
@@ -312,14 +311,6 @@ class ReplicationMachine(RuleBasedStateMachine):
             if qty:
                 out[(ids[user], sym)] = out.get((ids[user], sym), 0) + qty
         return out
-
-
-@pytest.fixture
-def faults():
-    f = Faults()
-    restore = install(f)
-    yield f
-    restore()
 
 
 def test_replication_state_machine_converges_whatever_the_interleaving(db, faults):
