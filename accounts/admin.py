@@ -63,6 +63,7 @@ RISK_FIELDS = (
     "max_open_positions",
     "daily_loss_limit",
 )
+PENDING_FIELDS = ("pending_policy", "market_after_seconds")
 CREDENTIAL_CLEANERS = {
     "api_key": clean_api_key,
     "api_secret": clean_api_secret,
@@ -128,6 +129,7 @@ class AccountAdminForm(forms.ModelForm):
             "fixed_capital",
             "multiplier",
             "dry_run",
+            *PENDING_FIELDS,
             *RISK_FIELDS,
         )
 
@@ -245,6 +247,13 @@ class AccountAdmin(admin.ModelAdmin):
             {"fields": ("api_key", "api_secret", "access_token", "proxy_url")},
         ),
         ("Capital", {"fields": ("capital_mode", "fixed_capital", "multiplier", "dry_run")}),
+        (
+            "Pending orders",
+            {
+                "fields": PENDING_FIELDS,
+                "description": "A child order still open after the master's order filled (DESIGN §3.5).",
+            },
+        ),
         (
             "Risk limits (empty = no limit)",
             {"fields": RISK_FIELDS},

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -35,6 +35,16 @@ class CapitalMode(models.TextChoices):
     TOTAL = "total", "Total (used + available)"
     AVAILABLE = "available", "Available margin"
     FIXED = "fixed", "Fixed allocation"
+
+
+MARKET_AFTER_SECONDS_MAX = 6 * 60 * 60  # a trading session
+
+
+class PendingPolicy(models.TextChoices):
+    """What happens to a child's still-open mirror of a master order that has filled (§3.5)."""
+
+    LEAVE = "leave", "Leave it open"
+    MARKET_AFTER_SECONDS = "market_after_seconds", "Convert it to MARKET after a delay"
 
 
 class Account(models.Model):
@@ -78,6 +88,19 @@ class Account(models.Model):
         validators=[MinValueValidator(Decimal("0.0001"))],
     )
     dry_run = models.BooleanField(default=False)
+    pending_policy = models.CharField(
+        max_length=24,
+        choices=PendingPolicy.choices,
+        default=PendingPolicy.LEAVE,
+        help_text="A child's LIMIT/SL mirror still open after the master's order filled: leave it, "
+        "or convert it to MARKET once market_after_seconds have passed since the fill was seen.",
+    )
+    market_after_seconds = models.PositiveIntegerField(
+        default=60,
+        validators=[MaxValueValidator(MARKET_AFTER_SECONDS_MAX)],
+        help_text="Seconds after the master's fill before an open mirror becomes MARKET "
+        "(policy market_after_seconds only).",
+    )
 
     # Risk limits (empty / null = no limit).
     allowed_instruments = models.JSONField(default=list, blank=True, help_text='["NFO:NIFTY25DECFUT", ...]')

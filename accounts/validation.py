@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from accounts.models import AccountStatus, Broker, CapitalMode
+from accounts.models import MARKET_AFTER_SECONDS_MAX, AccountStatus, Broker, CapitalMode, PendingPolicy
 
 T = TypeVar("T")
 
@@ -21,6 +21,7 @@ USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KITE_API_KEY_RE = re.compile(r"[A-Za-z0-9]{6,64}")
 KITE_API_SECRET_RE = re.compile(r"[A-Za-z0-9]{6,128}")
 ACCESS_TOKEN_RE = re.compile(r"[A-Za-z0-9_.\-]{6,512}")
+WHOLE_NUMBER_RE = re.compile(r"[+-]?[0-9]{1,12}")
 INSTRUMENT_RE = re.compile(r"[A-Z]{2,8}:[A-Z0-9][A-Z0-9&_.\-]{0,63}")
 PRODUCTS = ("NRML", "MIS", "CNC", "MTF")
 
@@ -160,6 +161,40 @@ def clean_capital_mode(value: Any) -> str:
             f"capital mode {show(value)} is not one of {', '.join(CapitalMode.values)}",
         )
     return value
+
+
+def clean_pending_policy(value: Any) -> str:
+    if not isinstance(value, str) or value not in PendingPolicy.values:
+        raise _field_error(
+            "invalid_pending_policy",
+            "pending_policy",
+            f"pending policy {show(value)} is not one of {', '.join(PendingPolicy.values)}",
+        )
+    return value
+
+
+def clean_market_after_seconds(value: Any) -> int:
+    """Whole seconds, 0..MARKET_AFTER_SECONDS_MAX: an int, an integral float or Decimal, or digits."""
+    field = "market_after_seconds"
+    rule = f"{field} must be a whole number of seconds from 0 to {MARKET_AFTER_SECONDS_MAX}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise _field_error("invalid_seconds", field, rule)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise _field_error("invalid_seconds", field, rule)
+        number = Decimal(int(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if not WHOLE_NUMBER_RE.fullmatch(text):
+            raise _field_error("invalid_seconds", field, rule)
+        number = Decimal(text)
+    else:
+        number = Decimal(value)
+    if not number.is_finite() or number != number.to_integral_value():
+        raise _field_error("invalid_seconds", field, rule)
+    if not 0 <= number <= MARKET_AFTER_SECONDS_MAX:
+        raise _field_error("invalid_seconds", field, rule)
+    return int(number)
 
 
 def clean_status(value: Any) -> str:

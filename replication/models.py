@@ -62,6 +62,7 @@ class MasterOrder(models.Model):
     tag = models.CharField(max_length=32, blank=True)
     placed_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(default=timezone.now)
+    filled_at = models.DateTimeField(null=True, blank=True)  # when the engine first saw it COMPLETE
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

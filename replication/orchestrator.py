@@ -28,7 +28,7 @@ from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Role
 from brokers.base import BrokerClient
 from brokers.errors import BrokerError
-from brokers.types import InstrumentKey, Order, OrderRequest, OrderType, Product
+from brokers.types import InstrumentKey, Order, OrderRequest, OrderStatus, OrderType, Product
 from replication import allocator
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.controls import engine_control_get
@@ -58,6 +58,7 @@ from replication.models import (
     ReplicationEvent,
     TickRun,
 )
+from replication.pending import RetryGate, mirrors_due_for_market
 from replication.ratelimit import LimiterRegistry
 from replication.replicator import DispatchReport, Replicator
 from replication.sizing import Leg, MarginSource, plan_group, ratio
@@ -77,6 +78,7 @@ class TickResult:
     intents: int = 0
     dispatch: DispatchReport = field(default_factory=DispatchReport)
     followed_up: int = 0
+    converted: int = 0  # open child mirrors of filled master orders made MARKET (§3.5)
     queued_shards: int = 0
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
@@ -93,7 +95,7 @@ class TickResult:
             f"tick {self.tick_id} epoch={self.epoch} events={self.events} allocations={self.allocations} "
             f"intents={self.intents} sent={d.sent} accepted={d.accepted} rejected={d.rejected} "
             f"unknown={d.unknown} failed={d.failed} deferred={d.deferred} queued_shards={self.queued_shards} "
-            f"updated={self.followed_up} "
+            f"updated={self.followed_up} converted={self.converted} "
             f"latency_p50_ms={p50} errors={len(self.errors)} duration_ms={self.duration_ms}"
         )
 
@@ -112,6 +114,7 @@ class Orchestrator:
         self.lease_ttl = lease_ttl or timedelta(seconds=getattr(settings, "LEASE_TTL_SECONDS", 15))
         self._replicator: Replicator | None = None
         self._queued_at: dict[int, float] = {}
+        self.market_retry = RetryGate()
 
     def _enqueue_shards(self, lease: Lease, replicator: Replicator, *, halted: bool) -> int:
         """Queue mode: one `dispatch_shard` task per shard with intents ready (DESIGN §7).
@@ -257,6 +260,9 @@ class Orchestrator:
         # 4. Modifications and cancellations of open child orders.
         if mode == "order" and (diff.modified or diff.cancelled):
             self._propagate_changes(master, diff, replicator)
+        # 4b. Child mirrors still open after the master's order filled: MARKET per child policy.
+        if mode == "order" and not control.halted:
+            result.converted += self._convert_filled_mirrors(replicator)
         # 5. Size every unsized allocation (this tick's, or one a crash left behind).
         t_size = time.perf_counter()
         result.intents += self._size_pending(lease, replicator, control)
@@ -551,6 +557,8 @@ class Orchestrator:
                 mo.quantity, mo.price, mo.trigger_price = o.quantity, o.price, o.trigger_price
                 mo.filled_quantity, mo.average_price = o.filled_quantity, o.average_price
                 mo.status, mo.status_message = o.status.value, o.status_message[:255]
+                if o.status == OrderStatus.COMPLETE and mo.filled_at is None:
+                    mo.filled_at = now
             MasterOrder.objects.bulk_update(
                 rows.values(),
                 [
@@ -561,6 +569,7 @@ class Orchestrator:
                     "average_price",
                     "status",
                     "status_message",
+                    "filled_at",
                     "updated_at",
                 ],
             )
@@ -683,6 +692,20 @@ class Orchestrator:
         if to_cancel:
             replicator.cancel_open(to_cancel, reason="master order cancelled")
 
+    def _convert_filled_mirrors(self, replicator: Replicator) -> int:
+        """DESIGN §3.5, policy `market_after_seconds`: see `replication.pending`."""
+        due = mirrors_due_for_market(now=timezone.now())
+        if not due:
+            return 0
+        allowed = self.market_retry.take([m.pk for m, _ in due])
+        changes = [(m, {"order_type": OrderType.MARKET}) for m, _ in due if m.pk in allowed]
+        if not changes:
+            return 0
+        return replicator.modify_open(
+            changes,
+            reason="master order filled; open mirror converted to MARKET (policy market_after_seconds)",
+        )
+
     # --- step 5: child intents ------------------------------------------------------------------
 
     def _size_pending(self, lease: Lease, replicator: Replicator, control: EngineControl) -> int:
@@ -740,6 +763,7 @@ def _master_order(master: Account, o: Order, now: datetime) -> MasterOrder:
         tag=o.tag[:32],
         placed_at=o.placed_at,
         first_seen_at=now,
+        filled_at=now if o.status == OrderStatus.COMPLETE else None,
     )
 
 

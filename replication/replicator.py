@@ -608,7 +608,7 @@ class Replicator:
         return len(targets)
 
     def modify_open(self, changes: Sequence[tuple[OrderMapping, dict[str, Any]]], *, reason: str) -> int:
-        """Send modifications (price, trigger, quantity) for open child orders."""
+        """Send modifications (price, trigger, quantity, or order type MARKET) for open child orders."""
         by_child: dict[int, list[tuple[OrderMapping, dict[str, Any]]]] = defaultdict(list)
         for m, kwargs in changes:
             if m.status == MappingStatus.OPEN and m.broker_order_id:
@@ -641,8 +641,10 @@ class Replicator:
                     m.trigger_price = kwargs["trigger_price"]
                 if "quantity" in kwargs and kwargs["quantity"] is not None:
                     m.quantity = kwargs["quantity"]
+                if kwargs.get("order_type") == OrderType.MARKET:
+                    m.order_type, m.price, m.trigger_price = OrderType.MARKET, Decimal(0), Decimal(0)
                 updates.append(m)
-            update_rows(updates, ["price", "trigger_price", "quantity", "updated_at"])
+            update_rows(updates, ["order_type", "price", "trigger_price", "quantity", "updated_at"])
             self._events_for(outcomes, {m.pk: m for m, _ in pairs.values()})
         if by_child:
             self.follow_up(children=by_child.keys(), recover=False)

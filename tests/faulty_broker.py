@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from brokers import registry
-from brokers.errors import BrokerUnavailable, OutcomeUnknown, RateLimited, TokenExpired
+from brokers.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown, RateLimited, TokenExpired
 from brokers.paper.client import PaperBroker
 from brokers.registry import BrokerCredentials
 from brokers.types import Order, OrderRequest
@@ -23,6 +23,7 @@ class Faults:
     reads_down: set[str] = field(default_factory=set)  # funds/orders/positions raise BrokerUnavailable
     hide_orders: set[str] = field(default_factory=set)  # orders() omits everything (late book)
     calculator_down: set[str] = field(default_factory=set)  # margin calculators and LTP unavailable
+    modify_refused: set[str] = field(default_factory=set)  # modify_order raises OrderRejected
     extra_orders: dict[str, list[Order]] = field(default_factory=dict)  # injected book entries
     places: list[tuple[str, str]] = field(default_factory=list)  # (user, tag) of every accepted place
     before_place: Callable[[str, OrderRequest], None] | None = None
@@ -70,6 +71,12 @@ class FaultyBroker(PaperBroker):
     def ltp(self, keys):  # type: ignore[no-untyped-def]
         self._check_calculator()
         return super().ltp(keys)
+
+    def modify_order(self, order_id, **kwargs):  # type: ignore[no-untyped-def]
+        self._check_token()
+        if self.user_id in self.faults.modify_refused:
+            raise OrderRejected("The order cannot be modified now.")
+        return super().modify_order(order_id, **kwargs)
 
     def place_order(self, req: OrderRequest) -> str:
         self._check_token()

@@ -218,6 +218,8 @@ def _change_form_data(account: Account, **overrides):
         "capital_mode": account.capital_mode,
         "fixed_capital": "",
         "multiplier": str(account.multiplier),
+        "pending_policy": account.pending_policy,
+        "market_after_seconds": str(account.market_after_seconds),
         "allowed_instruments": "[]",
         "blocked_instruments": "[]",
         "allowed_products": "[]",

@@ -16,6 +16,10 @@
   * the client may pause or halt its account, and may resume (or switch dry-run back off) only when
     that pause, halt or dry-run was its own doing (the newest audit row for it names the client);
     `disabled` and `needs_login` are staff-only (unlink with DELETE).
+
+  The pending-order policy (`pending_policy`, `market_after_seconds`: what happens to a child order
+  still open after the master's order filled) is an execution preference, not a risk limit: a client
+  may set it either way on its own accounts.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ NUMBER_LIMITS = (
     "daily_loss_limit",
 )
 ALLOW_LISTS = ("allowed_instruments", "allowed_products")
+# Settings a client may change freely on its own accounts (preferences, not limits).
+CLIENT_PREFERENCES = ("pending_policy", "market_after_seconds")
 _CLIENT_MODE_MOVES = {(CapitalMode.TOTAL, CapitalMode.AVAILABLE)}
 
 
@@ -72,7 +78,7 @@ def client_settings_refusals(
         old = getattr(account, name)
         if name in ("allowed_instruments", "blocked_instruments", "allowed_products"):
             old = list(old or [])
-        if new == old:
+        if new == old or name in CLIENT_PREFERENCES:
             continue
         if name in STAFF_ONLY_SETTINGS:
             refusals[name] = f"only staff may change {name}"

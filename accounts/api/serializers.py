@@ -16,7 +16,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import Account, AccountStatus, Broker, CapitalMode, Role
+from accounts.models import (
+    MARKET_AFTER_SECONDS_MAX,
+    Account,
+    AccountStatus,
+    Broker,
+    CapitalMode,
+    PendingPolicy,
+    Role,
+)
 from accounts.validation import redact_url
 
 
@@ -117,6 +125,17 @@ class AccountSettingsInput(InputSerializer):
     fixed_capital = NumberField(required=False, allow_null=True)
     multiplier = NumberField(required=False, allow_null=True)
     dry_run = StrictBooleanField(required=False, allow_null=True)
+    pending_policy = StrictCharField(
+        required=False,
+        allow_null=True,
+        help_text="A child order still open after the master's order filled: `leave` it, or convert it "
+        f"to MARKET after `market_after_seconds`. One of: {', '.join(PendingPolicy.values)}.",
+    )
+    market_after_seconds = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text=f"Whole seconds, 0 to {MARKET_AFTER_SECONDS_MAX}; used by `market_after_seconds` only.",
+    )
     allowed_instruments = serializers.ListField(
         child=StrictCharField(), required=False, allow_null=True, help_text='["NFO:NIFTY25DECFUT", ...]'
     )
@@ -176,6 +195,7 @@ class AccountOutput(serializers.ModelSerializer[Account]):
     role = serializers.ChoiceField(choices=Role.choices, read_only=True)
     status = serializers.ChoiceField(choices=AccountStatus.choices, read_only=True)
     capital_mode = serializers.ChoiceField(choices=CapitalMode.choices, read_only=True)
+    pending_policy = serializers.ChoiceField(choices=PendingPolicy.choices, read_only=True)
     owner: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -206,6 +226,8 @@ class AccountOutput(serializers.ModelSerializer[Account]):
             "fixed_capital",
             "multiplier",
             "dry_run",
+            "pending_policy",
+            "market_after_seconds",
             "allowed_instruments",
             "blocked_instruments",
             "allowed_products",

@@ -221,7 +221,8 @@ class AccountDetailView(ApiView):
 
     Clients may only make their own account stricter — see `accounts.api.permissions` for the
     exact rules (limits only tighten, multiplier only down, no fixed mode, resume only a pause of
-    their own). Staff may change anything. A PATCH is all or nothing.
+    their own); the pending-order policy is theirs to set. Staff may change anything. A PATCH is
+    all or nothing.
     """
 
     @extend_schema(
@@ -254,7 +255,10 @@ class AccountDetailView(ApiView):
           raising `fixed_capital`, `proxy_url` and `owner` are staff-only;
         - `status`: `paused` and `halted` any time; back to `active` only from a pause or halt the
           client set itself; `dry_run` off only if the client switched it on; `disabled` and
-          `needs_login` are staff-only.
+          `needs_login` are staff-only;
+        - `pending_policy` (`leave` or `market_after_seconds`) and `market_after_seconds` (whole
+          seconds) are the client's own preference: what happens to a child order still open after
+          the master's order filled. A client may set them either way.
 
         Refusals under these rules are 403 `loosening_refused`, naming each field.
         """

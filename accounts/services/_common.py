@@ -34,6 +34,8 @@ AUDITED_FIELDS = (
     "fixed_capital",
     "multiplier",
     "dry_run",
+    "pending_policy",
+    "market_after_seconds",
     "allowed_instruments",
     "blocked_instruments",
     "allowed_products",

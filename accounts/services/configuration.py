@@ -1,4 +1,5 @@
-"""Account settings: capital mode, fixed capital, multiplier, dry run, risk limits, name, owner, proxy."""
+"""Account settings: capital mode, fixed capital, multiplier, dry run, pending-order policy, risk limits,
+name, owner, proxy."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from accounts.services._common import check_owner, clean_actor_or_raise, lock, r
 from accounts.validation import (
     Errors,
     clean_capital_mode,
+    clean_market_after_seconds,
     clean_multiplier,
     clean_name,
+    clean_pending_policy,
     clean_products,
     clean_proxy_url,
     count_cleaner,
@@ -31,6 +34,8 @@ SETTING_CLEANERS: dict[str, Callable[[Any], Any]] = {
     "fixed_capital": money_cleaner("fixed_capital"),
     "multiplier": clean_multiplier,
     "dry_run": flag_cleaner("dry_run"),
+    "pending_policy": clean_pending_policy,
+    "market_after_seconds": clean_market_after_seconds,
     "allowed_instruments": instruments_cleaner("allowed_instruments"),
     "blocked_instruments": instruments_cleaner("blocked_instruments"),
     "allowed_products": clean_products,
@@ -58,6 +63,8 @@ _REQUIRED_CODES = {
     "capital_mode": "invalid_capital_mode",
     "multiplier": "invalid_number",
     "dry_run": "invalid_flag",
+    "pending_policy": "invalid_pending_policy",
+    "market_after_seconds": "invalid_seconds",
 }
 
 

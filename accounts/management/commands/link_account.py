@@ -7,9 +7,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
-from accounts.models import Broker, CapitalMode
-from accounts.services import AccountError, account_link
+from accounts.models import MARKET_AFTER_SECONDS_MAX, Broker, CapitalMode, PendingPolicy
+from accounts.services import (
+    AccountError,
+    account_link,
+    account_settings_validate,
+    account_update_settings,
+)
 
 HELP = """Link a broker account, or update it when (broker, user id) is already linked.
 
@@ -50,6 +56,17 @@ class Command(BaseCommand):
         parser.add_argument("--capital-mode", choices=CapitalMode.values)
         parser.add_argument("--fixed-capital", metavar="AMOUNT", help="Rupees; needs --capital-mode fixed.")
         parser.add_argument("--multiplier", metavar="X", help="Above 0, at most 100 (default 1).")
+        parser.add_argument(
+            "--pending-policy",
+            choices=PendingPolicy.values,
+            help="A child order still open after the master's order filled: leave it (default), or "
+            "convert it to MARKET after --market-after-seconds.",
+        )
+        parser.add_argument(
+            "--market-after-seconds",
+            metavar="SECONDS",
+            help=f"Whole seconds, 0 to {MARKET_AFTER_SECONDS_MAX} (default 60).",
+        )
         parser.add_argument("--consent", action="store_true", help="Record the client's consent now.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -58,19 +75,29 @@ class Command(BaseCommand):
         credentials = {
             name: self._credential(options[name]) for name in ("api_key", "api_secret", "access_token")
         }
+        # Settings account_link does not take; applied in the same transaction, audited separately.
+        settings = {
+            name: options[name]
+            for name in ("pending_policy", "market_after_seconds")
+            if options[name] is not None
+        }
         try:
-            account, created = account_link(
-                broker=options["broker"],
-                user_id=options["user_id"],
-                name=options["name"],
-                master=options["master"],
-                capital_mode=options["capital_mode"],
-                fixed_capital=fixed_capital,
-                multiplier=multiplier,
-                consent=options["consent"],
-                actor="cli",
-                **credentials,
-            )
+            account_settings_validate(account=None, **settings)
+            with transaction.atomic():
+                account, created = account_link(
+                    broker=options["broker"],
+                    user_id=options["user_id"],
+                    name=options["name"],
+                    master=options["master"],
+                    capital_mode=options["capital_mode"],
+                    fixed_capital=fixed_capital,
+                    multiplier=multiplier,
+                    consent=options["consent"],
+                    actor="cli",
+                    **credentials,
+                )
+                if settings:
+                    account = account_update_settings(account=account, actor="cli", **settings)
         except AccountError as exc:
             raise CommandError(" ".join(exc.message.split())) from exc
         outcome = "created" if created else "updated"

@@ -1,0 +1,83 @@
+"""DESIGN §3.5: a child's mirror still open after the master's order filled.
+
+Per child, `pending_policy`: `leave` (the default) keeps the LIMIT / SL order working at the
+master's price; `market_after_seconds` converts it to MARKET once `market_after_seconds` have passed
+since the engine saw the master's order(s) of that allocation complete, so the child is not left
+behind a master that is already in (or out of) the position.
+
+Only open, acknowledged child orders of active or paused children are converted (paused children
+still get sync; halted ones and those needing a login get nothing). A conversion the broker
+refuses is tried again at most once per `RETRY_SECONDS`, not every tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from accounts.models import AccountStatus, PendingPolicy
+from brokers.types import OrderStatus, OrderType
+from replication.clients import CHILD_SECRETS
+from replication.models import MappingStatus, MasterOrder, OrderMapping
+
+RETRY_SECONDS = 30.0
+CONVERTIBLE_TYPES = (OrderType.LIMIT, OrderType.SL, OrderType.SLM)
+
+
+def master_fill_times(allocation_ids: set[int]) -> dict[int, datetime]:
+    """When each allocation's master side was complete: the latest fill of its master orders,
+    for allocations whose linked master orders are all COMPLETE (others are left out)."""
+    latest: dict[int, datetime] = {}
+    incomplete: set[int] = set()
+    rows = MasterOrder.objects.filter(allocations__in=allocation_ids).values_list(
+        "allocations", "status", "filled_at"
+    )
+    for allocation_id, status, filled_at in rows:
+        if status != OrderStatus.COMPLETE or filled_at is None:
+            incomplete.add(allocation_id)
+        elif allocation_id not in latest or filled_at > latest[allocation_id]:
+            latest[allocation_id] = filled_at
+    return {pk: at for pk, at in latest.items() if pk not in incomplete}
+
+
+def mirrors_due_for_market(*, now: datetime) -> list[tuple[OrderMapping, int]]:
+    """Open child mirrors to convert now, each with the seconds since the master's fill."""
+    candidates = list(
+        OrderMapping.objects.filter(
+            status=MappingStatus.OPEN,
+            order_type__in=CONVERTIBLE_TYPES,
+            child__pending_policy=PendingPolicy.MARKET_AFTER_SECONDS,
+            child__status__in=(AccountStatus.ACTIVE, AccountStatus.PAUSED),
+            allocation__master_orders__status=OrderStatus.COMPLETE,
+        )
+        .exclude(broker_order_id="")
+        .select_related("child", "allocation")
+        .defer(*CHILD_SECRETS)
+        .distinct()
+        .order_by("id")
+    )
+    if not candidates:
+        return []
+    filled = master_fill_times({m.allocation_id for m in candidates})
+    due = []
+    for m in candidates:
+        at = filled.get(m.allocation_id)
+        if at is not None and now - at >= timedelta(seconds=m.child.market_after_seconds):
+            due.append((m, int((now - at).total_seconds())))
+    return due
+
+
+class RetryGate:
+    """Remembers conversions tried recently, so a refused one is retried at most every RETRY_SECONDS."""
+
+    def __init__(self, every: float = RETRY_SECONDS) -> None:
+        self.every = every
+        self._tried: dict[int, float] = defaultdict(lambda: float("-inf"))
+
+    def take(self, mapping_ids: list[int]) -> set[int]:
+        now = time.monotonic()
+        allowed = {pk for pk in mapping_ids if now - self._tried[pk] >= self.every}
+        for pk in allowed:
+            self._tried[pk] = now
+        return allowed
