@@ -32,7 +32,7 @@ RUN_PROCFILE := Procfile.kite-sim
 SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
 # Exported to every process. honcho would load .env over the environment, so it is given no env
 # file here (-e /dev/null): Django reads .env itself and never lets it override these.
-RUN_ENV := KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login
+RUN_ENV := KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
 HONCHO_FLAGS := -e /dev/null
 else ifneq ($(filter run,$(MAKECMDGOALS)),)
 $(error KITE=$(KITE) is not a switch of make run: use "make run KITE=sim" (Kite path against the simulator) or plain "make run" (paper exchange))

@@ -42,6 +42,25 @@ def parse_field_encryption_keys(raw: str) -> list[str]:
     return keys
 
 
+def parse_freeze_quantities(raw: str) -> dict[str, int]:
+    """`NIFTY=1800,BANKNIFTY=900`: the exchange's largest quantity in one order, per underlying.
+
+    Kite has no API for it (the exchanges change it from time to time), so it is configured.
+    """
+    table: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, sep, quantity = (text.strip() for text in item.partition("="))
+        if not sep or not name or not quantity.isdigit() or int(quantity) <= 0:
+            raise ImproperlyConfigured(
+                f"FREEZE_QUANTITIES: {item!r} is not UNDERLYING=QUANTITY with a positive whole "
+                "quantity (for example NIFTY=1800,BANKNIFTY=900)"
+            )
+        table[name.upper()] = int(quantity)
+    return table
+
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
 if not SECRET_KEY:
@@ -191,6 +210,9 @@ KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_TIMEOUT_S = env.float("KITE_TIMEOUT_S", default=7.0)
 KITE_ALGO_ID = env.str("KITE_ALGO_ID", default="")
 KITE_MARKET_PROTECTION = env.int("KITE_MARKET_PROTECTION", default=-1)
+# Freeze quantity per underlying, for brokers whose instrument list has none (Kite): orders above
+# it are sliced. The paper exchange's own instruments carry theirs.
+FREEZE_QUANTITIES = parse_freeze_quantities(env.str("FREEZE_QUANTITIES", default=""))
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
 KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
 WAKE_FILE = env.str("WAKE_FILE", default=str(BASE_DIR / ".engine-wake"))

@@ -1,17 +1,32 @@
-"""Instrument look-ups (lot size, freeze quantity) from the master's broker, cached per IST day."""
+"""Instrument look-ups (lot size, freeze quantity) from the master's broker, cached per IST day.
+
+A derivative whose broker gives no freeze quantity (Kite's instrument list has none) takes its
+underlying's from `settings.FREEZE_QUANTITIES`, so orders above it are sliced on every broker.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
+
+from django.conf import settings
 
 from brokers.base import BrokerClient
 from brokers.types import Instrument, InstrumentKey
 
 IST = ZoneInfo("Asia/Kolkata")
 RELOAD_ON_MISS_AFTER_S = 300.0
+
+
+def with_freeze_quantity(instrument: Instrument, freezes: dict[str, int]) -> Instrument:
+    """The instrument, with its underlying's configured freeze quantity if the broker gave none."""
+    if instrument.freeze_quantity or not instrument.underlying:
+        return instrument
+    configured = freezes.get(instrument.underlying.upper())
+    return replace(instrument, freeze_quantity=configured) if configured else instrument
 
 
 class InstrumentCache:
@@ -22,7 +37,8 @@ class InstrumentCache:
         self._lock = threading.Lock()
 
     def _load(self, client: BrokerClient) -> None:
-        self._by_key = {i.key: i for i in client.instruments()}
+        freezes: dict[str, int] = getattr(settings, "FREEZE_QUANTITIES", {})
+        self._by_key = {i.key: with_freeze_quantity(i, freezes) for i in client.instruments()}
         self._day = datetime.now(IST).date()
         self._loaded_at = time.monotonic()
 

@@ -176,3 +176,35 @@ def test_kite_e2e_5xx_after_accept_with_a_late_book_waits_and_places_once(kdesk)
     assert kdesk.running.sim.hit_count(user_id="C1", route=PLACE) == 1
     assert kdesk.desk.positions(FUT) == ENTRY
     assert_each_tag_once(kdesk)
+
+
+def _big_child_entry(kdesk: KiteDesk, orch: Orchestrator) -> None:
+    """C2 with ₹1 crore: a master entry of 4 lots makes its share 40 lots = 3,000, above NIFTY's
+    freeze quantity of 1,800 (the paper exchange behind the simulator refuses such an order)."""
+    from decimal import Decimal
+
+    from brokers.paper.services import paper_account_set_cash
+
+    paper_account_set_cash(user_id="C2", cash=Decimal("10000000"))
+    orch.run_tick()
+    kdesk.desk.place("BUY", FUT, 300)
+    orch.run_tick()
+
+
+def test_kite_e2e_freeze_quantities_slice_orders_the_instrument_list_cannot(kdesk):
+    with engine(kdesk, FREEZE_QUANTITIES={"NIFTY": 1800}) as orch:
+        _big_child_entry(kdesk, orch)
+    slices = child_mappings(kdesk, "C2")
+    assert [(m.slice_no, m.quantity) for m in slices] == [(0, 1800), (1, 1200)]
+    assert (
+        sum(o.quantity for o in PaperOrder.objects.filter(account__user_id="C2", status="COMPLETE")) == 3000
+    )
+    assert_each_tag_once(kdesk)
+
+
+def test_kite_e2e_without_freeze_quantities_the_exchange_refuses_the_big_order(kdesk):
+    with engine(kdesk) as orch:
+        _big_child_entry(kdesk, orch)
+    (only,) = child_mappings(kdesk, "C2")
+    assert only.quantity == 3000 and only.status == MappingStatus.REJECTED
+    assert "freeze quantity" in only.reason
