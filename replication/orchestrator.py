@@ -620,6 +620,7 @@ class Orchestrator:
         to_cancel: list[OrderMapping] = []
         to_withdraw: list[OrderMapping] = []
         to_modify: list[tuple[OrderMapping, dict[str, Any]]] = []
+        closing_part = _closing_parts(allocs)
         for alloc in allocs:
             linked = list(alloc.master_orders.all())
             # What the linked master orders now ask for, in the allocation's direction (a netted
@@ -634,6 +635,12 @@ class Orchestrator:
                 else:
                     quantity = o.quantity
                 new_total += quantity if mo.side == alloc.side else -quantity
+            # An order that crossed zero feeds two allocations: the close takes up to the position
+            # it closes, the open only the rest (never the whole order each).
+            if alloc.kind == AllocationKind.CLOSE and alloc.master_position_before:
+                new_total = min(new_total, abs(alloc.master_position_before))
+            elif alloc.kind == AllocationKind.OPEN:
+                new_total -= closing_part.get(alloc.pk, 0)
             new_total = max(new_total, 0)
             lead = next((book[mo.broker_order_id] for mo in linked if mo.broker_order_id in book), None)
             for m in by_alloc.get(alloc.pk, []):
@@ -727,6 +734,29 @@ class Orchestrator:
             created += allocator.create_intents(group, lease=lease, control=control, replicator=replicator)
             failpoint("after_intent_commit")
         return created
+
+
+def _closing_parts(allocs: list[Allocation]) -> dict[int, int]:
+    """For each opening allocation whose master orders also feed a closing one of the same side
+    (an order that crossed zero), the quantity that went to closing: the position it closed."""
+    closes_by_order: dict[int, dict[int, Allocation]] = defaultdict(dict)
+    for a in allocs:
+        if a.kind == AllocationKind.CLOSE:
+            for mo in a.master_orders.all():
+                closes_by_order[mo.pk][a.pk] = a
+    parts: dict[int, int] = {}
+    for a in allocs:
+        if a.kind != AllocationKind.OPEN:
+            continue
+        closes = {
+            c.pk: c
+            for mo in a.master_orders.all()
+            for c in closes_by_order[mo.pk].values()
+            if c.side == a.side
+        }
+        if closes:
+            parts[a.pk] = sum(abs(c.master_position_before) for c in closes.values())
+    return parts
 
 
 def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[str, Any]:

@@ -400,3 +400,26 @@ def test_engine_basket_calculator_down_for_a_hedge_still_sizes_the_group(desk, o
     assert Allocation.objects.filter(kind=AllocationKind.OPEN).count() == 2
     positions = desk.positions(FUT)
     assert positions["C2"] < 0 and desk.positions(CALL)["C2"] == -positions["C2"]  # whole units
+
+
+def test_engine_modified_order_that_crossed_zero_rescales_close_and_open_separately(desk, orch):
+    from brokers.paper.services import paper_order_modify
+
+    _entry(desk, orch)  # master long 2 lots, C2 long 4 lots (300)
+    oid = desk.place("SELL", FUT, 225, order_type="LIMIT", price=Decimal("20100"))  # rests
+    orch.run_tick()  # close 2 lots (ratio 1) + open 1 lot short, mirrored as resting LIMITs
+    c2 = desk.children["C2"]
+    close = OrderMapping.objects.get(child=c2, allocation__kind=AllocationKind.CLOSE)
+    opened = OrderMapping.objects.get(child=c2, allocation__kind=AllocationKind.OPEN, side="SELL")
+    assert (close.quantity, opened.quantity) == (300, 150)
+    paper_order_modify(user_id="MASTER", order_id=oid, quantity=300)  # now 4 lots: close 2, open 2
+    orch.run_tick()
+    close.refresh_from_db()
+    opened.refresh_from_db()
+    assert close.quantity == 300  # still exactly what C2 holds, not doubled
+    assert opened.quantity == 300  # the open part went from 1 lot to 2
+    assert Allocation.objects.get(kind=AllocationKind.CLOSE).master_quantity == 150
+    assert Allocation.objects.get(kind=AllocationKind.OPEN, side="SELL").master_quantity == 150
+    set_price(FUT, "20100")  # everything fills
+    orch.run_tick()
+    assert desk.positions(FUT)["C2"] == -300  # flat from the close, then short the new 2 lots x 2
