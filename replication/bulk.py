@@ -13,6 +13,8 @@ from typing import Any, cast
 from django.db import connections, models, router
 from django.utils import timezone
 
+from pms.sqlvalues import row_reader, value_adapters
+
 # PostgreSQL accepts 65,535 bind parameters per statement; stay below it. SQLite's limit is raised
 # to match at connection time (see replication.apps).
 MAX_PARAMS = 60_000
@@ -38,15 +40,11 @@ def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> int:
                 setattr(obj, field.attname, now)
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
     sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608  (names from model meta, values bound)
-    params = [
-        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in columns] + [obj.pk] for obj in objs
-    ]
+    read = row_reader([f.attname for f in columns], value_adapters(columns, connection))
+    params = [[*read(obj), obj.pk] for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(objs)
-
-
-_PLAIN = (int, str, bool, type(None))
 
 
 def insert_rows(model: type[models.Model], objs: Sequence[object]) -> int:
@@ -54,8 +52,7 @@ def insert_rows(model: type[models.Model], objs: Sequence[object]) -> int:
     back. For intents, whose identity is their deterministic tag, not their primary key. `objs`
     are model instances or any objects with an attribute per column (`attname`).
 
-    Values of plain types go to the driver as they are; the rest (Decimal, datetime, JSON) through
-    the field's own `get_db_prep_save`, as Django's `bulk_create` would.
+    Values are adapted as Django's `bulk_create` would adapt them (`pms.sqlvalues`).
     """
     if not objs:
         return 0
@@ -71,13 +68,8 @@ def insert_rows(model: type[models.Model], objs: Sequence[object]) -> int:
     columns = ", ".join(quote(f.column) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608  (names from model meta, values bound)
-    params = []
-    for obj in objs:
-        row = []
-        for f in fields:
-            value = getattr(obj, f.attname)
-            row.append(value if isinstance(value, _PLAIN) else f.get_db_prep_save(value, connection))
-        params.append(row)
+    read = row_reader([f.attname for f in fields], value_adapters(fields, connection))
+    params = [read(obj) for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(objs)

@@ -10,9 +10,9 @@ values with each field's own `get_db_prep_save`; there are no signals or save() 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
-from functools import cache, lru_cache, partial
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 from brokers.paper.models import LIVE_STATUSES, PaperAccount, PaperInstrument, PaperOrder, PaperPosition
+from pms.sqlvalues import row_reader, value_adapters
 
 INSTRUMENT_FIELDS = (
     "id",
@@ -277,50 +278,6 @@ def books_rows(account_ids: Collection[int]) -> dict[int, tuple[list[PaperPositi
 # --- Writes -----------------------------------------------------------------------------------
 
 
-def _text(value: object) -> object:
-    return value if value is None or type(value) is str else str(value)
-
-
-def _same(value: object) -> object:
-    return value
-
-
-def _adapters(
-    fields: Sequence[models.Field[Any, Any]], db: BaseDatabaseWrapper
-) -> list[Callable[[Any], Any]]:
-    """A value adapter per field: the backend's own adapters for the plain field types (what
-    `get_db_prep_save` ends in, without its generic steps), `get_db_prep_save` for anything else.
-    A batch's rows share their timestamps, so each datetime is adapted once."""
-    adapters: list[Callable[[Any], Any]] = []
-    datetimes = lru_cache(maxsize=8)(db.ops.adapt_datetimefield_value)
-    for field in fields:
-        kind = type(field)
-        if kind in (models.CharField, models.TextField):
-            adapters.append(_text)
-        elif kind is models.DecimalField:
-            adapters.append(db.ops.adapt_decimalfield_value)
-        elif kind is models.DateTimeField:
-            adapters.append(datetimes)
-        elif kind in (models.IntegerField, models.PositiveIntegerField, models.PositiveSmallIntegerField):
-            adapters.append(partial(db.ops.adapt_integerfield_value, internal_type=field.get_internal_type()))
-        elif isinstance(field, models.ForeignKey) and kind is models.ForeignKey:
-            target = field.target_field.get_internal_type()
-            adapters.append(partial(db.ops.adapt_integerfield_value, internal_type=target))
-        else:
-            adapters.append(partial(field.get_db_prep_save, connection=db))
-    return adapters
-
-
-def _params(
-    instance: models.Model, names: Sequence[str], adapters: Sequence[Callable[[Any], Any]]
-) -> list[Any]:
-    values = instance.__dict__  # loaded fields; a deferred one is read through its descriptor
-    return [
-        adapt(values[name] if name in values else getattr(instance, name))
-        for name, adapt in zip(names, adapters, strict=True)
-    ]
-
-
 @cache
 def _insert_fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
     return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
@@ -355,12 +312,11 @@ def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
     model = type(instances[0])
     fields = _insert_fields(model)
     db = _db()
-    adapters = _adapters(fields, db)
-    names = [f.attname for f in fields]
+    read = row_reader([f.attname for f in fields], value_adapters(fields, db))
     returning = "id" if key == "id" else f"id, {db.ops.quote_name(key)}" if key else ""
     with db.cursor() as cursor:
         for chunk in _chunks(instances):
-            params = [value for instance in chunk for value in _params(instance, names, adapters)]
+            params = [value for instance in chunk for value in read(instance)]
             cursor.execute(_insert_sql(model, len(chunk), returning), params)
             if key == "id":
                 (chunk[0].pk,) = cursor.fetchone()
@@ -391,7 +347,7 @@ def update_many(instances: Sequence[models.Model], names: Sequence[str]) -> None
     model = type(instances[0])
     by_name = {f.attname: f for f in model._meta.concrete_fields}
     db = _db()
-    adapters = _adapters([by_name[name] for name in names], db)
-    params = [[*_params(instance, names, adapters), instance.pk] for instance in instances]
+    read = row_reader(names, value_adapters([by_name[name] for name in names], db))
+    params = [[*read(instance), instance.pk] for instance in instances]
     with db.cursor() as cursor:
         cursor.executemany(_update_sql(model, tuple(names)), params)
