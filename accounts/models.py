@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.crypto import GuardedEncryptedTextField, SealedSecret, reveal
+from pms.fastload import FastLoadMixin
 
 
 class Broker(models.TextChoices):
@@ -47,7 +48,7 @@ class PendingPolicy(models.TextChoices):
     MARKET_AFTER_SECONDS = "market_after_seconds", "Convert it to MARKET after a delay"
 
 
-class Account(models.Model):
+class Account(FastLoadMixin, models.Model):
     """One linked broker account. Exactly one enabled master; every other enabled account is a child."""
 
     broker = models.CharField(max_length=16, choices=Broker.choices, default=Broker.PAPER)

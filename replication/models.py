@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Account
+from pms.fastload import FastLoadMixin
 
 
 class InvalidTransition(Exception):
@@ -111,7 +112,7 @@ class AllocationStatus(models.TextChoices):
     FAILED = "failed", "Failed (nothing placed)"
 
 
-class Allocation(models.Model):
+class Allocation(FastLoadMixin, models.Model):
     """The engine's decision for one master event: a fraction of capital or an exit ratio."""
 
     master = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="allocations")
@@ -205,7 +206,7 @@ FINAL_MAPPING_STATUSES = frozenset(
 )
 
 
-class OrderMapping(models.Model):
+class OrderMapping(FastLoadMixin, models.Model):
     """One child order planned for one allocation: intent -> sent -> acknowledged -> final."""
 
     allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="mappings")
