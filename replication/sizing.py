@@ -307,78 +307,125 @@ def _zero(
 
 
 def size_entry(plan: GroupPlan, child: ChildProfile) -> ChildEntry:
-    """Steps 3, 5 and 7 for one child: target margin, whole units, then the caps in order.
+    """Steps 3, 5 and 7 for one child: target margin, whole units, then the caps in order."""
+    (entry,) = size_entries(plan, (child,))
+    return entry
 
-    Written for speed (it runs once per child per event): module constants instead of enum
-    look-ups, one pass, messages formatted only when read.
+
+def size_entries(plan: GroupPlan, children: Iterable[ChildProfile]) -> list[ChildEntry]:
+    """`size_entry` for every child, in order.
+
+    Written for speed (it runs for every child of every event): one loop with the plan's figures
+    and the module's constants bound to locals, enum members compared by identity, every record
+    built with all its fields through `tuple.__new__`, messages formatted only when read.
     """
-    mode = child.capital_mode
-    available = child.available
-    if mode is _FIXED:
-        capital = child.fixed_capital
-    elif available is None or child.used is None:
-        capital = None
-    elif mode is _AVAILABLE:
-        capital = available
-    else:
-        capital = child.used + available
-    if capital is None:
-        return _zero(child, None, ZERO, _NO_CAPITAL, "no capital reading for this child yet")
-    if capital <= 0:
-        return _zero(child, capital, ZERO, _NO_CAPITAL, f"capital is {rupees(capital)}")
-    target = plan.fraction * capital
-    if child.multiplier != ONE:
-        target *= child.multiplier
-    caps: tuple[Reason, ...] = ()
-    if available is not None and target > available:
-        if available <= 0:
-            return _zero(
-                child, capital, ZERO, _NO_AVAILABLE, f"no available margin (share was {rupees(target)})"
+    fraction = plan.fraction
+    plan_per_unit = plan.margin_per_unit
+    legs = [
+        (i, leg.side, unit, leg.lot_size, leg.freeze_quantity or 0)
+        for i, (leg, unit) in enumerate(zip(plan.legs, plan.unit_lots, strict=True))
+    ]
+    what = "one lot" if len(plan.legs) == 1 and plan.unit_lots[0] == 1 else "one unit"
+    new, entry_type, order_type = _new, ChildEntry, LegOrder
+    zero, one, no_limits = ZERO, ONE, NO_LIMITS
+    fixed, available_mode = _FIXED, _AVAILABLE
+    ok, below, capped_by_available = _OK, _BELOW_ONE_UNIT, _CAPPED_BY_AVAILABLE
+    entries: list[ChildEntry] = []
+    append = entries.append
+    for child in children:
+        mode = child.capital_mode
+        available = child.available
+        if mode is fixed:
+            capital = child.fixed_capital
+        elif available is None or child.used is None:
+            capital = None
+        elif mode is available_mode:
+            capital = available
+        else:
+            capital = child.used + available
+        if capital is None:
+            append(_zero(child, None, zero, _NO_CAPITAL, "no capital reading for this child yet"))
+            continue
+        if capital <= zero:
+            append(_zero(child, capital, zero, _NO_CAPITAL, f"capital is {rupees(capital)}"))
+            continue
+        target = fraction * capital
+        multiplier = child.multiplier
+        if multiplier is not one and multiplier != one:
+            target *= multiplier
+        caps: tuple[Reason, ...] = ()
+        if available is not None and target > available:
+            if available <= zero:
+                append(
+                    _zero(
+                        child,
+                        capital,
+                        zero,
+                        _NO_AVAILABLE,
+                        f"no available margin (share was {rupees(target)})",
+                    )
+                )
+                continue
+            target = available
+            caps = (capped_by_available,)
+        per_unit = plan_per_unit if child.margin_per_unit is None else child.margin_per_unit
+        if per_unit <= zero:
+            append(_zero(child, capital, target, Reason.BAD_INPUT, "margin per unit is not positive"))
+            continue
+        if target < per_unit:
+            append(new(entry_type, (child.child_id, 0, (), capital, target, below, "", caps, per_unit, what)))
+            continue
+        units = int(target // per_unit)
+        limits = child.limits
+        if limits is not no_limits and limits.any:
+            cap_list = list(caps)
+            units, blocked = _apply_caps(plan, child, units, cap_list)
+            caps = tuple(cap_list)
+            if blocked is not None:
+                append(_zero(child, capital, target, blocked[0], blocked[1], caps))
+                continue
+        orders = []
+        for i, side, unit, lot_size, freeze in legs:
+            lots = units * unit
+            quantity = lots * lot_size
+            slices = (
+                (quantity,)
+                if not freeze or quantity <= freeze
+                else slice_quantity(quantity, lot_size, freeze)
             )
-        target = available
-        caps = (_CAPPED_BY_AVAILABLE,)
-    per_unit = plan.margin_per_unit if child.margin_per_unit is None else child.margin_per_unit
-    if per_unit <= 0:
-        return _zero(child, capital, target, Reason.BAD_INPUT, "margin per unit is not positive")
-    units = int(target // per_unit)
-    if units <= 0:
-        what = "one lot" if len(plan.legs) == 1 and plan.unit_lots[0] == 1 else "one unit"
-        return ChildEntry(child.child_id, 0, (), capital, target, _BELOW_ONE_UNIT, "", caps, per_unit, what)
-
-    limits = child.limits
-    if limits is not NO_LIMITS and limits.any:
-        cap_list = list(caps)
-        units, blocked = _apply_caps(plan, child, units, cap_list)
-        caps = tuple(cap_list)
-        if blocked is not None:
-            return _zero(child, capital, target, blocked[0], blocked[1], caps)
-
-    orders = []
-    unit_lots = plan.unit_lots
-    for i, leg in enumerate(plan.legs):
-        lots = units * unit_lots[i]
-        quantity = lots * leg.lot_size
-        freeze = leg.freeze_quantity
-        slices = (
-            (quantity,)
-            if not freeze or quantity <= freeze
-            else slice_quantity(quantity, leg.lot_size, freeze)
-        )
-        orders.append(LegOrder(i, leg.side, lots, quantity, slices))
-    if caps:
-        return ChildEntry(
-            child.child_id,
-            units,
-            tuple(orders),
-            capital,
-            target,
-            caps[-1],
-            "reduced by " + ", ".join(c.value for c in caps),
-            caps,
-        )
-    return ChildEntry(child.child_id, units, tuple(orders), capital, target, _OK)
+            orders.append(new(order_type, (i, side, lots, quantity, slices)))
+        if caps:
+            note = "reduced by " + ", ".join(c.value for c in caps)
+            append(
+                new(
+                    entry_type,
+                    (
+                        child.child_id,
+                        units,
+                        tuple(orders),
+                        capital,
+                        target,
+                        caps[-1],
+                        note,
+                        caps,
+                        None,
+                        "one lot",
+                    ),
+                )
+            )
+        else:
+            append(
+                new(
+                    entry_type,
+                    (child.child_id, units, tuple(orders), capital, target, ok, "", (), None, "one lot"),
+                )
+            )
+    return entries
 
 
+# The per-child records are built with every field given, through tuple.__new__: a NamedTuple's
+# own constructor is a Python function (defaults, keywords) that costs more than the sizing.
+_new = tuple.__new__
 _FIXED = CapitalMode.FIXED
 _AVAILABLE = CapitalMode.AVAILABLE
 _OK = Reason.OK
@@ -457,10 +504,6 @@ def _apply_caps(
             "entries stop, exits continue",
         )
     return units, None
-
-
-def size_entries(plan: GroupPlan, children: Iterable[ChildProfile]) -> list[ChildEntry]:
-    return [size_entry(plan, child) for child in children]
 
 
 # --- Closing events --------------------------------------------------------------------------
