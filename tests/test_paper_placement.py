@@ -222,6 +222,45 @@ def test_sequencer_places_orders_sent_together_as_one_batch():
     assert sequencer.batches == 2
 
 
+def test_sequencer_leader_returns_once_its_own_order_is_placed_and_hands_the_lead_on():
+    """The caller that placed the first batch does not stay to place everyone else's."""
+    calls: list[list[str]] = []
+    first_gate, second_gate = threading.Event(), threading.Event()
+
+    def place(orders):
+        (first_gate if not calls else second_gate).wait(5)
+        calls.append([o.tag for o in orders])
+        return [PaperOrder(order_id=f"id-{o.tag}") for o in orders]
+
+    sequencer = OrderSequencer(threading.Lock(), place_batch=place)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        first = pool.submit(sequencer.place, order("X", tag="lead"))
+        while not sequencer._leading:
+            threading.Event().wait(0.001)
+        rest = [pool.submit(sequencer.place, order("X", tag=f"t{n}")) for n in range(5)]
+        while len(sequencer._queue) < 5:
+            threading.Event().wait(0.001)
+        first_gate.set()
+        assert first.result(timeout=5).order_id == "id-lead"  # while the second batch is held
+        assert not any(f.done() for f in rest)
+        second_gate.set()
+        assert [f.result(timeout=5).order_id for f in rest] == [f"id-t{n}" for n in range(5)]
+    assert calls == [["lead"], [f"t{n}" for n in range(5)]]
+    assert not sequencer._leading and not sequencer._queue  # the last leader gave the lead up
+
+
+def test_sequencer_interrupted_batch_releases_its_callers_and_the_lead():
+    def interrupted(orders):
+        raise KeyboardInterrupt
+
+    sequencer = OrderSequencer(threading.Lock(), place_batch=interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sequencer.place(order("X", tag="a"))
+    assert not sequencer._leading
+    sequencer.place_batch = fake_batch([])
+    assert sequencer.place(order("X", tag="b")).order_id == "id-b"  # the next caller can lead
+
+
 def test_sequencer_gives_an_input_error_to_its_own_caller_only():
     calls: list[list[str]] = []
     sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls))

@@ -1,10 +1,12 @@
 """Group commit for the paper exchange: orders sent at the same moment are placed as one batch.
 
 The paper exchange is one matching engine: its writes from this process take turns (`turn`).
-While one batch is being placed, the orders that other threads send queue up; the next thread to
-get the turn places everything queued, in arrival order, in one transaction
-(`placement.paper_orders_place`), and each waiting thread picks up its own result. No thread of
-its own: whichever caller holds the turn does the work on its own database connection.
+Callers queue their orders; one of them at a time, the *leader*, places what is queued, in
+arrival order, in one transaction (`placement.paper_orders_place`) while it holds the turn, then
+wakes the callers of that batch, each of which picks up its own result. A leader that finds its
+own order placed hands the lead to the oldest caller still queued (or gives it up when none is),
+so no caller places orders for others for long and none waits for a turn only to read its result.
+No thread of its own: the leader does the work on its own database connection.
 
 A batch that fails in the database (nothing committed, or a commit whose outcome is not known)
 raises `OutcomeUnknown` in every caller of that batch, as a broker that may or may not have taken
@@ -24,11 +26,13 @@ MAX_BATCH = 500
 
 
 class _Slot:
-    __slots__ = ("done", "error", "order", "result")
+    __slots__ = ("done", "error", "lead", "order", "result", "woken")
 
     def __init__(self, order: NewOrder) -> None:
         self.order = order
         self.done = False
+        self.lead = False  # handed the lead: place the queue's next batch
+        self.woken = threading.Event()
         self.result: PaperOrder | None = None
         self.error: Exception | None = None
 
@@ -48,24 +52,61 @@ class OrderSequencer:
         self.max_batch = max_batch
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
+        self._leading = False  # a caller is placing batches (or has been handed the lead)
         self.batches = 0  # batches placed so far (for tests and the benchmark's report)
 
     def place(self, order: NewOrder) -> PaperOrder:
         slot = _Slot(order)
         with self._queue_lock:
             self._queue.append(slot)
-        while not slot.done:
-            with self.turn:
-                if slot.done:
-                    break
-                with self._queue_lock:
-                    batch = self._queue[: self.max_batch]
-                    del self._queue[: self.max_batch]
-                self._run(batch)
+            slot.lead = not self._leading
+            self._leading = True
+        if not slot.lead:
+            slot.woken.wait()  # set when our batch is placed, or when we are handed the lead
+        if slot.lead:
+            self._lead(slot)
         if slot.error is not None:
             raise slot.error
         assert slot.result is not None  # done without an error means placed
         return slot.result
+
+    def _lead(self, own: _Slot) -> None:
+        """Place batches until our own order is placed, then pass the lead on."""
+        batch: list[_Slot] = []
+        try:
+            while True:
+                with self._queue_lock:
+                    if own.done:
+                        break
+                    batch = self._queue[: self.max_batch]
+                    del self._queue[: self.max_batch]
+                with self.turn:
+                    self._run(batch)
+                self._wake(batch, own)
+                batch = []
+        finally:
+            # Interrupted inside a batch (`_run` itself reports every Exception): its callers
+            # must not wait forever, and the next caller must be able to lead.
+            unfinished = [slot for slot in batch if not slot.done]
+            for slot in unfinished:
+                slot.error = OutcomeUnknown("paper exchange: placement interrupted", code="paper_db")
+                slot.done = True
+            self._wake(unfinished, own)
+            with self._queue_lock:
+                if own in self._queue:  # interrupted before our own batch: it is never placed
+                    self._queue.remove(own)
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.woken.set()
+                else:
+                    self._leading = False
+
+    @staticmethod
+    def _wake(slots: list[_Slot], own: _Slot) -> None:
+        for slot in slots:
+            if slot is not own:
+                slot.woken.set()
 
     def _run(self, batch: list[_Slot]) -> None:
         self.batches += 1
