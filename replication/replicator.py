@@ -41,7 +41,7 @@ from brokers.errors import (
     TokenExpired,
 )
 from brokers.types import Order, OrderRequest, OrderStatus, OrderType, Product, Side, Validity
-from replication.bulk import batch_size, update_rows
+from replication.bulk import insert_rows, update_rows
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
@@ -740,7 +740,7 @@ class Replicator:
                     data={"status": o.status, "broker_order_id": o.broker_order_id, "code": o.reason_code},
                 )
             )
-        ReplicationEvent.objects.bulk_create(events, batch_size=batch_size(ReplicationEvent))
+        insert_rows(ReplicationEvent, events)
 
     def _account_effects(self, *, needs_login: set[int], failed: set[int], ok: set[int]) -> None:
         now = self.now()
