@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,6 +40,7 @@ from replication.events import (
     classify,
     diff_book,
     effective_quantity,
+    positions_before_tick,
 )
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
@@ -163,6 +164,9 @@ class Orchestrator:
 
     # --- the tick ------------------------------------------------------------------------------
 
+    def _fanout(self) -> FanOut:
+        return self._replicator.fanout if self._replicator else FanOut(0)
+
     def run_tick(self) -> TickResult:
         started = time.perf_counter()
         current = self._replicator.lease if self._replicator is not None else None
@@ -260,9 +264,6 @@ class Orchestrator:
         # 4. Modifications and cancellations of open child orders.
         if mode == "order" and (diff.modified or diff.cancelled):
             self._propagate_changes(master, diff, replicator)
-        # 4b. Child mirrors still open after the master's order filled: MARKET per child policy.
-        if mode == "order" and not control.halted:
-            result.converted += self._convert_filled_mirrors(replicator)
         # 5. Size every unsized allocation (this tick's, or one a crash left behind).
         t_size = time.perf_counter()
         result.intents += self._size_pending(lease, replicator, control)
@@ -274,6 +275,10 @@ class Orchestrator:
         else:
             result.dispatch = replicator.dispatch(halted=control.halted)
         result.timings_ms["dispatch"] = (time.perf_counter() - t_send) * 1000
+        # 7. Child mirrors still open after the master's order filled: MARKET per child policy
+        # (after the new orders, which must not wait for it).
+        if mode == "order" and not control.halted:
+            result.converted += self._convert_filled_mirrors(replicator)
         # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
         # second round of order-book reads would double the tick for a thousand children.
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
@@ -305,6 +310,7 @@ class Orchestrator:
         else:
             sources = [(o, effective_quantity(o)) for o in diff.new]
         events: list[MasterEvent] = []
+        prefetched: Prefetched | None = None
         if sources:
             fills: dict[tuple[str, str, str], int] = defaultdict(int)
             for o in diff.new:
@@ -313,17 +319,25 @@ class Orchestrator:
                 fills[(o.exchange, o.tradingsymbol, o.product.value)] += (
                     o.filled_quantity - k.filled_quantity
                 ) * o.side.sign
-            try:
-                positions = client.positions()
-            except BrokerError as exc:
-                result.errors.append(f"master positions unavailable, events wait for the next tick: {exc}")
+            # The positions decide which events open; the calculator reads for the opening group
+            # go out with them, for the events as they are when nothing closes (a flat master, or
+            # one adding to its positions). They are used only if the classified opening group
+            # asks exactly the same; otherwise they are read again for the group as it is.
+            guess, guessed_reads = calculator_reads(client, aggregate(classify(sources, {})))
+            answers = read_together(self._fanout(), {"positions": client.positions, **guessed_reads})
+            positions = answers.pop("positions")
+            if isinstance(positions, BrokerError):
+                result.errors.append(
+                    f"master positions unavailable, events wait for the next tick: {positions}"
+                )
                 return
-            from replication.events import positions_before_tick
-
+            prefetched = (guess, answers)
             before = positions_before_tick(positions, fills)
             events = aggregate(classify(sources, before))
             self._store_master_positions(master, positions)
-        plans = self._plan_events(master, client, events, prev, used_now, result) if events else []
+        plans = (
+            self._plan_events(master, client, events, prev, used_now, result, prefetched) if events else []
+        )
         max_age = timedelta(seconds=getattr(settings, "MAX_EVENT_AGE", 300))
         with transaction.atomic():
             lease_check(lease)
@@ -401,6 +415,7 @@ class Orchestrator:
         prev: MarginSnapshot | None,
         used_now: Decimal,
         result: TickResult,
+        prefetched: Prefetched | None = None,
     ) -> list[dict[str, Any] | None]:
         """The allocation decision per event: fraction for the opening group, exit ratio for closes."""
         plans: list[dict[str, Any] | None] = []
@@ -445,41 +460,25 @@ class Orchestrator:
                 plans.append(base)
                 opening.append((i, ev, lots, inst.freeze_quantity))
         if opening:
-            self._plan_opening_group(master, client, events, plans, opening, prev, used_now, result)
+            self._plan_opening_group(client, plans, opening, prev, used_now, result, prefetched)
         return plans
 
     def _plan_opening_group(
         self,
-        master: Account,
         client: BrokerClient,
-        events: list[MasterEvent],
         plans: list[dict[str, Any] | None],
         opening: list[tuple[int, MasterEvent, int, int | None]],
         prev: MarginSnapshot | None,
         used_now: Decimal,
         result: TickResult,
+        prefetched: Prefetched | None = None,
     ) -> None:
-        reqs = [
-            OrderRequest(
-                ev.exchange,
-                ev.tradingsymbol,
-                ev.side,
-                ev.quantity,
-                Product(ev.product),
-                ev.order_type,
-                price=ev.price or None,
-                trigger_price=ev.trigger_price or None,
-            )
-            for _, ev, _, _ in opening
-        ]
-        market = [InstrumentKey(ev.exchange, ev.tradingsymbol) for _, ev, _, _ in opening if not ev.price]
-        # The calculator reads are independent round trips: made at once, not one after another.
-        reads: dict[str, Callable[[], Any]] = {"margins": lambda: client.order_margins(reqs)}
-        if len(reqs) > 1:  # legs together: the basket sees the hedge benefit the single orders miss
-            reads["basket"] = lambda: client.basket_margin(reqs)
-        if market:
-            reads["ltp"] = lambda: client.ltp(market)
-        answers = read_together(self._replicator.fanout if self._replicator else FanOut(0), reads)
+        asked, reads = calculator_reads(client, [ev for _, ev, _, _ in opening])
+        if prefetched is not None and prefetched[0] == asked:
+            answers = prefetched[1]
+        else:
+            answers = read_together(self._fanout(), reads)
+        reqs = asked.requests
         margins = answers["margins"]
         if isinstance(margins, BrokerError):
             estimates = [Decimal("0")] * len(reqs)
@@ -757,6 +756,50 @@ def _closing_parts(allocs: list[Allocation]) -> dict[int, int]:
         if closes:
             parts[a.pk] = sum(abs(c.master_position_before) for c in closes.values())
     return parts
+
+
+@dataclass(frozen=True)
+class CalculatorAsk:
+    """What the calculator reads of an opening group ask: the orders, and the MARKET legs' prices."""
+
+    requests: tuple[OrderRequest, ...]
+    market: tuple[InstrumentKey, ...]
+
+
+# The calculator reads made together with the positions read: what they asked, and the answers.
+Prefetched = tuple[CalculatorAsk, dict[str, Any]]
+
+
+def calculator_reads(
+    client: BrokerClient, events: Sequence[MasterEvent]
+) -> tuple[CalculatorAsk, dict[str, Callable[[], Any]]]:
+    """The broker reads an opening group needs: each order's margin, the basket's (legs together:
+    it sees the hedge benefit the single orders miss) and the LTP of MARKET legs (order-value caps)."""
+    ask = CalculatorAsk(
+        requests=tuple(
+            OrderRequest(
+                ev.exchange,
+                ev.tradingsymbol,
+                ev.side,
+                ev.quantity,
+                Product(ev.product),
+                ev.order_type,
+                price=ev.price or None,
+                trigger_price=ev.trigger_price or None,
+            )
+            for ev in events
+        ),
+        market=tuple(InstrumentKey(ev.exchange, ev.tradingsymbol) for ev in events if not ev.price),
+    )
+    if not ask.requests:
+        return ask, {}
+    reqs = list(ask.requests)
+    reads: dict[str, Callable[[], Any]] = {"margins": lambda: client.order_margins(reqs)}
+    if len(reqs) > 1:
+        reads["basket"] = lambda: client.basket_margin(reqs)
+    if ask.market:
+        reads["ltp"] = lambda: client.ltp(list(ask.market))
+    return ask, reads
 
 
 def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[str, Any]:
