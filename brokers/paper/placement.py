@@ -173,9 +173,15 @@ def _clean(index: int, order: NewOrder) -> _Clean:
     )
 
 
-def order_id_for(account: PaperAccount, now: datetime) -> str:
-    """Digits like Kite's: IST date (yymmdd), account number (6) and the account's sequence (7)."""
-    return f"{now.astimezone(IST):%y%m%d}{account.pk:06d}{account.order_seq:07d}"
+def order_day(now: datetime) -> str:
+    """The IST date part of an order number (yymmdd)."""
+    return f"{now.astimezone(IST):%y%m%d}"
+
+
+def order_id_for(account: PaperAccount, now: datetime, *, day: str = "") -> str:
+    """Digits like Kite's: IST date (yymmdd), account number (6) and the account's sequence (7).
+    `day`: `order_day(now)`, when a batch has worked it out once for all its orders."""
+    return f"{day or order_day(now)}{account.pk:06d}{account.order_seq:07d}"
 
 
 def paper_orders_place(orders: Sequence[NewOrder]) -> list[PaperOrder | InputRejected]:
@@ -230,6 +236,7 @@ def _place(cleaned: list[_Clean], results: list[PaperOrder | InputRejected | Non
     spots = spot_prices(_short_option_underlyings(books.values(), accepted))
     rates = margin_rates()
     now = timezone.now()
+    day = order_day(now)
     new_orders: list[PaperOrder] = []
     trades: list[PaperTrade] = []
     for c, account, instrument in accepted:
@@ -238,7 +245,7 @@ def _place(cleaned: list[_Clean], results: list[PaperOrder | InputRejected | Non
         order = rows.build(
             PaperOrder,
             {"account": account, "instrument": instrument},
-            order_id=order_id_for(account, now),
+            order_id=order_id_for(account, now, day=day),
             tag=c.tag,
             exchange=instrument.exchange,
             tradingsymbol=instrument.tradingsymbol,
