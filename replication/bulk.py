@@ -8,9 +8,11 @@ compiling it for a thousand mappings; `update_rows` sends one prepared UPDATE pe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, cast
 
 from django.db import connections, models, router
+from django.db.backends.utils import CursorDebugWrapper
 from django.utils import timezone
 
 from pms.sqlvalues import row_reader, value_adapters
@@ -48,9 +50,10 @@ def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> int:
 
 
 def insert_rows(model: type[models.Model], objs: Sequence[object]) -> int:
-    """INSERT rows of `model` through one prepared statement (`executemany`), without reading ids
-    back. For intents, whose identity is their deterministic tag, not their primary key. `objs`
-    are model instances or any objects with an attribute per column (`attname`).
+    """INSERT rows of `model` without reading ids back: one prepared statement through
+    `executemany`, or COPY on PostgreSQL (counted as one query). For intents, whose identity is
+    their deterministic tag, not their primary key. `objs` are model instances or any objects
+    with an attribute per column (`attname`).
 
     Values are adapted as Django's `bulk_create` would adapt them (`pms.sqlvalues`).
     """
@@ -66,10 +69,20 @@ def insert_rows(model: type[models.Model], objs: Sequence[object]) -> int:
             for obj in objs:
                 setattr(obj, field.attname, now)
     columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608  (names from model meta, values bound)
     read = row_reader([f.attname for f in fields], value_adapters(fields, connection))
-    params = [read(obj) for obj in objs]
+    rows = [read(obj) for obj in objs]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor == "postgresql":
+            # COPY: psycopg writes the rows in C; executemany would quote every value in Python
+            # (Django's client-side binding), about 0.1 ms a row. Through the raw cursor, so the
+            # query log and Django's error translation are applied here.
+            sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+            logged = cursor.debug_sql(sql) if isinstance(cursor, CursorDebugWrapper) else nullcontext()
+            with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join(["%s"] * len(fields))
+            sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608  (names from model meta, values bound)
+            cursor.executemany(sql, rows)
     return len(objs)
