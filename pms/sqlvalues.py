@@ -4,18 +4,21 @@
 adapter; for thousands of rows (the engine's intents, the paper exchange's batches) those generic
 steps cost more than the statement. `value_adapters` picks, per field, the backend's own adapter
 for the plain field types (what `get_db_prep_save` ends in) and `get_db_prep_save` itself for any
-other field, so values reach the driver exactly as Django would send them.
+other field, so values reach the driver exactly as Django would send them. `copy_rows` sends
+such rows to PostgreSQL with COPY.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from functools import lru_cache, partial
 from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models.fields import AutoFieldMixin
 
 Adapter = Callable[[Any], Any]
@@ -78,3 +81,21 @@ def row_reader(names: Sequence[str], adapters: Sequence[Adapter]) -> Callable[[o
     values = operator.attrgetter(*names)
     pairs = list(adapters)
     return lambda obj: [adapt(value) for adapt, value in zip(pairs, values(obj), strict=True)]
+
+
+def copy_rows(
+    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """PostgreSQL: write adapted rows into `table` with COPY, one statement for any number.
+
+    Django's psycopg cursors bind parameters on the client, quoting every value in Python (about
+    0.1 ms a row of an intent); COPY writes the rows in C. It goes through the raw cursor, so the
+    query log and Django's error translation (an `IntegrityError`, not psycopg's) are kept here.
+    """
+    quote = connection.ops.quote_name
+    sql = f"COPY {quote(table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    with connection.cursor() as cursor:
+        logged = cursor.debug_sql(sql) if isinstance(cursor, CursorDebugWrapper) else nullcontext()
+        with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)

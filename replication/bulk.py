@@ -8,14 +8,12 @@ compiling it for a thousand mappings; `update_rows` sends one prepared UPDATE pe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any, cast
 
 from django.db import connections, models, router
-from django.db.backends.utils import CursorDebugWrapper
 from django.utils import timezone
 
-from pms.sqlvalues import row_reader, value_adapters
+from pms.sqlvalues import copy_rows, row_reader, value_adapters
 
 # PostgreSQL accepts 65,535 bind parameters per statement; stay below it. SQLite's limit is raised
 # to match at connection time (see replication.apps).
@@ -68,21 +66,14 @@ def insert_rows(model: type[models.Model], objs: Sequence[object]) -> int:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             for obj in objs:
                 setattr(obj, field.attname, now)
-    columns = ", ".join(quote(f.column) for f in fields)
     read = row_reader([f.attname for f in fields], value_adapters(fields, connection))
     rows = [read(obj) for obj in objs]
+    if connection.vendor == "postgresql":
+        copy_rows(connection, meta.db_table, [f.column for f in fields], rows)
+        return len(objs)
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608  (names from model meta, values bound)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # COPY: psycopg writes the rows in C; executemany would quote every value in Python
-            # (Django's client-side binding), about 0.1 ms a row. Through the raw cursor, so the
-            # query log and Django's error translation are applied here.
-            sql = f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
-            logged = cursor.debug_sql(sql) if isinstance(cursor, CursorDebugWrapper) else nullcontext()
-            with logged, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join(["%s"] * len(fields))
-            sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608  (names from model meta, values bound)
-            cursor.executemany(sql, rows)
+        cursor.executemany(sql, rows)
     return len(objs)

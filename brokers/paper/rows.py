@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 from brokers.paper.models import LIVE_STATUSES, PaperAccount, PaperInstrument, PaperOrder, PaperPosition
-from pms.sqlvalues import row_reader, value_adapters
+from pms.sqlvalues import copy_rows, row_reader, value_adapters
 
 INSTRUMENT_FIELDS = (
     "id",
@@ -302,7 +302,8 @@ def insert(instance: models.Model) -> None:
 
 
 def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
-    """INSERT new instances of one model, 500 rows per statement.
+    """INSERT new instances of one model, 500 rows per statement (without `key` on PostgreSQL:
+    one COPY).
 
     With `key` (a unique column, or "id") their primary keys are set from `RETURNING id, key`:
     neither backend promises RETURNING rows in VALUES order, so rows are matched by that key.
@@ -313,6 +314,11 @@ def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
     fields = _insert_fields(model)
     db = _db()
     read = row_reader([f.attname for f in fields], value_adapters(fields, db))
+    if not key and db.vendor == "postgresql":  # no ids to read back: one COPY
+        copy_rows(db, model._meta.db_table, [f.column for f in fields], (read(i) for i in instances))
+        for instance in instances:
+            _saved(instance)
+        return
     returning = "id" if key == "id" else f"id, {db.ops.quote_name(key)}" if key else ""
     with db.cursor() as cursor:
         for chunk in _chunks(instances):
