@@ -13,7 +13,7 @@ from typing import Any, cast
 from django.db import connections, models, router
 from django.utils import timezone
 
-from pms.sqlvalues import copy_rows, row_reader, value_adapters
+from pms.sqlvalues import COPY_UPDATE_MIN_ROWS, copy_rows, copy_update, row_reader, value_adapters
 
 # PostgreSQL accepts 65,535 bind parameters per statement; stay below it. SQLite's limit is raised
 # to match at connection time (see replication.apps).
@@ -25,7 +25,8 @@ def batch_size(model: type[models.Model]) -> int:
 
 
 def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> int:
-    """UPDATE each object's `fields` by primary key (auto_now fields are stamped)."""
+    """UPDATE each object's `fields` by primary key (auto_now fields are stamped). On PostgreSQL
+    many rows go through a temporary table (`copy_update`)."""
     if not objs:
         return 0
     model = type(objs[0])
@@ -42,6 +43,9 @@ def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> int:
     sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608  (names from model meta, values bound)
     read = row_reader([f.attname for f in columns], value_adapters(columns, connection))
     params = [[*read(obj), obj.pk] for obj in objs]
+    if connection.vendor == "postgresql" and len(objs) >= COPY_UPDATE_MIN_ROWS:
+        copy_update(connection, meta.db_table, meta.pk.column, [f.column for f in columns], params)
+        return len(objs)
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(objs)

@@ -108,3 +108,26 @@ def test_update_rows_writes_the_fields_and_stamps_auto_now():
     stored = list(OrderMapping.objects.order_by("tag").values_list("status", "broker_order_id", "latency_ms"))
     assert stored == [("open", "id-R1C0S0", 42), ("open", "id-R1C1S0", 42)]
     assert OrderMapping.objects.order_by("tag").first().updated_at > before
+
+
+@pytest.mark.parametrize(
+    "count", [2, 25]
+)  # PostgreSQL: per row below COPY_UPDATE_MIN_ROWS, a temp table above
+def test_update_rows_many_rows_with_nulls_and_times(count):
+    insert_rows(OrderMapping, _intents(count))
+    mappings = list(OrderMapping.objects.order_by("id"))
+    for n, m in enumerate(mappings):
+        m.status, m.acked_at, m.latency_ms = "open", SENT, n
+        m.capital = None
+        m.average_price = Decimal("24501.10")
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        update_rows(mappings, ["status", "acked_at", "latency_ms", "capital", "average_price", "updated_at"])
+    assert len(queries) < 10  # one statement per row would be `count` queries on PostgreSQL
+    stored = list(
+        OrderMapping.objects.order_by("id").values_list(
+            "status", "acked_at", "latency_ms", "capital", "average_price"
+        )
+    )
+    assert stored == [("open", SENT, n, None, Decimal("24501.10")) for n in range(count)]
+    untouched = OrderMapping.objects.filter(tradingsymbol="NIFTY25DECFUT", quantity=150).count()
+    assert untouched == count  # columns not named keep their values

@@ -142,8 +142,15 @@ def test_batch_input_errors_take_no_order_number_and_leave_the_rest_placed(marke
     assert PaperPosition.objects.get(account__user_id="PX0001").quantity == 150
 
 
-def test_batch_statements_do_not_grow_with_the_batch(market):
-    for n in range(60):
+@pytest.mark.parametrize(
+    ("smaller", "larger"),
+    [
+        (range(2), range(10, 18)),  # both below pms.sqlvalues.COPY_UPDATE_MIN_ROWS
+        (range(20, 45), range(50, 100)),  # both above it (PostgreSQL: updates via a temporary table)
+    ],
+)
+def test_batch_statements_do_not_grow_with_the_batch(market, smaller, larger):
+    for n in range(100):
         paper_account_open(user_id=f"PQ{n:04d}", cash=D("1000000"))
 
     def statements(users: range) -> int:
@@ -152,9 +159,9 @@ def test_batch_statements_do_not_grow_with_the_batch(market):
         assert all(r.status == "COMPLETE" for r in results)  # type: ignore[union-attr]
         return len(ctx.captured_queries)
 
-    # First orders (no books to read), then second orders (books read) of 5 and of 50 accounts.
-    assert statements(range(5)) == statements(range(10, 60))
-    assert statements(range(5)) == statements(range(10, 60))
+    # First orders (no books to read), then second orders (books read) of fewer and more accounts.
+    assert statements(smaller) == statements(larger)
+    assert statements(smaller) == statements(larger)
 
 
 def test_batch_database_error_rolls_back_every_order(market, monkeypatch):

@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 from brokers.paper.models import LIVE_STATUSES, PaperAccount, PaperInstrument, PaperOrder, PaperPosition
-from pms.sqlvalues import copy_rows, row_reader, value_adapters
+from pms.sqlvalues import COPY_UPDATE_MIN_ROWS, copy_rows, copy_update, row_reader, value_adapters
 
 INSTRUMENT_FIELDS = (
     "id",
@@ -347,7 +347,8 @@ def update(instance: models.Model, names: Sequence[str]) -> None:
 
 
 def update_many(instances: Sequence[models.Model], names: Sequence[str]) -> None:
-    """UPDATE the named fields of saved instances of one model (one executemany)."""
+    """UPDATE the named fields of saved instances of one model (one executemany; on PostgreSQL
+    many rows through a temporary table, `copy_update`)."""
     if not instances:
         return
     model = type(instances[0])
@@ -355,5 +356,9 @@ def update_many(instances: Sequence[models.Model], names: Sequence[str]) -> None
     db = _db()
     read = row_reader(names, value_adapters([by_name[name] for name in names], db))
     params = [[*read(instance), instance.pk] for instance in instances]
+    if db.vendor == "postgresql" and len(instances) >= COPY_UPDATE_MIN_ROWS:
+        columns = [by_name[name].column for name in names]
+        copy_update(db, model._meta.db_table, model._meta.pk.column, columns, params)
+        return
     with db.cursor() as cursor:
         cursor.executemany(_update_sql(model, tuple(names)), params)
