@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
@@ -31,6 +32,20 @@ from tests.kite_sim_helpers import kite_settings
 DEMO_IDS = ["CHILD1", "CHILD2", "CHILD3", "CHILD4", "MASTER1"]
 REDIRECT_URL = "http://127.0.0.1:8000/accounts/kite/callback/"
 PLACE = "POST /orders/{variety}"
+
+
+@pytest.fixture(autouse=True)
+def midday_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read a clock that starts at 12:00 IST (06:30 UTC) of today's UTC date.
+
+    seed_demo renews a token within 10 minutes of Kite's daily 06:00 IST expiry, so a run at
+    05:55 IST once saw "a second run keeps the live credentials" fail. The simulator checks tokens
+    against the real clock; every token made here lives until 06:00 IST (00:30 UTC) of the next
+    UTC day, after any real time of today.
+    """
+    start = timezone.now().replace(hour=6, minute=30, second=0, microsecond=0)
+    began = time.monotonic()
+    monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=time.monotonic() - began))
 
 
 def seed(*args: str) -> str:
