@@ -114,8 +114,8 @@ def copy_update(
 ) -> None:
     """PostgreSQL: UPDATE `columns` of many rows by primary key: COPY the new values (`rows`:
     the columns' values, then the key) into a temporary table shaped like `table`, then one
-    UPDATE ... FROM it. The table is dropped at commit; the statements run in one transaction
-    (a savepoint inside a caller's)."""
+    UPDATE ... FROM it, then drop it. The statements run in one transaction (a savepoint inside
+    a caller's), so an error leaves neither the table nor a partial update."""
     quote = connection.ops.quote_name
     temp = quote(f"pms_update_{table}")
     names = [*columns, pk_column]
@@ -123,7 +123,7 @@ def copy_update(
     assignments = ", ".join(f"{quote(c)} = {temp}.{quote(c)}" for c in columns)
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS "  # noqa: S608  (names from model meta)
+            f"CREATE TEMPORARY TABLE {temp} AS "  # noqa: S608  (names from model meta)
             f"SELECT {selected} FROM {quote(table)} WITH NO DATA"
         )
         copy_rows(connection, f"pms_update_{table}", names, rows)
@@ -131,4 +131,4 @@ def copy_update(
             f"UPDATE {quote(table)} SET {assignments} FROM {temp} "  # noqa: S608  (names from model meta)
             f"WHERE {quote(table)}.{quote(pk_column)} = {temp}.{quote(pk_column)}"
         )
-        cursor.execute(f"DROP TABLE {temp}")  # a savepoint commits nothing: drop it now
+        cursor.execute(f"DROP TABLE {temp}")

@@ -96,10 +96,17 @@ class FaultyBroker(PaperBroker):
         return order_id
 
 
-def install(faults: Faults) -> Callable[[], None]:
+def install(
+    faults: Faults, *, broker_class: type[FaultyBroker] = FaultyBroker, **attrs: object
+) -> Callable[[], None]:
+    """Serve paper accounts through `broker_class` (FaultyBroker or a subclass of it), each client
+    with these faults and `attrs` set on it. Returns the function that restores the registry."""
+
     def factory(creds: BrokerCredentials) -> FaultyBroker:
-        client = FaultyBroker(creds.user_id)
+        client = broker_class(creds.user_id)
         client.faults = faults
+        for name, value in attrs.items():
+            setattr(client, name, value)
         return client
 
     previous = registry.register("paper", factory)

@@ -131,3 +131,18 @@ def test_update_rows_many_rows_with_nulls_and_times(count):
     assert stored == [("open", SENT, n, None, Decimal("24501.10")) for n in range(count)]
     untouched = OrderMapping.objects.filter(tradingsymbol="NIFTY25DECFUT", quantity=150).count()
     assert untouched == count  # columns not named keep their values
+
+
+def test_update_rows_failure_changes_nothing_and_the_next_update_works():
+    insert_rows(OrderMapping, _intents(25))
+    mappings = list(OrderMapping.objects.order_by("id"))
+    for m in mappings:
+        m.reason = "changed"
+    mappings[-1].tag = mappings[0].tag  # a duplicate tag: the whole update must fail
+    with pytest.raises(IntegrityError), transaction.atomic():
+        update_rows(mappings, ["reason", "tag"])
+    assert set(OrderMapping.objects.values_list("reason", flat=True)) == {"share ₹1,50,000.00"}
+    mappings[-1].tag = "R1C24S0"
+    with transaction.atomic():  # PostgreSQL: the temporary table of the failed update is gone
+        update_rows(mappings, ["reason", "tag"])
+    assert set(OrderMapping.objects.values_list("reason", flat=True)) == {"changed"}

@@ -14,13 +14,11 @@ from decimal import Decimal
 
 import pytest
 
-from brokers import registry
-from brokers.registry import BrokerCredentials
 from replication.demo import MASTER
 from replication.models import Allocation, AllocationKind
 from replication.orchestrator import Orchestrator
 from tests.engine_helpers import FUT, build_desk
-from tests.faulty_broker import Faults, FaultyBroker
+from tests.faulty_broker import Faults, FaultyBroker, install
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,16 +52,9 @@ class RecordingBroker(FaultyBroker):
 @pytest.fixture
 def reads() -> Iterator[MasterReads]:
     recorded = MasterReads()
-    faults = Faults()
-
-    def factory(creds: BrokerCredentials) -> RecordingBroker:
-        client = RecordingBroker(creds.user_id)
-        client.faults, client.reads = faults, recorded
-        return client
-
-    previous = registry.register("paper", factory)
+    restore = install(Faults(), broker_class=RecordingBroker, reads=recorded)
     yield recorded
-    registry.register("paper", previous) if previous else registry._factories.pop("paper", None)
+    restore()
 
 
 @pytest.fixture
