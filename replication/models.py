@@ -102,6 +102,7 @@ class AllocationKind(models.TextChoices):
     CLOSE = "close", "Closing"
     MODIFY = "modify", "Modification"
     CANCEL = "cancel", "Cancellation"
+    CONVERGE = "converge", "Owed exit (convergence to entitlement)"
 
 
 class AllocationStatus(models.TextChoices):
@@ -139,6 +140,12 @@ class Allocation(FastLoadMixin, models.Model):
     validity = models.CharField(max_length=8, default="DAY")
     price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    reference_price = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        help_text="Price for order-value caps: the order's price, or the LTP read for the event (MARKET).",
+    )
 
     master_quantity = models.PositiveIntegerField()
     lot_size = models.PositiveIntegerField(default=1)
@@ -230,7 +237,9 @@ class OrderMapping(FastLoadMixin, models.Model):
     quantity = models.PositiveIntegerField(default=0)
 
     capital = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
-    target_margin = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
+    target_margin = models.DecimalField(
+        max_digits=30, decimal_places=10, null=True, blank=True, help_text="Unrounded: f × C × multiplier."
+    )
     reason_code = models.CharField(max_length=40, blank=True)
     reason = models.TextField(blank=True)
 
@@ -316,6 +325,40 @@ class OrderMapping(FastLoadMixin, models.Model):
         if not self.can_move_to(new):
             raise InvalidTransition(f"mapping {self.tag}: {self.status} -> {new} is not allowed")
         self.status = new
+
+
+class Entitlement(models.Model):
+    """What one child is entitled to hold in one instrument (DESIGN §3.7), and whether it holds it.
+
+    `quantity` (E) is recomputed from the allocations and the child's entry orders
+    (`replication.entitlement`); `held` (H) is the engine-placed position at the broker as last
+    computed. A row is `settled` once H has converged to E with nothing in flight; until then the
+    convergence stage looks at it every tick and sends the exit still owed when the child can trade.
+    """
+
+    child = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="entitlements")
+    exchange = models.CharField(max_length=8)
+    tradingsymbol = models.CharField(max_length=64)
+    product = models.CharField(max_length=8)
+    quantity = models.IntegerField(default=0, help_text="Entitled quantity E (signed).")
+    held = models.IntegerField(default=0, help_text="Replicated position H (signed) when last computed.")
+    lot_size = models.PositiveIntegerField(default=1)
+    settled = models.BooleanField(default=False)
+    hold_code = models.CharField(max_length=40, blank=True, help_text="Why an owed exit is held back.")
+    hold_reason = models.TextField(blank=True)
+    owed_since = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("child", "exchange", "tradingsymbol", "product"), name="entitlement_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=("settled",), name="entitlement_settled")]
+
+    def __str__(self) -> str:
+        return f"{self.child_id} {self.exchange}:{self.tradingsymbol} {self.product} E={self.quantity} H={self.held}"
 
 
 class ReplicationEvent(models.Model):
