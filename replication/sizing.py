@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, localcontext
 from functools import reduce
 from math import gcd
 from typing import NamedTuple
@@ -21,6 +21,9 @@ ONE = Decimal("1")
 PAISE = Decimal("0.01")
 RATIO_PLACES = Decimal("0.000000000001")
 CALCULATOR_TOLERANCE = Decimal("0.5")  # ΔU more than 50% away from the calculator: use the calculator
+# Digits for sizing arithmetic: products of a few rupee figures (capital × multiplier × units ×
+# master capital) stay exact, so a quotient that is a whole number is never floored to one less.
+EXACT_DIGITS = 40
 
 
 def money(value: Decimal) -> Decimal:
@@ -29,7 +32,9 @@ def money(value: Decimal) -> Decimal:
 
 
 def ratio(value: Decimal) -> Decimal:
-    """Fractions and exit ratios as stored (12 places, truncated so they never overstate)."""
+    """Fractions and exit ratios as stored and shown (12 places, truncated so they never overstate).
+
+    For display only: sizing never multiplies a rounded fraction (see `size_entries`)."""
     return value.quantize(RATIO_PLACES, rounding=ROUND_DOWN)
 
 
@@ -315,12 +320,31 @@ def size_entry(plan: GroupPlan, child: ChildProfile) -> ChildEntry:
 def size_entries(plan: GroupPlan, children: Iterable[ChildProfile]) -> list[ChildEntry]:
     """`size_entry` for every child, in order.
 
+    Exact: a child's units are `floor(T / margin per unit)` with `T = ΔU × C_child × m / C_master`
+    (or the child's available margin when that is less), worked out as one quotient of exact
+    Decimal products and floored once, never from a rounded fraction. With the master's own margin
+    per unit (`ΔU / master units`) ΔU cancels: `units = floor(master units × C_child × m / C_master)`,
+    so a child with exactly k times the master's capital gets exactly k times its units.
+
     Written for speed (it runs for every child of every event): one loop with the plan's figures
     and the module's constants bound to locals, enum members compared by identity, every record
     built with all its fields through `tuple.__new__`, messages formatted only when read.
     """
-    fraction = plan.fraction
+    group_margin = plan.attribution.group_margin
+    master_capital = plan.master_capital
+    master_units = plan.master_units
     plan_per_unit = plan.margin_per_unit
+    # The target as a quotient tn / td and a unit's margin as pn / pd, so that nothing is rounded
+    # before the one floor. Without the figures for that (a plan built from a stored fraction
+    # only), the fraction itself is the numerator.
+    exact = group_margin > 0 and master_capital > 0 and master_units > 0
+    if exact:
+        share, share_den = group_margin, master_capital
+        plan_pn, plan_pd = group_margin, Decimal(master_units)
+    else:
+        share, share_den = plan.fraction, ONE
+        plan_pn, plan_pd = plan_per_unit, ONE
+    plan_den = share_den * plan_pn
     legs = [
         (i, leg.side, unit, leg.lot_size, leg.freeze_quantity or 0)
         for i, (leg, unit) in enumerate(zip(plan.legs, plan.unit_lots, strict=True))
@@ -332,95 +356,125 @@ def size_entries(plan: GroupPlan, children: Iterable[ChildProfile]) -> list[Chil
     ok, below, capped_by_available = _OK, _BELOW_ONE_UNIT, _CAPPED_BY_AVAILABLE
     entries: list[ChildEntry] = []
     append = entries.append
-    for child in children:
-        mode = child.capital_mode
-        available = child.available
-        if mode is fixed:
-            capital = child.fixed_capital
-        elif available is None or child.used is None:
-            capital = None
-        elif mode is available_mode:
-            capital = available
-        else:
-            capital = child.used + available
-        if capital is None:
-            append(_zero(child, None, zero, _NO_CAPITAL, "no capital reading for this child yet"))
-            continue
-        if capital <= zero:
-            append(_zero(child, capital, zero, _NO_CAPITAL, f"capital is {rupees(capital)}"))
-            continue
-        target = fraction * capital
-        multiplier = child.multiplier
-        if multiplier is not one and multiplier != one:
-            target *= multiplier
-        caps: tuple[Reason, ...] = ()
-        if available is not None and target > available:
-            if available <= zero:
+    with localcontext() as ctx:
+        ctx.prec = EXACT_DIGITS
+        for child in children:
+            mode = child.capital_mode
+            available = child.available
+            if mode is fixed:
+                capital = child.fixed_capital
+            elif available is None or child.used is None:
+                capital = None
+            elif mode is available_mode:
+                capital = available
+            else:
+                capital = child.used + available
+            if capital is None:
+                append(_zero(child, None, zero, _NO_CAPITAL, "no capital reading for this child yet"))
+                continue
+            if capital <= zero:
+                append(_zero(child, capital, zero, _NO_CAPITAL, f"capital is {rupees(capital)}"))
+                continue
+            tn = share * capital
+            td = share_den
+            multiplier = child.multiplier
+            if multiplier is not one and multiplier != one:
+                tn *= multiplier
+            caps: tuple[Reason, ...] = ()
+            if available is not None and tn > available * td:
+                if available <= zero:
+                    append(
+                        _zero(
+                            child,
+                            capital,
+                            zero,
+                            _NO_AVAILABLE,
+                            f"no available margin (share was {rupees(tn / td)})",
+                        )
+                    )
+                    continue
+                tn, td = available, one
+                caps = (capped_by_available,)
+            target = tn if td is one else tn / td
+            # units = floor((tn / td) / (pn / pd)) = floor(num / den)
+            if child.margin_per_unit is None:
+                per_unit = plan_per_unit
+                num = tn * plan_pd
+                den = plan_pn if td is one else plan_den
+            else:
+                per_unit = child.margin_per_unit
+                num, den = tn, (per_unit if td is one else td * per_unit)
+            if den <= zero:
+                append(_zero(child, capital, target, Reason.BAD_INPUT, "margin per unit is not positive"))
+                continue
+            # Inline `_floor_div` (this loop runs for every child).
+            q = num / den
+            units = int(q)
+            if units == q and units * den > num:
+                units -= 1
+            if units <= 0:
+                row = (child.child_id, 0, (), capital, target, below, "", caps, per_unit, what)
+                append(new(entry_type, row))
+                continue
+            limits = child.limits
+            if limits is not no_limits and limits.any:
+                cap_list = list(caps)
+                units, blocked = _apply_caps(plan, child, units, cap_list)
+                caps = tuple(cap_list)
+                if blocked is not None:
+                    append(_zero(child, capital, target, blocked[0], blocked[1], caps))
+                    continue
+            orders = []
+            for i, side, unit, lot_size, freeze in legs:
+                lots = units * unit
+                quantity = lots * lot_size
+                slices = (
+                    (quantity,)
+                    if not freeze or quantity <= freeze
+                    else slice_quantity(quantity, lot_size, freeze)
+                )
+                orders.append(new(order_type, (i, side, lots, quantity, slices)))
+            if caps:
+                note = "reduced by " + ", ".join(c.value for c in caps)
                 append(
-                    _zero(
-                        child,
-                        capital,
-                        zero,
-                        _NO_AVAILABLE,
-                        f"no available margin (share was {rupees(target)})",
+                    new(
+                        entry_type,
+                        (
+                            child.child_id,
+                            units,
+                            tuple(orders),
+                            capital,
+                            target,
+                            caps[-1],
+                            note,
+                            caps,
+                            None,
+                            "one lot",
+                        ),
                     )
                 )
-                continue
-            target = available
-            caps = (capped_by_available,)
-        per_unit = plan_per_unit if child.margin_per_unit is None else child.margin_per_unit
-        if per_unit <= zero:
-            append(_zero(child, capital, target, Reason.BAD_INPUT, "margin per unit is not positive"))
-            continue
-        if target < per_unit:
-            append(new(entry_type, (child.child_id, 0, (), capital, target, below, "", caps, per_unit, what)))
-            continue
-        units = int(target // per_unit)
-        limits = child.limits
-        if limits is not no_limits and limits.any:
-            cap_list = list(caps)
-            units, blocked = _apply_caps(plan, child, units, cap_list)
-            caps = tuple(cap_list)
-            if blocked is not None:
-                append(_zero(child, capital, target, blocked[0], blocked[1], caps))
-                continue
-        orders = []
-        for i, side, unit, lot_size, freeze in legs:
-            lots = units * unit
-            quantity = lots * lot_size
-            slices = (
-                (quantity,)
-                if not freeze or quantity <= freeze
-                else slice_quantity(quantity, lot_size, freeze)
-            )
-            orders.append(new(order_type, (i, side, lots, quantity, slices)))
-        if caps:
-            note = "reduced by " + ", ".join(c.value for c in caps)
-            append(
-                new(
-                    entry_type,
-                    (
-                        child.child_id,
-                        units,
-                        tuple(orders),
-                        capital,
-                        target,
-                        caps[-1],
-                        note,
-                        caps,
-                        None,
-                        "one lot",
-                    ),
+            else:
+                append(
+                    new(
+                        entry_type,
+                        (child.child_id, units, tuple(orders), capital, target, ok, "", (), None, "one lot"),
+                    )
                 )
-            )
-        else:
-            append(
-                new(
-                    entry_type,
-                    (child.child_id, units, tuple(orders), capital, target, ok, "", (), None, "one lot"),
-                )
-            )
     return entries
+
+
+def _floor_div(num: Decimal, den: Decimal) -> int:
+    """floor(num / den) for den > 0, exact: the quotient is rounded to the context's digits, so the
+    whole number under it is checked against the exact products `k × den` and corrected."""
+    if num <= 0:
+        return 0
+    q = num / den
+    k = int(q)
+    # Correctly rounded division never lands below a whole number the exact quotient reaches; it
+    # can land *on* one the exact quotient is a hair below: only then is the product checked.
+    if k == q and k * den > num:
+        return k - 1
+    return k
 
 
 # The per-child records are built with every field given, through tuple.__new__: a NamedTuple's
