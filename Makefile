@@ -4,6 +4,7 @@
 #   make test      the whole suite on SQLite
 #   make test-pg   the whole suite on a throwaway PostgreSQL cluster
 #   make check     lint, format check, types, import contracts, migrations, tests
+#   make mutate    mutation testing of the money code (slow, not in CI; docs/mutation.md)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -115,3 +116,22 @@ SOAK_FAULT_RATE ?= 0.3
 soak: $(STAMP)  ## chaos soak: seeded master events and random kite_sim faults on the Kite path; fails on a duplicate or lost order
 	$(CHECK_ENV) LOG_LEVEL=$${LOG_LEVEL:-ERROR} $(MANAGE) soak $(if $(strip $(SOAK_SEED)),--seed $(SOAK_SEED)) \
 		--events $(SOAK_EVENTS) --children $(SOAK_CHILDREN) --fault-rate $(SOAK_FAULT_RATE)
+
+.PHONY: mutate
+# Mutation testing of the money code (docs/mutation.md). Slow, never in CI. A fresh mutants/ each
+# run (the score is of today's code and tests); MUTATE narrows it to mutant names matching a glob
+# (`make mutate MUTATE='replication.sizing.*'`). One worker: the forked workers share the test
+# database file (pms.settings_test names it after the parent's pid; TMPDIR keeps it in mutants/).
+MUTATE ?=
+mutate: $(STAMP)  ## mutation testing of replication/sizing.py and allocator.py (mutmut; slow; docs/mutation.md)
+	rm -rf mutants
+	mkdir -p mutants/tmp
+	@start=$$(date +%s); TMPDIR=$(CURDIR)/mutants/tmp $(BIN)/mutmut run --max-children 1 $(if $(strip $(MUTATE)),'$(MUTATE)'); \
+		echo "mutmut run took $$(( $$(date +%s) - start )) s"
+	@$(BIN)/mutmut results --all true | awk -F': ' '\
+		{ split($$1, part, "."); mod = part[1] "." part[2]; sub(/^ +/, "", mod); \
+		  if ($$2 == "not checked") { skipped[mod]++; next } total[mod]++; \
+		  if ($$2 == "killed" || $$2 == "timeout") killed[mod]++; else rest = rest "\n  " $$1 ": " $$2 } \
+		END { for (m in total) printf "%s: %d of %d mutants killed (%.1f %%)%s\n", m, killed[m], total[m], \
+		        100 * killed[m] / total[m], skipped[m] ? sprintf(", %d not run", skipped[m]) : ""; \
+		      if (rest != "") printf "not killed (each needs a test or a line in docs/mutation.md):%s\n", rest }'
