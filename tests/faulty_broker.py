@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.db import transaction
+from django.utils import timezone
+
 from brokers import registry
 from brokers.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown, RateLimited, TokenExpired
 from brokers.paper.client import PaperBroker
+from brokers.paper.models import OrderStatus, PaperAccount, PaperInstrument, PaperOrder
+from brokers.paper.placement import order_id_for
 from brokers.registry import BrokerCredentials
 from brokers.types import Order, OrderRequest
 
@@ -25,6 +30,8 @@ class Faults:
     calculator_down: set[str] = field(default_factory=set)  # margin calculators and LTP unavailable
     modify_refused: set[str] = field(default_factory=set)  # modify_order raises OrderRejected
     extra_orders: dict[str, list[Order]] = field(default_factory=dict)  # injected book entries
+    # The next order is accepted (its id returned), then shows REJECTED in the book (RMS, margin).
+    reject_after_accept: set[str] = field(default_factory=set)
     places: list[tuple[str, str]] = field(default_factory=list)  # (user, tag) of every accepted place
     before_place: Callable[[str, OrderRequest], None] | None = None
 
@@ -88,11 +95,48 @@ class FaultyBroker(PaperBroker):
         if self.user_id in self.faults.unknown_not_placed:
             self.faults.unknown_not_placed.discard(self.user_id)
             raise OutcomeUnknown("read timeout after send")
+        if self.user_id in self.faults.reject_after_accept:
+            self.faults.reject_after_accept.discard(self.user_id)
+            order_id = self._store_rejected(req)
+            self.faults.places.append((self.user_id, req.tag))
+            return order_id
         order_id = super().place_order(req)
         self.faults.places.append((self.user_id, req.tag))
         if self.user_id in self.faults.place_then_unknown:
             self.faults.place_then_unknown.discard(self.user_id)
             raise OutcomeUnknown("read timeout after send")
+        return order_id
+
+    def _store_rejected(self, req: OrderRequest) -> str:
+        """An order the broker took (200 and an id) and its RMS then rejected: in the book as
+        REJECTED with nothing filled, as Kite shows a margin rejection after the place call."""
+        with transaction.atomic():
+            account = PaperAccount.objects.select_for_update().get(user_id=self.user_id)
+            instrument = PaperInstrument.objects.get(exchange=req.exchange, tradingsymbol=req.tradingsymbol)
+            now = timezone.now()
+            account.order_seq += 1
+            account.save(update_fields=["order_seq"])
+            order_id = order_id_for(account, now)
+            PaperOrder.objects.create(
+                account=account,
+                instrument=instrument,
+                order_id=order_id,
+                tag=req.tag,
+                exchange=req.exchange,
+                tradingsymbol=req.tradingsymbol,
+                side=req.side,
+                order_type=req.order_type,
+                product=req.product,
+                validity=req.validity,
+                variety=req.variety,
+                quantity=req.quantity,
+                price=req.price or 0,
+                trigger_price=req.trigger_price or 0,
+                status=OrderStatus.REJECTED,
+                status_message="RMS:Margin Exceeds, Required:0, Available:0 (injected after accept)",
+                placed_at=now,
+                updated_at=now,
+            )
         return order_id
 
 

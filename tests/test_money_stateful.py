@@ -1,0 +1,793 @@
+"""Issue 11, proof (section 3, first bullet): a model-based stateful test of the engine's money rules.
+
+The real engine runs on the paper exchange (the DESIGN §3.6 desk, with per-child caps). Hypothesis
+writes random master scripts: MARKET entries and partial exits, an order crossing zero, a stop-loss
+plus a target resting together (one fills on a price move, the master cancels the other), a resting
+LIMIT entry modified (price, quantity, LIMIT -> MARKET) or cancelled, two-leg hedges (BUY call and
+SELL future in one tick). Interleaved with faults: a rejection after accept (the place call returns
+an id, the order then shows REJECTED in the child's book), token expiry then re-login, a 429, a
+timeout after accept, a child halted and resumed, the engine halted, dry-run (engine and child) on
+and off, a child disabled (forced, with a reason) and enabled again, a crash at a failpoint and a
+restart. Ticks go through `Orchestrator.run_tick()`.
+
+After every tick, observed at the paper exchange (the engine's OrderMapping rows are read only to
+map a child order's tag to its master event), the DESIGN §3.7 invariants:
+
+- no tag has two orders at the broker (no child order twice);
+- no child holds (or has resting) a hedge's sell leg unless the buy leg of that group is in its
+  book and not rejected;
+- no child order (new or modified) above the child's caps: max lots per order, max quantity, max
+  order value (MARKET priced at the LTP read for the tick, SL-M at its trigger);
+- nothing reaches the broker (place, modify, cancel) for a halted or dry-run child, or while the
+  engine is halted or in dry-run;
+- once faults are clear: within SETTLE ticks, a child holds no more (in absolute lots) than the
+  exit rules entitle it to (`E` of §3.7, modelled here from the master's positions and the entry
+  orders at the broker: an upper bound, see `EntitlementModel`), and a child is flat in an
+  instrument the master has been flat in for SETTLE ticks.
+
+At the end of every example (teardown): all faults off, SETTLE ticks; the entitlement bound holds;
+the master closes everything; SETTLE ticks; every child is flat.
+
+Each example starts from the same desk (built once; every example runs in a savepoint its teardown
+rolls back). `MONEY_INVARIANTS=dup,hedge,caps,gate,bound,flat` (environment) checks only the named
+invariants, to get the shortest example of each one separately. The longer variant is marked slow.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, event, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from accounts.models import Account, AccountStatus
+from accounts.services.lifecycle import account_set_status
+from brokers.errors import BrokerError
+from brokers.paper.models import LIVE_STATUSES, OrderStatus, PaperInstrument, PaperOrder, PaperPosition
+from brokers.paper.services import paper_order_cancel, paper_order_modify, paper_price_set
+from replication import failpoints
+from replication.controls import engine_control_get, engine_control_update
+from replication.failpoints import FailpointTriggered
+from replication.models import Allocation, AllocationKind, OrchestratorLease, OrderMapping
+from replication.orchestrator import Orchestrator
+from tests.engine_helpers import CALL, CHILDREN, FUT, Desk, build_desk
+from tests.faulty_broker import Faults
+
+LOT = 75
+NAMES = sorted(CHILDREN)
+SYMBOLS = (FUT, CALL)
+# The master's position limits in lots (₹10,00,000 at ₹1,50,000 a future lot): the future either
+# way, the call long only.
+LIMITS = {FUT: (-3, 3), CALL: (0, 4)}
+# NIFTY future price levels; the call follows at half the move. A move of one level crosses the
+# master's resting orders (stop-loss, target, LIMIT entry), all one level away.
+LEVELS = (19700, 19850, 20000, 20150, 20300)
+STEP = 150
+# Caps that bite on the desk (C2 gets 4 future lots for the master's 2; C5 gets 1-2).
+CAPS: dict[str, dict[str, Any]] = {
+    "C1": {"max_quantity": 75},
+    "C2": {"max_order_value": Decimal("4000000")},  # 2 future lots at 20,000 (₹15,00,000 a lot)
+    "C5": {"max_lots_per_order": 1},
+}
+SETTLE = 6  # ticks after faults clear within which every child converges
+ONE_SHOT = ("reject_after_accept", "rate_limited_once", "place_then_unknown", "unknown_not_placed")
+STAFF = "money-stateful"
+CHECKS = frozenset(
+    (os.environ.get("MONEY_INVARIANTS") or "dup,hedge,caps,gate,bound,flat").replace(" ", "").split(",")
+)
+
+
+def _step(fn: Callable[..., None]) -> Callable[..., None]:
+    """Mark the machine busy while a rule runs: if it raises, teardown only cleans up."""
+
+    @functools.wraps(fn)
+    def wrapper(self: MoneyMachine, *args: Any, **kwargs: Any) -> None:
+        self.busy = True
+        fn(self, *args, **kwargs)
+        self.busy = False
+
+    return wrapper
+
+
+def _lots_half_up(value: Decimal) -> int:
+    return int(value.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+@dataclass(frozen=True, slots=True)
+class BookRow:
+    """What an engine write can change in a child's order at the exchange."""
+
+    user: str
+    symbol: str
+    side: str
+    order_type: str
+    quantity: int
+    price: Decimal
+    trigger: Decimal
+    status: str
+    modifications: int
+    tag: str
+    filled: int
+
+
+def _child_book() -> dict[str, BookRow]:
+    return {
+        o.order_id: BookRow(
+            o.account.user_id,
+            o.tradingsymbol,
+            o.side,
+            o.order_type,
+            o.quantity,
+            o.price,
+            o.trigger_price,
+            o.status,
+            o.modifications,
+            o.tag,
+            o.filled_quantity,
+        )
+        for o in PaperOrder.objects.exclude(account__user_id="MASTER").select_related("account")
+    }
+
+
+def _ltps() -> dict[str, Decimal]:
+    return dict(PaperInstrument.objects.filter(exchange="NFO").values_list("tradingsymbol", "last_price"))
+
+
+@dataclass
+class EntitlementModel:
+    """An upper bound of each child's entitled quantity E (DESIGN §3.7), in signed lots.
+
+    Entries: the quantity of every child order at the broker whose intent belongs to an opening
+    allocation, added once when it first appears (whatever becomes of it: the bound may only be
+    too high). Exits: when the master's position in an instrument shrinks between two ticks from
+    P0 to P1 (same side), `E <- E - round_half_up(r x E)` with `r = (|P0| - |P1|) / |P0|`; flat or
+    turned around: E = 0. Netting a tick's master orders can only give a smaller exit than the
+    engine's per-event rule, and `E - round(r E)` is monotone in E, so the bound stays an upper
+    bound of the engine's E (entries in flight are counted by the engine before an exit and here
+    after it: again only higher)."""
+
+    lots: dict[tuple[str, str], int] = field(default_factory=dict)  # (child, symbol) -> signed lots
+    previous: dict[tuple[str, str], int] = field(default_factory=dict)  # a tick earlier
+    seen_tags: set[str] = field(default_factory=set)
+
+    def master_moved(self, symbol: str, before: int, after: int) -> None:
+        if before == 0 or before == after:
+            return
+        for key in [k for k in self.lots if k[1] == symbol]:
+            held = self.lots[key]
+            if after == 0 or _sign(after) != _sign(before):
+                self.lots[key] = 0
+            elif abs(after) < abs(before):
+                r = Decimal(abs(before) - abs(after)) / Decimal(abs(before))
+                self.lots[key] = _sign(held) * (abs(held) - _lots_half_up(r * abs(held)))
+
+    def entries_seen(self, book: dict[str, BookRow]) -> None:
+        new = {row.tag: row for row in book.values() if row.tag and row.tag not in self.seen_tags}
+        if not new:
+            return
+        opening = set(
+            OrderMapping.objects.filter(tag__in=list(new), allocation__kind=AllocationKind.OPEN).values_list(
+                "tag", flat=True
+            )
+        )
+        for tag, row in new.items():
+            self.seen_tags.add(tag)
+            if tag in opening:
+                key = (row.user, row.symbol)
+                sign = 1 if row.side == "BUY" else -1
+                self.lots[key] = self.lots.get(key, 0) + sign * row.quantity // LOT
+
+    def allowed(self, key: tuple[str, str]) -> tuple[int, int]:
+        """(most short, most long) lots the child may hold: this tick's bound or the last one's."""
+        now, before = self.lots.get(key, 0), self.previous.get(key, 0)
+        return min(now, before, 0), max(now, before, 0)
+
+
+class MoneyMachine(RuleBasedStateMachine):
+    desk: Desk
+    faults: Faults
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = True
+        self.savepoint = transaction.savepoint()
+        self._clear_faults()
+        failpoints.reset()
+        self.restarts = 0
+        self.orch = self._start()
+        self.alive = True
+        self.model = EntitlementModel()
+        self.master_seen = self._master_positions()
+        self.quiet = 0  # ticks run in a row with every fault clear
+        self.flat_quiet = dict.fromkeys(SYMBOLS, 0)  # quiet ticks with the master flat there
+        self.bracket: tuple[str, str] | None = None  # the master's (stop-loss, target) order ids
+        self.entry_limit: str | None = None  # the master's resting LIMIT entry
+        assert self.orch.run_tick().leader  # the master's baseline snapshot
+        self.busy = False
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _start(self) -> Orchestrator:
+        self.restarts += 1
+        return Orchestrator(holder=f"M{self.restarts}", workers=0)
+
+    def _clear_faults(self) -> None:
+        f = self.faults
+        for kind in (*ONE_SHOT, "token_expired", "reads_down", "hide_orders", "calculator_down"):
+            getattr(f, kind).clear()
+        f.extra_orders.clear()
+        f.places.clear()
+        f.before_place = None
+
+    def _child(self, name: str) -> Account:
+        return Account.objects.get(pk=self.desk.children[name].pk)
+
+    def _master_positions(self) -> dict[str, int]:
+        held = dict.fromkeys(SYMBOLS, 0)
+        for symbol, qty in PaperPosition.objects.filter(account__user_id="MASTER").values_list(
+            "tradingsymbol", "quantity"
+        ):
+            held[symbol] = held.get(symbol, 0) + qty // LOT
+        return held
+
+    def _master_live(self, order_id: str | None) -> bool:
+        return (
+            order_id is not None
+            and PaperOrder.objects.filter(order_id=order_id, status__in=LIVE_STATUSES).exists()
+        )
+
+    def _price(self) -> int:
+        return int(PaperInstrument.objects.get(exchange="NFO", tradingsymbol=FUT).last_price)
+
+    def _faults_clear(self) -> bool:
+        f = self.faults
+        if not self.alive or f.token_expired or any(getattr(f, k) for k in ONE_SHOT):
+            return False
+        control = engine_control_get()
+        if control.halted or control.dry_run:
+            return False
+        children = Account.objects.filter(pk__in=[c.pk for c in self.desk.children.values()])
+        return (
+            not children.exclude(status=AccountStatus.ACTIVE).exists()
+            and not children.filter(dry_run=True).exists()
+        )
+
+    def _gated(self) -> set[str]:
+        """Children nothing may reach this tick: halted or dry-run, or all while the engine is."""
+        control = engine_control_get()
+        if control.halted or control.dry_run:
+            return set(NAMES)
+        children = Account.objects.filter(pk__in=[c.pk for c in self.desk.children.values()])
+        return set(
+            children.filter(status=AccountStatus.HALTED).values_list("broker_user_id", flat=True)
+        ) | set(children.filter(dry_run=True).values_list("broker_user_id", flat=True))
+
+    def _place(self, side: str, symbol: str, lots: int, **kw: Any) -> str | None:
+        if lots <= 0:
+            return None
+        order_id = self.desk.place(side, symbol, lots * LOT, **kw)
+        status = PaperOrder.objects.values_list("status", flat=True).get(order_id=order_id)
+        note(f"master {side} {lots} {symbol} {kw.get('order_type', 'MARKET')} -> {status}")
+        return order_id
+
+    def _within(self, symbol: str, held: int) -> bool:
+        low, high = LIMITS[symbol]
+        return low <= held <= high
+
+    # --- the tick and its checks -----------------------------------------------------------------
+
+    def _tick(self, *, crash: tuple[str, int] | None = None) -> None:
+        now_master = self._master_positions()
+        for symbol in SYMBOLS:
+            self.model.master_moved(symbol, self.master_seen[symbol], now_master[symbol])
+        self.master_seen = now_master
+        clear = self._faults_clear()
+        gated = self._gated()
+        before = _child_book()
+        ltps = _ltps()
+        if crash is not None:
+            failpoints.configure({crash[0]: f"raise:{crash[1]}"})
+        try:
+            result = self.orch.run_tick()
+            assert result.leader
+            if result.errors:
+                event("tick errors")
+                note(f"tick errors: {result.errors[:3]}")
+        except FailpointTriggered:
+            self.alive = False
+            event(f"crashed at {crash[0] if crash else '?'}")
+        finally:
+            failpoints.reset()
+        after = _child_book()
+        self._check_gate(gated, before, after)
+        self._check_caps(before, after, ltps)
+        self.model.entries_seen(after)
+        self.quiet = self.quiet + 1 if clear and self.alive else 0
+        for symbol in SYMBOLS:
+            flat = clear and self.alive and now_master[symbol] == 0 and self._master_positions()[symbol] == 0
+            self.flat_quiet[symbol] = self.flat_quiet[symbol] + 1 if flat else 0
+        self._check_bound(after)
+        self._check_flat(after)
+        self.model.previous = dict(self.model.lots)
+
+    def _check_gate(self, gated: set[str], before: dict[str, BookRow], after: dict[str, BookRow]) -> None:
+        if "gate" not in CHECKS or not gated:
+            return
+        reached = sorted(
+            f"{row.user} {row.side} {row.quantity} {row.symbol} {row.order_type} {row.status}"
+            + (
+                " (new)"
+                if oid not in before
+                else f" (was {before[oid].status}, mods {before[oid].modifications})"
+            )
+            for oid, row in after.items()
+            if row.user in gated and before.get(oid) != row
+        )
+        assert not reached, (
+            f"orders reached halted/dry-run children or a halted engine ({sorted(gated)}): {reached}"
+        )
+
+    def _caps_breaches(self, row: BookRow, ltps: dict[str, Decimal]) -> list[str]:
+        caps = CAPS.get(row.user, {})
+        out = []
+        lots = row.quantity // LOT
+        if caps.get("max_lots_per_order") is not None and lots > caps["max_lots_per_order"]:
+            out.append(f"{lots} lots > max {caps['max_lots_per_order']} lots per order")
+        if caps.get("max_quantity") is not None and row.quantity > caps["max_quantity"]:
+            out.append(f"quantity {row.quantity} > max {caps['max_quantity']}")
+        if caps.get("max_order_value") is not None:
+            if row.order_type in ("LIMIT", "SL") and row.price > 0:
+                price = row.price
+            elif row.order_type == "SL-M":
+                price = row.trigger
+            else:
+                price = ltps[row.symbol]
+            if row.quantity * price > caps["max_order_value"]:
+                out.append(f"value {row.quantity * price} > max {caps['max_order_value']}")
+        return out
+
+    def _check_caps(
+        self, before: dict[str, BookRow], after: dict[str, BookRow], ltps: dict[str, Decimal]
+    ) -> None:
+        if "caps" not in CHECKS:
+            return
+        written = {
+            oid: row
+            for oid, row in after.items()
+            if oid not in before
+            or (before[oid].quantity, before[oid].order_type, before[oid].price, before[oid].modifications)
+            != (row.quantity, row.order_type, row.price, row.modifications)
+        }
+        if not written:
+            return
+        kinds = dict(
+            OrderMapping.objects.filter(tag__in=[r.tag for r in written.values()]).values_list(
+                "tag", "allocation__kind"
+            )
+        )
+        entries, others = [], []
+        for row in written.values():
+            breaches = self._caps_breaches(row, ltps)
+            if breaches:
+                line = f"{row.user} {row.side} {row.quantity} {row.symbol} {row.order_type}: {breaches}"
+                (entries if kinds.get(row.tag) == AllocationKind.OPEN else others).append(
+                    f"{line} [{kinds.get(row.tag)}]"
+                )
+        assert not entries, f"entry orders above the child's caps: {entries}"
+        assert not others, f"exit/modified/other orders above the child's caps: {others}"
+
+    def _held(self, book: dict[str, BookRow]) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        """Engine-placed filled position per (child, symbol), signed quantity; and what resting
+        child orders would take off it (the reducing side)."""
+        tags = set(OrderMapping.objects.values_list("tag", flat=True))
+        held: Counter[tuple[str, str]] = Counter()
+        resting: Counter[tuple[str, str]] = Counter()
+        for row in book.values():
+            if row.tag not in tags:
+                continue
+            sign = 1 if row.side == "BUY" else -1
+            held[(row.user, row.symbol)] += sign * row.filled
+            if row.status in LIVE_STATUSES:
+                resting[(row.user, row.symbol, row.side)] += row.quantity - row.filled  # type: ignore[index]
+        reducing: Counter[tuple[str, str]] = Counter()
+        for key, qty in held.items():
+            side = "SELL" if qty > 0 else "BUY"
+            reducing[key] = min(abs(qty), resting[(key[0], key[1], side)])  # type: ignore[index]
+        return held, reducing
+
+    def _check_bound(self, book: dict[str, BookRow]) -> None:
+        if "bound" not in CHECKS or self.quiet < SETTLE:
+            return
+        held, reducing = self._held(book)
+        over = []
+        for key, qty in held.items():
+            projected = _sign(qty) * ((abs(qty) - reducing[key]) // LOT)
+            low, high = self.model.allowed(key)
+            if not low <= projected <= high:
+                over.append(f"{key[0]} {key[1]}: holds {qty // LOT} lots, entitled at most {low}..{high}")
+        assert not over, f"children above their entitlement {SETTLE} quiet ticks on: {over}"
+
+    def _check_flat(self, book: dict[str, BookRow]) -> None:
+        if "flat" not in CHECKS:
+            return
+        held, _ = self._held(book)
+        left = [
+            f"{user} holds {qty} {symbol}"
+            for (user, symbol), qty in sorted(held.items())
+            if qty and self.flat_quiet[symbol] >= SETTLE
+        ]
+        assert not left, f"master flat for {SETTLE} quiet ticks, children still hold: {left}"
+
+    # --- the master ------------------------------------------------------------------------------
+
+    @rule(
+        symbol=st.sampled_from(SYMBOLS),
+        side=st.sampled_from(["BUY", "SELL"]),
+        lots=st.integers(min_value=1, max_value=3),
+    )
+    @_step
+    def master_market(self, symbol: str, side: str, lots: int) -> None:
+        """An entry, an add, a partial exit or an order crossing zero (whatever fits the limits)."""
+        held = self._master_positions()[symbol]
+        sign = 1 if side == "BUY" else -1
+        if self._within(symbol, held + sign * lots):
+            self._place(side, symbol, lots)
+
+    @rule(symbol=st.sampled_from(SYMBOLS), part=st.fractions(min_value=0, max_value=1))
+    @_step
+    def master_exit(self, symbol: str, part: Any) -> None:
+        """Close part (at least a lot) or all of the position."""
+        held = self._master_positions()[symbol]
+        if held:
+            lots = max(1, round(abs(held) * part))
+            self._place("SELL" if held > 0 else "BUY", symbol, lots)
+
+    @rule(lots=st.integers(min_value=1, max_value=2))
+    @_step
+    def master_hedge(self, lots: int) -> None:
+        """BUY calls and SELL futures in one tick: a two-leg group."""
+        held = self._master_positions()
+        if self._within(CALL, held[CALL] + lots) and self._within(FUT, held[FUT] - lots):
+            self._place("BUY", CALL, lots)
+            self._place("SELL", FUT, lots)
+
+    @precondition(lambda self: self.bracket is None)
+    @rule()
+    @_step
+    def master_bracket(self) -> None:
+        """A stop-loss and a target on the whole future position, resting together."""
+        held = self._master_positions()[FUT]
+        if not held:
+            return
+        price = self._price()
+        side = "SELL" if held > 0 else "BUY"
+        stop = Decimal(price - STEP if held > 0 else price + STEP)
+        target = Decimal(price + STEP if held > 0 else price - STEP)
+        sl = self._place(side, FUT, abs(held), order_type="SL-M", trigger=stop)
+        tp = self._place(side, FUT, abs(held), order_type="LIMIT", price=target)
+        if sl and tp:
+            self.bracket = (sl, tp)
+
+    @precondition(lambda self: self.entry_limit is None)
+    @rule(side=st.sampled_from(["BUY", "SELL"]), lots=st.integers(min_value=1, max_value=2))
+    @_step
+    def master_limit_entry(self, side: str, lots: int) -> None:
+        """A resting LIMIT on the future, one level away."""
+        held = self._master_positions()[FUT]
+        sign = 1 if side == "BUY" else -1
+        if not self._within(FUT, held + sign * lots):
+            return
+        price = Decimal(self._price() - sign * STEP)
+        self.entry_limit = self._place(side, FUT, lots, order_type="LIMIT", price=price)
+
+    @precondition(lambda self: self.entry_limit is not None)
+    @rule(
+        how=st.sampled_from(["price", "quantity", "market", "cancel"]),
+        lots=st.integers(min_value=1, max_value=3),
+    )
+    @_step
+    def master_change_limit(self, how: str, lots: int) -> None:
+        """Modify the resting LIMIT entry (price, quantity, LIMIT -> MARKET) or cancel it."""
+        order_id = self.entry_limit
+        assert order_id is not None
+        if not self._master_live(order_id):
+            self.entry_limit = None
+            return
+        order = PaperOrder.objects.get(order_id=order_id)
+        try:
+            if how == "cancel":
+                paper_order_cancel(user_id="MASTER", order_id=order_id)
+            elif how == "market":
+                sign = 1 if order.side == "BUY" else -1
+                if self._within(FUT, self._master_positions()[FUT] + sign * order.quantity // LOT):
+                    paper_order_modify(user_id="MASTER", order_id=order_id, order_type="MARKET")
+            elif how == "quantity":
+                paper_order_modify(user_id="MASTER", order_id=order_id, quantity=lots * LOT)
+            else:
+                sign = 1 if order.side == "BUY" else -1
+                paper_order_modify(
+                    user_id="MASTER", order_id=order_id, price=order.price - sign * Decimal(STEP) / 2
+                )
+        except BrokerError as exc:  # the exchange refused the change (margin, limits): the master tried
+            note(f"master {how} of its LIMIT refused: {exc}")
+            return
+        note(f"master {how} of its LIMIT {order.side} {order.quantity}")
+
+    @rule(level=st.sampled_from(LEVELS))
+    @_step
+    def price_move(self, level: int) -> None:
+        """NIFTY moves (the call at half the move); resting orders match; a filled bracket leg's
+        twin is cancelled by the master at once."""
+        paper_price_set(exchange="NFO", tradingsymbol=FUT, price=Decimal(level))
+        paper_price_set(exchange="NFO", tradingsymbol=CALL, price=Decimal(200 + (level - 20000) // 2))
+        note(f"price {level}")
+        if self.bracket is not None:
+            live = [oid for oid in self.bracket if self._master_live(oid)]
+            if len(live) == 1:
+                paper_order_cancel(user_id="MASTER", order_id=live[0])
+                note("master cancels the other bracket leg")
+            if len(live) <= 1:
+                self.bracket = None
+
+    @precondition(lambda self: self.bracket is not None)
+    @rule()
+    @_step
+    def master_cancel_bracket(self) -> None:
+        assert self.bracket is not None
+        for oid in self.bracket:
+            if self._master_live(oid):
+                paper_order_cancel(user_id="MASTER", order_id=oid)
+        self.bracket = None
+        note("master cancels its stop-loss and target")
+
+    # --- ticks -------------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.alive)
+    @rule()
+    @_step
+    def tick(self) -> None:
+        self._tick()
+
+    @precondition(lambda self: self.alive)
+    @rule(point=st.sampled_from(sorted(failpoints.NAMES)), nth=st.integers(min_value=1, max_value=3))
+    @_step
+    def crash(self, point: str, nth: int) -> None:
+        """A tick that dies at a failpoint (if it gets there): the process is gone until restart."""
+        self._tick(crash=(point, nth))
+
+    @precondition(lambda self: not self.alive)
+    @rule()
+    @_step
+    def restart(self) -> None:
+        self._restart()
+
+    def _restart(self) -> None:
+        OrchestratorLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+        self.orch = self._start()
+        self.alive = True
+
+    # --- faults ------------------------------------------------------------------------------------
+
+    @rule(kind=st.sampled_from(ONE_SHOT), children=st.sets(st.sampled_from(NAMES), min_size=1, max_size=3))
+    @_step
+    def one_shot_fault(self, kind: str, children: set[str]) -> None:
+        """The next order of each: rejected after accept, a 429, a timeout after (or before) accept."""
+        getattr(self.faults, kind).update(children)
+
+    @rule(children=st.sets(st.sampled_from(NAMES), min_size=1, max_size=2))
+    @_step
+    def expire_tokens(self, children: set[str]) -> None:
+        self.faults.token_expired.update(children)
+
+    @precondition(lambda self: bool(self.faults.token_expired))
+    @rule()
+    @_step
+    def relogin(self) -> None:
+        self._relogin()
+
+    def _relogin(self) -> None:
+        self.faults.token_expired.clear()
+        for name in NAMES:
+            account = self._child(name)
+            if account.status == AccountStatus.NEEDS_LOGIN:
+                account_set_status(
+                    account=account, status=AccountStatus.ACTIVE, actor=STAFF, reason="logged in"
+                )
+
+    @rule(name=st.sampled_from(NAMES), status=st.sampled_from([AccountStatus.HALTED, AccountStatus.ACTIVE]))
+    @_step
+    def halt_or_resume_child(self, name: str, status: str) -> None:
+        account = self._child(name)
+        if account.status in (AccountStatus.ACTIVE, AccountStatus.HALTED):
+            account_set_status(account=account, status=status, actor=STAFF, reason="stateful")
+
+    @rule(name=st.sampled_from(NAMES), enable=st.booleans())
+    @_step
+    def disable_or_enable_child(self, name: str, enable: bool) -> None:
+        """Disable (forced, with a reason, where the service asks for it) or enable again."""
+        account = self._child(name)
+        if enable:
+            if account.status == AccountStatus.DISABLED:
+                account_set_status(account=account, status=AccountStatus.ACTIVE, actor=STAFF, reason="back")
+            return
+        if account.status != AccountStatus.DISABLED:
+            extra: dict[str, Any] = {}
+            if "force" in inspect.signature(account_set_status).parameters:
+                extra["force"] = True
+            account_set_status(
+                account=account, status=AccountStatus.DISABLED, actor=STAFF, reason="client left", **extra
+            )
+
+    @rule(halted=st.booleans())
+    @_step
+    def engine_halt(self, halted: bool) -> None:
+        engine_control_update(actor=STAFF, halted=halted)
+
+    @rule(on=st.booleans(), name=st.none() | st.sampled_from(NAMES))
+    @_step
+    def dry_run(self, on: bool, name: str | None) -> None:
+        """Dry-run for the engine (name None) or one child."""
+        if name is None:
+            engine_control_update(actor=STAFF, dry_run=on)
+        else:
+            Account.objects.filter(pk=self.desk.children[name].pk).update(dry_run=on)
+
+    @rule()
+    @_step
+    def all_clear(self) -> None:
+        self._all_clear()
+
+    def _all_clear(self) -> None:
+        """Every fault off: one-shots disarmed, logged in, resumed, enabled, engine on, restarted."""
+        for kind in ONE_SHOT:
+            getattr(self.faults, kind).clear()
+        self._relogin()
+        engine_control_update(actor=STAFF, halted=False, dry_run=False)
+        Account.objects.filter(pk__in=[c.pk for c in self.desk.children.values()]).update(dry_run=False)
+        for name in NAMES:
+            account = self._child(name)
+            if account.status != AccountStatus.ACTIVE or account.breaker_tripped_at is not None:
+                if account.status == AccountStatus.ACTIVE:
+                    account = account_set_status(account=account, status=AccountStatus.PAUSED, actor=STAFF)
+                account_set_status(account=account, status=AccountStatus.ACTIVE, actor=STAFF, reason="clear")
+        if not self.alive:
+            self._restart()
+
+    # --- always ------------------------------------------------------------------------------------
+
+    @invariant()
+    def no_child_order_twice(self) -> None:
+        if "dup" not in CHECKS:
+            return
+        per_tag = Counter(
+            PaperOrder.objects.exclude(account__user_id="MASTER")
+            .exclude(tag="")
+            .values_list("tag", flat=True)
+        )
+        duplicates = {tag: n for tag, n in per_tag.items() if n > 1}
+        assert not duplicates, f"tags placed more than once at the broker: {duplicates}"
+
+    @invariant()
+    def no_naked_hedge_sell_leg(self) -> None:
+        if "hedge" not in CHECKS:
+            return
+        book = list(
+            PaperOrder.objects.exclude(account__user_id="MASTER")
+            .exclude(tag="")
+            .values_list("account__user_id", "tag", "side", "status", "filled_quantity")
+        )
+        by_tag = {tag: (user, side, status, filled) for user, tag, side, status, filled in book}
+        mappings = {
+            tag: (group, alloc)
+            for tag, group, alloc in OrderMapping.objects.filter(tag__in=list(by_tag)).values_list(
+                "tag", "allocation__group_key", "allocation_id"
+            )
+        }
+        groups = {mappings[t][0] for t in mappings}
+        buy_legs: dict[str, set[int]] = {}
+        for alloc_id, group in Allocation.objects.filter(
+            group_key__in=groups, kind=AllocationKind.OPEN, side="BUY"
+        ).values_list("pk", "group_key"):
+            buy_legs.setdefault(group, set()).add(alloc_id)
+        naked = []
+        for tag, (user, side, status, filled) in by_tag.items():
+            if side != "SELL" or tag not in mappings:
+                continue
+            group, alloc = mappings[tag]
+            legs = buy_legs.get(group, set())
+            kind = Allocation.objects.values_list("kind", flat=True).get(pk=alloc)
+            if not legs or kind != AllocationKind.OPEN or not (filled or status in LIVE_STATUSES):
+                continue
+            for leg in legs:
+                statuses = [
+                    by_tag[t][2] for t, (g, a) in mappings.items() if a == leg and by_tag[t][0] == user
+                ]
+                if not statuses or all(s == OrderStatus.REJECTED for s in statuses):
+                    naked.append(
+                        f"{user}: sell leg {tag} ({status}, filled {filled}), buy leg {statuses or 'absent'}"
+                    )
+        assert not naked, f"hedge sell legs without an accepted buy leg in the child's book: {naked}"
+
+    # --- after the run: quiesce and converge -------------------------------------------------------
+
+    def teardown(self) -> None:
+        try:
+            if not self.busy:
+                self._converge()
+        finally:
+            self._clear_faults()
+            failpoints.reset()
+            transaction.savepoint_rollback(self.savepoint)
+
+    def _converge(self) -> None:
+        note("teardown: faults off, settle, master flattens, settle")
+        self._all_clear()
+        for _ in range(SETTLE):
+            self._tick()
+        held = self._master_positions()
+        if self.bracket is not None or self.entry_limit is not None:
+            for oid in (*(self.bracket or ()), self.entry_limit):
+                if self._master_live(oid):
+                    paper_order_cancel(user_id="MASTER", order_id=oid)  # type: ignore[arg-type]
+        for symbol, lots in held.items():
+            if lots:
+                self._place("SELL" if lots > 0 else "BUY", symbol, abs(lots))
+        for _ in range(SETTLE):
+            self._tick()
+        held_after, _ = self._held(_child_book())
+        left = {k: v for k, v in held_after.items() if v}
+        assert not left, f"master flat and faults clear for {SETTLE} ticks, children still hold: {left}"
+        self.orch.close()
+
+
+def _run(desk_faults: Faults, *, examples: int, steps: int) -> None:
+    desk = build_desk()
+    for name, caps in CAPS.items():
+        Account.objects.filter(pk=desk.children[name].pk).update(**caps)
+    machine = type("Machine", (MoneyMachine,), {"desk": desk, "faults": desk_faults})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            print_blob=True,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+
+
+def test_money_rules_hold_on_every_path(db, faults):
+    """Issue 11, proof: random master scripts and faults; after every tick no child order twice, no
+    naked hedge sell leg, no order above caps, nothing sent through a closed gate, no child above its
+    entitlement once faults clear, every child flat SETTLE ticks after the master (defects 3, 4, 5,
+    8, 11, 17, 18 and the owed exits of §3.7)."""
+    _run(faults, examples=int(os.environ.get("MONEY_EXAMPLES", "25")), steps=30)
+
+
+@pytest.mark.slow
+def test_money_rules_hold_on_every_path_long(db, faults):
+    """Issue 11, proof (long): the same machine, more and longer examples."""
+    _run(faults, examples=200, steps=60)
