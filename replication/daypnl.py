@@ -32,7 +32,6 @@ from accounts.crypto import CredentialDecryptError
 from accounts.models import Account
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, Side
-from replication.allocator import CORRECTIVE
 from replication.clients import ClientCache
 from replication.fanout import FanOut
 from replication.models import OrderMapping
@@ -68,6 +67,9 @@ class _Book:
 
 
 def _books(children: Sequence[int], start: datetime, end: datetime) -> dict[int, _Book]:
+    # Read here, not at import: the allocator imports this module to apply the loss limit.
+    from replication.allocator import CORRECTIVE
+
     rows = (
         OrderMapping.objects.filter(child_id__in=list(children), filled_quantity__gt=0)
         .exclude(allocation__margin_source=CORRECTIVE)
