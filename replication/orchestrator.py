@@ -62,7 +62,7 @@ from replication.models import (
 from replication.pending import RetryGate, mirrors_due_for_market
 from replication.ratelimit import LimiterRegistry
 from replication.replicator import DispatchReport, Replicator
-from replication.sizing import Leg, MarginSource, plan_group, ratio
+from replication.sizing import Leg, MarginSource, paise_shares, plan_group, ratio, rupees
 
 logger = logging.getLogger(__name__)
 
@@ -335,8 +335,16 @@ class Orchestrator:
             before = positions_before_tick(positions, fills)
             events = aggregate(classify(sources, before))
             self._store_master_positions(master, positions)
+        # No earlier snapshot (first deploy, a new master): the funds just read, stored this tick.
+        funds_now = (
+            MarginSnapshot.objects.filter(account=master, tick=tick).order_by("-id").first()
+            if events and prev is None
+            else None
+        )
         plans = (
-            self._plan_events(master, client, events, prev, used_now, result, prefetched) if events else []
+            self._plan_events(master, client, events, prev, used_now, result, prefetched, funds_now)
+            if events
+            else []
         )
         max_age = timedelta(seconds=getattr(settings, "MAX_EVENT_AGE", 300))
         with transaction.atomic():
@@ -416,6 +424,7 @@ class Orchestrator:
         used_now: Decimal,
         result: TickResult,
         prefetched: Prefetched | None = None,
+        funds_now: MarginSnapshot | None = None,
     ) -> list[dict[str, Any] | None]:
         """The allocation decision per event: fraction for the opening group, exit ratio for closes."""
         plans: list[dict[str, Any] | None] = []
@@ -453,6 +462,7 @@ class Orchestrator:
                 base.update(
                     exit_ratio=ratio(min(r, Decimal(1))),
                     unit_lots=1,
+                    reference_price=ev.price,
                     reason="master flat: children exit everything" if ev.master_flat_after else "",
                 )
                 plans.append(base)
@@ -460,7 +470,7 @@ class Orchestrator:
                 plans.append(base)
                 opening.append((i, ev, lots, inst.freeze_quantity))
         if opening:
-            self._plan_opening_group(client, plans, opening, prev, used_now, result, prefetched)
+            self._plan_opening_group(client, plans, opening, prev, used_now, result, prefetched, funds_now)
         return plans
 
     def _plan_opening_group(
@@ -472,6 +482,7 @@ class Orchestrator:
         used_now: Decimal,
         result: TickResult,
         prefetched: Prefetched | None = None,
+        funds_now: MarginSnapshot | None = None,
     ) -> None:
         asked, reads = calculator_reads(client, [ev for _, ev, _, _ in opening])
         if prefetched is not None and prefetched[0] == asked:
@@ -511,11 +522,19 @@ class Orchestrator:
             )
             for (i, ev, lots, freeze), est in zip(opening, estimates, strict=True)
         ]
-        used_before = prev.used_margin if prev else used_now
-        capital = prev.capital if prev and prev.capital > 0 else None
-        if capital is None:
-            capital = used_now + (prev.available_margin if prev else Decimal("0"))
-        delta_u = used_now - used_before if prev else Decimal("0")
+        if prev is not None:
+            capital = prev.capital if prev.capital > 0 else used_now + prev.available_margin
+            delta_u = used_now - prev.used_margin
+        elif funds_now is not None:
+            # First look (first deploy, a new master, events seen late): no ΔU across the tick, so
+            # the calculator's figure is the margin, and the master's capital is the funds just
+            # read, U + A (margin moves from A to U as the order fills; the sum does not).
+            capital, delta_u = funds_now.capital, Decimal("0")
+        else:
+            result.errors.append("opening group not sized: no reading of the master's capital")
+            for i, _, _, _ in opening:
+                plans[i] = None
+            return
         try:
             plan = plan_group(
                 legs=legs, master_capital=capital, delta_u=delta_u, group_estimate=group_estimate
@@ -525,18 +544,26 @@ class Orchestrator:
             for i, _, _, _ in opening:
                 plans[i] = None
             return
-        for (i, _, _, _), leg_margin, unit in zip(
-            opening, plan.attribution.leg_margins, plan.unit_lots, strict=True
+        for (i, _, _, _), leg, leg_margin, unit in zip(
+            opening, legs, paise_shares(plan.attribution.leg_margins), plan.unit_lots, strict=True
         ):
             p = plans[i]
             assert p is not None  # set above for every opening event
             p.update(
                 master_capital=capital,
-                attributed_margin=leg_margin.quantize(Decimal("0.01")),
+                attributed_margin=leg_margin,
+                reference_price=leg.price,
                 margin_source=plan.attribution.source.value,
                 fraction=ratio(plan.fraction),
                 unit_lots=unit,
-                reason=plan.attribution.reason if plan.attribution.source == MarginSource.CALCULATOR else "",
+                reason=(
+                    ""
+                    if plan.attribution.source != MarginSource.CALCULATOR
+                    else plan.attribution.reason
+                    if prev is not None
+                    else "first look at this master (no earlier snapshot of its margins): "
+                    f"the calculator's {rupees(plan.attribution.group_margin)}, capital {rupees(capital)}"
+                ),
             )
 
     def _upsert_master_orders(self, master: Account, diff: BookDiff, now: datetime) -> None:

@@ -248,6 +248,16 @@ def attribute_margin(
     return Attribution(delta_u, MarginSource.DELTA_U, "rise in used margin across the tick", shares(delta_u))
 
 
+def paise_shares(shares: Sequence[Decimal]) -> list[Decimal]:
+    """Leg margins in paise (as stored) that sum exactly to the group's margin in paise: each leg
+    rounded down, the last one takes the rest, so no paisa is lost or made between the legs."""
+    if not shares:
+        return []
+    out = [s.quantize(PAISE, rounding=ROUND_DOWN) for s in shares[:-1]]
+    out.append(money(sum(shares, ZERO)) - sum(out, ZERO))
+    return out
+
+
 def _split_evenly(total: Decimal, n: int) -> tuple[Decimal, ...]:
     return tuple(total / n for _ in range(n)) if n else ()
 
