@@ -9,9 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from django.utils import timezone
 
 from accounts.models import Account, CapitalMode, Role
 from brokers.paper.models import PaperAccount, PaperOrder
@@ -25,9 +25,11 @@ D = Decimal
 def _child_orders(symbol: str = FUT) -> dict[str, int]:
     """Quantity each child account was sent in `symbol` (every order that reached its broker)."""
     out: dict[str, int] = {}
-    for user_id, qty in PaperOrder.objects.filter(tradingsymbol=symbol).exclude(
-        account__user_id="MASTER"
-    ).values_list("account__user_id", "quantity"):
+    for user_id, qty in (
+        PaperOrder.objects.filter(tradingsymbol=symbol)
+        .exclude(account__user_id="MASTER")
+        .values_list("account__user_id", "quantity")
+    ):
         out[user_id] = out.get(user_id, 0) + qty
     return out
 
@@ -76,7 +78,9 @@ def test_money_worked_example_precision_twice_the_capital():
     """Issue 11 defect 2: worked example. Master capital ₹10,00,003.38 buys 2 lots (ΔU ₹3,00,000);
     a child with ₹20,00,006.76 gets 4 lots. The old code multiplied the fraction 3,00,000 / C, a
     quotient cut at 28 digits, by the child's capital: ₹5,99,999.99… → 3 lots."""
-    leg = Leg("NFO", FUT, "NRML", "BUY", master_lots=2, lot_size=75, price=D("20000"), order_margin=D("300000"))
+    leg = Leg(
+        "NFO", FUT, "NRML", "BUY", master_lots=2, lot_size=75, price=D("20000"), order_margin=D("300000")
+    )
     plan = plan_group(legs=[leg], master_capital=D("1000003.38"), delta_u=D("300000"))
     child = ChildProfile(1, used=D("0"), available=D("2000006.76"))
     entry = size_entry(plan, child)
