@@ -317,6 +317,9 @@ def _corrective_caps(
         if allowed < quantity:
             quantity = allowed
             bits.append(f"max order value {rupees(child.max_order_value)} at LTP {rupees(price)}")
+    if child.max_lots_per_order is not None and child.max_lots_per_order < 1:
+        quantity = 0
+        bits.append(f"max {child.max_lots_per_order} lots per order")
     if quantity <= 0:
         raise CorrectionError(
             f"{_name(child)}'s {' and '.join(bits)} allow less than one lot of {lot_size}: "
@@ -328,7 +331,7 @@ def _corrective_caps(
             f"{quantity} of the {drift} drift, capped by {' and '.join(bits)}; "
             f"{drift - quantity} stay to correct once it fills"
         )
-    largest = child.max_lots_per_order * lot_size if child.max_lots_per_order else None
+    largest = None if child.max_lots_per_order is None else child.max_lots_per_order * lot_size
     return _Capped(quantity, largest, price, note)
 
 
@@ -425,8 +428,9 @@ def reconciliation_correct(
     )
     if confirmed_quantity is not None and confirmed_quantity != plan.signed_quantity:
         raise CorrectionError(
-            f"the drift changed since the confirmation page ({confirmed_quantity:+d} shown, "
-            f"{plan.signed_quantity:+d} now); review it again"
+            f"the order changed since the confirmation page ({confirmed_quantity:+d} shown, "
+            f"{plan.signed_quantity:+d} now: the drift moved or the child's caps allow another "
+            "quantity); review it again"
         )
     master = _current_master()
     now = timezone.now()
