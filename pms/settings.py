@@ -236,6 +236,11 @@ LEASE_TTL_SECONDS = env.int("LEASE_TTL_SECONDS", default=15)
 UNKNOWN_GRACE_SECONDS = env.int("UNKNOWN_GRACE_SECONDS", default=30)
 BREAKER_THRESHOLD = env.int("BREAKER_THRESHOLD", default=3)
 CHILD_SNAPSHOT_MAX_AGE = env.int("CHILD_SNAPSHOT_MAX_AGE", default=300)
+# Convergence (DESIGN §3.7): every so often, re-check every child still holding or entitled, not
+# only the rows an order or allocation touched since.
+CONVERGE_SWEEP_SECONDS = env.int("CONVERGE_SWEEP_SECONDS", default=60)
+# After a failed owed exit, the next attempt waits this long (seconds, one per attempt; the last repeats).
+OWED_EXIT_BACKOFF = tuple(env.list("OWED_EXIT_BACKOFF", cast=int, default=[2, 5, 15, 30, 60]))
 CHILD_MARGIN_PREFLIGHT = env.bool("CHILD_MARGIN_PREFLIGHT", default=False)
 PAPER_LATENCY_MS = env.float("PAPER_LATENCY_MS", default=0.0)
 

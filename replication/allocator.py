@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,12 +24,23 @@ from brokers.errors import BrokerError, TokenExpired
 from brokers.types import OrderRequest, OrderType, Product, Side
 from replication.bulk import batch_size, insert_rows
 from replication.clients import CHILD_SECRETS, ClientCache
+from replication.entitlement import (
+    CORRECTIVE,
+    NO_HOLDING,
+    Instrument,
+    Key,
+    entitled,
+    holdings,
+    owed_exit,
+)
 from replication.fanout import FanOut
+from replication.gate import Action, ChildSwitches, Switches, Verdict, decide, switches_of
 from replication.lease import Lease, lease_check
 from replication.models import (
     Allocation,
     AllocationKind,
     EngineControl,
+    Entitlement,
     MappingStatus,
     MarginSnapshot,
     OrderMapping,
@@ -45,18 +56,18 @@ from replication.sizing import (
     GroupPlan,
     Leg,
     MarginSource,
-    plan_exit,
     size_entry,
-    size_exit,
+    slice_quantity,
 )
 
 logger = logging.getLogger(__name__)
 
 PENDING = (MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN)
-# `Allocation.margin_source` of a staff corrective order (replication.services.reconciliation_correct).
-# A corrective order brings the child's broker position back to its replicated position, so it is
-# not part of that position: were it counted, the drift it fixes would reappear the moment it fills.
-CORRECTIVE = "corrective"
+# `CORRECTIVE` (imported above) is the `Allocation.margin_source` of a staff corrective order
+# (replication.services.reconciliation_correct). A corrective order brings the child's broker
+# position back to its replicated position, so it is not part of that position: were it counted,
+# the drift it fixes would reappear the moment it fills.
+__all__ = ["CORRECTIVE", "PENDING", "create_intents", "make_tag", "replicated_positions"]
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -101,6 +112,7 @@ CHILD_ROW_FIELDS = (
     "fixed_capital",
     "multiplier",
     "dry_run",
+    "consent_given_at",
     "allowed_instruments",
     "blocked_instruments",
     "allowed_products",
@@ -126,6 +138,7 @@ class ChildRow(NamedTuple):
     fixed_capital: Decimal | None
     multiplier: Decimal
     dry_run: bool
+    consent_at: datetime | None
     allowed_instruments: list[str]
     blocked_instruments: list[str]
     allowed_products: list[str]
@@ -141,6 +154,12 @@ class ChildRow(NamedTuple):
 
 def eligible_child_rows() -> list[ChildRow]:
     return [ChildRow(*values) for values in eligible_children().values_list(*CHILD_ROW_FIELDS)]
+
+
+def child_rows(ids: Iterable[int]) -> dict[int, ChildRow]:
+    """These children's sizing rows (limits, latest snapshot), if they are still eligible."""
+    qs = eligible_children().filter(pk__in=list(ids)).values_list(*CHILD_ROW_FIELDS)
+    return {values[0]: ChildRow(*values) for values in qs}
 
 
 def refresh_child_margins(
@@ -273,16 +292,30 @@ def prepare_exits(closes: Sequence[Allocation], replicator: Replicator) -> None:
 def create_intents(
     group: Sequence[Allocation], *, lease: Lease, control: EngineControl, replicator: Replicator
 ) -> int:
-    """Size every eligible child for one group of allocations and commit the intents."""
+    """Size every eligible child for one group of allocations and commit the intents.
+
+    Entries: every eligible child, by the sizing rules. Exits: every child holding or entitled in
+    the instrument, by its entitlement (DESIGN §3.7). The children's entitlement rows are marked
+    unsettled in the same transaction, so the convergence stage follows them until H equals E.
+    """
     group = sorted(group, key=lambda a: a.pk)
+    engine = Switches.read(control)
     if group[0].kind == AllocationKind.OPEN:
-        rows = _entry_rows(group, control, replicator)
+        rows = _entry_rows(group, control, engine, replicator)
     else:
-        rows = _exit_rows(group, control)
+        rows = _exit_rows(group, engine)
     has_buy = any(a.side == Side.BUY for a in group)
     for m in rows:
         m.wave = 1 if has_buy and m.side == Side.SELL else 0
         m.epoch = lease.epoch
+    lot_sizes = {(a.exchange, a.tradingsymbol, a.product): a.lot_size for a in group}
+    touched = {
+        (m.child_id, m.exchange, m.tradingsymbol, m.product): lot_sizes.get(
+            (m.exchange, m.tradingsymbol, m.product), 1
+        )
+        for m in rows
+        if m.status != MappingStatus.SKIPPED or group[0].kind != AllocationKind.OPEN
+    }
     with transaction.atomic():
         lease_check(lease)
         claimed = Allocation.objects.filter(pk__in=[a.pk for a in group], sized=False).update(sized=True)
@@ -290,6 +323,16 @@ def create_intents(
             raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
         insert_rows(OrderMapping, rows)
         created = rows
+        if group[0].kind == AllocationKind.CLOSE:
+            # Every child with an entitlement here is followed, whether or not it got an order now.
+            q = Q()
+            for inst in lot_sizes:
+                q |= _key_q(inst)
+            for key in Entitlement.objects.filter(q).values_list(
+                "child_id", "exchange", "tradingsymbol", "product"
+            ):
+                touched.setdefault(key, lot_sizes.get(key[1:], 1))
+        entitlements_unsettle(touched)
         # One audit row per allocation for the whole batch: the intents themselves are the rows
         # just written (each with its status and reason); every later change gets its own event.
         ReplicationEvent.objects.bulk_create(
@@ -303,6 +346,32 @@ def create_intents(
             for a in group
         )
     return sum(1 for m in created if m.status == MappingStatus.PLANNED)
+
+
+def _key_q(inst: Instrument) -> Q:
+    return Q(exchange=inst[0], tradingsymbol=inst[1], product=inst[2])
+
+
+def entitlements_unsettle(keys: dict[Key, int]) -> None:
+    """Mark these (child, instrument) entitlements for the convergence stage (create missing rows).
+
+    Call inside the transaction that commits what changed them.
+    """
+    if not keys:
+        return
+    Entitlement.objects.bulk_create(
+        [
+            Entitlement(child_id=k[0], exchange=k[1], tradingsymbol=k[2], product=k[3], lot_size=lot or 1)
+            for k, lot in keys.items()
+        ],
+        ignore_conflicts=True,
+        batch_size=batch_size(Entitlement),
+    )
+    by_instrument: dict[Instrument, list[int]] = defaultdict(list)
+    for k in keys:
+        by_instrument[k[1:]].append(k[0])
+    for inst, child_ids in by_instrument.items():
+        Entitlement.objects.filter(_key_q(inst), child_id__in=child_ids, settled=True).update(settled=False)
 
 
 def _status_counts(a: Allocation, created: Sequence[IntentRow]) -> dict[str, int]:
@@ -319,24 +388,24 @@ def _sized_message(a: Allocation, created: Sequence[IntentRow]) -> str:
     return f"child intents for allocation {a.pk}: {parts or 'none'}"
 
 
-def _entry_block(child: ChildRow | Account, control: EngineControl) -> tuple[str, str] | None:
-    if control.halted:
-        return "engine_halted", "engine halted: nothing is sent"
-    if child.status == AccountStatus.HALTED:
-        return "child_halted", "child halted: nothing is sent"
-    if child.status == AccountStatus.NEEDS_LOGIN:
-        return "needs_login", "child needs a broker login"
-    if control.paused:
-        return "engine_paused", "engine paused: no new entries"
-    if child.status == AccountStatus.PAUSED:
-        return "child_paused", "child paused: no new entries"
-    if child.breaker_tripped_at is not None:
-        return "breaker_tripped", "circuit breaker tripped after repeated failures: entries paused"
-    return None
+def _entry_verdict(child: ChildRow, engine: Switches) -> Verdict:
+    """The send gate for an entry of an eligible child (linked, enabled, consented)."""
+    return decide(
+        Action.ENTRY,
+        engine,
+        ChildSwitches(
+            child.pk,
+            child.status,
+            Role.CHILD,
+            child.dry_run,
+            child.consent_at,
+            child.breaker_tripped_at,
+        ),
+    )
 
 
 def _entry_rows(
-    group: Sequence[Allocation], control: EngineControl, replicator: Replicator
+    group: Sequence[Allocation], control: EngineControl, engine: Switches, replicator: Replicator
 ) -> list[IntentRow]:
     legs = tuple(
         Leg(
@@ -346,7 +415,7 @@ def _entry_rows(
             a.side,
             a.master_lots,
             a.lot_size,
-            a.price,
+            a.reference_price or a.price,  # order-value caps: LTP for MARKET (§3.3 step 7)
             order_margin=a.attributed_margin or Decimal(0),
             freeze_quantity=a.freeze_quantity,
         )
@@ -355,8 +424,8 @@ def _entry_rows(
     unit = tuple(a.unit_lots or a.master_lots for a in group)
     master_units = group[0].master_lots // unit[0] if unit[0] else 0
     group_margin = sum((a.attributed_margin or Decimal(0) for a in group), Decimal(0))
-    fraction = group[0].fraction or Decimal(0)
-    if master_units <= 0 or group_margin <= 0 or fraction <= 0:
+    master_capital = group[0].master_capital or Decimal(0)
+    if master_units <= 0 or group_margin <= 0 or master_capital <= 0:
         reason = "no margin figure for the master's order (ΔU did not rise and no calculator estimate)"
         return [_skip(a, c.pk, "no_margin_figure", reason) for c in eligible_child_rows() for a in group]
     plan = GroupPlan(
@@ -367,19 +436,23 @@ def _entry_rows(
             group[0].reason,
             tuple(a.attributed_margin or Decimal(0) for a in group),
         ),
-        master_capital=group[0].master_capital or Decimal(0),
-        fraction=fraction,
+        master_capital=master_capital,
+        # Unrounded (the stored `fraction` is for display): rounding happens once, at whole lots.
+        fraction=group_margin / master_capital,
         unit_lots=unit,
         master_units=master_units,
         margin_per_unit=group_margin / master_units,
     )
     children = eligible_child_rows()
-    max_age = timedelta(seconds=getattr(settings, "CHILD_SNAPSHOT_MAX_AGE", 300))
+    max_age = timedelta(seconds=settings.CHILD_SNAPSHOT_MAX_AGE)
     now = timezone.now()
-    blocked = {c.pk: _entry_block(c, control) for c in children}
-    stale = [
-        c.pk for c in children if blocked[c.pk] is None and (c.snap_at is None or now - c.snap_at > max_age)
-    ]
+    verdicts = {c.pk: _entry_verdict(c, engine) for c in children}
+
+    def sizable(c: ChildRow) -> bool:
+        v = verdicts[c.pk]
+        return v.send or v.dry_run
+
+    stale = [c.pk for c in children if sizable(c) and (c.snap_at is None or now - c.snap_at > max_age)]
     if stale:
         accounts = list(Account.objects.filter(pk__in=stale).defer(*Account.SECRET_FIELDS))
         fresh = refresh_child_margins(accounts, clients=replicator.clients, fanout=replicator.fanout)
@@ -390,26 +463,31 @@ def _entry_rows(
                 children[i] = c._replace(snap_used=snap.used_margin, snap_available=snap.available_margin)
             elif c.pk in statuses and statuses[c.pk] != c.status:  # e.g. the read found the token dead
                 children[i] = c._replace(status=statuses[c.pk])
-                blocked[c.pk] = _entry_block(children[i], control)
+                verdicts[c.pk] = _entry_verdict(children[i], engine)
     held_instruments: dict[int, set[str]] = defaultdict(set)
     if any(c.max_open_positions is not None for c in children):
         limited = [c.pk for c in children if c.max_open_positions is not None]
         for (cid, ex, sym, _prod), (held, _, _) in replicated_positions(children=limited).items():
             if held:
                 held_instruments[cid].add(f"{ex}:{sym}")
-    day_pnl = _day_pnl(
-        [c for c in children if c.daily_loss_limit is not None and blocked[c.pk] is None], replicator
-    )
-    preflight = getattr(settings, "CHILD_MARGIN_PREFLIGHT", False)
+    day_pnl = _day_pnl([c for c in children if c.daily_loss_limit is not None and sizable(c)], replicator)
     unit_margin = (
-        _preflight(plan, [c for c in children if blocked[c.pk] is None], replicator) if preflight else {}
+        _preflight(plan, [c for c in children if sizable(c)], replicator)
+        if settings.CHILD_MARGIN_PREFLIGHT
+        else {}
     )
     rows: list[IntentRow] = []
-    dry = control.dry_run or getattr(settings, "DRY_RUN", False)
     for c in children:
-        block = blocked[c.pk]
-        if block is not None:
-            rows.extend(_skip(a, c.pk, *block) for a in group)
+        verdict = verdicts[c.pk]
+        if not sizable(c):
+            rows.extend(_skip(a, c.pk, verdict.code, verdict.reason) for a in group)
+            continue
+        if c.daily_loss_limit is not None and day_pnl.get(c.pk) is None:
+            reason = (
+                "today's loss on the replicated positions could not be measured (positions or prices "
+                "unreadable): no new entry while a daily loss limit is set"
+            )
+            rows.extend(_skip(a, c.pk, "loss_unmeasurable", reason) for a in group)
             continue
         profile = ChildProfile(
             child_id=c.pk,
@@ -420,11 +498,16 @@ def _entry_rows(
             multiplier=c.multiplier,
             limits=_limits(c) if _has_limits(c) else ChildLimits(),
             open_instruments=frozenset(held_instruments.get(c.pk, ())),
-            day_pnl=day_pnl.get(c.pk, Decimal(0)),
+            day_pnl=day_pnl.get(c.pk) or Decimal(0),
             margin_per_unit=unit_margin.get(c.pk),
         )
-        entry = size_entry(plan, profile)
-        rows.extend(_entry_mappings(group, c.pk, entry, dry=dry or c.dry_run))
+        try:
+            entry = size_entry(plan, profile)
+        except (ValueError, ArithmeticError) as exc:  # one child's bad figures never stop the others
+            logger.warning("sizing child %s failed: %s", c.pk, exc)
+            rows.extend(_skip(a, c.pk, "sizing_error", f"could not be sized: {exc}") for a in group)
+            continue
+        rows.extend(_entry_mappings(group, c.pk, entry, dry=verdict.dry_run))
     return rows
 
 
@@ -451,7 +534,7 @@ def _entry_mappings(group: Sequence[Allocation], c: int, entry: ChildEntry, *, d
     for a, order in zip(group, entry.orders, strict=True):
         for slice_no, qty in enumerate(order.slices):
             out.append(
-                _mapping(
+                intent_row(
                     a,
                     c,
                     slice_no=slice_no,
@@ -468,57 +551,61 @@ def _entry_mappings(group: Sequence[Allocation], c: int, entry: ChildEntry, *, d
     return out
 
 
-def _exit_rows(group: Sequence[Allocation], control: EngineControl) -> list[IntentRow]:
+def _exit_rows(group: Sequence[Allocation], engine: Switches) -> list[IntentRow]:
+    """Exits by entitlement (DESIGN §3.7): the exit rule moves each child's E, and the exit sent
+    is what the child holds beyond its new E less the exits already working (never more than it
+    holds). A child that cannot trade now gets a SKIPPED row saying why; its exit stays owed."""
+    instruments = {(a.exchange, a.tradingsymbol, a.product) for a in group}
+    hold = holdings(instruments)
     rows: list[IntentRow] = []
-    children = {
-        c.pk: c for c in Account.objects.filter(role=Role.CHILD).exclude(status=AccountStatus.DISABLED)
-    }
-    dry_all = control.dry_run or getattr(settings, "DRY_RUN", False)
     for a in group:
-        plan = plan_exit(closing_quantity=a.master_quantity, master_position_before=a.master_position_before)
-        exit_sign = 1 if a.side == Side.BUY else -1
-        held = replicated_positions(exchange=a.exchange, tradingsymbol=a.tradingsymbol, product=a.product)
-        for (cid, _ex, _sym, _prod), (position, pending_buy, pending_sell) in sorted(held.items()):
-            child = children.get(cid)
-            if child is None:
+        inst = (a.exchange, a.tradingsymbol, a.product)
+        after = entitled([inst], upto=a.pk)
+        before = entitled([inst], upto=a.pk - 1)
+        keys = sorted({k for k in hold if k[1:] == inst} | set(after) | set(before))
+        accounts = {
+            acc.pk: acc
+            for acc in Account.objects.filter(pk__in={k[0] for k in keys}).defer(*Account.SECRET_FIELDS)
+        }
+        for key in keys:
+            child = accounts.get(key[0])
+            if child is None or child.role == Role.MASTER:
                 continue
-            # What is left to exit: the held position less exits already working in that direction.
-            pending_exit = pending_buy if exit_sign > 0 else pending_sell
-            holdable = -position * exit_sign - pending_exit  # positive when there is something to exit
-            if holdable <= 0:
+            verdict = decide(Action.EXIT, engine, switches_of(child))
+            h = hold.get(key, NO_HOLDING)
+            owed = owed_exit(after.get(key, 0), h, dry_run=verdict.dry_run)
+            if owed is None or owed[0] != a.side:
+                e = before.get(key, 0)
+                if e and e == after.get(key, 0) and h.held:
+                    lots = abs(e) // max(a.lot_size, 1)
+                    rows.append(
+                        _skip(a, key[0], "below_one_unit", f"the exit ratio of {lots} lots rounds to zero")
+                    )
                 continue
-            result = size_exit(
-                plan,
-                child_id=cid,
-                held_quantity=holdable,
-                lot_size=a.lot_size,
-                freeze_quantity=a.freeze_quantity,
-            )
-            if result.quantity <= 0:
-                rows.append(_skip(a, cid, result.reason.value, result.message))
-                continue
-            if control.halted or child.status in (AccountStatus.HALTED, AccountStatus.NEEDS_LOGIN):
-                code = (
-                    "engine_halted"
-                    if control.halted
-                    else ("child_halted" if child.status == AccountStatus.HALTED else "needs_login")
-                )
+            quantity = owed[1]
+            if not verdict.send and not verdict.dry_run:
                 rows.append(
-                    _skip(a, cid, code, f"exit of {result.quantity} not sent: {code.replace('_', ' ')}")
-                )
-                continue
-            dry = dry_all or child.dry_run
-            for slice_no, qty in enumerate(result.slices):
-                rows.append(
-                    _mapping(
+                    _skip(
                         a,
-                        cid,
+                        key[0],
+                        verdict.code,
+                        f"exit of {quantity} held back: {verdict.reason}; it stays owed until the "
+                        "child can trade",
+                    )
+                )
+                continue
+            slices = slice_quantity(quantity, max(a.lot_size, 1), a.freeze_quantity)
+            for slice_no, qty in enumerate(slices):
+                rows.append(
+                    intent_row(
+                        a,
+                        key[0],
                         slice_no=slice_no,
                         side=a.side,
-                        lots=qty // a.lot_size,
+                        lots=qty // max(a.lot_size, 1),
                         quantity=qty,
-                        status=MappingStatus.DRY_RUN if dry else MappingStatus.PLANNED,
-                        reason="dry run: not sent" if dry else "",
+                        status=MappingStatus.DRY_RUN if verdict.dry_run else MappingStatus.PLANNED,
+                        reason=verdict.reason if verdict.dry_run else "",
                         reason_code="",
                     )
                 )
@@ -563,7 +650,7 @@ class IntentRow:
     updated_at: datetime | None = None
 
 
-def _mapping(
+def intent_row(
     a: Allocation,
     child_id: int,
     *,
@@ -610,7 +697,7 @@ def _skip(
     capital: Decimal | None = None,
     target: Decimal | None = None,
 ) -> IntentRow:
-    return _mapping(
+    return intent_row(
         a,
         child_id,
         slice_no=0,
@@ -636,7 +723,9 @@ def _accounts(rows: Sequence[ChildRow]) -> list[Account]:
     return list(Account.objects.filter(pk__in=[r.pk for r in rows]).defer(*Account.SECRET_FIELDS))
 
 
-def _day_pnl(rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal]:
+def _day_pnl(rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal | None]:
+    """Today's P&L per child with a daily loss limit; None where it could not be measured
+    (the caller then blocks the entry: a loss limit fails closed)."""
     children = _accounts(rows)
     if not children:
         return {}
@@ -644,9 +733,9 @@ def _day_pnl(rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Deci
     def read(c: Account) -> list[Any]:
         try:
             return [(c.pk, sum((p.pnl for p in replicator.clients.get(c).positions()), Decimal(0)))]
-        except BrokerError as exc:
+        except Exception as exc:  # noqa: BLE001 — any failure for one child means "unmeasured", never a crash
             logger.warning("positions of child %s unavailable: %s", c.pk, exc)
-            return []
+            return [(c.pk, None)]
 
     return dict(replicator.fanout.map(read, list(children)))
 
@@ -669,7 +758,7 @@ def _preflight(plan: GroupPlan, rows: Sequence[ChildRow], replicator: Replicator
         ]
         try:
             return [(c.pk, replicator.clients.get(c).basket_margin(reqs).total)]
-        except BrokerError as exc:
+        except Exception as exc:  # noqa: BLE001 — one child's failed read falls back to the master's figure
             logger.warning("basket margin for child %s unavailable: %s", c.pk, exc)
             return []
 

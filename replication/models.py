@@ -347,6 +347,10 @@ class Entitlement(models.Model):
     hold_code = models.CharField(max_length=40, blank=True, help_text="Why an owed exit is held back.")
     hold_reason = models.TextField(blank=True)
     owed_since = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Owed-exit orders sent since it was owed.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a failed owed exit: not before this (backoff)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -358,7 +362,8 @@ class Entitlement(models.Model):
         indexes = [models.Index(fields=("settled",), name="entitlement_settled")]
 
     def __str__(self) -> str:
-        return f"{self.child_id} {self.exchange}:{self.tradingsymbol} {self.product} E={self.quantity} H={self.held}"
+        where = f"{self.exchange}:{self.tradingsymbol} {self.product}"
+        return f"{self.child_id} {where} E={self.quantity} H={self.held}"
 
 
 class ReplicationEvent(models.Model):

@@ -45,6 +45,7 @@ from replication.bulk import insert_rows, update_rows
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
+from replication.gate import Action, Switches, Verdict, action_for, child_switches, decide
 from replication.lease import Lease, lease_check
 from replication.models import (
     Allocation,
@@ -250,6 +251,8 @@ class Replicator:
     ) -> DispatchReport:
         """Send every dispatchable PLANNED intent: buy legs first, then the sell legs they hedge.
 
+        Every intent passes the send gate (`replication.gate`) as it is claimed, whoever sends it
+        (this tick, a queue-mode shard task, a later tick): `halted` only saves the reads.
         With `shard` only the children of that shard (child id mod count) are sent: the queue
         mode's workers each take one shard, so a child's orders always stay in one worker's hands.
         """
@@ -262,6 +265,11 @@ class Replicator:
         if waves[0]:
             report.merge(self._send_wave(waves[0]))
         if waves[1]:
+            # A sell leg goes only once its buy legs are in the child's book and not rejected
+            # (DESIGN §3.3 step 6): a place call's id is not that, brokers reject after a 200.
+            unconfirmed = self._unconfirmed_buy_legs(waves[1])
+            if unconfirmed:
+                self.follow_up(children=unconfirmed, recover=False)
             ready = self._sell_legs_ready(waves[1])
             if ready:
                 report.merge(self._send_wave(ready))
@@ -302,29 +310,47 @@ class Replicator:
         mappings = list(qs)
         return [m for m in mappings if m.wave == 0], [m for m in mappings if m.wave != 0]
 
-    def _sell_legs_ready(self, mappings: list[OrderMapping]) -> list[OrderMapping]:
-        # Sell legs go only once every buy leg of the same group and child was accepted.
+    def _buy_leg_statuses(self, mappings: list[OrderMapping]) -> dict[tuple[str, int], list[tuple[str, str]]]:
         groups = {m.allocation.group_key for m in mappings}
-        siblings: dict[tuple[str, int], list[str]] = defaultdict(list)
-        for group_key, child_id, status in OrderMapping.objects.filter(
+        siblings: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
+        for group_key, child_id, status, broker_status in OrderMapping.objects.filter(
             allocation__group_key__in=groups, wave=0
-        ).values_list("allocation__group_key", "child_id", "status"):
-            siblings[(group_key, child_id)].append(status)
+        ).values_list("allocation__group_key", "child_id", "status", "broker_status"):
+            siblings[(group_key, child_id)].append((status, broker_status))
+        return siblings
+
+    def _unconfirmed_buy_legs(self, mappings: list[OrderMapping]) -> set[int]:
+        """Children whose buy legs were accepted by a place call but not yet seen in their book."""
+        siblings = self._buy_leg_statuses(mappings)
+        return {
+            m.child_id
+            for m in mappings
+            if any(
+                s == MappingStatus.OPEN and not b
+                for s, b in siblings.get((m.allocation.group_key, m.child_id), [])
+            )
+        }
+
+    def _sell_legs_ready(self, mappings: list[OrderMapping]) -> list[OrderMapping]:
+        # Sell legs go only once every buy leg of the same group and child is in the child's
+        # book (filled, or open with the broker's own status) and not rejected; if one was not
+        # accepted, the sell legs are withdrawn with the reason.
+        siblings = self._buy_leg_statuses(mappings)
         ready, blocked = [], []
         for m in mappings:
             statuses = siblings.get((m.allocation.group_key, m.child_id), [])
-            if any(s in NOT_ACCEPTED for s in statuses):
+            if any(s in NOT_ACCEPTED or b == OrderStatus.REJECTED for s, b in statuses):
                 blocked.append(m)
-            elif all(s in ACCEPTED for s in statuses):
+            elif all(s == MappingStatus.FILLED or (s == MappingStatus.OPEN and b) for s, b in statuses):
                 ready.append(m)
         if blocked:
             self._write_outcomes(
                 [
                     Outcome(
                         m.pk,
-                        MappingStatus.FAILED,
+                        MappingStatus.CANCELLED,
                         reason_code="hedge_leg_failed",
-                        reason="the buy leg that hedges this sell leg was not accepted; sell legs not sent",
+                        reason="the buy leg that hedges this sell leg was not accepted; sell leg withdrawn",
                         event="group_incomplete",
                     )
                     for m in blocked
@@ -340,9 +366,25 @@ class Replicator:
         # The claim's lease check extends the lease past this instant, so no other leader can take
         # over before it: orders may go until then, and after it are left for whoever leads next.
         send_until = timezone.now() + self.lease.ttl
-        ids = [m.pk for m in mappings]
         with transaction.atomic():
             lease_check(self.lease)
+            # The send gate, read now: the switches may have changed since the intents were made.
+            engine = Switches.read()
+            children = child_switches({m.child_id for m in mappings})
+            held: list[tuple[OrderMapping, Verdict]] = []
+            passing: list[OrderMapping] = []
+            for m in mappings:
+                sw = children.get(m.child_id)
+                verdict = (
+                    decide(action_for(m.allocation.kind), engine, sw)
+                    if sw is not None
+                    else Verdict(False, code="no_account", reason="the account no longer exists")
+                )
+                (passing.append(m) if verdict.send else held.append((m, verdict)))
+            if held:
+                self._hold(held)
+            mappings = passing
+            ids = [m.pk for m in mappings]
             OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.PLANNED).update(
                 status=MappingStatus.SENDING,
                 epoch=self.lease.epoch,
@@ -392,6 +434,37 @@ class Replicator:
             if m.latency_ms is not None:
                 report.latencies_ms.append(m.latency_ms)
         return report
+
+    def _hold(self, held: Sequence[tuple[OrderMapping, Verdict]]) -> None:
+        """Intents the send gate stops at send time: never sent. An entry is skipped for good
+        (entries are never chased); an exit stays owed and the convergence stage sends it once
+        the child can trade. Runs inside the claim's transaction."""
+        outcomes = [
+            Outcome(
+                m.pk,
+                MappingStatus.DRY_RUN if v.dry_run else MappingStatus.SKIPPED,
+                reason_code=v.code,
+                reason=f"stopped at send time: {v.reason}",
+                event="send_held",
+            )
+            for m, v in held
+        ]
+        by_id = {m.pk: m for m, _ in held}
+        now = self.now()
+        for o in outcomes:
+            m = by_id[o.mapping_id]
+            m.set_status(o.status)
+            m.reason, m.reason_code, m.finished_at = o.reason, o.reason_code, now
+        update_rows([m for m, _ in held], ["status", "reason", "reason_code", "finished_at", "updated_at"])
+        self._events_for(
+            outcomes, by_id, previous={m.pk: (MappingStatus.PLANNED, m.filled_quantity) for m, _ in held}
+        )
+
+    def _gate(self, mappings: Iterable[OrderMapping], action: Action) -> dict[int, Verdict]:
+        """The send gate for modifications and cancels of these mappings, read now, per child."""
+        engine = Switches.read()
+        children = child_switches({m.child_id for m in mappings})
+        return {cid: decide(action, engine, sw) for cid, sw in children.items()}
 
     def _send_child(
         self, mappings: list[OrderMapping], *, send_until: datetime | None = None
@@ -584,14 +657,24 @@ class Replicator:
     def cancel_open(self, mappings: Sequence[OrderMapping], *, reason: str) -> int:
         """Cancel the open remainder of child orders at their brokers, then refresh them."""
         targets = [m for m in mappings if m.status == MappingStatus.OPEN and m.broker_order_id]
+        gate = self._gate(targets, Action.CANCEL)
         by_child: dict[int, list[OrderMapping]] = defaultdict(list)
+        held: list[Outcome] = []
         for m in targets:
-            by_child[m.child_id].append(m)
+            verdict = gate.get(m.child_id)
+            if verdict is not None and verdict.send:
+                by_child[m.child_id].append(m)
+            else:
+                why = verdict.reason if verdict else "the account no longer exists"
+                held.append(Outcome(m.pk, m.status, event="cancel_held", reason=f"{reason}; not sent: {why}"))
 
         def cancel_child(items: list[OrderMapping]) -> list[Outcome]:
-            client = self.clients.get(items[0].child)
-            limiter = self.limiters.for_account(items[0].child_id)
             out = []
+            try:
+                client = self.clients.get(items[0].child)
+            except Exception as exc:  # noqa: BLE001 — one child's unreadable credentials never stop the rest
+                return [Outcome(m.pk, m.status, event="cancel_failed", reason=str(exc)[:500]) for m in items]
+            limiter = self.limiters.for_account(items[0].child_id)
             for m in items:
                 try:
                     limiter.acquire()
@@ -601,21 +684,33 @@ class Replicator:
                     out.append(Outcome(m.pk, m.status, event="cancel_failed", reason=str(exc)))
             return out
 
-        outcomes = self._map(cancel_child, list(by_child.values()))
+        outcomes = held + self._map(cancel_child, list(by_child.values()))
         self._write_events(outcomes, {m.pk: m for m in targets})
-        if targets:
+        if by_child:
             self.follow_up(children=by_child.keys(), recover=False)
-        return len(targets)
+        return sum(len(v) for v in by_child.values())
 
     def modify_open(self, changes: Sequence[tuple[OrderMapping, dict[str, Any]]], *, reason: str) -> int:
         """Send modifications (price, trigger, quantity, or order type MARKET) for open child orders."""
         by_child: dict[int, list[tuple[OrderMapping, dict[str, Any]]]] = defaultdict(list)
-        for m, kwargs in changes:
-            if m.status == MappingStatus.OPEN and m.broker_order_id:
+        live = [(m, kwargs) for m, kwargs in changes if m.status == MappingStatus.OPEN and m.broker_order_id]
+        gate = self._gate([m for m, _ in live], Action.MODIFY)
+        held: list[Outcome] = []
+        for m, kwargs in live:
+            verdict = gate.get(m.child_id)
+            if verdict is not None and verdict.send:
                 by_child[m.child_id].append((m, kwargs))
+            else:
+                why = verdict.reason if verdict else "the account no longer exists"
+                held.append(Outcome(m.pk, m.status, event="modify_held", reason=f"{reason}; not sent: {why}"))
 
         def modify_child(items: list[tuple[OrderMapping, dict[str, Any]]]) -> list[Outcome]:
-            client = self.clients.get(items[0][0].child)
+            try:
+                client = self.clients.get(items[0][0].child)
+            except Exception as exc:  # noqa: BLE001 — one child's unreadable credentials never stop the rest
+                return [
+                    Outcome(m.pk, m.status, event="modify_failed", reason=str(exc)[:500]) for m, _ in items
+                ]
             limiter = self.limiters.for_account(items[0][0].child_id)
             out = []
             for m, kwargs in items:
@@ -627,8 +722,8 @@ class Replicator:
                     out.append(Outcome(m.pk, m.status, event="modify_failed", reason=str(exc)))
             return out
 
-        outcomes = self._map(modify_child, list(by_child.values()))
-        pairs = {m.pk: (m, kw) for items in by_child.values() for m, kw in items}
+        outcomes = held + self._map(modify_child, list(by_child.values()))
+        pairs = {m.pk: (m, kw) for m, kw in live}
         sent = [o for o in outcomes if o.event == "modify_sent"]
         with transaction.atomic():
             lease_check(self.lease)
@@ -660,6 +755,11 @@ class Replicator:
         needs_login: set[int] = set()
         failed_children: set[int] = set()
         ok_children: set[int] = set()
+        # What each mapping was before this write: the audit rows say what changed (a fill, a
+        # partial fill, a rejection), so they are built from the state before, not after.
+        previous = {
+            o.mapping_id: (by_id[o.mapping_id].status, by_id[o.mapping_id].filled_quantity) for o in outcomes
+        }
         for o in outcomes:
             m = by_id[o.mapping_id]
             if isinstance(o.error, TokenExpired):
@@ -709,7 +809,7 @@ class Replicator:
                     "updated_at",
                 ],
             )
-            self._events_for(outcomes, by_id)
+            self._events_for(outcomes, by_id, previous=previous)
             self._account_effects(
                 needs_login=needs_login, failed=failed_children - ok_children, ok=ok_children
             )
@@ -721,14 +821,44 @@ class Replicator:
             lease_check(self.lease)
             self._events_for(outcomes, by_id)
 
-    def _events_for(self, outcomes: Sequence[Outcome], by_id: dict[int, OrderMapping]) -> None:
+    def _events_for(
+        self,
+        outcomes: Sequence[Outcome],
+        by_id: dict[int, OrderMapping],
+        *,
+        previous: dict[int, tuple[str, int]] | None = None,
+    ) -> None:
+        """One audit row per outcome with an event. An order update is recorded when the status or
+        the filled quantity moved (fills, partial fills, rejections, cancellations) or it says why;
+        `previous` is each mapping's (status, filled quantity) before the write."""
         events = []
         for o in outcomes:
-            if not o.event or (
-                o.event == "order_update" and o.status == by_id[o.mapping_id].status and not o.reason
-            ):
-                continue
             m = by_id[o.mapping_id]
+            before_status, before_filled = (previous or {}).get(o.mapping_id, (m.status, m.filled_quantity))
+            if not o.event:
+                continue
+            if o.event == "order_update":
+                filled_moved = o.filled_quantity is not None and o.filled_quantity != before_filled
+                if o.status == before_status and not filled_moved and not o.reason:
+                    continue
+            data: dict[str, Any] = {
+                "status": o.status,
+                "broker_order_id": o.broker_order_id,
+                "code": o.reason_code,
+            }
+            if o.status != before_status:
+                data["previous_status"] = before_status
+            if o.filled_quantity is not None:
+                data["filled_quantity"] = o.filled_quantity
+                if o.filled_quantity != before_filled:
+                    data["previous_filled_quantity"] = before_filled
+            if o.average_price is not None and o.filled_quantity:
+                data["average_price"] = str(o.average_price)
+            fill = (
+                f" (filled {o.filled_quantity}/{m.quantity})"
+                if o.filled_quantity is not None and o.filled_quantity != before_filled
+                else ""
+            )
             events.append(
                 ReplicationEvent(
                     kind=o.event,
@@ -736,8 +866,9 @@ class Replicator:
                     allocation_id=m.allocation_id,
                     mapping_id=m.pk,
                     message=f"{m.tag} {m.side} {m.quantity} {m.exchange}:{m.tradingsymbol} -> {o.status}"
+                    + fill
                     + (f": {o.reason}" if o.reason else ""),
-                    data={"status": o.status, "broker_order_id": o.broker_order_id, "code": o.reason_code},
+                    data=data,
                 )
             )
         insert_rows(ReplicationEvent, events)

@@ -1,0 +1,231 @@
+"""The convergence stage (DESIGN §3.7): every child's replicated position converges to its entitlement.
+
+Each tick looks at the entitlement rows not yet settled (a row is unsettled from the moment an
+allocation moves it until H equals E with nothing in flight) and, every `CONVERGE_SWEEP_SECONDS`,
+at every row still holding something. For each:
+- nothing owed and nothing in flight: settled;
+- an exit owed and the child can trade (the send gate): a MARKET exit intent of a convergence
+  allocation (`kind converge`, one per instrument and side each tick), committed before it is
+  sent like every intent; counted as in flight from then on, so never sent twice;
+- an exit owed and the child cannot trade: held back, its reason recorded once per change;
+- after a failed attempt the next one waits (`OWED_EXIT_BACKOFF`: 2 s, 5 s, 15 s, 30 s, then 60 s).
+Entries are never chased: a child below its entitlement gets nothing here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Role
+from brokers.types import OrderType, Side
+from replication.allocator import IntentRow, intent_row
+from replication.bulk import insert_rows, update_rows
+from replication.entitlement import NO_HOLDING, OWED, Instrument, entitled, holdings, owed_exit
+from replication.gate import Action, ChildSwitches, Switches, Verdict, child_switches, decide
+from replication.lease import Lease, lease_check
+from replication.models import (
+    Allocation,
+    AllocationKind,
+    AllocationStatus,
+    Entitlement,
+    MappingStatus,
+    OrderMapping,
+    ReplicationEvent,
+)
+from replication.sizing import slice_quantity
+
+ENTITLEMENT_FIELDS = (
+    "quantity",
+    "held",
+    "settled",
+    "hold_code",
+    "hold_reason",
+    "owed_since",
+    "attempts",
+    "next_attempt_at",
+    "updated_at",
+)
+
+
+@dataclass(slots=True)
+class ConvergeReport:
+    checked: int = 0
+    settled: int = 0
+    owed: int = 0  # exits owed after this pass (sent now, held back or waiting)
+    intents: int = 0  # owed-exit intents committed now
+    held: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    steps = settings.OWED_EXIT_BACKOFF or (0,)
+    return timedelta(seconds=steps[min(max(attempts, 1), len(steps)) - 1])
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentMeta:
+    """What an owed exit needs of its instrument, from the latest allocation that traded it."""
+
+    master_id: int
+    lot_size: int
+    freeze_quantity: int | None
+    validity: str
+
+
+def _instrument_meta(instruments: set[Instrument]) -> dict[Instrument, InstrumentMeta]:
+    meta: dict[Instrument, InstrumentMeta] = {}
+    for ex, sym, prod in instruments:
+        row = (
+            Allocation.objects.filter(exchange=ex, tradingsymbol=sym, product=prod, lot_size__gt=0)
+            .order_by("-pk")
+            .values_list("master_id", "lot_size", "freeze_quantity", "validity")
+            .first()
+        )
+        if row is not None:
+            meta[(ex, sym, prod)] = InstrumentMeta(*row)
+    return meta
+
+
+def converge(
+    *, lease: Lease, tick_id: int | None, now: datetime | None = None, sweep: bool = False
+) -> ConvergeReport:
+    """One pass of the convergence stage; commits owed-exit intents for the dispatcher to send."""
+    now = now or timezone.now()
+    report = ConvergeReport()
+    rows_q = Q(settled=False)
+    if sweep:
+        rows_q |= ~Q(quantity=0) | ~Q(held=0)
+    rows = list(Entitlement.objects.filter(rows_q).order_by("pk"))
+    if not rows:
+        return report
+    report.checked = len(rows)
+    instruments = {(r.exchange, r.tradingsymbol, r.product) for r in rows}
+    child_ids = sorted({r.child_id for r in rows})
+    entitled_now = entitled(instruments, children=child_ids)
+    held_now = holdings(instruments, children=child_ids)
+    engine = Switches.read()
+    switches = child_switches(child_ids)
+    meta = _instrument_meta(instruments)
+    changed: list[Entitlement] = []
+    events: list[ReplicationEvent] = []
+    owed_orders: dict[tuple[Instrument, str], list[tuple[Entitlement, int, Verdict]]] = defaultdict(list)
+    for row in rows:
+        key = (row.child_id, row.exchange, row.tradingsymbol, row.product)
+        inst = key[1:]
+        e = entitled_now.get(key, 0)
+        h = held_now.get(key, NO_HOLDING)
+        sw = switches.get(row.child_id) or ChildSwitches(row.child_id, "", Role.MASTER)
+        verdict = decide(Action.EXIT, engine, sw)
+        owed = owed_exit(e, h, dry_run=verdict.dry_run)
+        row.quantity, row.held = e, h.held
+        if owed is None:
+            if not h.pending:
+                row.settled, row.attempts, row.next_attempt_at = True, 0, None
+                report.settled += 1
+            row.hold_code, row.hold_reason, row.owed_since = "", "", None
+            changed.append(row)
+            continue
+        report.owed += 1
+        side, quantity = owed
+        row.owed_since = row.owed_since or now
+        if not verdict.send and not verdict.dry_run:
+            report.held += 1
+            if row.hold_code != verdict.code:
+                events.append(
+                    ReplicationEvent(
+                        kind="exit_held",
+                        account_id=row.child_id,
+                        message=f"exit of {quantity} {row.exchange}:{row.tradingsymbol} {row.product} owed "
+                        f"(entitled {e}, holds {h.held}) but held back: {verdict.reason}",
+                        data={"code": verdict.code, "side": side, "quantity": quantity, "entitled": e},
+                    )
+                )
+            row.hold_code, row.hold_reason = verdict.code, verdict.reason
+            changed.append(row)
+            continue
+        if row.next_attempt_at is not None and now < row.next_attempt_at:
+            changed.append(row)
+            continue
+        if inst not in meta:  # never traded by an allocation: nothing to size an order from
+            row.hold_code, row.hold_reason = "no_instrument", "no allocation ever traded this instrument"
+            changed.append(row)
+            continue
+        row.hold_code, row.hold_reason = "", ""
+        owed_orders[(inst, side)].append((row, quantity, verdict))
+        changed.append(row)
+    intents: list[IntentRow] = []
+    with transaction.atomic():
+        lease_check(lease)
+        for (inst, side), items in sorted(owed_orders.items()):
+            info = meta[inst]
+            lot, freeze = max(info.lot_size, 1), info.freeze_quantity
+            alloc = Allocation.objects.create(
+                master_id=info.master_id,
+                tick_id=tick_id,
+                group_key=f"t{tick_id}o" if tick_id else f"owed-{now:%Y%m%d%H%M%S%f}",
+                kind=AllocationKind.CONVERGE,
+                status=AllocationStatus.PLANNED,
+                sized=True,
+                exchange=inst[0],
+                tradingsymbol=inst[1],
+                product=inst[2],
+                side=side,
+                order_type=OrderType.MARKET,
+                validity=info.validity,
+                master_quantity=sum(q for _, q, _ in items),
+                lot_size=lot,
+                freeze_quantity=freeze,
+                margin_source=OWED,
+                reason="exits owed: replicated position above entitlement (DESIGN §3.7)",
+                master_seen_at=now,
+            )
+            for row, quantity, verdict in items:
+                row.attempts += 1
+                row.next_attempt_at = now + backoff(row.attempts)
+                for slice_no, qty in enumerate(slice_quantity(quantity, lot, freeze)):
+                    intents.append(
+                        intent_row(
+                            alloc,
+                            row.child_id,
+                            slice_no=slice_no,
+                            side=side,
+                            lots=qty // lot,
+                            quantity=qty,
+                            status=MappingStatus.DRY_RUN if verdict.dry_run else MappingStatus.PLANNED,
+                            reason_code="owed_exit",
+                            reason=f"owed exit, attempt {row.attempts}: entitled {row.quantity}, "
+                            f"holds {row.held}" + ("; dry run: not sent" if verdict.dry_run else ""),
+                        )
+                    )
+                events.append(
+                    ReplicationEvent(
+                        kind="exit_owed_planned",
+                        account_id=row.child_id,
+                        allocation_id=alloc.pk,
+                        message=f"owed exit {side} {quantity} {inst[0]}:{inst[1]} {inst[2]} "
+                        f"(entitled {row.quantity}, holds {row.held}), attempt {row.attempts}"
+                        + (" — dry run" if verdict.dry_run else ""),
+                        data={"side": side, "quantity": quantity, "attempt": row.attempts},
+                    )
+                )
+        buys = {m.child_id for m in intents if m.side == Side.BUY}
+        for m in intents:
+            # Buy-to-close before sell-to-close for a child closing both ways: a hedge is never naked.
+            m.wave = 1 if m.side == Side.SELL and m.child_id in buys else 0
+            m.epoch = lease.epoch
+        insert_rows(OrderMapping, intents)
+        update_rows(changed, list(ENTITLEMENT_FIELDS))
+        if events:
+            ReplicationEvent.objects.bulk_create(events)
+    report.intents = sum(1 for m in intents if m.status == MappingStatus.PLANNED)
+    return report
+
+
+def sweep_due(last: float | None, now: float) -> bool:
+    return last is None or now - last >= settings.CONVERGE_SWEEP_SECONDS

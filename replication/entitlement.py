@@ -1,0 +1,219 @@
+"""Entitlement and convergence (DESIGN §3.7): what each child should hold, and what it still owes.
+
+The entitled quantity E of a child in one instrument is not stored as a running sum that a lost
+update could corrupt: it is replayed from the records, in allocation order, each time it is needed:
+- an entry adds the child's orders of that allocation that filled or are still in flight (planned,
+  sending, unknown, open, or a dry run); what was rejected, failed or cancelled unfilled adds
+  nothing (entries are never chased);
+- an exit applies the exit rule (§3.4) to E: `E ← E − round(r × E lots)`, halves up; r comes from
+  the allocation as it is now (a master exit cancelled unfilled gives its entitlement back);
+- a master flat there sets E = 0 for every child, so the replay starts at the last such exit.
+Staff allocations rejected before sending, corrective orders and flatten orders do not move E.
+
+The replicated position H is what the engine's own orders filled (§3.4). An exit is owed while H
+is beyond E with no exit working to close the gap (`owed_exit`): sent when the child can trade,
+never twice (what is in flight counts), and held back with a recorded reason when it cannot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db.models import Q, Sum
+
+from brokers.types import Side
+from replication.models import (
+    Allocation,
+    AllocationKind,
+    AllocationStatus,
+    MappingStatus,
+    OrderMapping,
+)
+from replication.sizing import plan_exit, size_exit
+
+Instrument = tuple[str, str, str]  # exchange, tradingsymbol, product
+Key = tuple[int, str, str, str]  # child id, exchange, tradingsymbol, product
+
+IN_FLIGHT = frozenset(
+    {MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN}
+)
+# `Allocation.margin_source` of staff orders: corrective orders bring the broker back to H and are
+# not part of it; flatten orders are part of H but do not change what the child is entitled to.
+CORRECTIVE = "corrective"
+FLATTEN = "flatten"
+OWED = "owed"
+NOT_ENTITLING = (CORRECTIVE, FLATTEN, OWED)
+
+
+def entry_contribution(status: str, quantity: int, filled: int) -> int:
+    """How much of one entry order counts toward E (unsigned)."""
+    if status == MappingStatus.SKIPPED:
+        return 0
+    if status in IN_FLIGHT or status == MappingStatus.DRY_RUN:
+        return max(quantity, filled)
+    return filled  # FILLED, or final with only what filled (rejected, failed, cancelled)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One allocation as the replay needs it."""
+
+    pk: int
+    kind: str
+    side: str
+    master_quantity: int
+    master_position_before: int
+    lot_size: int
+
+    @property
+    def master_flat(self) -> bool:
+        before = abs(self.master_position_before)
+        return self.kind == AllocationKind.CLOSE and before > 0 and self.master_quantity >= before
+
+
+def apply_exit(entitled: int, step: Step) -> int:
+    """E after one master exit: the §3.4 rule on E's lots (halves up); flat → 0."""
+    closes_long = step.side == Side.SELL
+    if entitled == 0 or (closes_long and entitled < 0) or (not closes_long and entitled > 0):
+        return entitled
+    if step.master_flat:
+        return 0
+    before = abs(step.master_position_before)
+    if before == 0 or step.master_quantity <= 0:
+        return entitled
+    plan = plan_exit(closing_quantity=step.master_quantity, master_position_before=before)
+    result = size_exit(plan, child_id=0, held_quantity=abs(entitled), lot_size=max(step.lot_size, 1))
+    sign = 1 if entitled > 0 else -1
+    return sign * (abs(entitled) - result.quantity)
+
+
+def _instrument_q(instruments: Iterable[Instrument]) -> Q:
+    q = Q()
+    for ex, sym, prod in set(instruments):
+        q |= Q(exchange=ex, tradingsymbol=sym, product=prod)
+    return q
+
+
+STEP_FIELDS = ("pk", "kind", "side", "master_quantity", "master_position_before", "lot_size")
+
+
+def entitled(
+    instruments: Iterable[Instrument],
+    *,
+    children: Sequence[int] | None = None,
+    upto: int | None = None,
+) -> dict[Key, int]:
+    """E per (child, instrument) for these instruments, replayed up to allocation `upto` (inclusive).
+
+    Keys with E = 0 may be missing.
+    """
+    instruments = list(set(instruments))
+    if not instruments:
+        return {}
+    qs = (
+        Allocation.objects.filter(_instrument_q(instruments))
+        .filter(kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE))
+        .exclude(status=AllocationStatus.REJECTED)
+        .exclude(margin_source__in=NOT_ENTITLING)
+        .exclude(group_key__startswith="flatten-")
+        .order_by("pk")
+    )
+    if upto is not None:
+        qs = qs.filter(pk__lte=upto)
+    steps: dict[Instrument, list[Step]] = defaultdict(list)
+    for row in qs.values_list("exchange", "tradingsymbol", "product", *STEP_FIELDS):
+        steps[(row[0], row[1], row[2])].append(Step(*row[3:]))
+    # A master flat sets everyone to zero: replay from the last one.
+    window: dict[Instrument, list[Step]] = {}
+    for inst, seq in steps.items():
+        start = 0
+        for i, step in enumerate(seq):
+            if step.master_flat:
+                start = i + 1
+        window[inst] = seq[start:]
+    entry_ids = [s.pk for seq in window.values() for s in seq if s.kind == AllocationKind.OPEN]
+    contributions: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    if entry_ids:
+        mappings = OrderMapping.objects.filter(allocation_id__in=entry_ids)
+        if children is not None:
+            mappings = mappings.filter(child_id__in=list(children))
+        for alloc_id, child_id, status, side, quantity, filled in mappings.values_list(
+            "allocation_id", "child_id", "status", "side", "quantity", "filled_quantity"
+        ):
+            sign = 1 if side == Side.BUY else -1
+            contributions[alloc_id][child_id] += sign * entry_contribution(status, quantity, filled)
+    out: dict[Key, int] = {}
+    for (ex, sym, prod), seq in window.items():
+        e: dict[int, int] = defaultdict(int)
+        for step in seq:
+            if step.kind == AllocationKind.OPEN:
+                for child_id, q in contributions.get(step.pk, {}).items():
+                    e[child_id] += q
+            else:
+                for child_id in list(e):
+                    e[child_id] = apply_exit(e[child_id], step)
+        for child_id, q in e.items():
+            if q:
+                out[(child_id, ex, sym, prod)] = q
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """H and what is working, for one child and instrument (engine orders; corrective ones excluded)."""
+
+    held: int = 0  # filled buys − filled sells
+    pending_buy: int = 0  # unfilled remainder of buy orders in flight
+    pending_sell: int = 0
+    dry: int = 0  # signed quantity of dry-run orders (what a dry-run child would hold on top)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.pending_buy or self.pending_sell)
+
+
+NO_HOLDING = Holding()
+
+
+def holdings(
+    instruments: Iterable[Instrument] | None = None, *, children: Sequence[int] | None = None
+) -> dict[Key, Holding]:
+    """H, the orders in flight and the dry-run quantity per (child, instrument)."""
+    qs = OrderMapping.objects.filter(quantity__gt=0).exclude(allocation__margin_source=CORRECTIVE)
+    if instruments is not None:
+        instruments = list(set(instruments))
+        if not instruments:
+            return {}
+        qs = qs.filter(_instrument_q(instruments))
+    if children is not None:
+        qs = qs.filter(child_id__in=list(children))
+    rows = qs.values("child_id", "exchange", "tradingsymbol", "product", "side", "status").annotate(
+        filled=Sum("filled_quantity"), qty=Sum("quantity")
+    )
+    acc: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in rows:
+        key = (r["child_id"], r["exchange"], r["tradingsymbol"], r["product"])
+        sign = 1 if r["side"] == Side.BUY else -1
+        filled, qty = r["filled"] or 0, r["qty"] or 0
+        acc[key][0] += sign * filled
+        if r["status"] in IN_FLIGHT:
+            acc[key][1 if sign > 0 else 2] += max(qty - filled, 0)
+        elif r["status"] == MappingStatus.DRY_RUN:
+            acc[key][3] += sign * qty
+    return {k: Holding(*v) for k, v in acc.items()}
+
+
+def owed_exit(entitled_quantity: int, holding: Holding, *, dry_run: bool = False) -> tuple[str, int] | None:
+    """The exit owed now: (side, quantity) that brings H toward E (never past zero), less what is
+    already working in that direction; None when nothing is owed. A dry-run child counts its dry
+    runs as held, so dry runs show the exits they would send."""
+    held = holding.held + (holding.dry if dry_run else 0)
+    if held > 0:
+        quantity = held - holding.pending_sell - max(entitled_quantity, 0)
+        return (Side.SELL, quantity) if quantity > 0 else None
+    if held < 0:
+        quantity = -held - holding.pending_buy - max(-entitled_quantity, 0)
+        return (Side.BUY, quantity) if quantity > 0 else None
+    return None

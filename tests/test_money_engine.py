@@ -1,0 +1,311 @@
+"""Issue 11: entitlement, owed exits and the one send gate (DESIGN §3.7), through run_tick on the
+paper desk of §3.6, asserting what reaches the child brokers (the paper exchange's own tables)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from accounts.models import AccountStatus
+from brokers.paper.models import PaperOrder
+from brokers.paper.services import paper_order_cancel, paper_order_modify
+from replication.controls import engine_control_update
+from replication.lease import lease_acquire
+from replication.models import (
+    Allocation,
+    AllocationStatus,
+    MappingStatus,
+    OrchestratorLease,
+    OrderMapping,
+    ReplicationEvent,
+)
+from replication.orchestrator import Orchestrator
+from replication.replicator import Replicator
+from replication.services import allocation_approve
+from tests.engine_helpers import CALL, FUT, set_price
+
+pytestmark = pytest.mark.django_db
+
+FLAT = {"C1": 0, "C2": 0, "C3": 0, "C4": 0, "C5": 0}
+
+
+def child_orders(user: str | None = None):
+    qs = PaperOrder.objects.exclude(account__user_id="MASTER")
+    return qs.filter(account__user_id=user) if user else qs
+
+
+def settle(orch, ticks: int = 4) -> None:
+    for _ in range(ticks):
+        orch.run_tick()
+
+
+def entry(desk, orch, qty: int = 150) -> None:
+    orch.run_tick()
+    desk.place("BUY", FUT, qty)
+    orch.run_tick()
+    orch.run_tick()  # fills recorded
+
+
+def set_status(account, status: str) -> None:
+    account.status = status
+    account.save(update_fields=["status", "updated_at"])
+
+
+# --- owed exits: an exit is owed until done -----------------------------------------------------
+
+
+def test_money_rejected_exit_is_sent_again_until_the_child_is_flat(desk, orch, faults):
+    """Issue 11 §1 (failed exits never retried): C2's exit is rejected after accept; the engine
+    sends it again (a new order, never the same tag twice) and C2 ends flat with the master."""
+    entry(desk, orch)
+    faults.reject_after_accept.add("C2")
+    desk.place("SELL", FUT, 150)  # master flat
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT) == FLAT
+    tags = list(child_orders("C2").values_list("tag", flat=True))
+    assert len(tags) == len(set(tags))
+    assert child_orders("C2").filter(side="SELL", status="REJECTED").count() == 1
+    assert ReplicationEvent.objects.filter(kind="exit_owed_planned", account=desk.children["C2"]).exists()
+
+
+def test_money_exit_of_halted_child_is_held_then_sent_on_resume(desk, orch):
+    """Issue 11 §1: a child halted when the master exits gets nothing while halted, the reason is
+    recorded, and its exit goes out once it is resumed."""
+    entry(desk, orch)
+    set_status(desk.children["C2"], AccountStatus.HALTED)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 3)
+    assert desk.positions(FUT)["C2"] == 300
+    assert not child_orders("C2").filter(side="SELL").exists()
+    assert ReplicationEvent.objects.filter(kind="exit_held", account=desk.children["C2"]).count() == 1
+    set_status(desk.children["C2"], AccountStatus.ACTIVE)
+    settle(orch, 3)
+    assert desk.positions(FUT) == FLAT
+    assert child_orders("C2").filter(side="SELL").count() == 1
+
+
+def test_money_exit_after_token_expiry_goes_after_relogin(desk, orch, faults):
+    """Issue 11 §1: token expired at the exit → NEEDS_LOGIN; after the login the exit is sent."""
+    entry(desk, orch)
+    faults.token_expired.add("C1")
+    desk.place("SELL", FUT, 150)
+    settle(orch, 3)
+    desk.children["C1"].refresh_from_db()
+    assert desk.children["C1"].status == AccountStatus.NEEDS_LOGIN
+    assert desk.positions(FUT)["C1"] == 75
+    faults.token_expired.discard("C1")
+    set_status(desk.children["C1"], AccountStatus.ACTIVE)  # what a completed login does
+    settle(orch, 3)
+    assert desk.positions(FUT) == FLAT
+
+
+def test_money_exit_after_engine_halt_goes_when_lifted(desk, orch):
+    """Issue 11 §1: exits held while the engine is halted are sent once the halt is lifted."""
+    entry(desk, orch)
+    engine_control_update(actor="ops", halted=True)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT)["C2"] == 300
+    engine_control_update(actor="ops", halted=False)
+    settle(orch, 3)
+    assert desk.positions(FUT) == FLAT
+
+
+def test_money_master_exits_through_target_next_to_stop_loss(desk, orch):
+    """Issue 11 §1: the master holds a stop-loss and a target; the target fills and the master
+    cancels the stop-loss. The children's stop-loss mirrors are cancelled with it; their exit is
+    still owed and sent, so every child ends flat with the master."""
+    entry(desk, orch)
+    sl = desk.place("SELL", FUT, 150, order_type="SL-M", trigger=Decimal("19500"))
+    orch.run_tick()
+    target = desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20500"))
+    orch.run_tick()
+    set_price(FUT, "20600")  # the target fills
+    paper_order_cancel(user_id="MASTER", order_id=sl)
+    assert PaperOrder.objects.get(order_id=target).status == "COMPLETE"
+    settle(orch, 5)
+    assert desk.positions(FUT) == FLAT
+
+
+def test_money_exit_counts_the_entry_still_in_flight(desk, monkeypatch):
+    """Issue 11 defect 18: the engine is killed right after an entry's intents commit; the master
+    sells half while it is down. On restart the entry goes out and each child then holds what the
+    exit rule leaves of its entitlement (C2: 4 lots in flight, r = 1/2 → 2 lots), not the whole
+    entry with a too-small exit."""
+    first = Orchestrator(holder="A", workers=0)
+    first.run_tick()
+    desk.place("BUY", FUT, 150)
+
+    def crash(self, **kwargs):
+        raise SystemExit("killed after the intent commit")
+
+    monkeypatch.setattr(Replicator, "dispatch", crash)
+    with pytest.raises(SystemExit):
+        first.run_tick()
+    monkeypatch.undo()
+    assert OrderMapping.objects.filter(status=MappingStatus.PLANNED).count() == 4
+    OrchestratorLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    desk.place("SELL", FUT, 75)  # master sells 1 of 2 lots while the engine is down
+    restarted = Orchestrator(holder="B", workers=0)
+    try:
+        settle(restarted, 5)
+    finally:
+        restarted.close()
+    pos = desk.positions(FUT)
+    assert pos == {"C1": 0, "C2": 150, "C3": 0, "C4": 0, "C5": 0}
+
+
+# --- the send gate, read at send time -------------------------------------------------------------
+
+
+def test_money_approved_after_halt_sends_nothing(desk, orch):
+    """Issue 11 defect 4: intents held for approval, approved after the engine was halted, are
+    not sent; the reason is recorded on each."""
+    engine_control_update(actor="ops", approval_mode=True)
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    orch.run_tick()
+    engine_control_update(actor="ops", halted=True)
+    allocation_approve(
+        allocation=Allocation.objects.get(status=AllocationStatus.AWAITING_APPROVAL), actor="s"
+    )
+    settle(orch, 2)
+    assert not child_orders().exists()
+    assert OrderMapping.objects.filter(reason_code="engine_halted").count() == 4
+    engine_control_update(actor="ops", halted=False)
+    settle(orch, 2)
+    assert not child_orders().exists()  # a stale entry is never chased
+
+
+def test_money_deferred_entry_not_sent_after_dry_run_on(desk, orch, faults):
+    """Issue 11 defect 4: an entry deferred by a 429 is not sent once dry-run is switched on."""
+    orch.run_tick()
+    faults.rate_limited_once.add("C2")
+    desk.place("BUY", FUT, 150)
+    orch.run_tick()
+    assert OrderMapping.objects.get(child=desk.children["C2"]).status == MappingStatus.PLANNED
+    engine_control_update(actor="ops", dry_run=True)
+    settle(orch, 2)
+    assert not child_orders("C2").exists()
+    assert OrderMapping.objects.get(child=desk.children["C2"]).status == MappingStatus.DRY_RUN
+
+
+def test_money_queue_shard_task_reads_the_halt(desk, orch):
+    """Issue 11 defect 4: a queue-mode `dispatch_shard` task sends nothing once the engine is
+    halted, whatever the tick that queued it saw."""
+    from replication.tasks import dispatch_shard
+
+    engine_control_update(actor="ops", approval_mode=True)
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    orch.run_tick()  # intents committed, held for approval
+    allocation_approve(allocation=Allocation.objects.get(), actor="staff")
+    engine_control_update(actor="ops", halted=True)
+    lease = orch.replicator(lease_acquire(holder=orch.holder, ttl=orch.lease_ttl)).lease
+    result = dispatch_shard(0, 1, lease.holder, lease.epoch, 15)
+    assert "sent=0" in result
+    assert not child_orders().exists()
+
+
+def test_money_halted_engine_sends_no_modify_or_cancel(desk, orch):
+    """Issue 11 defect 4: with the engine halted, a master modification or cancellation is not
+    sent to the children (recorded as held)."""
+    orch.run_tick()
+    oid = desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19900"))
+    orch.run_tick()
+    engine_control_update(actor="ops", halted=True)
+    paper_order_modify(user_id="MASTER", order_id=oid, price=Decimal("19950"))
+    orch.run_tick()
+    assert set(child_orders().values_list("price", flat=True)) == {Decimal("19900")}
+    paper_order_cancel(user_id="MASTER", order_id=oid)
+    orch.run_tick()
+    assert set(child_orders().values_list("status", flat=True)) == {"OPEN"}
+    assert ReplicationEvent.objects.filter(kind__in=("modify_held", "cancel_held")).exists()
+
+
+# --- hedges ---------------------------------------------------------------------------------------
+
+
+def test_money_hedge_sell_leg_withdrawn_when_buy_leg_rejected_after_accept(desk, orch, faults):
+    """Issue 11 defect 3: the call (buy leg) is accepted with an id and then rejected by the
+    broker's RMS: the future (sell leg) is never sent, and it is withdrawn with a reason."""
+    orch.run_tick()
+    faults.reject_after_accept.add("C2")
+    desk.place("BUY", CALL, 150)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 3)
+    assert not child_orders("C2").filter(tradingsymbol=FUT).exists()
+    assert desk.positions(FUT)["C2"] == 0
+    sell = OrderMapping.objects.get(child=desk.children["C2"], tradingsymbol=FUT)
+    assert sell.status == MappingStatus.CANCELLED and sell.reason_code == "hedge_leg_failed"
+    assert desk.positions(FUT)["C1"] == -75  # the others got both legs
+
+
+# --- per-child isolation, audit, dry run -------------------------------------------------------
+
+
+def test_money_one_childs_unreadable_credentials_do_not_stop_the_others(desk, orch, monkeypatch):
+    """Issue 11 defect 7: a child whose credentials cannot be decrypted fails alone; the master's
+    modification still reaches every other child."""
+    from accounts.crypto import CredentialDecryptError
+    from replication import clients
+
+    orch.run_tick()
+    oid = desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19900"))
+    orch.run_tick()
+    real = clients.credentials_for
+    c1 = desk.children["C1"].pk
+
+    def broken(account):
+        if account.pk == c1:
+            raise CredentialDecryptError("wrong key")
+        return real(account)
+
+    monkeypatch.setattr(clients, "credentials_for", broken)
+    orch.clients.clear()
+    paper_order_modify(user_id="MASTER", order_id=oid, price=Decimal("19950"))
+    result = orch.run_tick()
+    assert not any("wrong key" in e for e in result.errors) or result.tick_id
+    prices = dict(child_orders().values_list("account__user_id", "price"))
+    assert prices["C2"] == Decimal("19950") and prices["C1"] == Decimal("19900")
+
+
+def test_money_fills_are_audited(desk, orch):
+    """Issue 11 defect 9: each child's fill is in the audit log."""
+    entry(desk, orch)
+    fills = ReplicationEvent.objects.filter(kind="order_update", data__status=MappingStatus.FILLED)
+    assert fills.count() == 4
+    assert all(e.data.get("filled_quantity") for e in fills)
+
+
+def test_money_dry_run_records_exits(desk, orch):
+    """Issue 11 defect 12: in dry-run the exits it would send are recorded too."""
+    engine_control_update(actor="ops", dry_run=True)
+    entry(desk, orch)
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    exits = OrderMapping.objects.filter(side="SELL", status=MappingStatus.DRY_RUN)
+    assert dict(exits.values_list("child__broker_user_id", "quantity")) == {
+        "C1": 75,
+        "C2": 150,
+        "C4": 75,
+        "C5": 75,
+    }
+    assert not child_orders().exists()
+
+
+def test_money_disabled_child_exit_recorded_with_reason(desk, orch):
+    """Issue 11 defect 11 (engine side): the exit of a child disabled while holding is recorded
+    with its reason, never lost without a row."""
+    entry(desk, orch)
+    set_status(desk.children["C2"], AccountStatus.DISABLED)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 2)
+    held = OrderMapping.objects.get(child=desk.children["C2"], side="SELL")
+    assert held.status == MappingStatus.SKIPPED and held.reason_code == "child_disabled"
+    assert ReplicationEvent.objects.filter(kind="exit_held", account=desk.children["C2"]).exists()
