@@ -24,6 +24,7 @@ from brokers.errors import BrokerError, TokenExpired
 from brokers.types import OrderRequest, OrderType, Product, Side
 from replication.bulk import batch_size, insert_rows
 from replication.clients import CHILD_SECRETS, ClientCache
+from replication.daypnl import replicated_day_pnl
 from replication.entitlement import (
     CORRECTIVE,
     NO_HOLDING,
@@ -724,20 +725,14 @@ def _accounts(rows: Sequence[ChildRow]) -> list[Account]:
 
 
 def _day_pnl(rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal | None]:
-    """Today's P&L per child with a daily loss limit; None where it could not be measured
-    (the caller then blocks the entry: a loss limit fails closed)."""
+    """Today's P&L of the replicated positions per child with a daily loss limit; None where it
+    could not be measured (the caller then blocks the entry: a loss limit fails closed)."""
     children = _accounts(rows)
     if not children:
         return {}
-
-    def read(c: Account) -> list[Any]:
-        try:
-            return [(c.pk, sum((p.pnl for p in replicator.clients.get(c).positions()), Decimal(0)))]
-        except Exception as exc:  # noqa: BLE001 — any failure for one child means "unmeasured", never a crash
-            logger.warning("positions of child %s unavailable: %s", c.pk, exc)
-            return [(c.pk, None)]
-
-    return dict(replicator.fanout.map(read, list(children)))
+    return replicated_day_pnl(
+        children, clients=replicator.clients, fanout=replicator.fanout, now=timezone.now()
+    )
 
 
 def _preflight(plan: GroupPlan, rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal]:
