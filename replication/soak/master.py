@@ -44,6 +44,15 @@ KINDS = {
     "limit_cancel": 6,
     "price_move": 18,
 }
+# With the money faults (issue 11) the master also trades as DESIGN §3.7's paths need: a stop-loss
+# and a target resting together (one fills, the master cancels the other), a resting LIMIT turned
+# MARKET or resized, an order crossing zero.
+MONEY_KINDS = {
+    "bracket": 6,
+    "limit_to_market": 4,
+    "limit_quantity": 4,
+    "cross_zero": 4,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +65,10 @@ class Event:
 class MasterDesk:
     """The master's paper account and the instruments it trades."""
 
-    def __init__(self, *, user_id: str = MASTER) -> None:
+    def __init__(self, *, user_id: str = MASTER, money: bool = False) -> None:
         self.user_id = user_id
+        self.kinds = {**KINDS, **MONEY_KINDS} if money else dict(KINDS)
+        self.bracket: tuple[str, str] | None = None  # (stop-loss, target) order ids
 
     # --- the book -------------------------------------------------------------------------------
 
@@ -70,9 +81,19 @@ class MasterDesk:
         return held
 
     def open_limits(self) -> list[PaperOrder]:
+        """Resting LIMIT orders, the bracket's target excepted (the bracket has its own events)."""
+        return [
+            o
+            for o in PaperOrder.objects.filter(
+                account__user_id=self.user_id, status=OrderStatus.OPEN, order_type="LIMIT"
+            ).order_by("id")
+            if not self.bracket or o.order_id not in self.bracket
+        ]
+
+    def live_orders(self) -> list[PaperOrder]:
         return list(
             PaperOrder.objects.filter(
-                account__user_id=self.user_id, status=OrderStatus.OPEN, order_type="LIMIT"
+                account__user_id=self.user_id, status__in=(OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING)
             ).order_by("id")
         )
 
@@ -85,18 +106,38 @@ class MasterDesk:
 
     def act(self, rng: random.Random) -> Event:
         """Pick one event that fits the book and carry it out."""
-        kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
+        kind = rng.choices(list(self.kinds), weights=list(self.kinds.values()))[0]
         event = getattr(self, f"_{kind}")(rng)
         return event if event is not None else self._entry(rng) or self._price_move(rng)
 
     def cancel_open_limits(self) -> int:
-        """Quiet period: the master cancels its resting LIMIT orders. Returns how many."""
-        limits = self.open_limits()
-        for order in limits:
+        """Quiet period: the master cancels its resting orders (LIMITs, a bracket). Returns how many."""
+        live = self.live_orders()
+        for order in live:
             paper_order_cancel(user_id=self.user_id, order_id=order.order_id)
-        return len(limits)
+        self.bracket = None
+        return len(live)
 
-    def _place(self, side: str, symbol: str, lots: int, *, price: Decimal | None = None) -> PaperOrder:
+    def flatten(self) -> int:
+        """End of a money soak: the master closes every position at MARKET. Returns the orders."""
+        self.cancel_open_limits()
+        placed = 0
+        for symbol, quantity in sorted(self.positions().items()):
+            if quantity:
+                self._place("SELL" if quantity > 0 else "BUY", symbol, abs(quantity) // LOT)
+                placed += 1
+        return placed
+
+    def _place(
+        self,
+        side: str,
+        symbol: str,
+        lots: int,
+        *,
+        price: Decimal | None = None,
+        trigger: Decimal | None = None,
+    ) -> PaperOrder:
+        order_type = "MARKET" if price is None and trigger is None else "LIMIT" if trigger is None else "SL-M"
         return paper_order_place(
             user_id=self.user_id,
             exchange=EXCHANGE,
@@ -104,8 +145,9 @@ class MasterDesk:
             side=side,
             quantity=lots * LOT,
             product=PRODUCT,
-            order_type="LIMIT" if price is not None else "MARKET",
+            order_type=order_type,
             price=price,
+            trigger_price=trigger,
         )
 
     def _room(self, symbol: str, side: str) -> int:
@@ -207,7 +249,81 @@ class MasterDesk:
         put = max(Decimal("5"), (self.price(PUT) - delta * Decimal("0.4")).quantize(Decimal("1")))
         for symbol, price in ((FUT, fut), (CALL, call), (PUT, put)):
             paper_price_set(exchange=EXCHANGE, tradingsymbol=symbol, price=price)
-        return Event("price_move", f"{FUT} {ltp} -> {fut}, {CALL} {call}, {PUT} {put}", 0)
+        detail = f"{FUT} {ltp} -> {fut}, {CALL} {call}, {PUT} {put}"
+        if self.bracket is not None:
+            live = {o.order_id for o in self.live_orders()}
+            left = [order_id for order_id in self.bracket if order_id in live]
+            if len(left) == 1:  # one leg filled: the master cancels the other (one-cancels-other by hand)
+                paper_order_cancel(user_id=self.user_id, order_id=left[0])
+                detail += ", bracket leg filled, the other cancelled"
+            if len(left) <= 1:
+                self.bracket = None
+        return Event("price_move", detail, 0)
+
+    # --- the money paths (issue 11) ----------------------------------------------------------------
+
+    def _bracket(self, rng: random.Random) -> Event | None:
+        """A stop-loss (SL-M) and a target (LIMIT) on the whole future position, resting together."""
+        held = self.positions()[FUT] // LOT
+        if not held or self.bracket is not None:
+            return None
+        ltp = self.price(FUT)
+        away = Decimal(rng.randint(20, 60)) / Decimal(10000)
+        side = "SELL" if held > 0 else "BUY"
+        worse, better = (1 - away, 1 + away) if held > 0 else (1 + away, 1 - away)
+        stop = (ltp * worse).quantize(Decimal("1"))
+        target = (ltp * better).quantize(Decimal("1"))
+        sl = self._place(side, FUT, abs(held), trigger=stop)
+        tp = self._place(side, FUT, abs(held), price=target)
+        self.bracket = (sl.order_id, tp.order_id)
+        return Event(
+            "bracket",
+            f"{side} {abs(held)} {FUT} SL-M @ {stop} -> {sl.status}, LIMIT @ {target} -> {tp.status}",
+            2,
+        )
+
+    def _limit_to_market(self, rng: random.Random) -> Event | None:
+        limits = self.open_limits()
+        if not limits:
+            return None
+        order = rng.choice(limits)
+        sign = 1 if order.side == "BUY" else -1
+        if abs(self.positions()[FUT] // LOT + sign * order.quantity // LOT) > MAX_LOTS[FUT]:
+            return None
+        try:
+            status = paper_order_modify(
+                user_id=self.user_id, order_id=order.order_id, order_type="MARKET"
+            ).status
+        except BrokerError as exc:
+            status = f"refused ({exc.code})"
+        return Event("limit_to_market", f"#{_seq(order)} LIMIT -> MARKET: {status}", 0)
+
+    def _limit_quantity(self, rng: random.Random) -> Event | None:
+        limits = self.open_limits()
+        if not limits:
+            return None
+        order = rng.choice(limits)
+        lots = order.quantity // LOT
+        new = min(lots + rng.randint(-1, 2), lots + self._room(FUT, order.side))
+        if new < 1 or new == lots:
+            return None
+        try:
+            status = paper_order_modify(
+                user_id=self.user_id, order_id=order.order_id, quantity=new * LOT
+            ).status
+        except BrokerError as exc:
+            status = f"refused ({exc.code})"
+        return Event("limit_quantity", f"#{_seq(order)} {lots} -> {new} lots: {status}", 0)
+
+    def _cross_zero(self, rng: random.Random) -> Event | None:
+        """An order past the position: the whole position closed and the rest opened the other way."""
+        held = self.positions()[FUT] // LOT
+        if not held or self.bracket is not None:
+            return None
+        side = "SELL" if held > 0 else "BUY"
+        lots = abs(held) + min(rng.randint(1, 2), MAX_LOTS[FUT])
+        order = self._place(side, FUT, lots)
+        return Event("cross_zero", f"{side} {lots} {FUT} of {held} -> {order.status}", 1)
 
 
 def _seq(order: PaperOrder) -> int:

@@ -27,13 +27,19 @@ from accounts.models import Account, AccountStatus, Broker, CapitalMode, Role
 from accounts.services import account_set_credentials, account_set_status
 from brokers.kite.instruments import shared_cache
 from brokers.kite_sim.server import KiteSim, start
-from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument
+from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument, PaperPosition
 from replication import failpoints
 from replication.failpoints import FailpointTriggered
 from replication.models import OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator
 from replication.soak.chaos import LATE_BOOK_MAX_S, Chaos
-from replication.soak.invariants import IN_FLIGHT, Findings, check_invariants
+from replication.soak.invariants import (
+    IN_FLIGHT,
+    Findings,
+    check_invariants,
+    master_flat_symbols,
+    starved_exits,
+)
 from replication.soak.master import CALL, EXCHANGE, FUT, MASTER, PUT, MasterDesk
 
 FAR = datetime(2099, 1, 1, tzinfo=UTC)  # sessions of the soak never die of old age, only of faults
@@ -70,6 +76,11 @@ class SoakConfig:
     kite_timeout_s: float = 1.0  # the client's timeout (KITE_TIMEOUT_S)
     unknown_grace_s: float = 5.0  # UNKNOWN_GRACE_SECONDS: 2.1 s and room for a busy machine
     quiesce_timeout_s: float = 120.0
+    # Issue 11: staff and RMS faults (halts, dry-run, disable, rejection after accept), child caps,
+    # the master's stop-loss/target pairs, LIMIT -> MARKET, resizes and orders crossing zero; starved
+    # exits counted `settle_ticks` ticks after faults cleared; the master flattens at the end.
+    money: bool = True
+    settle_ticks: int = 6
 
     def replay_command(self, *, settings_module: str = "") -> str:
         """The command line that runs this session again (same seed: same events and faults)."""
@@ -110,7 +121,8 @@ class SoakReport:
         return (
             f"events={self.events} child_orders={f.child_orders} faults_injected={self.faults_injected} "
             f"duplicates={len(f.duplicates)} lost={len(f.lost)} orphans={len(f.orphans)} "
-            f"unsettled={len(f.unsettled)} drift={len(f.drift)} intents={f.wanted} "
+            f"unsettled={len(f.unsettled)} drift={len(f.drift)} starved={len(f.starved)} "
+            f"cap_breaches={len(f.cap_breaches)} intents={f.wanted} "
             f"master_orders={self.master_orders} fault_responses={self.fault_responses} "
             f"crashes={self.crashes} relogins={self.relogins} ticks={self.ticks} wall_s={self.wall_s:.1f} "
             f"seed={self.config.seed} schedule={self.schedule}"
@@ -163,7 +175,7 @@ def _instrument(
 class World:
     """The accounts of one soak (a master and N children on the Kite path) and the staff's actions."""
 
-    def __init__(self, sim: KiteSim, rng: random.Random, children: int) -> None:
+    def __init__(self, sim: KiteSim, rng: random.Random, children: int, *, money: bool = False) -> None:
         self.sim = sim
         self.api_keys: dict[str, str] = {}
         _instrument(
@@ -192,6 +204,13 @@ class World:
                     "fixed_capital": cash / 2,
                     "multiplier": Decimal(rng.choice(["0.5", "1", "2"])),
                 }
+            if money and rng.random() < 0.4:  # caps that bite on a 1-3 lot master order (issue 11)
+                cap = rng.choice(["max_lots_per_order", "max_quantity", "max_order_value"])
+                fields[cap] = {
+                    "max_lots_per_order": rng.randint(1, 2),
+                    "max_quantity": rng.choice([75, 150]),
+                    "max_order_value": Decimal(rng.choice([2_000_000, 3_500_000])),
+                }[cap]
             self._account(user, cash, role=Role.CHILD, **fields)
             self.children.append(user)
             self.description.append(f"{user} {cash} {sorted(fields.items())}")
@@ -321,15 +340,21 @@ def run_soak(config: SoakConfig, *, progress: Callable[[str], None] = lambda _m:
                 CHILD_MARGIN_PREFLIGHT=False,
             )
         )
-        world = World(running.sim, rng, config.children)
+        world = World(running.sim, rng, config.children, money=config.money)
         schedule.extend(world.description)
-        desk = MasterDesk()
-        chaos = Chaos(running.sim, world.children, kite_timeout_s=config.kite_timeout_s)
+        desk = MasterDesk(money=config.money)
+        chaos = Chaos(running.sim, world.children, kite_timeout_s=config.kite_timeout_s, money=config.money)
         failpoints.configure({})  # only the schedule's crashes, whatever PMS_FAILPOINTS says
         stack.callback(failpoints.reset)
         engine = _Engine(config, world, report)
         stack.callback(engine.close)
-        tick = engine.tick
+        watch = StarvedWatch(world.children, settle=config.settle_ticks, chaos=chaos)
+
+        def tick(*, at_once: bool = False) -> None:
+            engine.tick(at_once=at_once)
+            if config.money:
+                watch.after_tick(report.ticks)
+
         started = time.monotonic()
         tick()  # the master's baseline snapshot
         for step in range(config.events):
@@ -357,13 +382,69 @@ def run_soak(config: SoakConfig, *, progress: Callable[[str], None] = lambda _m:
         report.fault_kinds.update(f.kind for f in chaos.injected)
         report.fault_responses = sum(n for hit, n in running.sim.hits.items() if hit.status in ERROR_STATUSES)
         _quiesce(config, desk, chaos, world, report, tick)
+        starved_before_flatten: list[str] = []
+        if config.money:
+            # Owed exits: where the master is flat, no child may still hold after the settle ticks.
+            starved_before_flatten = [f"{s} (before the master flattened)" for s in _starved_now(world)]
+            report.master_orders += desk.flatten()
+            _quiesce(config, desk, chaos, world, report, tick, settle=config.settle_ticks)
         report.wall_s = time.monotonic() - started
     report.schedule = hashlib.sha256("\n".join(schedule).encode()).hexdigest()[:12]
     report.findings = check_invariants()
+    report.findings.starved = sorted({*watch.starved, *starved_before_flatten, *report.findings.starved})
     report.engine.update(
         ReplicationEvent.objects.filter(kind__in=RECOVERY_EVENTS).values_list("kind", flat=True)
     )
     return report
+
+
+def _starved_now(world: World) -> list[str]:
+    children = dict(
+        Account.objects.filter(broker_user_id__in=world.children).values_list("broker_user_id", "pk")
+    )
+    return starved_exits(children)
+
+
+class StarvedWatch:
+    """During the session: an instrument the master has been flat in for `settle` ticks in a row,
+    with no gating fault on (halt, dry-run, disable) and every child logged in, must be flat at
+    every child; a child still holding there is a starved exit (recorded once per episode)."""
+
+    def __init__(self, children: list[str], *, settle: int, chaos: Chaos) -> None:
+        self.children = children
+        self.settle = settle
+        self.chaos = chaos
+        self.flat_ticks: Counter[str] = Counter()
+        self.starved: list[str] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    def after_tick(self, tick_no: int) -> None:
+        blocked = (
+            self.chaos.gating
+            or Account.objects.filter(
+                broker_user_id__in=self.children, status=AccountStatus.NEEDS_LOGIN
+            ).exists()
+        )
+        symbols = {FUT, CALL, PUT}
+        flat = master_flat_symbols(symbols) if not blocked else set()
+        for symbol in symbols:
+            self.flat_ticks[symbol] = self.flat_ticks[symbol] + 1 if symbol in flat else 0
+            if symbol not in flat:
+                self._seen = {k for k in self._seen if k[1] != symbol}  # a new episode later
+        due = {s for s in symbols if self.flat_ticks[s] >= self.settle}
+        if not due:
+            return
+        for user, symbol, quantity in (
+            PaperPosition.objects.filter(account__user_id__in=self.children, tradingsymbol__in=due)
+            .exclude(quantity=0)
+            .values_list("account__user_id", "tradingsymbol", "quantity")
+        ):
+            if (user, symbol) not in self._seen:
+                self._seen.add((user, symbol))
+                self.starved.append(
+                    f"{user} {symbol}: holds {quantity} at tick {tick_no}, "
+                    f"master flat for {self.flat_ticks[symbol]} clear ticks"
+                )
 
 
 def _quiesce(
@@ -373,10 +454,12 @@ def _quiesce(
     world: World,
     report: SoakReport,
     tick: Callable[..., None],
+    *,
+    settle: int = 0,
 ) -> None:
     """Faults off, everyone logged in, the master's resting orders cancelled; then tick until
     nothing is in flight for two ticks in a row, both after the last hidden order has come back
-    into its book (bounded by `quiesce_timeout_s`)."""
+    into its book (bounded by `quiesce_timeout_s`), and at least `settle` ticks."""
     chaos.clear()
     visible_again = time.monotonic() + LATE_BOOK_MAX_S + 0.2
     for account in Account.objects.filter(status=AccountStatus.NEEDS_LOGIN):
@@ -385,8 +468,10 @@ def _quiesce(
     desk.cancel_open_limits()
     deadline = time.monotonic() + config.quiesce_timeout_s
     quiet = 0
-    while time.monotonic() < deadline and quiet < 2:
+    ticks = 0
+    while time.monotonic() < deadline and (quiet < 2 or ticks < settle):
         tick(at_once=True)
+        ticks += 1
         report.quiesce_ticks += 1
         if OrderMapping.objects.filter(status__in=IN_FLIGHT).exists():
             quiet = 0
