@@ -8,6 +8,7 @@ product seen in one tick into a single event so that rounding happens once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,21 @@ from decimal import Decimal
 from brokers.types import Order, OrderStatus, OrderType, Position, Side
 
 InstrumentPos = tuple[str, str, str]  # (exchange, tradingsymbol, product)
+
+# The tag the engine puts on every child order (`replication.allocator.make_tag`): R<alloc>C<child>S<slice>.
+ENGINE_TAG = re.compile(r"R[0-9A-Z]+C[0-9A-Z]+S[0-9A-Z]+")
+ENGINE_ORDER = "placed by the replication engine (an account that was a child): never a master event"
+EARLIER_BOOK = "placed before this account became master: its known book, not a master event"
+
+
+def engine_tagged(order: Order) -> bool:
+    """An order the engine placed (a promoted child's book still holds them)."""
+    return bool(order.tag) and ENGINE_TAG.fullmatch(order.tag) is not None
+
+
+def placed_before(order: Order, since: datetime | None) -> bool:
+    """Placed before `since` (the account's promotion to master): part of the book it brought."""
+    return since is not None and order.placed_at is not None and order.placed_at < since
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +44,7 @@ class KnownOrder:
     trigger_price: Decimal
     filled_quantity: int
     status: str
+    order_type: str = ""  # "" when not known: an order-type change is then not detected
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +54,7 @@ class Modification:
     price_changed: bool
     trigger_changed: bool
     quantity_changed: bool
+    type_changed: bool = False
 
 
 @dataclass(slots=True)
@@ -68,6 +86,8 @@ def diff_book(book: Iterable[Order], known: Mapping[str, KnownOrder]) -> BookDif
         if seen is None:
             if order.status == OrderStatus.REJECTED:
                 diff.rejected.append(order)
+            elif engine_tagged(order):
+                diff.ignored.append((order, ENGINE_ORDER))
             elif effective_quantity(order) <= 0:
                 diff.ignored.append((order, "cancelled before anything filled"))
             else:
@@ -75,18 +95,21 @@ def diff_book(book: Iterable[Order], known: Mapping[str, KnownOrder]) -> BookDif
             continue
         was_open = seen.status not in (OrderStatus.COMPLETE, OrderStatus.CANCELLED, OrderStatus.REJECTED)
         changed = False
+        # LIMIT -> MARKET (or SL -> SL-M): a modification even when the order filled at once.
+        type_changed = bool(seen.order_type) and order.order_type.value != seen.order_type
         if was_open and order.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             diff.cancelled.append((order, seen))
             changed = True
-        elif was_open and order.status.is_open:
+        elif was_open and (order.status.is_open or (type_changed and order.status == OrderStatus.COMPLETE)):
             mod = Modification(
                 order,
                 seen,
                 price_changed=order.price != seen.price,
                 trigger_changed=order.trigger_price != seen.trigger_price,
-                quantity_changed=order.quantity != seen.quantity,
+                quantity_changed=order.status.is_open and order.quantity != seen.quantity,
+                type_changed=type_changed,
             )
-            if mod.price_changed or mod.trigger_changed or mod.quantity_changed:
+            if mod.price_changed or mod.trigger_changed or mod.quantity_changed or mod.type_changed:
                 diff.modified.append(mod)
                 changed = True
         if order.filled_quantity != seen.filled_quantity:
@@ -95,6 +118,42 @@ def diff_book(book: Iterable[Order], known: Mapping[str, KnownOrder]) -> BookDif
         if changed or order.status.value != seen.status:
             diff.changed.append(order)
     return diff
+
+
+def set_aside_earlier_book(diff: BookDiff, since: datetime | None) -> None:
+    """New orders placed before `since` (when the account became master) are its known book:
+    recorded as ignored, never master events."""
+    if since is None or not diff.new:
+        return
+    earlier = [o for o in diff.new if placed_before(o, since)]
+    if earlier:
+        diff.new = [o for o in diff.new if not placed_before(o, since)]
+        diff.ignored.extend((o, EARLIER_BOOK) for o in earlier)
+
+
+def note_type_changes(diff: BookDiff, known: Mapping[str, KnownOrder]) -> None:
+    """Order-type changes of known open orders that `diff_book` could not see (its known orders
+    carried no type): added as modifications, as `diff_book` does when it can."""
+    listed = {m.order.order_id for m in diff.modified} | {o.order_id for o, _ in diff.cancelled}
+    for order in diff.changed:
+        seen = known.get(order.order_id)
+        if seen is None or order.order_id in listed or not seen.order_type:
+            continue
+        if seen.status in (OrderStatus.COMPLETE, OrderStatus.CANCELLED, OrderStatus.REJECTED):
+            continue
+        if order.order_type.value != seen.order_type and (
+            order.status.is_open or order.status == OrderStatus.COMPLETE
+        ):
+            diff.modified.append(
+                Modification(
+                    order,
+                    seen,
+                    price_changed=order.price != seen.price,
+                    trigger_changed=order.trigger_price != seen.trigger_price,
+                    quantity_changed=order.status.is_open and order.quantity != seen.quantity,
+                    type_changed=True,
+                )
+            )
 
 
 def _book_order(order: Order) -> tuple[datetime | str, str]:

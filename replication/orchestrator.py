@@ -40,7 +40,11 @@ from replication.events import (
     classify,
     diff_book,
     effective_quantity,
+    engine_tagged,
+    note_type_changes,
+    placed_before,
     positions_before_tick,
+    set_aside_earlier_book,
 )
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
@@ -299,6 +303,9 @@ class Orchestrator:
         result: TickResult,
     ) -> None:
         now = timezone.now()
+        # An account that became master brought its book: what it placed before is known, not new.
+        since = _master_since(master) if diff.new or (mode == "fill" and diff.fills) else None
+        set_aside_earlier_book(diff, since)
         # Which new quantities become events: whole orders (mode order) or fills (mode fill).
         if mode == "fill":
             sources = [(o, o.filled_quantity) for o in diff.new if o.filled_quantity > 0]
@@ -306,35 +313,56 @@ class Orchestrator:
                 (o, o.filled_quantity - k.filled_quantity)
                 for o, k in diff.fills
                 if o.filled_quantity > k.filled_quantity
+                and not engine_tagged(o)
+                and not placed_before(o, since)
             ]
         else:
             sources = [(o, effective_quantity(o)) for o in diff.new]
+        # The master's position from one consistent view (DESIGN §3.2): the position stored at the
+        # previous tick plus the fills in this tick's book, never a positions read made after the
+        # book (a fill landing in between would count twice, or not at all). Orders set aside
+        # (the engine's own, the book a promoted account brought) are part of the position before.
+        fills: dict[tuple[str, str, str], int] = defaultdict(int)
+        for o in diff.new:
+            fills[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
+        for o, k in diff.fills:
+            fills[(o.exchange, o.tradingsymbol, o.product.value)] += (
+                o.filled_quantity - k.filled_quantity
+            ) * o.side.sign
+        aside: dict[tuple[str, str, str], int] = defaultdict(int)
+        for o, _ in diff.ignored:
+            aside[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
+        stored = {
+            (mp.exchange, mp.tradingsymbol, mp.product): mp.quantity
+            for mp in MasterPosition.objects.filter(account=master)
+        }
+        positions_after: dict[tuple[str, str, str], int] | None = None
+        if stored and (fills or aside):
+            positions_after = _moved(stored, aside, fills)
         events: list[MasterEvent] = []
         prefetched: Prefetched | None = None
         if sources:
-            fills: dict[tuple[str, str, str], int] = defaultdict(int)
-            for o in diff.new:
-                fills[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
-            for o, k in diff.fills:
-                fills[(o.exchange, o.tradingsymbol, o.product.value)] += (
-                    o.filled_quantity - k.filled_quantity
-                ) * o.side.sign
-            # The positions decide which events open; the calculator reads for the opening group
-            # go out with them, for the events as they are when nothing closes (a flat master, or
-            # one adding to its positions). They are used only if the classified opening group
-            # asks exactly the same; otherwise they are read again for the group as it is.
+            # The calculator reads for the opening group go out at once (with the positions read
+            # when there is no stored position yet), for the events as they are when nothing
+            # closes (a flat master, or one adding to its positions). They are used only if the
+            # classified opening group asks exactly the same; otherwise they are read again.
             guess, guessed_reads = calculator_reads(client, aggregate(classify(sources, {})))
-            answers = read_together(self._fanout(), {"positions": client.positions, **guessed_reads})
-            positions = answers.pop("positions")
-            if isinstance(positions, BrokerError):
-                result.errors.append(
-                    f"master positions unavailable, events wait for the next tick: {positions}"
-                )
-                return
+            reads = guessed_reads if stored else {"positions": client.positions, **guessed_reads}
+            answers = read_together(self._fanout(), reads)
+            if stored:
+                before = _moved(stored, aside)
+            else:
+                # First look at this master: the positions read less this tick's fills.
+                positions = answers.pop("positions")
+                if isinstance(positions, BrokerError):
+                    result.errors.append(
+                        f"master positions unavailable, events wait for the next tick: {positions}"
+                    )
+                    return
+                before = positions_before_tick(positions, fills)
+                positions_after = _moved(before, fills)
             prefetched = (guess, answers)
-            before = positions_before_tick(positions, fills)
             events = aggregate(classify(sources, before))
-            self._store_master_positions(master, positions)
         # No earlier snapshot (first deploy, a new master): the funds just read, stored this tick.
         funds_now = (
             MarginSnapshot.objects.filter(account=master, tick=tick).order_by("-id").first()
@@ -350,6 +378,8 @@ class Orchestrator:
         with transaction.atomic():
             lease_check(lease)
             self._upsert_master_orders(master, diff, now)
+            if positions_after is not None:  # with the orders whose fills moved it, or not at all
+                self._store_master_positions(master, positions_after, stored)
             orders_by_id = {
                 mo.broker_order_id: mo
                 for mo in MasterOrder.objects.filter(
@@ -578,8 +608,26 @@ class Orchestrator:
                     account=master, broker_order_id__in=[o.order_id for o in diff.changed]
                 )
             }
+            # An order-type change (LIMIT -> MARKET) is a modification; the known orders `diff_book`
+            # compared carried no type, the stored rows do.
+            note_type_changes(
+                diff,
+                {
+                    mo.broker_order_id: KnownOrder(
+                        mo.broker_order_id,
+                        mo.quantity,
+                        mo.price,
+                        mo.trigger_price,
+                        mo.filled_quantity,
+                        mo.status,
+                        mo.order_type,
+                    )
+                    for mo in rows.values()
+                },
+            )
             for o in diff.changed:
                 mo = rows[o.order_id]
+                mo.order_type = o.order_type.value
                 mo.quantity, mo.price, mo.trigger_price = o.quantity, o.price, o.trigger_price
                 mo.filled_quantity, mo.average_price = o.filled_quantity, o.average_price
                 mo.status, mo.status_message = o.status.value, o.status_message[:255]
@@ -588,6 +636,7 @@ class Orchestrator:
             MasterOrder.objects.bulk_update(
                 rows.values(),
                 [
+                    "order_type",
                     "quantity",
                     "price",
                     "trigger_price",
@@ -600,21 +649,21 @@ class Orchestrator:
                 ],
             )
 
-    def _store_master_positions(self, master: Account, positions: list[Any]) -> None:
-        current = {(p.exchange, p.tradingsymbol, p.product.value): p.quantity for p in positions}
-        existing = {
-            (mp.exchange, mp.tradingsymbol, mp.product): mp
-            for mp in MasterPosition.objects.filter(account=master)
-        }
-        for key, mp in existing.items():
-            if mp.quantity != current.get(key, 0):
-                mp.quantity = current.get(key, 0)
-                mp.save(update_fields=["quantity", "updated_at"])
+    def _store_master_positions(
+        self, master: Account, after: dict[tuple[str, str, str], int], stored: dict[tuple[str, str, str], int]
+    ) -> None:
+        """The master's positions after this tick's fills (inside the transaction that records
+        the orders those fills belong to: the next tick adds only fills it has not seen)."""
+        changed = {k: q for k, q in after.items() if k in stored and stored[k] != q}
+        for (exchange, symbol, product), quantity in changed.items():
+            MasterPosition.objects.filter(
+                account=master, exchange=exchange, tradingsymbol=symbol, product=product
+            ).update(quantity=quantity, updated_at=timezone.now())
         MasterPosition.objects.bulk_create(
             [
                 MasterPosition(account=master, exchange=k[0], tradingsymbol=k[1], product=k[2], quantity=q)
-                for k, q in current.items()
-                if k not in existing
+                for k, q in after.items()
+                if k not in stored
             ],
             ignore_conflicts=True,
         )
@@ -678,10 +727,21 @@ class Orchestrator:
                     (to_cancel if m.status == MappingStatus.OPEN else to_withdraw).append(m)
                     continue
                 kwargs: dict[str, Any] = {}
-                if lead is not None and lead.status.is_open:
-                    if lead.price != m.price and m.order_type in (OrderType.LIMIT, OrderType.SL):
+                # The master made its order MARKET (LIMIT or SL -> MARKET, SL -> SL-M), perhaps
+                # filling at once: the child's order follows, whether the master's is open or done.
+                to_type = None
+                if lead is not None and lead.order_type != m.order_type:
+                    if lead.order_type == OrderType.MARKET and m.order_type != OrderType.MARKET:
+                        to_type = OrderType.MARKET
+                    elif lead.order_type == OrderType.SLM and m.order_type == OrderType.SL:
+                        to_type = OrderType.SLM
+                if to_type is not None:
+                    kwargs["order_type"] = to_type
+                child_type = to_type or m.order_type
+                if lead is not None and (lead.status.is_open or to_type is not None):
+                    if lead.price != m.price and child_type in (OrderType.LIMIT, OrderType.SL):
                         kwargs["price"] = lead.price
-                    if lead.trigger_price != m.trigger_price and m.order_type in (
+                    if lead.trigger_price != m.trigger_price and child_type in (
                         OrderType.SL,
                         OrderType.SLM,
                     ):
@@ -840,6 +900,26 @@ def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[s
             return [(name, exc)]
 
     return dict(fanout.map(read, list(reads)))
+
+
+def _moved(
+    start: dict[tuple[str, str, str], int], *deltas: dict[tuple[str, str, str], int]
+) -> dict[tuple[str, str, str], int]:
+    out = dict(start)
+    for delta in deltas:
+        for key, qty in delta.items():
+            out[key] = out.get(key, 0) + qty
+    return out
+
+
+def _master_since(master: Account) -> datetime | None:
+    """When `master` last became master (its promotion's audit row), or None."""
+    return (
+        ReplicationEvent.objects.filter(kind="account.master_promoted", account=master)
+        .order_by("-created_at", "-id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
 
 
 def _master_order(master: Account, o: Order, now: datetime) -> MasterOrder:

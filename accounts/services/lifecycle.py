@@ -29,6 +29,7 @@ from accounts.validation import (
     clean_status,
 )
 from replication.audit import audit
+from replication.models import MasterPosition
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ def account_promote_master(*, account: Account, actor: str) -> Account:
         target.role = Role.MASTER
         delta = save_changes(target, before)
         delta["previous_master_ids"] = [old.pk for old in previous]
+        # The book it brings is known, not new: the engine takes orders placed before this audit
+        # row as known, and positions stored from an earlier term as master are stale (its first
+        # look as master reads them afresh).
+        MasterPosition.objects.filter(account=target).delete()
         audit(
             kind="account.master_promoted",
             message=f"{target.broker}:{target.broker_user_id} promoted to master",
