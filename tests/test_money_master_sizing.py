@@ -17,7 +17,7 @@ from accounts.models import Account, CapitalMode, Role
 from brokers.paper.models import PaperAccount, PaperOrder
 from replication.models import Allocation, OrderMapping
 from replication.sizing import ChildProfile, Leg, plan_group, size_entry
-from tests.engine_helpers import FUT
+from tests.engine_helpers import CALL, FUT
 
 D = Decimal
 
@@ -116,3 +116,40 @@ def test_money_exact_multiple_of_master_capital_gets_exact_multiple_of_units(
         return  # the available-margin cap would bite: not this property
     entry = size_entry(plan, child)
     assert entry.units == k * master_lots
+
+
+@pytest.mark.parametrize(
+    ("master_lots", "delta_u", "master_capital", "child", "units"),
+    [
+        # capped by available margin: ₹2,00,000 buys exactly 3 units of ₹66,666.66…
+        (3, "200000", "1000000", ChildProfile(1, used=D("5000000"), available=D("200000")), 3),
+        # the child's own margin per unit (preflight): a target of exactly ₹6,00,000 at ₹1,50,000
+        (
+            2,
+            "300000",
+            "1000003.38",
+            ChildProfile(1, used=D("0"), available=D("2000006.76"), margin_per_unit=D("150000")),
+            4,
+        ),
+    ],
+    ids=["available-cap", "child-preflight"],
+)
+def test_money_exact_units_on_the_cap_and_preflight_paths(master_lots, delta_u, master_capital, child, units):
+    """Issue 11 defect 2: the available-margin cap (floor(A × master units / ΔU)) and the child's
+    preflight margin per unit are floored once, exactly: a whole quotient is never one less."""
+    leg = Leg("NFO", FUT, "NRML", "BUY", master_lots, 75, D("20000"), order_margin=D(delta_u))
+    plan = plan_group(legs=[leg], master_capital=D(master_capital), delta_u=D(delta_u))
+    assert size_entry(plan, child).units == units
+
+
+@pytest.mark.django_db
+def test_money_allocation_carries_the_reference_price(desk, orch):
+    """Issue 11 defect 5 (master side): the allocation carries the price the order-value cap is
+    priced at: the LTP read for the event for a MARKET order, the order's price for a LIMIT."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    orch.run_tick()
+    desk.place("BUY", CALL, 150, order_type="LIMIT", price=D("190"))
+    orch.run_tick()
+    prices = dict(Allocation.objects.values_list("tradingsymbol", "reference_price"))
+    assert prices == {FUT: D("20000"), CALL: D("190")}
