@@ -417,7 +417,9 @@ def size_entries(plan: GroupPlan, children: Iterable[ChildProfile]) -> list[Chil
             if den <= zero:
                 append(_zero(child, capital, target, Reason.BAD_INPUT, "margin per unit is not positive"))
                 continue
-            # Inline `_floor_div` (this loop runs for every child).
+            # One floor, exact: correctly rounded division never lands below a whole number the
+            # exact quotient reaches; it can land *on* one the exact quotient is a hair below, and
+            # only then is the exact product checked.
             q = num / den
             units = int(q)
             if units == q and units * den > num:
@@ -471,20 +473,6 @@ def size_entries(plan: GroupPlan, children: Iterable[ChildProfile]) -> list[Chil
                     )
                 )
     return entries
-
-
-def _floor_div(num: Decimal, den: Decimal) -> int:
-    """floor(num / den) for den > 0, exact: the quotient is rounded to the context's digits, so the
-    whole number under it is checked against the exact products `k × den` and corrected."""
-    if num <= 0:
-        return 0
-    q = num / den
-    k = int(q)
-    # Correctly rounded division never lands below a whole number the exact quotient reaches; it
-    # can land *on* one the exact quotient is a hair below: only then is the product checked.
-    if k == q and k * den > num:
-        return k - 1
-    return k
 
 
 # The per-child records are built with every field given, through tuple.__new__: a NamedTuple's
