@@ -8,7 +8,8 @@ update could corrupt: it is replayed from the records, in allocation order, each
 - an exit applies the exit rule (§3.4) to E: `E ← E − round(r × E lots)`, halves up; r comes from
   the allocation as it is now (a master exit cancelled unfilled gives its entitlement back);
 - a master flat there sets E = 0 for every child, so the replay starts at the last such exit.
-Staff allocations rejected before sending, corrective orders and flatten orders do not move E.
+Allocations staff rejected before sending, corrective orders and owed exits do not move E; a
+staff flatten sets the flattened child's E to zero there.
 
 The replicated position H is what the engine's own orders filled (§3.4). An exit is owed while H
 is beyond E with no exit working to close the gap (`owed_exit`): sent when the child can trade,
@@ -39,12 +40,15 @@ Key = tuple[int, str, str, str]  # child id, exchange, tradingsymbol, product
 IN_FLIGHT = frozenset(
     {MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN}
 )
-# `Allocation.margin_source` of staff orders: corrective orders bring the broker back to H and are
-# not part of it; flatten orders are part of H but do not change what the child is entitled to.
+# `Allocation.margin_source` of staff corrective orders: they bring the broker back to H and are
+# not part of it. Owed exits converge H to E and do not move E.
 CORRECTIVE = "corrective"
 FLATTEN = "flatten"
 OWED = "owed"
-NOT_ENTITLING = (CORRECTIVE, FLATTEN, OWED)
+NOT_ENTITLING = (CORRECTIVE, OWED)
+# Flatten allocations (replication.services.child_flatten) are told apart by their group key: a
+# flatten sets the entitlement of the flattened child to zero there (staff decided it holds nothing).
+FLATTEN_GROUP = "flatten-"
 
 
 def entry_contribution(status: str, quantity: int, filled: int) -> int:
@@ -117,14 +121,16 @@ def entitled(
         .filter(kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE))
         .exclude(status=AllocationStatus.REJECTED)
         .exclude(margin_source__in=NOT_ENTITLING)
-        .exclude(group_key__startswith="flatten-")
         .order_by("pk")
     )
     if upto is not None:
         qs = qs.filter(pk__lte=upto)
     steps: dict[Instrument, list[Step]] = defaultdict(list)
-    for row in qs.values_list("exchange", "tradingsymbol", "product", *STEP_FIELDS):
-        steps[(row[0], row[1], row[2])].append(Step(*row[3:]))
+    for row in qs.values_list("exchange", "tradingsymbol", "product", "group_key", *STEP_FIELDS):
+        step = Step(*row[4:])
+        if row[3].startswith(FLATTEN_GROUP):
+            step = Step(step.pk, FLATTEN, *row[6:])
+        steps[(row[0], row[1], row[2])].append(step)
     # A master flat sets everyone to zero: replay from the last one.
     window: dict[Instrument, list[Step]] = {}
     for inst, seq in steps.items():
@@ -133,7 +139,7 @@ def entitled(
             if step.master_flat:
                 start = i + 1
         window[inst] = seq[start:]
-    entry_ids = [s.pk for seq in window.values() for s in seq if s.kind == AllocationKind.OPEN]
+    entry_ids = [s.pk for seq in window.values() for s in seq if s.kind in (AllocationKind.OPEN, FLATTEN)]
     contributions: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     if entry_ids:
         mappings = OrderMapping.objects.filter(allocation_id__in=entry_ids)
@@ -151,6 +157,9 @@ def entitled(
             if step.kind == AllocationKind.OPEN:
                 for child_id, q in contributions.get(step.pk, {}).items():
                     e[child_id] += q
+            elif step.kind == FLATTEN:  # staff flattened these children here: entitled to nothing
+                for child_id in contributions.get(step.pk, {}):
+                    e[child_id] = 0
             else:
                 for child_id in list(e):
                     e[child_id] = apply_exit(e[child_id], step)

@@ -1,4 +1,14 @@
-"""Expected (what the engine's filled orders put there) vs actual (the broker's position) per child."""
+"""Reconciliation: entitled (E) vs replicated (H, what the engine's filled orders put there) vs actual
+(the broker's position), per child and instrument (DESIGN §3.7).
+
+Grades, the worst of the two comparisons:
+- H against E: H beyond E with no exit working (the child holds more than the rules entitle it to,
+  e.g. still holding after the master exited) is `major`; beyond E while an exit is working, or
+  below E (an entry that did not fill: entries are never chased), is `minor`;
+- actual against H: the broker short of H (an exit or a fill missing) is `major`; off by less than
+  a lot, or more than H (the client's own trading), is `minor`;
+- `unknown` when the broker could not be read.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +22,21 @@ from django.db import transaction
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Role
 from brokers.errors import BrokerError
-from replication.allocator import replicated_positions
 from replication.audit import audit
 from replication.clients import ClientCache
+from replication.entitlement import NO_HOLDING, entitled, holdings
 
 logger = logging.getLogger(__name__)
 
 
 class Grade(enum.StrEnum):
     OK = "ok"
-    MINOR = "minor"  # off by less than one lot, or the child holds more than the engine placed
-    MAJOR = "major"  # the child holds less than the engine placed (an exit or a fill is missing)
+    MINOR = "minor"  # off by less than a lot, client's own extra, converging, or an entry not filled
+    MAJOR = "major"  # above entitlement with no exit working, or the broker short of the engine's orders
     UNKNOWN = "unknown"  # the broker could not be read
+
+
+_RANK = {Grade.OK: 0, Grade.MINOR: 1, Grade.MAJOR: 2, Grade.UNKNOWN: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +49,8 @@ class Drift:
     actual: int | None
     lot_size: int
     grade: Grade
+    entitled: int | None = None  # E; None where it was not computed
+    exit_working: bool = False  # an exit toward E is in flight
 
     @property
     def difference(self) -> int | None:
@@ -55,6 +70,22 @@ def grade(expected: int, actual: int | None, lot_size: int) -> Grade:
     return Grade.MAJOR
 
 
+def grade_entitlement(entitled_quantity: int, held: int, *, exit_working: bool) -> Grade:
+    """H against E: above E (in size, or on the wrong side) is major unless an exit is working."""
+    if held == entitled_quantity:
+        return Grade.OK
+    beyond = (held > 0 and held > max(entitled_quantity, 0)) or (
+        held < 0 and held < min(entitled_quantity, 0)
+    )
+    if beyond and not exit_working:
+        return Grade.MAJOR
+    return Grade.MINOR
+
+
+def worst(*grades: Grade) -> Grade:
+    return max(grades, key=_RANK.__getitem__)
+
+
 def reconcile(
     *,
     children: Sequence[Account] | None = None,
@@ -65,14 +96,19 @@ def reconcile(
     clients = clients or ClientCache()
     if children is None:
         children = list(Account.objects.filter(role=Role.CHILD).exclude(status=AccountStatus.DISABLED))
-    expected = replicated_positions(children=[c.pk for c in children])
-    per_child: dict[int, dict[tuple[str, str, str], int]] = {c.pk: {} for c in children}
-    for (cid, ex, sym, prod), (held, _, _) in expected.items():
-        per_child.setdefault(cid, {})[(ex, sym, prod)] = held
+    ids = [c.pk for c in children]
+    held = holdings(children=ids)
+    instruments = {k[1:] for k in held}
+    entitled_now = entitled(instruments, children=ids)
+    per_child: dict[int, set[tuple[str, str, str]]] = {c.pk: set() for c in children}
+    for key in held:
+        per_child.setdefault(key[0], set()).add(key[1:])
+    for key in entitled_now:
+        per_child.setdefault(key[0], set()).add(key[1:])
     lots = lot_sizes or {}
     drifts: list[Drift] = []
     for child in children:
-        wanted = per_child.get(child.pk, {})
+        wanted = per_child.get(child.pk, set())
         if not wanted:
             continue
         try:
@@ -83,10 +119,15 @@ def reconcile(
         except (BrokerError, CredentialDecryptError) as exc:  # an unreadable child is reported, not fatal
             logger.warning("positions of child %s unavailable: %s", child.pk, exc)
             actual = None
-        for (ex, sym, prod), qty in sorted(wanted.items()):
+        for ex, sym, prod in sorted(wanted):
+            key = (child.pk, ex, sym, prod)
+            h = held.get(key, NO_HOLDING)
+            e = entitled_now.get(key, 0)
+            working = bool(h.pending_sell if h.held > 0 else h.pending_buy if h.held < 0 else False)
             have = None if actual is None else actual.get((ex, sym, prod), 0)
             lot = lots.get((ex, sym), 1)
-            drifts.append(Drift(child.pk, ex, sym, prod, qty, have, lot, grade(qty, have, lot)))
+            g = worst(grade(h.held, have, lot), grade_entitlement(e, h.held, exit_working=working))
+            drifts.append(Drift(child.pk, ex, sym, prod, h.held, have, lot, g, e, working))
     return drifts
 
 
@@ -100,8 +141,13 @@ def reconciliation_sweep(*, actor: str = "engine") -> list[Drift]:
                 kind="reconciliation_drift",
                 actor=actor,
                 account_id=d.child_id,
-                message=f"{d.exchange}:{d.tradingsymbol} {d.product}: expected {d.expected}, "
-                f"actual {d.actual} ({d.grade})",
-                data={"expected": d.expected, "actual": d.actual, "grade": d.grade.value},
+                message=f"{d.exchange}:{d.tradingsymbol} {d.product}: entitled {d.entitled}, "
+                f"replicated {d.expected}, actual {d.actual} ({d.grade})",
+                data={
+                    "entitled": d.entitled,
+                    "expected": d.expected,
+                    "actual": d.actual,
+                    "grade": d.grade.value,
+                },
             )
     return drifts

@@ -309,3 +309,22 @@ def test_money_disabled_child_exit_recorded_with_reason(desk, orch):
     held = OrderMapping.objects.get(child=desk.children["C2"], side="SELL")
     assert held.status == MappingStatus.SKIPPED and held.reason_code == "child_disabled"
     assert ReplicationEvent.objects.filter(kind="exit_held", account=desk.children["C2"]).exists()
+
+
+# --- reconciliation grades against the entitlement ---------------------------------------------
+
+
+def test_money_reconcile_child_holding_after_master_exit_is_major(desk, orch):
+    """Issue 11 §1: reconciliation grades the replicated position against the entitlement: a
+    child still holding after the master exited is major, never ok (its broker agrees with the
+    engine's orders, so the old expected-vs-actual check called it ok)."""
+    from replication.reconciliation import Grade, reconcile
+
+    entry(desk, orch)
+    set_status(desk.children["C2"], AccountStatus.HALTED)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 2)
+    drifts = {(d.child_id, d.tradingsymbol): d for d in reconcile()}
+    c2 = drifts[(desk.children["C2"].pk, FUT)]
+    assert c2.actual == 300 and c2.grade == Grade.MAJOR
+    assert drifts[(desk.children["C1"].pk, FUT)].grade == Grade.OK
