@@ -32,6 +32,7 @@ from brokers.types import InstrumentKey, Order, OrderRequest, OrderStatus, Order
 from replication import allocator
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.controls import engine_control_get
+from replication.convergence import converge, sweep_due
 from replication.events import (
     BookDiff,
     KnownOrder,
@@ -55,6 +56,7 @@ from replication.models import (
     AllocationKind,
     AllocationStatus,
     EngineControl,
+    Entitlement,
     MappingStatus,
     MarginSnapshot,
     MasterOrder,
@@ -84,6 +86,7 @@ class TickResult:
     dispatch: DispatchReport = field(default_factory=DispatchReport)
     followed_up: int = 0
     converted: int = 0  # open child mirrors of filled master orders made MARKET (§3.5)
+    owed_exits: int = 0  # exits still owed after the convergence stage (§3.7)
     queued_shards: int = 0
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
@@ -120,15 +123,14 @@ class Orchestrator:
         self._replicator: Replicator | None = None
         self._queued_at: dict[int, float] = {}
         self.market_retry = RetryGate()
+        self._last_sweep: float | None = None
 
-    def _enqueue_shards(self, lease: Lease, replicator: Replicator, *, halted: bool) -> int:
+    def _enqueue_shards(self, lease: Lease, replicator: Replicator) -> int:
         """Queue mode: one `dispatch_shard` task per shard with intents ready (DESIGN §7).
 
         The database stays the truth: a lost task leaves its intents PLANNED (queued again after
         `QUEUE_REQUEUE_SECONDS`), a repeated one finds them already claimed and does nothing.
         """
-        if halted:
-            return 0
         from django_q.tasks import async_task
 
         count = max(1, int(getattr(settings, "FANOUT_SHARDS", 4)))
@@ -273,19 +275,39 @@ class Orchestrator:
         result.intents += self._size_pending(lease, replicator, control)
         result.timings_ms["sizing"] = (time.perf_counter() - t_size) * 1000
         # 6. Send: here in the bounded pool, or (queue mode) one django-q2 task per shard of children.
+        # Every intent passes the send gate as it is claimed (a halted engine's intents are held
+        # there, with their reasons, rather than left to go out once the halt is lifted).
         t_send = time.perf_counter()
-        if getattr(settings, "FANOUT_MODE", "threads") == "queue":
-            result.queued_shards = self._enqueue_shards(lease, replicator, halted=control.halted)
-        else:
-            result.dispatch = replicator.dispatch(halted=control.halted)
+        self._send(lease, replicator, result, halted=control.halted)
         result.timings_ms["dispatch"] = (time.perf_counter() - t_send) * 1000
         # 7. Child mirrors still open after the master's order filled: MARKET per child policy
         # (after the new orders, which must not wait for it).
         if mode == "order" and not control.halted:
             result.converted += self._convert_filled_mirrors(replicator)
+        # 8. Converge: exits still owed (failed, skipped, held back, or the master out through a
+        # second order) are planned for every child that can trade now, then sent (DESIGN §3.7).
+        t_converge = time.perf_counter()
+        now_mono = time.monotonic()
+        sweep = sweep_due(self._last_sweep, now_mono)
+        if sweep:
+            self._last_sweep = now_mono
+        converged = converge(lease=lease, tick_id=tick.pk, sweep=sweep)
+        result.owed_exits = converged.owed
+        if converged.intents:
+            result.intents += converged.intents
+            self._send(lease, replicator, result, halted=control.halted)
+        result.timings_ms["converge"] = (time.perf_counter() - t_converge) * 1000
         # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
         # second round of order-book reads would double the tick for a thousand children.
         result.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+
+    def _send(self, lease: Lease, replicator: Replicator, result: TickResult, *, halted: bool) -> None:
+        """Dispatch here in the bounded pool, or (queue mode) one django-q2 task per shard of
+        children. A halted engine dispatches here: the send gate then holds every intent."""
+        if settings.FANOUT_MODE == "queue" and not halted:
+            result.queued_shards += self._enqueue_shards(lease, replicator)
+        else:
+            result.dispatch.merge(replicator.dispatch())
 
     # --- step 3: record and allocate -------------------------------------------------------------
 
@@ -692,6 +714,7 @@ class Orchestrator:
         by_alloc: dict[int, list[OrderMapping]] = defaultdict(list)
         for m in mappings:
             by_alloc[m.allocation_id].append(m)
+        rows = allocator.child_rows({m.child_id for m in mappings})
         to_cancel: list[OrderMapping] = []
         to_withdraw: list[OrderMapping] = []
         to_modify: list[tuple[OrderMapping, dict[str, Any]]] = []
@@ -722,6 +745,14 @@ class Orchestrator:
                 lots = m.lots
                 if new_total != alloc.master_quantity and alloc.master_quantity:
                     lots = (m.lots * new_total) // alloc.master_quantity
+                    if lots > m.lots:
+                        # An exit grows through the entitlement (the convergence stage sends what
+                        # is owed, never more than held); an entry grows only within the child's caps.
+                        lots = (
+                            m.lots
+                            if alloc.kind != AllocationKind.OPEN
+                            else capped_lots(lots, m, alloc, rows.get(m.child_id), lead)
+                        )
                 new_qty = lots * alloc.lot_size if m.slice_no == 0 else m.quantity
                 if new_total == 0 or new_qty <= m.filled_quantity:
                     (to_cancel if m.status == MappingStatus.OPEN else to_withdraw).append(m)
@@ -757,6 +788,10 @@ class Orchestrator:
                         m.save(update_fields=[*kwargs.keys(), "updated_at"])
             if new_total != alloc.master_quantity:
                 Allocation.objects.filter(pk=alloc.pk).update(master_quantity=new_total)
+                # The entitlement of every child in the instrument moves with the allocation.
+                Entitlement.objects.filter(
+                    exchange=alloc.exchange, tradingsymbol=alloc.tradingsymbol, product=alloc.product
+                ).update(settled=False)
         if to_withdraw:
             with transaction.atomic():
                 lease_check(replicator.lease)
@@ -820,6 +855,29 @@ class Orchestrator:
             created += allocator.create_intents(group, lease=lease, control=control, replicator=replicator)
             failpoint("after_intent_commit")
         return created
+
+
+def capped_lots(
+    lots: int, m: OrderMapping, alloc: Allocation, child: allocator.ChildRow | None, lead: Order | None
+) -> int:
+    """A scaled-up entry within the child's caps (DESIGN §3.3 step 7) and its available margin:
+    the extra lots must fit the margin the child has free, at the master's margin per lot."""
+    if child is None:
+        return m.lots  # not an eligible child any more: never grown
+    lot = max(alloc.lot_size, 1)
+    limit = lots
+    if child.max_lots_per_order is not None:
+        limit = min(limit, child.max_lots_per_order)
+    if child.max_quantity is not None:
+        limit = min(limit, child.max_quantity // lot)
+    price = (lead.price if lead is not None and lead.price else None) or alloc.reference_price or alloc.price
+    if child.max_order_value is not None and price:
+        limit = min(limit, int(child.max_order_value // (price * lot)))
+    if alloc.attributed_margin and alloc.master_lots:
+        per_lot = alloc.attributed_margin / alloc.master_lots
+        available = child.snap_available or Decimal(0)
+        limit = min(limit, m.lots + int(max(available, Decimal(0)) // per_lot))
+    return max(min(limit, lots), min(m.lots, lots))
 
 
 def _closing_parts(allocs: list[Allocation]) -> dict[int, int]:

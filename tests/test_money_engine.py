@@ -328,3 +328,35 @@ def test_money_reconcile_child_holding_after_master_exit_is_major(desk, orch):
     c2 = drifts[(desk.children["C2"].pk, FUT)]
     assert c2.actual == 300 and c2.grade == Grade.MAJOR
     assert drifts[(desk.children["C1"].pk, FUT)].grade == Grade.OK
+
+
+# --- caps on every path ----------------------------------------------------------------------------
+
+
+def _limit(account, **fields) -> None:
+    for name, value in fields.items():
+        setattr(account, name, value)
+    account.save(update_fields=[*fields, "updated_at"])
+
+
+def test_money_market_entry_capped_by_max_order_value_at_the_ltp(desk, orch):
+    """Issue 11 defect 5: max order value applies to MARKET orders, priced at the LTP read for the
+    event: C2 capped at ₹20 lakh gets 1 lot (₹15 lakh at 20,000), not 4 (₹60 lakh)."""
+    _limit(desk.children["C2"], max_order_value=Decimal("2000000"))
+    entry(desk, orch)
+    assert desk.positions(FUT)["C2"] == 75
+    value = sum(o.quantity * Decimal("20000") for o in child_orders("C2"))
+    assert value <= Decimal("2000000")
+
+
+def test_money_master_quantity_modification_stays_within_max_quantity(desk, orch):
+    """Issue 11 defect 5: a master quantity modification never scales a child order past its
+    max quantity (C2: max 300, master LIMIT 2 → 4 lots: C2's order stays at 300, not 600)."""
+    _limit(desk.children["C2"], max_quantity=300)
+    orch.run_tick()
+    oid = desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19900"))
+    orch.run_tick()
+    paper_order_modify(user_id="MASTER", order_id=oid, quantity=300)
+    settle(orch, 2)
+    assert max(child_orders("C2").values_list("quantity", flat=True)) == 300
+    assert child_orders("C1").get().quantity == 150  # the others scale with the master
