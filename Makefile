@@ -108,12 +108,14 @@ scale: $(STAMP)  ## scale benchmarks: bench_fanout over HTTP to kite_sim (1,000 
 
 .PHONY: soak
 # Chaos soak. Without SOAK_SEED a new seed is drawn (and printed with the command that replays it);
-# `make soak SOAK_SEED=42` replays one. A throwaway database; nothing of yours is touched.
+# `make soak SOAK_SEED=42` replays one. A throwaway database; nothing of yours is touched. Exits
+# non-zero on a duplicate, a lost order, a starved exit (a child still holding where the master is
+# flat, settle ticks after faults cleared) or a child order above its caps (issue 11).
 SOAK_SEED ?=
 SOAK_EVENTS ?= 300
 SOAK_CHILDREN ?= 10
 SOAK_FAULT_RATE ?= 0.3
-soak: $(STAMP)  ## chaos soak: seeded master events and random kite_sim faults on the Kite path; fails on a duplicate or lost order
+soak: $(STAMP)  ## chaos soak on the Kite path: kite_sim faults, halts, dry-run, disables, RMS rejections, caps; fails on a duplicate, lost order, starved exit or cap breach
 	$(CHECK_ENV) LOG_LEVEL=$${LOG_LEVEL:-ERROR} $(MANAGE) soak $(if $(strip $(SOAK_SEED)),--seed $(SOAK_SEED)) \
 		--events $(SOAK_EVENTS) --children $(SOAK_CHILDREN) --fault-rate $(SOAK_FAULT_RATE)
 
