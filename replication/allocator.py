@@ -682,7 +682,7 @@ def intent_row(
         lots=lots,
         quantity=quantity,
         capital=_money(capital),
-        target_margin=_money(target),
+        target_margin=_unrounded(target),
         reason_code=reason_code,
         reason=reason,
         finished_at=timezone.now() if status in (MappingStatus.SKIPPED, MappingStatus.DRY_RUN) else None,
@@ -711,6 +711,12 @@ def _skip(
         capital=capital,
         target=target,
     )
+
+
+def _unrounded(v: Decimal | None) -> Decimal | None:
+    """The child's target as computed (f × C × multiplier), to the column's 10 places: rounding
+    happens once, at whole lots, never to the stored figure."""
+    return None if v is None else v.quantize(Decimal("1E-10"))
 
 
 def _money(v: Decimal | None) -> Decimal | None:
