@@ -156,6 +156,11 @@ class AccountSettingsInput(InputSerializer):
         "staff only.",
     )
     reason = StrictCharField(required=False, help_text="Recorded with a status change.")
+    force = StrictBooleanField(
+        required=False,
+        help_text="Staff only, with `status: disabled` and a `reason`: disable although the engine holds "
+        "positions or pending orders there (refused with 409 `positions_held` otherwise).",
+    )
     api_key = StrictCharField(required=False, write_only=True, help_text="Kite only; write-only.")
     api_secret = StrictCharField(required=False, write_only=True, help_text="Kite only; write-only.")
     access_token = StrictCharField(

@@ -236,7 +236,7 @@ class AccountDetailView(ApiView):
         tags=[TAG],
         operation_id="accounts_update",
         request=AccountSettingsInput,
-        responses={200: AccountOutput, **errors(400, 403, 404)},
+        responses={200: AccountOutput, **errors(400, 403, 404, 409)},
     )
     def patch(self, request: Request, pk: int) -> Response:
         """Change settings, credentials (write-only) and status (pause, halt, resume) in one go.
@@ -255,7 +255,8 @@ class AccountDetailView(ApiView):
           raising `fixed_capital`, `proxy_url` and `owner` are staff-only;
         - `status`: `paused` and `halted` any time; back to `active` only from a pause or halt the
           client set itself; `dry_run` off only if the client switched it on; `disabled` and
-          `needs_login` are staff-only;
+          `needs_login` are staff-only; `disabled` is refused (409 `positions_held`) while the engine
+          holds positions or pending orders there, unless staff send `force: true` with a `reason`;
         - `pending_policy` (`leave` or `market_after_seconds`) and `market_after_seconds` (whole
           seconds) are the client's own preference: what happens to a child order still open after
           the master's order filled. A client may set them either way.
@@ -265,16 +266,21 @@ class AccountDetailView(ApiView):
         _visible(request, pk)  # 404 before any input is judged
         data = validated(AccountSettingsInput, request.data)
         new_status, reason = data.pop("status", None), data.pop("reason", None)
+        force = bool(data.pop("force", False))
         credentials = {name: data.pop(name) for name in CREDENTIALS if name in data}
         check = Errors()
         check.run("status", clean_status, new_status)
         check.run("reason", clean_reason, reason)
         if reason is not None and new_status is None:
             check.add("reason_without_status", "reason", "a reason goes with a status change")
+        if force and new_status is None:
+            check.add("force_without_status", "force", "force goes with a status change")
         check.raise_if_any()
         if "owner" in data:
             data["owner"] = _owner(data["owner"])
         staff = is_staff(request.user)
+        if force and not staff:
+            raise _forbidden("permission_denied", {"force": "only staff may force a status change"})
         who = actor(request)
         with transaction.atomic():
             account = _visible(request, pk, lock=True)
@@ -296,7 +302,9 @@ class AccountDetailView(ApiView):
             if credentials:
                 account_set_credentials(account=account, actor=who, **credentials)
             if new_status is not None:
-                account_set_status(account=account, status=new_status, actor=who, reason=reason or "")
+                account_set_status(
+                    account=account, status=new_status, actor=who, reason=reason or "", force=force
+                )
         return Response(AccountOutput(_visible(request, pk)).data)
 
     @staticmethod

@@ -20,6 +20,7 @@ from accounts.services._common import (
     save_changes,
     state,
 )
+from accounts.services.unlinking import account_engine_holdings, positions_held_error
 from accounts.validation import (
     AccountError,
     Errors,
@@ -88,24 +89,37 @@ def account_promote_master(*, account: Account, actor: str) -> Account:
     return refreshed(account)
 
 
+def _check_force(errors: Errors, *, force: object, reason: str) -> None:
+    """`force` is a flag, and a forced status change carries its reason."""
+    if not isinstance(force, bool):
+        errors.add("invalid_flag", "force", "force must be true or false")
+    elif force and not reason:
+        errors.add("reason_required", "reason", "a forced status change needs a reason")
+
+
 def _token_live(account: Account, now: datetime) -> bool:
     if not account.access_token:
         return False
     return account.token_expires_at is None or account.token_expires_at > now
 
 
-def account_set_status(*, account: Account, status: str, actor: str, reason: str = "") -> Account:
+def account_set_status(
+    *, account: Account, status: str, actor: str, reason: str = "", force: bool = False
+) -> Account:
     """Pause (exits only), resume, halt (nothing sent), disable or mark needs-login; audited with `reason`.
 
     Resuming clears the circuit breaker. A Kite account resumes only with a live access token. A
-    disabled former master is re-enabled only when no other master is enabled. Setting the current
-    status again changes nothing and writes no audit row.
+    disabled former master is re-enabled only when no other master is enabled. Disabling is refused
+    (code `positions_held`) while the engine's own orders hold a position there or are pending, as
+    unlinking is, unless `force` is given with a `reason` (both recorded, with the holdings).
+    Setting the current status again changes nothing and writes no audit row.
     """
     errors = Errors()
     new = errors.run("status", clean_status, status)
     if status is None:
         errors.add("invalid_status", "status", "status is required")
     why = errors.run("reason", clean_reason, reason) or ""
+    _check_force(errors, force=force, reason=why)
     actor_name = errors.run("actor", clean_actor, actor)
     if actor is None:
         errors.add("invalid_actor", "actor", "actor is required")
@@ -127,6 +141,9 @@ def account_set_status(*, account: Account, status: str, actor: str, reason: str
         if new == AccountStatus.ACTIVE and locked.broker == Broker.KITE and not _token_live(locked, now):
             message = "the access token is missing or expired; log in to Kite first"
             raise AccountError("needs_login", message, {"status": message})
+        holdings = account_engine_holdings(locked) if new == AccountStatus.DISABLED else []
+        if holdings and not force:
+            raise positions_held_error(holdings, action="disable")
         before = state(locked)
         locked.status = new
         if new == AccountStatus.ACTIVE:
@@ -134,6 +151,9 @@ def account_set_status(*, account: Account, status: str, actor: str, reason: str
             locked.breaker_tripped_at = None
         delta = save_changes(locked, before)
         delta["reason"] = why
+        if new == AccountStatus.DISABLED:
+            delta["forced"] = bool(force)
+            delta["holdings"] = holdings
         audit(
             kind="account.status_changed",
             message=f"status {old} -> {new}" + (f": {why}" if why else ""),

@@ -16,8 +16,10 @@ from replication.audit import audit
 logger = logging.getLogger(__name__)
 
 
-def _engine_holdings(account: Account) -> list[dict[str, Any]]:
-    """What the engine's own orders hold (or still have pending) in this account, per instrument."""
+def account_engine_holdings(account: Account) -> list[dict[str, Any]]:
+    """What the engine's own orders hold (or still have pending) in this account, per instrument.
+
+    Unlinking and disabling are refused while this is not empty, unless staff force them."""
     rows = []
     for (_, exchange, symbol, product), (held, buying, selling) in sorted(
         replicated_positions(children=[account.pk]).items()
@@ -33,6 +35,16 @@ def _engine_holdings(account: Account) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def positions_held_error(holdings: list[dict[str, Any]], *, action: str) -> AccountError:
+    """The refusal (code `positions_held`) of an `action` on an account the engine holds positions in."""
+    listed = ", ".join(f"{h['instrument']} {h['product']} {h['held']}" for h in holdings[:5])
+    message = (
+        f"the engine holds replicated positions or pending orders in this account ({listed}); "
+        f"exit them first, or have staff force the {action} with a reason"
+    )
+    return AccountError("positions_held", message, {"force": message})
 
 
 def account_unlink(*, account: Account, actor: str, force: bool = False, reason: str = "") -> Account:
@@ -56,14 +68,9 @@ def account_unlink(*, account: Account, actor: str, force: bool = False, reason:
         locked = lock(account)
         if locked.status == AccountStatus.DISABLED:
             return refreshed(account)
-        holdings = _engine_holdings(locked)
+        holdings = account_engine_holdings(locked)
         if holdings and not force:
-            listed = ", ".join(f"{h['instrument']} {h['product']} {h['held']}" for h in holdings[:5])
-            message = (
-                f"the engine holds replicated positions or pending orders in this account ({listed}); "
-                "exit them first, or have staff force the unlink with a reason"
-            )
-            raise AccountError("positions_held", message, {"force": message})
+            raise positions_held_error(holdings, action="unlink")
         if locked.is_master and not force:
             message = "this is the master account; promote another account first, or force it with a reason"
             raise AccountError("master_unlink", message, {"force": message})
