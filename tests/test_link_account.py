@@ -11,10 +11,23 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import Account, CapitalMode, Role
+from brokers.paper.models import PaperAccount
 from replication.models import ReplicationEvent
 from tests.factories import MasterAccountFactory
 
 pytestmark = pytest.mark.django_db
+
+# The paper user ids these tests link: account_link refuses one the paper exchange does not
+# know (issue 11 defect 15), so they are opened first.
+PAPER_ACCOUNTS = ("CH1", "CH2", "M1")
+
+
+@pytest.fixture(autouse=True)
+def paper_accounts_open(db):
+    PaperAccount.objects.bulk_create(
+        [PaperAccount(user_id=user_id, cash=Decimal("1000000")) for user_id in PAPER_ACCOUNTS]
+    )
+
 
 SECRET = "kitesecretvalue31337"
 

@@ -36,6 +36,7 @@ from accounts.validation import (
     flag_cleaner,
     money_cleaner,
 )
+from brokers.paper.selectors import paper_account_exists
 from replication.audit import audit
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,13 @@ def _check_against(data: _LinkInput, existing: Account | None) -> None:
     errors = Errors()
     if existing is None and data.broker == Broker.KITE and not (data.api_key and data.api_secret):
         errors.add("credentials_required", "api_key", "a Kite account needs an api key and an api secret")
+    if existing is None and data.broker == Broker.PAPER and not paper_account_exists(user_id=data.user_id):
+        errors.add(
+            "paper_account_unknown",
+            "user_id",
+            f"no paper account {data.user_id!r} on the paper exchange: open it first "
+            f"(`manage.py paper open {data.user_id} --cash AMOUNT`), then link it",
+        )
     mode = data.capital_mode or (existing.capital_mode if existing else CapitalMode.TOTAL)
     if data.fixed_capital is not None and mode != CapitalMode.FIXED:
         errors.add(

@@ -62,6 +62,11 @@ def paper_account_get(*, user_id: str, lock: bool = False) -> PaperAccount:
         raise InputRejected(f"unknown paper account {user_id!r}") from None
 
 
+def paper_account_exists(*, user_id: str) -> bool:
+    """Whether the paper exchange has an account `user_id` (opened with `manage.py paper open`)."""
+    return PaperAccount.objects.filter(user_id=user_id).exists()
+
+
 def paper_instrument_get(*, exchange: str, tradingsymbol: str) -> PaperInstrument:
     try:
         return PaperInstrument.objects.get(exchange=exchange.upper(), tradingsymbol=tradingsymbol.upper())

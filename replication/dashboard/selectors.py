@@ -15,7 +15,18 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from accounts.crypto import CredentialDecryptError
@@ -129,9 +140,24 @@ def _latest_snapshot() -> QuerySet[MarginSnapshot]:
     return MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at", "-id")
 
 
-def child_list(*, status: str = "") -> QuerySet[Account]:
-    """Children with their latest margin snapshot (capital, used, taken_at) annotated."""
+class FundsState:
+    """What the overview says of a child's funds (`funds_state` of `child_list`)."""
+
+    READ = ""
+    NEVER_READ = "never_read"  # no margin snapshot at all: every funds read so far failed
+    STALE = "stale"  # the latest snapshot is older than FUNDS_STALE_AFTER: recent reads failed
+    NO_CAPITAL = "no_capital"  # read, but capital is zero or less: the engine skips the child
+
+
+# The child margin refresh runs every minute; a snapshot this old means the reads since failed.
+FUNDS_STALE_AFTER = timedelta(minutes=5)
+
+
+def child_list(*, status: str = "", now: datetime | None = None) -> QuerySet[Account]:
+    """Children with their latest margin snapshot (capital, used, taken_at) annotated, and
+    `funds_state` (a FundsState value) flagging an enabled child whose funds cannot be read."""
     latest = _latest_snapshot()
+    stale_before = (now or timezone.now()) - FUNDS_STALE_AFTER
     qs = (
         Account.objects.filter(role=Role.CHILD)
         .select_related("owner")
@@ -139,6 +165,16 @@ def child_list(*, status: str = "") -> QuerySet[Account]:
             snap_capital=Subquery(latest.values("capital")[:1]),
             snap_used=Subquery(latest.values("used_margin")[:1]),
             snap_at=Subquery(latest.values("taken_at")[:1]),
+        )
+        .annotate(
+            funds_state=Case(
+                When(status=AccountStatus.DISABLED, then=Value(FundsState.READ)),
+                When(snap_at__isnull=True, then=Value(FundsState.NEVER_READ)),
+                When(snap_at__lt=stale_before, then=Value(FundsState.STALE)),
+                When(snap_capital__lte=0, then=Value(FundsState.NO_CAPITAL)),
+                default=Value(FundsState.READ),
+                output_field=CharField(),
+            )
         )
         .order_by("pk")
     )
