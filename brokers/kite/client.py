@@ -26,9 +26,9 @@ from kiteconnect import exceptions as kex
 
 from brokers.errors import BrokerError, BrokerUnavailable, InputRejected, RateLimited
 from brokers.kite import params, parse
-from brokers.kite.errors import MALFORMED, redact, translate
+from brokers.kite.errors import MALFORMED, redact, simulator_refusal, translate
 from brokers.kite.instruments import InstrumentCache, shared_cache
-from brokers.registry import BrokerCredentials
+from brokers.registry import BrokerCredentials, is_simulator_credential
 from brokers.types import Funds, Instrument, InstrumentKey, MarginEstimate, Order, OrderRequest, Position
 
 logger = logging.getLogger(__name__)
@@ -87,10 +87,15 @@ class KiteBroker:
         self._instruments = instrument_cache or shared_cache(self.root)
         if urlsplit(self.root).path not in ("", "/"):
             logger.warning("Kite root %s has a path; the SDK drops it and calls the host root", self.root)
-        proxies = {"http": proxy_url, "https": proxy_url} if proxy_url else None
+        self._refusal = simulator_refusal(root=self.root, credentials=(api_key, access_token))
+        simulated = is_simulator_credential(api_key) or is_simulator_credential(access_token)
+        # The simulator's credentials go straight to it: no account proxy, no proxy from the environment.
+        proxies = {"http": proxy_url, "https": proxy_url} if proxy_url and not simulated else None
         self._kite = KiteConnect(
             api_key, access_token=access_token, root=self.root, timeout=self.timeout, proxies=proxies
         )
+        if simulated:
+            self._kite.reqsession.trust_env = False
 
     @classmethod
     def for_credentials(cls, creds: BrokerCredentials) -> KiteBroker:
@@ -118,7 +123,11 @@ class KiteBroker:
     # --- plumbing ------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[KiteConnect], T], *, write: bool) -> T:
-        """Run one SDK call under the instance lock, translating its failures."""
+        """Run one SDK call under the instance lock, translating its failures. Credentials issued
+        by the simulator are refused (before any request) for a root off this machine."""
+        if self._refusal is not None:
+            logger.warning("kite call for %s refused: %s", self.user_id, self._refusal.code)
+            raise self._refusal
         with self._lock:
             try:
                 return fn(self._kite)

@@ -13,6 +13,7 @@ secret this client knows replaced by `***`, and cut to a bounded length.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import requests
 from kiteconnect import exceptions as kex
@@ -27,6 +28,7 @@ from brokers.errors import (
     RateLimited,
     TokenExpired,
 )
+from brokers.registry import is_loopback_url, is_simulator_credential
 
 # The SDK's own crashes on malformed bodies: TypeError for an error body without error_type,
 # KeyError('content-type') for a response without Content-Type (API.md §2.2); our parsers raise the
@@ -130,3 +132,18 @@ def translate(exc: BaseException, *, write: bool, secrets: Iterable[str] = ()) -
         return (OutcomeUnknown if write else BrokerUnavailable)(text)
 
     raise TypeError(f"not a Kite SDK failure: {type(exc).__name__}") from exc
+
+
+def simulator_refusal(*, root: str, credentials: Iterable[str]) -> BrokerError | None:
+    """The refusal to send credentials issued by the Kite simulator to `root`, unless `root` is
+    on this machine (where the simulator runs); None when they may go there."""
+    if not any(is_simulator_credential(value) for value in credentials if value) or is_loopback_url(root):
+        return None
+    parts = urlsplit(root)
+    where = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "a non-local address"
+    return BrokerError(
+        f"these Kite credentials were issued by the Kite simulator; refusing to send them to {where}. "
+        "Point KITE_API_ROOT at the simulator on this machine (http://127.0.0.1:8001 under "
+        "`make run KITE=sim`), or link the account again with real Kite credentials",
+        code="simulator_credentials",
+    )

@@ -17,8 +17,9 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
 from brokers.errors import BrokerError
-from brokers.kite.errors import MALFORMED, translate
+from brokers.kite.errors import MALFORMED, simulator_refusal, translate
 from brokers.kite.parse import ist_to_utc
+from brokers.registry import is_simulator_credential
 
 DEFAULT_LOGIN_URL = "https://kite.zerodha.com/connect/login"
 DEFAULT_TIMEOUT_S = 7.0
@@ -62,10 +63,17 @@ def exchange_request_token(
 
     The SDK sends checksum = sha256(api_key + request_token + api_secret). Raises a
     brokers.errors.BrokerError (TokenExpired for a used or stale request token, InputRejected for a
-    wrong checksum, BrokerUnavailable when Kite cannot be reached or answers garbage).
+    wrong checksum, BrokerUnavailable when Kite cannot be reached or answers garbage, code
+    `simulator_credentials` for the simulator's api key or secret sent to a root off this machine).
     """
-    proxies = {"http": proxy_url, "https": proxy_url} if proxy_url else None
+    refusal = simulator_refusal(root=root, credentials=(api_key, api_secret))
+    if refusal is not None:
+        raise refusal
+    simulated = is_simulator_credential(api_key)
+    proxies = {"http": proxy_url, "https": proxy_url} if proxy_url and not simulated else None
     kite = KiteConnect(api_key, root=root, timeout=timeout, proxies=proxies)
+    if simulated:
+        kite.reqsession.trust_env = False  # the simulator's key goes straight to it, never via a proxy
     secrets = (api_secret, request_token, proxy_url)
     try:
         data = kite.generate_session(request_token, api_secret=api_secret)

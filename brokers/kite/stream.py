@@ -19,7 +19,7 @@ from typing import Any
 from kiteconnect import KiteTicker
 from twisted.internet import reactor as _installed_reactor
 
-from brokers.kite.errors import redact
+from brokers.kite.errors import redact, simulator_refusal
 from brokers.kite.parse import Unsupported
 from brokers.kite.postback import InvalidPostback, parse_order_update, postback_user_id
 from brokers.types import Order
@@ -128,9 +128,15 @@ class OrderUpdateStream:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect (non-blocking); the SDK reconnects with backoff until `reconnect_max_tries`."""
+        """Connect (non-blocking); the SDK reconnects with backoff until `reconnect_max_tries`.
+
+        Raises BrokerError (code `simulator_credentials`) before connecting when the credentials
+        were issued by the Kite simulator and the root is not on this machine."""
         if self._ticker is not None:
             raise RuntimeError("this stream was already started; create a new one")
+        refusal = simulator_refusal(root=self.root, credentials=(self._api_key, self._access_token))
+        if refusal is not None:
+            raise refusal
         ticker = KiteTicker(
             self._api_key,
             self._access_token,

@@ -4,7 +4,8 @@ A session maps `(api_key, access_token)` to a paper user id. Sessions are create
 flow (`/connect/login` or `/_sim/login` issues a request token, `POST /session/token` exchanges it
 with the checksum of kite/API.md §1) or directly by tests (`SessionStore.create`, `POST
 /_sim/sessions`). Like Kite's, an access token dies at the first 06:00 IST after it was issued,
-on logout, or when a test expires it.
+on logout, or when a test expires it. The access tokens (and api keys) it makes up carry the
+simulator's mark (`brokers.registry.SIMULATOR_MARK`): the Kite adapter sends them nowhere else.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from brokers.registry import SIMULATOR_MARK, simulator_credential
+
 IST = ZoneInfo("Asia/Kolkata")
 REQUEST_TOKEN_LIFETIME = timedelta(minutes=5)
 TOKEN_CHARS = 32  # Kite's access tokens are 32 letters and digits
+API_KEY_CHARS = 16  # and its api keys 16
 
 
 class AuthError(Exception):
@@ -53,6 +57,12 @@ def checksum(*parts: str) -> str:
 
 def _new_token() -> str:
     return secrets.token_hex(TOKEN_CHARS // 2)
+
+
+def new_simulator_credential(length: int = TOKEN_CHARS) -> str:
+    """A random api key or access token of `length` characters carrying the simulator's mark, so
+    the Kite adapter never sends it anywhere but to a simulator on this machine."""
+    return simulator_credential(secrets.token_hex(length)[: length - len(SIMULATOR_MARK)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +163,7 @@ class SessionStore:
             session = Session(
                 user_id=issued.user_id,
                 api_key=api_key,
-                access_token=_new_token(),
+                access_token=new_simulator_credential(),
                 created_at=now,
                 expires_at=next_expiry(now),
             )
@@ -176,8 +186,8 @@ class SessionStore:
         now = self._clock()
         session = Session(
             user_id=user_id,
-            api_key=api_key or _new_token()[:16],
-            access_token=access_token or _new_token(),
+            api_key=api_key or new_simulator_credential(API_KEY_CHARS),
+            access_token=access_token or new_simulator_credential(),
             created_at=now,
             expires_at=expires_at or next_expiry(now),
         )

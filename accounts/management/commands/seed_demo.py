@@ -29,8 +29,10 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, CapitalMode
 from accounts.services import account_link, account_set_credentials, account_switch_broker
+from brokers.kite_sim.auth import API_KEY_CHARS, new_simulator_credential
 from brokers.management.commands.paper import inr, render_table
 from brokers.paper.services import paper_account_open
+from brokers.registry import is_simulator_credential
 
 STAFF_USERNAME = "staff"
 ACTOR = "seed_demo"
@@ -84,23 +86,29 @@ class SeedResult:
 
 
 def _new_credentials() -> dict[str, str]:
-    """Random Kite-shaped credentials for the simulator (16-char key, 32-char secret and token)."""
+    """Random Kite-shaped credentials for the simulator (16-char key, 32-char secret and token);
+    the key and token carry the simulator's mark, so the Kite adapter never sends them to any
+    host but the simulator on this machine, whatever KITE_API_ROOT a later command runs with."""
     return {
-        "api_key": secrets.token_hex(8),
+        "api_key": new_simulator_credential(API_KEY_CHARS),
         "api_secret": secrets.token_hex(16),
-        "access_token": secrets.token_hex(16),
+        "access_token": new_simulator_credential(),
     }
 
 
 def _missing_credentials(account: Account) -> dict[str, str]:
-    """The credentials a simulator-served Kite account still needs: all of them if unreadable or
-    absent, else a new access token when the stored one is gone, (nearly) expired or refused."""
+    """The credentials a simulator-served Kite account still needs: all of them if unreadable,
+    absent or not the simulator's (an unmarked key), else a new access token when the stored one is
+    gone, (nearly) expired, refused or unmarked."""
     fresh = _new_credentials()
     if not account.credentials_readable or not (account.api_key and account.api_secret):
         return fresh
+    if not is_simulator_credential(account.secret("api_key")):
+        return fresh
     expires = account.token_expires_at
     stale = expires is None or expires <= timezone.now() + TOKEN_RENEW_MARGIN
-    if not account.access_token or stale or account.status == AccountStatus.NEEDS_LOGIN:
+    unmarked = not is_simulator_credential(account.secret("access_token"))
+    if not account.access_token or stale or unmarked or account.status == AccountStatus.NEEDS_LOGIN:
         return {"access_token": fresh["access_token"]}
     return {}
 
