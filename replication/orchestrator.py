@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -73,6 +74,7 @@ from replication.sizing import Leg, MarginSource, paise_shares, plan_group, rati
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = timedelta(seconds=60)
+IST = ZoneInfo("Asia/Kolkata")  # the exchange's trading day
 
 
 @dataclass(slots=True)
@@ -354,10 +356,14 @@ class Orchestrator:
         aside: dict[tuple[str, str, str], int] = defaultdict(int)
         for o, _ in diff.ignored:
             aside[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
-        stored = {
-            (mp.exchange, mp.tradingsymbol, mp.product): mp.quantity
-            for mp in MasterPosition.objects.filter(account=master)
-        }
+        rows = list(MasterPosition.objects.filter(account=master))
+        existing = {(mp.exchange, mp.tradingsymbol, mp.product): mp.quantity for mp in rows}
+        # Stored positions hold for the trading day they were written on: the broker's book starts
+        # afresh each day, so what no book showed (the engine down across a day, an expiry) is
+        # caught by the day's first event reading the positions again.
+        today = now.astimezone(IST).date()
+        fresh = bool(rows) and max(mp.updated_at for mp in rows).astimezone(IST).date() == today
+        stored = existing if fresh else {}
         positions_after: dict[tuple[str, str, str], int] | None = None
         if stored and (fills or aside):
             positions_after = _moved(stored, aside, fills)
@@ -382,7 +388,7 @@ class Orchestrator:
                     )
                     return
                 before = positions_before_tick(positions, fills)
-                positions_after = _moved(before, fills)
+                positions_after = _moved(dict.fromkeys(existing, 0), before, fills)
             prefetched = (guess, answers)
             events = aggregate(classify(sources, before))
         # No earlier snapshot (first deploy, a new master): the funds just read, stored this tick.
@@ -401,7 +407,7 @@ class Orchestrator:
             lease_check(lease)
             self._upsert_master_orders(master, diff, now)
             if positions_after is not None:  # with the orders whose fills moved it, or not at all
-                self._store_master_positions(master, positions_after, stored)
+                self._store_master_positions(master, positions_after, existing, touch=not stored)
             orders_by_id = {
                 mo.broker_order_id: mo
                 for mo in MasterOrder.objects.filter(
@@ -672,11 +678,17 @@ class Orchestrator:
             )
 
     def _store_master_positions(
-        self, master: Account, after: dict[tuple[str, str, str], int], stored: dict[tuple[str, str, str], int]
+        self,
+        master: Account,
+        after: dict[tuple[str, str, str], int],
+        stored: dict[tuple[str, str, str], int],
+        *,
+        touch: bool = False,
     ) -> None:
         """The master's positions after this tick's fills (inside the transaction that records
-        the orders those fills belong to: the next tick adds only fills it has not seen)."""
-        changed = {k: q for k, q in after.items() if k in stored and stored[k] != q}
+        the orders those fills belong to: the next tick adds only fills it has not seen).
+        `touch`: every row is rewritten (a fresh reading: the rows hold for today)."""
+        changed = {k: q for k, q in after.items() if k in stored and (touch or stored[k] != q)}
         for (exchange, symbol, product), quantity in changed.items():
             MasterPosition.objects.filter(
                 account=master, exchange=exchange, tradingsymbol=symbol, product=product

@@ -8,14 +8,16 @@ what reaches the child brokers (`PaperOrder`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from accounts.services.lifecycle import account_promote_master
 from brokers.paper.models import PaperOrder
 from brokers.paper.services import paper_order_modify, paper_order_place
-from replication.models import Allocation, AllocationKind
+from replication.models import Allocation, AllocationKind, MasterPosition
 from replication.orchestrator import Orchestrator
 from tests.engine_helpers import FUT
 from tests.faulty_broker import Faults, FaultyBroker, install
@@ -134,3 +136,19 @@ def test_money_master_limit_turned_market_turns_the_children_market(desk, orch):
     children = PaperOrder.objects.exclude(account__user_id="MASTER")
     assert {(o.order_type, o.status) for o in children} == {("MARKET", "COMPLETE")}
     assert desk.positions(FUT) == {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}
+
+
+def test_money_stored_position_from_an_earlier_day_is_read_afresh(desk, orch):
+    """Issue 11 defect 17: the stored position holds for the trading day it was written on. One
+    from an earlier day (the engine down across a day: fills no book showed it) is not trusted:
+    the day's first event reads the positions again, and the exit ratio is right (r = 1/3)."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 225)
+    orch.run_tick()
+    orch.run_tick()
+    yesterday = timezone.now() - timedelta(days=1)
+    MasterPosition.objects.filter(account=desk.master).update(quantity=450, updated_at=yesterday)
+    desk.place("SELL", FUT, 75)
+    orch.run_tick()
+    assert [o.quantity for o in _orders_of("C2") if o.side == "SELL"] == [150]  # r = 75 / 225
+    assert MasterPosition.objects.get(account=desk.master).quantity == 150
