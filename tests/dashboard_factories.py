@@ -157,6 +157,9 @@ class NoDatabaseBroker:
     def positions(self) -> list[Position]:
         return [Position("NFO", "NIFTY25DECFUT", Product.NRML, 75, Decimal("20000"), Decimal("20010"))]
 
+    def instruments(self) -> list[object]:
+        return []  # no listing: freeze quantities come from the allocations
+
 
 class NoDatabaseClients:
     def get(self, account: Account) -> NoDatabaseBroker:
