@@ -68,6 +68,7 @@ from replication.controls import engine_control_get, engine_control_update
 from replication.failpoints import FailpointTriggered
 from replication.models import Allocation, AllocationKind, OrchestratorLease, OrderMapping
 from replication.orchestrator import Orchestrator
+from replication.soak import SoakConfig, run_soak
 from tests.engine_helpers import CALL, CHILDREN, FUT, Desk, build_desk
 from tests.faulty_broker import Faults
 
@@ -468,6 +469,17 @@ class MoneyMachine(RuleBasedStateMachine):
     @_step
     def master_hedge(self, lots: int) -> None:
         """BUY calls and SELL futures in one tick: a two-leg group."""
+        self._hedge(lots)
+
+    @rule(lots=st.integers(min_value=1, max_value=2), children=st.sets(st.sampled_from(NAMES), min_size=1))
+    @_step
+    def master_hedge_buy_leg_rejected(self, lots: int, children: set[str]) -> None:
+        """A hedge while these children's RMS rejects their next order after accepting it (the
+        buy leg, sent first): their sell leg must not follow (defect 3)."""
+        self.faults.reject_after_accept.update(children)
+        self._hedge(lots)
+
+    def _hedge(self, lots: int) -> None:
         held = self._master_positions()
         if self._within(CALL, held[CALL] + lots) and self._within(FUT, held[FUT] - lots):
             self._place("BUY", CALL, lots)
@@ -792,3 +804,23 @@ def test_money_rules_hold_on_every_path(db, faults):
 def test_money_rules_hold_on_every_path_long(db, faults):
     """Issue 11, proof (long): the same machine, more and longer examples."""
     _run(faults, examples=200, steps=60)
+
+
+# `make soak`, short: the money faults, child caps and the master's stop-loss/target pairs, resizes
+# and zero crossings on the Kite path (replication.soak); the long run is `make soak`.
+MONEY_SOAK = SoakConfig(seed=20251122, events=30, children=5, fault_rate=0.5, workers=4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_soak_money_session_starves_no_exit_and_breaches_no_cap():
+    """Issue 11, proof (`make soak`): staff halts, dry-run, disables, rejections after accept, child
+    caps, stop-loss/target pairs, LIMIT -> MARKET, resizes and zero crossings; then faults off, the
+    master flattens: no duplicate, no lost order, no starved exit, no cap breach."""
+    report = run_soak(MONEY_SOAK)
+
+    assert report.findings.problems() == [], report.line()
+    money_faults = {"reject_after_accept", "child_halt", "engine_halt", "dry_run", "disable"}
+    assert money_faults & set(report.fault_kinds), report.fault_kinds
+    assert {"bracket", "cross_zero", "limit_quantity", "limit_to_market"} & set(report.event_kinds)
+    assert Account.objects.exclude(max_lots_per_order=None, max_quantity=None, max_order_value=None).exists()
+    assert " starved=0 cap_breaches=0 " in report.line()
