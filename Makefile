@@ -121,14 +121,14 @@ soak: $(STAMP)  ## chaos soak on the Kite path: kite_sim faults, halts, dry-run,
 
 .PHONY: mutate
 # Mutation testing of the money code (docs/mutation.md). Slow, never in CI. A fresh mutants/ each
-# run (the score is of today's code and tests); MUTATE narrows it to mutant names matching a glob
-# (`make mutate MUTATE='replication.sizing.*'`). One worker: the forked workers share the test
+# run (the score is of today's code and tests); MUTATE narrows it to mutant names matching any of
+# its globs (`make mutate MUTATE='replication.sizing.*'`; `MUTATE='*__mutmut_*5'` is a 10 % sample). One worker: the forked workers share the test
 # database file (pms.settings_test names it after the parent's pid; TMPDIR keeps it in mutants/).
 MUTATE ?=
 mutate: $(STAMP)  ## mutation testing of replication/sizing.py and allocator.py (mutmut; slow; docs/mutation.md)
 	rm -rf mutants
 	mkdir -p mutants/tmp
-	@start=$$(date +%s); TMPDIR=$(CURDIR)/mutants/tmp $(BIN)/mutmut run --max-children 1 $(if $(strip $(MUTATE)),'$(MUTATE)'); \
+	@start=$$(date +%s); TMPDIR=$(CURDIR)/mutants/tmp $(BIN)/mutmut run --max-children 1 $(foreach m,$(MUTATE),'$(m)'); \
 		echo "mutmut run took $$(( $$(date +%s) - start )) s"
 	@$(BIN)/mutmut results --all true | awk -F': ' '\
 		{ split($$1, part, "."); mod = part[1] "." part[2]; sub(/^ +/, "", mod); \
