@@ -75,6 +75,7 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = timedelta(seconds=60)
 IST = ZoneInfo("Asia/Kolkata")  # the exchange's trading day
+PREV_SNAPSHOT_MAX_AGE = 5 * SNAPSHOT_EVERY  # older: no margin reading from just before the tick
 
 
 @dataclass(slots=True)
@@ -392,6 +393,10 @@ class Orchestrator:
             prefetched = (guess, answers)
             events = aggregate(classify(sources, before))
         # No earlier snapshot (first deploy, a new master): the funds just read, stored this tick.
+        # A snapshot from long before this tick (a new master's from its time as a child, the
+        # engine back after a gap) is no "before" either: ΔU across it is not this tick's.
+        if prev is not None and now - prev.taken_at > PREV_SNAPSHOT_MAX_AGE:
+            prev = None
         funds_now = (
             MarginSnapshot.objects.filter(account=master, tick=tick).order_by("-id").first()
             if events and prev is None
@@ -619,7 +624,7 @@ class Orchestrator:
                     if plan.attribution.source != MarginSource.CALCULATOR
                     else plan.attribution.reason
                     if prev is not None
-                    else "first look at this master (no earlier snapshot of its margins): "
+                    else "first look at this master (no snapshot of its margins from just before): "
                     f"the calculator's {rupees(plan.attribution.group_margin)}, capital {rupees(capital)}"
                 ),
             )

@@ -6,6 +6,7 @@ what reaches the child brokers (`PaperOrder`), plus pure properties of `replicat
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from accounts.models import Account, CapitalMode, Role
 from brokers.paper.models import PaperAccount, PaperOrder
-from replication.models import Allocation, OrderMapping
+from replication.models import Allocation, MarginSnapshot, OrderMapping
 from replication.sizing import ChildProfile, Leg, plan_group, size_entry
 from tests.engine_helpers import CALL, FUT
 
@@ -153,3 +154,20 @@ def test_money_allocation_carries_the_reference_price(desk, orch):
     orch.run_tick()
     prices = dict(Allocation.objects.values_list("tradingsymbol", "reference_price"))
     assert prices == {FUT: D("20000"), CALL: D("190")}
+
+
+@pytest.mark.django_db
+def test_money_snapshot_from_long_before_is_no_before(desk, orch):
+    """Issue 11 defect 1: a master snapshot from long before the tick (a new master's from its
+    time as a child, the engine back after a gap) is not taken as the capital before the event:
+    the funds just read are (₹10,00,000), so C2 gets 4 lots, not 8."""
+    orch.run_tick()
+    MarginSnapshot.objects.filter(account=desk.master).update(
+        used_margin=D("100000"),
+        available_margin=D("400000"),
+        capital=D("500000"),
+        taken_at=timezone.now() - timedelta(hours=3),
+    )
+    desk.place("BUY", FUT, 150)
+    orch.run_tick()
+    assert _child_orders() == {"C1": 75, "C2": 300, "C4": 75, "C5": 75}
