@@ -22,7 +22,8 @@ FUT = "NIFTY25DECFUT"
 CALL = "NIFTY25DEC20000CE"
 PUT = "NIFTY25DEC20000PE"
 MASTER = "MASTER"
-EXPIRY = date(2025, 12, 30)
+# Far ahead: the paper exchange refuses orders in a contract that has expired (issue 11 defect 13).
+EXPIRY = date(2099, 12, 29)
 
 # name: (paper cash, capital mode, fixed capital, multiplier) — the children of DESIGN §3.6
 CHILDREN: dict[str, tuple[Decimal, CapitalMode, Decimal | None, Decimal]] = {

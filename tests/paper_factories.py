@@ -12,7 +12,8 @@ import factory
 
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument
 
-EXPIRY = date(2025, 12, 30)
+# Far ahead: the paper exchange refuses orders in a contract that has expired (issue 11 defect 13).
+EXPIRY = date(2099, 12, 29)
 
 
 class PaperAccountFactory(factory.django.DjangoModelFactory):

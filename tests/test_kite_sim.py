@@ -155,7 +155,7 @@ def test_contract_instruments_csv_has_kites_columns_and_numbers(running, c1):
     assert rows[0] == sample_header
     by_symbol = {row[2]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
     assert by_symbol[FUT]["lot_size"] == "75" and by_symbol[FUT]["strike"] == "0.0"
-    assert by_symbol[CALL]["strike"] == "20000.0" and by_symbol[CALL]["expiry"] == "2025-12-30"
+    assert by_symbol[CALL]["strike"] == "20000.0" and by_symbol[CALL]["expiry"] == "2099-12-29"
     assert by_symbol["NIFTY 50"]["segment"] == "INDICES"
     assert {row[-1] for row in csv.reader(io.StringIO(nfo.text))} == {"exchange", "NFO"}
 

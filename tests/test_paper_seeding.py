@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
-from brokers.paper.models import InstrumentType, PaperInstrument, PaperOrder
-from brokers.paper.seeding import current_monthly_expiry, option_symbol, weekly_expiry
+from brokers.paper.models import IST, InstrumentType, PaperInstrument, PaperOrder
+from brokers.paper.seeding import current_monthly_expiry, future_symbol, option_symbol, weekly_expiry
 from brokers.paper.services import paper_instruments_seed, paper_order_place, paper_price_set
 from tests.paper_factories import PaperAccountFactory
 
@@ -68,12 +69,20 @@ def test_seed_generates_nifty_and_banknifty_sets():
 
 
 def test_seed_loads_fixture_dumps():
-    result = paper_instruments_seed(today=TODAY)
+    result = paper_instruments_seed(today=date(2017, 11, 1))  # the dumps' own time: their contracts live
     assert len(result.files_loaded) == 3
     assert get("INFY", "NSE").instrument_type == InstrumentType.EQ
     old_option = get("BANKNIFTY18JAN23500CE")
     assert (old_option.underlying, old_option.lot_size, old_option.strike) == ("BANKNIFTY", 40, D("23500"))
     assert get("GOLDPETAL21JUNFUT", "MCX").segment == "MCX-FUT"
+
+
+def test_seed_skips_fixture_contracts_expired_before_the_seeding_date():
+    """Issue 11 defect 13: the dumps' 2017-2018 contracts are not loaded on a later date."""
+    result = paper_instruments_seed(today=TODAY)
+    assert result.expired_skipped > 0
+    assert not PaperInstrument.objects.filter(tradingsymbol="BANKNIFTY18JAN23500CE").exists()
+    assert get("INFY", "NSE").instrument_type == InstrumentType.EQ
 
 
 def test_seed_is_idempotent_and_keeps_prices():
@@ -97,18 +106,19 @@ def test_seed_without_shared_fixtures_skips_them(tmp_path):
 
 
 def test_seed_reset_clears_orders_and_instruments():
-    paper_instruments_seed(today=TODAY)
+    today = timezone.localdate(timezone=IST)  # orders trade on the exchange's date: a live contract
+    paper_instruments_seed(today=today)
     PaperAccountFactory(user_id="PS0001")
     paper_order_place(
         user_id="PS0001",
         exchange="NFO",
-        tradingsymbol="NIFTY25DECFUT",
+        tradingsymbol=future_symbol("NIFTY", current_monthly_expiry(today)),
         side="BUY",
         quantity=75,
         product="NRML",
         order_type="MARKET",
     )
     PaperInstrument.objects.filter(tradingsymbol="NIFTY 50").update(last_price=D("25000"))
-    paper_instruments_seed(today=TODAY, reset=True)
+    paper_instruments_seed(today=today, reset=True)
     assert not PaperOrder.objects.exists()
     assert get("NIFTY 50", "NSE").last_price == D("24000")

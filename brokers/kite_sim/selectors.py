@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from django.db.models import Q
 
 from brokers.errors import InputRejected
-from brokers.paper.models import PaperInstrument, PaperOrder, PaperTrade
+from brokers.paper.models import PaperInstrument, PaperOrder, PaperTrade, live_on, trading_date
 from brokers.paper.selectors import paper_account_get
 from brokers.types import InstrumentKey
 
@@ -41,7 +41,8 @@ def sim_trade_list(*, user_id: str, order_id: str | None = None) -> list[PaperTr
 
 
 def sim_instrument_list(*, exchange: str | None = None) -> list[PaperInstrument]:
-    instruments = PaperInstrument.objects.all()
+    """Kite's daily dump: live instruments only (a contract that has expired is no longer listed)."""
+    instruments = PaperInstrument.objects.filter(live_on(trading_date()))
     if exchange:
         instruments = instruments.filter(exchange=exchange.upper())
     return list(instruments.order_by("exchange", "tradingsymbol"))

@@ -210,8 +210,9 @@ class PaperBroker:
         return paper_basket_margin(user_id=self.user_id, requests=reqs)
 
     def instruments(self) -> list[Instrument]:
+        """Live instruments only, as Kite's daily dump: an expired contract is unknown here."""
         self._network()
-        return [instrument_from_row(row) for row in paper_instrument_list()]
+        return [instrument_from_row(row) for row in paper_instrument_list(live_only=True)]
 
     def ltp(self, keys: Sequence[InstrumentKey]) -> dict[InstrumentKey, Decimal]:
         self._network()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import cache
 
@@ -37,6 +37,8 @@ from brokers.paper.models import (
     PaperTrade,
     Product,
     Side,
+    live_on,
+    trading_date,
 )
 
 PRICE_PLACES = Decimal("0.0001")
@@ -96,11 +98,17 @@ def validate_order(
     order_type: str,
     price: Decimal,
     trigger_price: Decimal,
+    today: date,
 ) -> None:
-    """Raise InputRejected for anything Kite refuses synchronously."""
+    """Raise InputRejected for anything Kite refuses synchronously. `today` is the exchange's
+    date (`trading_date()`): a contract that expired before it no longer trades."""
     name = instrument.key_text
     if instrument.instrument_type == InstrumentType.INDEX:
         raise InputRejected(f"{name} is an index and cannot be traded")
+    if instrument.expired_on(today):
+        raise InputRejected(
+            f"{name} expired on {instrument.expiry:%d %b %Y}: orders in an expired contract are refused"
+        )
     if instrument.segment.startswith("MCX") or instrument.exchange == "MCX":
         raise InputRejected(f"{name}: the commodity segment is not enabled on the paper exchange")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
@@ -286,12 +294,19 @@ def insufficient_funds(required: Decimal, available: Decimal) -> str:
 # --- Resting orders -------------------------------------------------------------------------
 
 
-def match_instruments(*, instrument_ids: Collection[int]) -> list[PaperOrder]:
-    account_ids = set(
-        PaperOrder.objects.filter(instrument_id__in=instrument_ids, status__in=LIVE_STATUSES).values_list(
-            "account_id", flat=True
-        )
+def _resting(instrument_ids: Collection[int]) -> models.QuerySet[PaperOrder]:
+    """Live orders in these instruments, leaving out contracts that have expired: their orders
+    never fill again (the exchange refuses new ones; its price may still move)."""
+    live = live_on(trading_date())
+    return PaperOrder.objects.filter(
+        instrument_id__in=instrument_ids,
+        status__in=LIVE_STATUSES,
+        instrument__in=PaperInstrument.objects.filter(live),
     )
+
+
+def match_instruments(*, instrument_ids: Collection[int]) -> list[PaperOrder]:
+    account_ids = set(_resting(instrument_ids).values_list("account_id", flat=True))
     moved: list[PaperOrder] = []
     for account_id in sorted(account_ids):
         moved += match_account(account_id=account_id, instrument_ids=instrument_ids)
@@ -302,9 +317,8 @@ def match_account(*, account_id: int, instrument_ids: Collection[int]) -> list[P
     with transaction.atomic():
         account = PaperAccount.objects.select_for_update().get(pk=account_id)
         orders = list(
-            PaperOrder.objects.filter(
-                account=account, instrument_id__in=instrument_ids, status__in=LIVE_STATUSES
-            )
+            _resting(instrument_ids)
+            .filter(account=account)
             .select_related("instrument")
             .order_by("placed_at", "id")
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -12,6 +13,16 @@ from django.utils import timezone
 IST = ZoneInfo("Asia/Kolkata")  # the exchange's clock: trading dates and order-id dates
 MONEY: dict[str, Any] = {"max_digits": 18, "decimal_places": 2}
 PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 4}
+
+
+def trading_date(now: datetime | None = None) -> date:
+    """The exchange's date (IST) at `now` (default: now): what "expired" is judged against."""
+    return timezone.localdate(now or timezone.now(), IST)
+
+
+def live_on(day: date) -> models.Q:
+    """Instruments still trading on `day`: no expiry, or an expiry on or after it."""
+    return models.Q(expiry__isnull=True) | models.Q(expiry__gte=day)
 
 
 class InvalidTransition(Exception):
@@ -119,6 +130,10 @@ class PaperInstrument(models.Model):
     @property
     def key_text(self) -> str:
         return f"{self.exchange}:{self.tradingsymbol}"
+
+    def expired_on(self, day: date) -> bool:
+        """Whether the contract had expired by `day`: it trades through its expiry date, not after."""
+        return self.expiry is not None and self.expiry < day
 
     @property
     def is_option(self) -> bool:

@@ -47,6 +47,7 @@ from brokers.paper.models import (
     Product,
     Side,
     Validity,
+    trading_date,
 )
 from brokers.paper.selectors import AccountBook, margin_rates, order_leg, spot_prices
 
@@ -203,6 +204,7 @@ def paper_orders_place(orders: Sequence[NewOrder]) -> list[PaperOrder | InputRej
 def _place(cleaned: list[_Clean], results: list[PaperOrder | InputRejected | None]) -> None:
     accounts = rows.lock_accounts({c.user_id for c in cleaned})
     instruments = rows.instruments_by_keys({c.key for c in cleaned})
+    today = trading_date()
     accepted: list[tuple[_Clean, PaperAccount, PaperInstrument]] = []
     for c in cleaned:
         account = accounts.get(c.user_id)
@@ -220,6 +222,7 @@ def _place(cleaned: list[_Clean], results: list[PaperOrder | InputRejected | Non
                 order_type=c.order_type,
                 price=c.price,
                 trigger_price=c.trigger_price,
+                today=today,
             )
         except InputRejected as exc:
             results[c.index] = exc

@@ -11,6 +11,7 @@ values with each field's own `get_db_prep_save`; there are no signals or save() 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ INSTRUMENT_FIELDS = (
     "strike",
     "last_price",
     "freeze_quantity",
+    "expiry",
 )
 POSITION_FIELDS = (
     "id",
@@ -93,6 +95,15 @@ def _columns(model: type[models.Model], fields: Sequence[str], alias: str) -> st
     )
 
 
+@cache
+def _date_fields(model: type[models.Model]) -> frozenset[str]:
+    return frozenset(
+        field.attname
+        for field in model._meta.concrete_fields
+        if isinstance(field, models.DateField) and not isinstance(field, models.DateTimeField)
+    )
+
+
 def _instance(model: type[ModelT], fields: Sequence[str], values: Sequence[object]) -> ModelT:
     """A model instance from one row (`from_db` wants the values in the model's field order)."""
     decimals = _decimal_places(model)
@@ -100,6 +111,10 @@ def _instance(model: type[ModelT], fields: Sequence[str], values: Sequence[objec
     for name, places in decimals.items():
         if row.get(name) is not None:
             row[name] = Decimal(str(row[name])).quantize(Decimal(1).scaleb(-places))
+    for name in _date_fields(model):
+        text = row.get(name)
+        if isinstance(text, str):  # SQLite hands dates back as ISO text
+            row[name] = date.fromisoformat(text)
     names = [f.attname for f in model._meta.concrete_fields if f.attname in row]
     return model.from_db(DEFAULT_DB_ALIAS, names, [row[name] for name in names])
 

@@ -9,6 +9,9 @@ Sources, applied in this order (a later row with the same exchange and symbol wi
    future, and 21 strikes of calls and puts around the spot (NIFTY on the nearest weekly expiry,
    BANKNIFTY on the monthly one; NSE stopped BANKNIFTY weeklies in November 2024).
 
+Fixture contracts that expired before the seeding date are skipped (counted in the result): the
+exchange refuses orders in them, and Kite's dump no longer lists them.
+
 Index derivatives expire on Tuesdays (NSE, from September 2025): weekly on every Tuesday, monthly on
 the last Tuesday of the month (holidays are ignored). Re-running updates rows in place and keeps
 the prices of rows that already exist, so a re-seed never undoes `paper price` or the walk; new
@@ -92,6 +95,7 @@ class SeedResult:
     updated: int
     files_loaded: tuple[str, ...]
     files_missing: tuple[str, ...]
+    expired_skipped: int = 0  # fixture contracts that expired before the seeding date, not loaded
 
 
 # --- Expiries and symbols ---------------------------------------------------------------------
@@ -275,6 +279,7 @@ def paper_instruments_seed(*, today: date | None = None, reset: bool = False) ->
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     loaded: list[str] = []
     missing: list[str] = []
+    expired = 0
     base = shared_dir()
     for relative in FIXTURE_FILES:
         path = base / relative
@@ -284,6 +289,9 @@ def paper_instruments_seed(*, today: date | None = None, reset: bool = False) ->
         with path.open(newline="", encoding="utf-8") as handle:
             for raw in csv.DictReader(handle):
                 row = _csv_row(raw)
+                if row["expiry"] is not None and row["expiry"] < today:
+                    expired += 1  # no longer trades: the exchange would refuse every order in it
+                    continue
                 rows[(row["exchange"], row["tradingsymbol"])] = row
         loaded.append(str(path))
     if missing:
@@ -330,4 +338,5 @@ def paper_instruments_seed(*, today: date | None = None, reset: bool = False) ->
         updated=len(to_update),
         files_loaded=tuple(loaded),
         files_missing=tuple(missing),
+        expired_skipped=expired,
     )

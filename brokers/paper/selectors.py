@@ -33,6 +33,8 @@ from brokers.paper.models import (
     PaperPosition,
     PaperTrade,
     Side,
+    live_on,
+    trading_date,
 )
 from brokers.paper.rows import book_rows
 from brokers.types import Funds, InstrumentKey, MarginEstimate, OrderRequest, SegmentFunds
@@ -74,15 +76,23 @@ def paper_instrument_get(*, exchange: str, tradingsymbol: str) -> PaperInstrumen
         raise InputRejected(f"unknown instrument {exchange.upper()}:{tradingsymbol.upper()}") from None
 
 
-def paper_instrument_list(*, underlying: str | None = None) -> list[PaperInstrument]:
-    """Instruments (of one underlying): indices, equities, futures, then options by expiry and strike."""
+def paper_instrument_list(
+    *, underlying: str | None = None, live_only: bool = False, today: date | None = None
+) -> list[PaperInstrument]:
+    """Instruments (of one underlying): the live ones first (indices, equities, futures, then
+    options by expiry and strike), then the contracts expired before `today` (the exchange's date)
+    in the same order; `live_only` leaves those out, as Kite's instrument dump does."""
+    today = today or trading_date()
     queryset = PaperInstrument.objects.all()
     if underlying:
         queryset = queryset.filter(underlying=underlying.upper())
+    if live_only:
+        queryset = queryset.filter(live_on(today))
     rank: dict[str, int] = {InstrumentType.INDEX: 0, InstrumentType.EQ: 1, InstrumentType.FUT: 2}
 
-    def order(i: PaperInstrument) -> tuple[int, str, date, Decimal, str]:
-        return (rank.get(i.instrument_type, 3), i.exchange, i.expiry or date.min, i.strike, i.tradingsymbol)
+    def order(i: PaperInstrument) -> tuple[bool, int, str, date, Decimal, str]:
+        kind = rank.get(i.instrument_type, 3)
+        return (i.expired_on(today), kind, i.exchange, i.expiry or date.min, i.strike, i.tradingsymbol)
 
     return sorted(queryset, key=order)
 

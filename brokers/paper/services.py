@@ -37,6 +37,7 @@ from brokers.paper.models import (
     PaperInstrument,
     PaperOrder,
     Validity,
+    trading_date,
 )
 from brokers.paper.placement import NewOrder, paper_orders_place
 from brokers.paper.seeding import SeedResult, paper_instruments_seed
@@ -209,6 +210,7 @@ def paper_order_modify(
             order_type=order.order_type,
             price=order.price,
             trigger_price=order.trigger_price,
+            today=trading_date(),
         )
         after = portfolio_margin([*book.legs(exclude_order_id=order_id), order_leg(order, book.spots)], rates)
         required = after.total - before.total

@@ -44,7 +44,8 @@ from replication.soak.master import CALL, EXCHANGE, FUT, MASTER, PUT, MasterDesk
 
 FAR = datetime(2099, 1, 1, tzinfo=UTC)  # sessions of the soak never die of old age, only of faults
 STAFF = "soak-staff"
-EXPIRY = date(2025, 12, 30)
+# Far ahead: the paper exchange refuses orders in a contract that has expired (issue 11 defect 13).
+EXPIRY = date(2099, 12, 29)
 ERROR_STATUSES = frozenset({403, 429, 500, 502, 503, 504})
 # What the engine did about the faults (ReplicationEvent kinds), shown with the figures.
 RECOVERY_EVENTS = (

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from brokers.errors import BrokerError
 from brokers.paper import selectors, services
-from brokers.paper.models import IST, InstrumentType, PaperOrder
+from brokers.paper.models import IST, InstrumentType, PaperInstrument, PaperOrder, trading_date
 from brokers.types import InstrumentKey
 
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
@@ -84,6 +84,14 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, ri
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def _expiry(instrument: PaperInstrument, today: date) -> str:
+    """The expiry date, marked when the contract no longer trades (listed after the live ones)."""
+    if instrument.expiry is None:
+        return ""
+    text = instrument.expiry.isoformat()
+    return f"{text} (expired)" if instrument.expired_on(today) else text
 
 
 def describe(order: PaperOrder) -> str:
@@ -160,7 +168,9 @@ class Command(BaseCommand):
         ):
             sub.add_parser(name, help=text).add_argument("user_id")
 
-        instruments = sub.add_parser("instruments", help="List instruments.")
+        instruments = sub.add_parser(
+            "instruments", help="List instruments: live ones first, then expired contracts (marked)."
+        )
         instruments.add_argument("--underlying", help="e.g. NIFTY")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -180,7 +190,10 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError(f"--today must look like YYYY-MM-DD, got {options['today']!r}") from None
         result = services.paper_instruments_seed(today=today, reset=options["reset"])
-        self.stdout.write(f"Instruments: {result.created} created, {result.updated} updated.")
+        self.stdout.write(
+            f"Instruments: {result.created} created, {result.updated} updated, "
+            f"{result.expired_skipped} expired fixture contract(s) skipped."
+        )
         for path in result.files_missing:
             self.stdout.write(f"Skipped (not found): {path}")
 
@@ -333,18 +346,19 @@ class Command(BaseCommand):
         self.stdout.write(render_table(headers, rows, right={6, 7, 8, 10, 11}))
 
     def do_instruments(self, options: dict[str, Any]) -> None:
+        today = trading_date()
         rows = [
             (
                 f"{i.exchange}:{i.tradingsymbol}",
                 i.instrument_type,
                 i.underlying,
-                i.expiry.isoformat() if i.expiry else "",
+                _expiry(i, today),
                 _price(i.strike),
                 i.lot_size,
                 i.freeze_quantity or "",
                 _price(i.last_price),
             )
-            for i in selectors.paper_instrument_list(underlying=options["underlying"])
+            for i in selectors.paper_instrument_list(underlying=options["underlying"], today=today)
         ]
         headers = ("Instrument", "Type", "Underlying", "Expiry", "Strike", "Lot", "Freeze", "LTP")
         self.stdout.write(render_table(headers, rows, right={4, 5, 6, 7}))
