@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Role
 from brokers.errors import BrokerError, TokenExpired
-from brokers.types import OrderRequest, OrderType, Product, Side
+from brokers.types import InstrumentKey, OrderRequest, OrderType, Product, Side
 from replication.bulk import batch_size, insert_rows
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.daypnl import replicated_day_pnl
@@ -304,7 +304,7 @@ def create_intents(
     if group[0].kind == AllocationKind.OPEN:
         rows = _entry_rows(group, control, engine, replicator)
     else:
-        rows = _exit_rows(group, engine)
+        rows = _exit_rows(group, engine, replicator)
     has_buy = any(a.side == Side.BUY for a in group)
     for m in rows:
         m.wave = 1 if has_buy and m.side == Side.SELL else 0
@@ -552,7 +552,7 @@ def _entry_mappings(group: Sequence[Allocation], c: int, entry: ChildEntry, *, d
     return out
 
 
-def _exit_rows(group: Sequence[Allocation], engine: Switches) -> list[IntentRow]:
+def _exit_rows(group: Sequence[Allocation], engine: Switches, replicator: Replicator) -> list[IntentRow]:
     """Exits by entitlement (DESIGN §3.7): the exit rule moves each child's E, and the exit sent
     is what the child holds beyond its new E less the exits already working (never more than it
     holds). A child that cannot trade now gets a SKIPPED row saying why; its exit stays owed."""
@@ -568,6 +568,11 @@ def _exit_rows(group: Sequence[Allocation], engine: Switches) -> list[IntentRow]
             acc.pk: acc
             for acc in Account.objects.filter(pk__in={k[0] for k in keys}).defer(*Account.SECRET_FIELDS)
         }
+        price = (
+            exit_price(a, replicator.clients)
+            if any(acc.max_order_value is not None for acc in accounts.values())
+            else None
+        )
         for key in keys:
             child = accounts.get(key[0])
             if child is None or child.role == Role.MASTER:
@@ -595,7 +600,7 @@ def _exit_rows(group: Sequence[Allocation], engine: Switches) -> list[IntentRow]
                     )
                 )
                 continue
-            slices = slice_quantity(quantity, max(a.lot_size, 1), a.freeze_quantity)
+            slices = exit_slices(quantity, max(a.lot_size, 1), a.freeze_quantity, child, price)
             for slice_no, qty in enumerate(slices):
                 rows.append(
                     intent_row(
@@ -611,6 +616,45 @@ def _exit_rows(group: Sequence[Allocation], engine: Switches) -> list[IntentRow]
                     )
                 )
     return rows
+
+
+def exit_slices(
+    quantity: int, lot_size: int, freeze_quantity: int | None, child: Account, price: Decimal | None
+) -> tuple[int, ...]:
+    """An exit is never reduced by a child's caps (exits continue), but no single order may be
+    above them: it goes out in whole-lot slices within the freeze quantity, max lots per order,
+    max quantity and max order value (priced at `price`, the LTP for MARKET) — DESIGN §3.7."""
+    per_order: list[int] = [freeze_quantity] if freeze_quantity else []
+    # A cap below one lot cannot stop an exit: such a child exits one lot per order.
+    if child.max_lots_per_order is not None:
+        per_order.append(max(child.max_lots_per_order, 1) * lot_size)
+    if child.max_quantity is not None:
+        per_order.append(max(child.max_quantity // lot_size, 1) * lot_size)
+    if child.max_order_value is not None and price:
+        per_order.append(max(int(child.max_order_value // (price * lot_size)), 1) * lot_size)
+    return slice_quantity(quantity, lot_size, min(per_order) if per_order else None)
+
+
+def exit_price(a: Allocation, clients: ClientCache) -> Decimal | None:
+    """The price an exit's order value is judged at: its own price, else the LTP (the master's
+    broker), else the last average fill price the engine saw there."""
+    if a.reference_price or a.price:
+        return a.reference_price or a.price
+    try:
+        master = Account.objects.defer(*Account.SECRET_FIELDS).get(pk=a.master_id)
+        quote = clients.get(master).ltp([InstrumentKey(a.exchange, a.tradingsymbol)])
+        found = quote.get(InstrumentKey(a.exchange, a.tradingsymbol))
+        if found:
+            return Decimal(found)
+    except Exception as exc:  # noqa: BLE001 — no quote: fall back to the last fill price
+        logger.warning("LTP for %s:%s unavailable: %s", a.exchange, a.tradingsymbol, exc)
+    last = (
+        OrderMapping.objects.filter(exchange=a.exchange, tradingsymbol=a.tradingsymbol, average_price__gt=0)
+        .order_by("-id")
+        .values_list("average_price", flat=True)
+        .first()
+    )
+    return last
 
 
 @dataclass(slots=True)

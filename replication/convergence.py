@@ -17,16 +17,18 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Role
+from accounts.models import Account, Role
 from brokers.types import OrderType, Side
-from replication.allocator import IntentRow, intent_row
+from replication.allocator import IntentRow, exit_price, exit_slices, intent_row
 from replication.bulk import insert_rows, update_rows
+from replication.clients import ClientCache
 from replication.entitlement import NO_HOLDING, OWED, Instrument, entitled, holdings, owed_exit
 from replication.gate import Action, ChildSwitches, Switches, Verdict, child_switches, decide
 from replication.lease import Lease, lease_check
@@ -39,7 +41,6 @@ from replication.models import (
     OrderMapping,
     ReplicationEvent,
 )
-from replication.sizing import slice_quantity
 
 ENTITLEMENT_FIELDS = (
     "quantity",
@@ -93,7 +94,12 @@ def _instrument_meta(instruments: set[Instrument]) -> dict[Instrument, Instrumen
 
 
 def converge(
-    *, lease: Lease, tick_id: int | None, now: datetime | None = None, sweep: bool = False
+    *,
+    lease: Lease,
+    tick_id: int | None,
+    clients: ClientCache | None = None,
+    now: datetime | None = None,
+    sweep: bool = False,
 ) -> ConvergeReport:
     """One pass of the convergence stage; commits owed-exit intents for the dispatcher to send."""
     now = now or timezone.now()
@@ -159,6 +165,24 @@ def converge(
         row.hold_code, row.hold_reason = "", ""
         owed_orders[(inst, side)].append((row, quantity, verdict))
         changed.append(row)
+    # Per-order caps split an owed exit (never reduce it): the children's limits, and the price its
+    # order value is judged at, read before the transaction (a quote is a broker call).
+    owing = {row.child_id for items in owed_orders.values() for row, _, _ in items}
+    limits = {
+        a.pk: a
+        for a in Account.objects.filter(pk__in=owing).only(
+            "max_lots_per_order", "max_quantity", "max_order_value"
+        )
+    }
+    prices: dict[Instrument, Decimal | None] = {}
+    for inst, _side in owed_orders:
+        if inst not in prices and any(
+            limits[row.child_id].max_order_value is not None for row, _, _ in owed_orders[(inst, _side)]
+        ):
+            probe = Allocation(
+                master_id=meta[inst].master_id, exchange=inst[0], tradingsymbol=inst[1], product=inst[2]
+            )
+            prices[inst] = exit_price(probe, clients or ClientCache())
     intents: list[IntentRow] = []
     with transaction.atomic():
         lease_check(lease)
@@ -188,7 +212,8 @@ def converge(
             for row, quantity, verdict in items:
                 row.attempts += 1
                 row.next_attempt_at = now + backoff(row.attempts)
-                for slice_no, qty in enumerate(slice_quantity(quantity, lot, freeze)):
+                slices = exit_slices(quantity, lot, freeze, limits[row.child_id], prices.get(inst))
+                for slice_no, qty in enumerate(slices):
                     intents.append(
                         intent_row(
                             alloc,

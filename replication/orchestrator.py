@@ -294,7 +294,7 @@ class Orchestrator:
         sweep = sweep_due(self._last_sweep, now_mono)
         if sweep:
             self._last_sweep = now_mono
-        converged = converge(lease=lease, tick_id=tick.pk, sweep=sweep)
+        converged = converge(lease=lease, tick_id=tick.pk, clients=self.clients, sweep=sweep)
         result.owed_exits = converged.owed
         if converged.intents:
             result.intents += converged.intents

@@ -360,3 +360,17 @@ def test_money_master_quantity_modification_stays_within_max_quantity(desk, orch
     settle(orch, 2)
     assert max(child_orders("C2").values_list("quantity", flat=True)) == 300
     assert child_orders("C1").get().quantity == 150  # the others scale with the master
+
+
+def test_money_exit_split_within_per_order_caps_never_reduced(desk, orch):
+    """DESIGN §3.7 invariant (no order above a child's caps) on exits: caps set after the entry
+    never reduce an exit (exits continue) but split it into orders within max quantity and max
+    order value priced at the LTP for MARKET (C2: 300 held, max ₹20 lakh an order → 4 × 75)."""
+    entry(desk, orch)
+    _limit(desk.children["C2"], max_order_value=Decimal("2000000"))
+    _limit(desk.children["C4"], max_quantity=75)
+    desk.place("SELL", FUT, 150)  # master flat
+    settle(orch, 3)
+    assert desk.positions(FUT) == FLAT
+    sells = list(child_orders("C2").filter(side="SELL").values_list("quantity", flat=True))
+    assert sum(sells) == 300 and max(sells) * Decimal("20000") <= Decimal("2000000")
