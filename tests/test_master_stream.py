@@ -266,3 +266,23 @@ def test_wake_remote_from_another_process_wakes_the_loop(wake_file):
     finally:
         assert child.wait(timeout=30) == 0
     assert elapsed < 29.0
+
+
+class RefusingStream(FakeStream):
+    def start(self) -> None:
+        from brokers.errors import BrokerError
+
+        raise BrokerError(
+            "simulator credentials are never sent off this machine", code="simulator_credentials"
+        )
+
+
+def test_supervisor_reports_a_refused_stream_once_without_crashing(master, fakes):
+    """A stream the adapter refuses to open (simulator credentials against a real root, issue 11
+    defect 14) is reported in one line and tried again on the next step; the command never dies."""
+    lines: list[str] = []
+    supervisor = MasterStreamSupervisor(write=lines.append, stream_factory=RefusingStream)
+    supervisor.step()
+    supervisor.step()
+    assert supervisor.stream is None
+    assert lines == ["order stream not opened: simulator credentials are never sent off this machine"]

@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, Broker
 from accounts.selectors import account_get_master
+from brokers.errors import BrokerError
 from brokers.kite.stream import DEFAULT_WS_ROOT, OrderUpdateStream, stop_reactor
 from brokers.types import Order
 from replication.wakeup import wake_remote
@@ -112,7 +113,14 @@ class MasterStreamSupervisor:
             root=root,
             user_id=session.account.broker_user_id,
         )
-        stream.start()
+        try:
+            stream.start()
+        except BrokerError as exc:  # e.g. simulator credentials pointed at a real root: say so, once
+            why = f"order stream not opened: {exc.message}"
+            if why != self._waiting:
+                self.write(why)
+                self._waiting = why
+            return
         self.stream = stream
         self._token = session.access_token
         self._account_pk = session.account.pk
