@@ -86,6 +86,7 @@ class MasterStreamSupervisor:
         self._token = ""
         self._account_pk: int | None = None
         self._waiting = ""
+        self._refused = ""
 
     def step(self) -> None:
         session, why = master_session()
@@ -117,10 +118,11 @@ class MasterStreamSupervisor:
             stream.start()
         except BrokerError as exc:  # e.g. simulator credentials pointed at a real root: say so, once
             why = f"order stream not opened: {exc.message}"
-            if why != self._waiting:
+            if why != self._refused:
                 self.write(why)
-                self._waiting = why
+                self._refused = why
             return
+        self._refused = ""
         self.stream = stream
         self._token = session.access_token
         self._account_pk = session.account.pk
