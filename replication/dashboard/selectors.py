@@ -35,6 +35,7 @@ from brokers.errors import BrokerError
 from brokers.types import Position, Side
 from replication.allocator import CORRECTIVE
 from replication.clients import ClientCache
+from replication.dashboard.spreadsheet import CsvCell
 from replication.models import (
     Allocation,
     AllocationStatus,
@@ -353,14 +354,18 @@ CSV_HEADER = (
 )
 
 
-def log_csv_rows(filters: LogFilters, *, chunk: int = 500) -> Iterator[list[str]]:
-    """One row per child order of the filtered allocations (no pagination), streamed in chunks."""
+def log_csv_rows(filters: LogFilters, *, chunk: int = 500) -> Iterator[list[CsvCell]]:
+    """One row per child order of the filtered allocations (no pagination), streamed in chunks.
+
+    Numbers stay numbers and text stays text, so the writer can neutralise text that a spreadsheet
+    would run as a formula (`spreadsheet.csv_row`) without touching a negative quantity or price.
+    """
     zone = display_zone()
     qs = allocation_log(filters)
     for a in qs.iterator(chunk_size=chunk):
         entry = log_entry(a)
-        base = [
-            str(a.pk),
+        base: list[CsvCell] = [
+            a.pk,
             a.group_key,
             a.created_at.astimezone(zone).isoformat(timespec="seconds"),
             a.kind,
@@ -368,37 +373,33 @@ def log_csv_rows(filters: LogFilters, *, chunk: int = 500) -> Iterator[list[str]
             f"{a.exchange}:{a.tradingsymbol}",
             a.product,
             a.side,
-            str(a.master_quantity),
-            _text(a.fraction),
-            _text(a.exit_ratio),
-            _text(a.attributed_margin),
+            a.master_quantity,
+            a.fraction,
+            a.exit_ratio,
+            a.attributed_margin,
             a.margin_source,
             a.reason,
-            _text(entry.master_price),
+            entry.master_price,
         ]
         if not entry.orders:
-            yield base + [""] * (len(CSV_HEADER) - len(base))
+            yield base + [None] * (len(CSV_HEADER) - len(base))
         for row in entry.orders:
             m = row.mapping
             yield [
                 *base,
-                str(m.child_id),
+                m.child_id,
                 m.child.display_name or m.child.broker_user_id,
                 m.tag,
-                str(m.quantity),
-                str(m.lots),
+                m.quantity,
+                m.lots,
                 m.status,
-                str(m.filled_quantity),
-                _text(m.average_price if m.filled_quantity else None),
-                _text(row.slippage),
-                _text(m.latency_ms),
+                m.filled_quantity,
+                m.average_price if m.filled_quantity else None,
+                row.slippage,
+                m.latency_ms,
                 m.reason_code,
                 m.reason,
             ]
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
 
 
 # --- Reconciliation ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.views.generic import ListView
 
 from replication.dashboard import selectors
 from replication.dashboard.forms import LogFilterForm
+from replication.dashboard.spreadsheet import csv_row
 from replication.dashboard.views.base import StaffRequiredMixin, querystring
 from replication.models import Allocation
 
@@ -65,7 +66,11 @@ class LogFragmentView(LogView):
 
 
 class LogCsvView(StaffRequiredMixin, View):
-    """Every child order of the filtered allocations as CSV (not paginated, streamed)."""
+    """Every child order of the filtered allocations as CSV (not paginated, streamed).
+
+    Text cells that a spreadsheet would run as a formula (a client's display name "=HYPERLINK(...)",
+    a broker's message) are written as text; numbers as numbers.
+    """
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> StreamingHttpResponse:
         filters = LogFilterForm(request.GET or None).filters()
@@ -74,7 +79,7 @@ class LogCsvView(StaffRequiredMixin, View):
         def lines() -> Iterator[str]:
             yield writer.writerow(selectors.CSV_HEADER)
             for row in selectors.log_csv_rows(filters):
-                yield writer.writerow(row)
+                yield writer.writerow(csv_row(row))
 
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
