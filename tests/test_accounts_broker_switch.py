@@ -28,8 +28,27 @@ def test_account_switch_broker_to_kite_needs_a_login_and_is_audited():
     assert event.data["forced"] is False
 
 
+def _paper_book(user_id: str) -> None:
+    from decimal import Decimal
+
+    from brokers.paper.models import PaperAccount
+
+    PaperAccount.objects.get_or_create(user_id=user_id, defaults={"cash": Decimal("500000")})
+
+
+def test_account_switch_broker_to_paper_needs_a_paper_book():
+    """Issue 11 defect 15 (on the switch path): a switch to a paper book that does not exist is
+    refused, never an account shown as active and skipped for `no_capital` every tick."""
+    account = KiteAccountFactory(broker_user_id="ZK0043")
+    with pytest.raises(AccountError) as refused:
+        account_switch_broker(account=account, broker=Broker.PAPER, actor="ops")
+    assert refused.value.code == "paper_account_unknown"
+    assert Account.objects.get(pk=account.pk).broker == Broker.KITE
+
+
 def test_account_switch_broker_to_paper_forgets_credentials_without_showing_them():
     account = KiteAccountFactory(broker_user_id="ZK0042", status=AccountStatus.NEEDS_LOGIN)
+    _paper_book("ZK0042")
     secrets = (account.api_key, account.api_secret, account.access_token)
 
     switched = account_switch_broker(account=account, broker=Broker.PAPER, actor="ops")
@@ -46,6 +65,7 @@ def test_account_switch_broker_to_paper_forgets_credentials_without_showing_them
 
 def test_account_switch_broker_keeps_a_paused_status():
     account = KiteAccountFactory(status=AccountStatus.PAUSED)
+    _paper_book(account.broker_user_id)
 
     account_switch_broker(account=account, broker=Broker.PAPER, actor="ops")
 

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from accounts.models import Account, AccountStatus, Broker
 from accounts.services._common import clean_actor_or_raise, lock, refreshed, save_changes, state
 from accounts.validation import AccountError, Errors, clean_broker, clean_reason, clean_user_id
+from brokers.paper.selectors import paper_account_exists
 from replication.allocator import replicated_positions
 from replication.audit import audit
 
@@ -97,6 +98,13 @@ def _check(locked: Account, target: str, *, force: bool) -> None:
     elif Account.objects.filter(broker=target, broker_user_id=locked.broker_user_id).exists():
         message = f"{target}:{locked.broker_user_id} is already linked as another account"
         errors.add("account_exists", "broker", message)
+    elif target == Broker.PAPER and not paper_account_exists(user_id=locked.broker_user_id):
+        errors.add(
+            "paper_account_unknown",
+            "broker",
+            f"no paper account {locked.broker_user_id!r} on the paper exchange: open it first "
+            f"(`manage.py paper open {locked.broker_user_id} --cash AMOUNT`), then switch",
+        )
     errors.raise_if_any()
     exposure = _engine_exposure(locked)
     if exposure and not force:
