@@ -61,6 +61,25 @@ def parse_freeze_quantities(raw: str) -> dict[str, int]:
     return table
 
 
+def parse_proxy_ssl_header(raw: str) -> tuple[str, str] | None:
+    """`HTTP_X_FORWARDED_PROTO` (value `https`) or `HTTP_X_FORWARDED_PROTO,https`: the header a
+    TLS-terminating proxy sets, as Django's SECURE_PROXY_SSL_HEADER. Empty: no proxy header trusted.
+
+    Set it only behind a proxy that always sets (or strips) that header: otherwise any client
+    could claim https.
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    name, _, value = (part.strip() for part in text.partition(","))
+    if not name.startswith("HTTP_") or not name[5:].replace("_", "").isalnum() or "," in value:
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER: {text!r} is not HEADER or HEADER,VALUE with the header in "
+            "Django's META form (for example HTTP_X_FORWARDED_PROTO or HTTP_X_FORWARDED_PROTO,https)"
+        )
+    return name.upper(), value or "https"
+
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
 if not SECRET_KEY:
@@ -74,6 +93,18 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 FIELD_ENCRYPTION_KEY = parse_field_encryption_keys(env.str("FIELD_ENCRYPTION_KEY", default=""))
+
+# --- HTTPS and cookies: secure by default when DEBUG is off, each overridable ------------------
+# (README "Running in production"; `make run` writes DEBUG=true, so local http keeps working.)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = parse_proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
