@@ -7,12 +7,12 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from accounts.api.parsers import LimitedJSONParser
 from accounts.api.serializers import ErrorOutput
 
 ERROR_MEANINGS = {
@@ -26,9 +26,10 @@ ERROR_MEANINGS = {
 
 
 class ApiView(APIView):
-    """JSON in, JSON out; only authenticated users unless a view says otherwise."""
+    """JSON in (nested at most MAX_JSON_DEPTH levels), JSON out; only authenticated users unless a
+    view says otherwise."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     renderer_classes = [JSONRenderer]
     permission_classes = [IsAuthenticated]
 

@@ -154,6 +154,8 @@ def kite_postback_receive(*, body: bytes) -> PostbackOutcome:
         user_id = postback_user_id(payload)
     except InvalidPostback as exc:
         raise PostbackRefused(str(exc)) from None
+    except RecursionError:  # e.g. 50,000 nested arrays: Python's JSON decoder recurses per level
+        raise PostbackRefused("the body is nested too deeply") from None
     account = Account.objects.filter(broker=Broker.KITE, broker_user_id=user_id).first()
     if account is None:
         raise PostbackRefused(f"no Kite account {user_id}")

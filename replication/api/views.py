@@ -12,7 +12,6 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 
 from accounts.api.base import ApiPagination, ApiView, errors, validated
 from accounts.api.exceptions import ApiError
+from accounts.api.parsers import LimitedJSONParser
 from accounts.api.permissions import is_staff
 from accounts.api.selectors import account_get_visible
 from accounts.models import Account
@@ -56,7 +56,7 @@ class MasterEventListView(ListAPIView[Allocation]):
 
     serializer_class = MasterEventOutput
     pagination_class = ApiPagination
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     renderer_classes = [JSONRenderer]
     permission_classes = [IsAuthenticated]
 
