@@ -125,6 +125,9 @@ class KiteCallbackView(LoginRequiredMixin, View):
         )
 
 
+POSTBACK_REFUSED = {"status": "error", "message": "postback refused"}
+
+
 @method_decorator(csrf_exempt, name="dispatch")  # Kite posts here; the checksum authenticates it
 class KitePostbackView(View):
     """Kite's order postback for child orders (raw JSON body)."""
@@ -135,7 +138,10 @@ class KitePostbackView(View):
         try:
             outcome = kite_postback_receive(body=request.body)
         except PostbackRefused as exc:
-            return JsonResponse({"status": "error", "message": str(exc)}, status=400)
+            # One answer for every refusal: telling "no such user" from "bad checksum" would let
+            # anyone find out which Zerodha ids are linked here. The reason goes to the log only.
+            logger.warning("postback refused: %s", exc)
+            return JsonResponse(POSTBACK_REFUSED, status=400)
         logger.info(
             "postback for account %s order %s: %s", outcome.account_id, outcome.order_id, outcome.note
         )
