@@ -5,6 +5,7 @@ Every variable is listed in `.env.example` and the README's configuration table.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -114,13 +115,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens: hashed, expiring (accounts.api.tokens)
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
     "encrypted_model_fields",
     "brokers",
     "accounts",
+    "accounts.api.tokens",
     "replication",
 ]
 
@@ -195,7 +197,7 @@ LOGIN_URL = "/admin/login/"
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.api.tokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -205,6 +207,16 @@ REST_FRAMEWORK = {
     # Linking and token login are throttled per user (or per IP when anonymous); views opt in
     # with ScopedRateThrottle and a throttle_scope.
     "DEFAULT_THROTTLE_RATES": {"link": "20/min", "login": "10/min"},
+}
+# API tokens (django-rest-knox): only a hash is stored; each lives API_TOKEN_TTL_HOURS and ends
+# earlier when its owner's password changes or the owner revokes it.
+API_TOKEN_TTL_HOURS = env.int("API_TOKEN_TTL_HOURS", default=24)
+if API_TOKEN_TTL_HOURS < 1:
+    raise ImproperlyConfigured(f"API_TOKEN_TTL_HOURS must be at least 1, not {API_TOKEN_TTL_HOURS}")
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PMS replication engine API",

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.api.tokens.services import token_issue
 from accounts.models import Account
 from brokers import registry
 from brokers.types import Funds, Position, Product
@@ -35,7 +35,7 @@ def fresh_throttles():
 
 def token_client(user: Any) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user)[1]}")
     return client
 
 

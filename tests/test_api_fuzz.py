@@ -19,7 +19,6 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, given, settings
-from rest_framework.authtoken.models import Token
 from rest_framework.throttling import ScopedRateThrottle
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -29,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from accounts.api.tokens.services import token_issue
 from accounts.models import Account
 from brokers.paper.models import PaperAccount
 from tests.api_helpers import seed_allocation
@@ -87,16 +87,19 @@ def fuzz_world(monkeypatch, keep_test_connection, fresh_throttles):
     mine = AccountFactory(owner=client)
     kite = KiteAccountFactory(owner=client)
     allocation = seed_allocation(master, mine, filled=0)
-    tokens = [Token.objects.create(user=staff).key, Token.objects.create(user=client).key]
-    return {"tokens": tokens, "ids": [mine.pk, kite.pk, master.pk, allocation.pk]}
+    tokens = [token_issue(user=staff)[1], token_issue(user=client)[1]]
+    spare = token_issue(user=staff)[0].digest  # one the success paths revoke
+    return {"tokens": tokens, "ids": [mine.pk, kite.pk, master.pk, allocation.pk], "spare_token": spare}
 
 
 def test_api_fuzz_covers_every_operation():
     labels = {operation.label for operation in OPERATIONS}
 
-    assert len(labels) == 11
+    assert len(labels) == 13
     assert {
         "POST /api/v1/accounts/link",
+        "GET /api/v1/auth/tokens",
+        "DELETE /api/v1/auth/tokens/{id}",
         "DELETE /api/v1/accounts/{id}",
         "GET /api/v1/replication/events",
     } <= labels
@@ -178,6 +181,8 @@ def test_api_success_responses_conform_to_schema(fuzz_world):
         ("DELETE /api/v1/accounts/{id}", {"path_parameters": {"id": kite}}, 200),
         ("DELETE /api/v1/accounts/{id}", {"path_parameters": {"id": master}}, 409),
         ("POST /api/v1/accounts/{id}/promote-master", {"path_parameters": {"id": mine}}, 200),
+        ("GET /api/v1/auth/tokens", {}, 200),
+        ("DELETE /api/v1/auth/tokens/{id}", {"path_parameters": {"id": fuzz_world["spare_token"]}}, 204),
     ]
     for label, values, expected in calls:
         token = client_token if label.startswith("POST /api/v1/accounts/link") else staff_token

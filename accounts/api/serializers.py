@@ -190,7 +190,9 @@ class ErrorOutput(serializers.Serializer[Any]):
 
 
 class TokenOutput(serializers.Serializer[Any]):
-    token = serializers.CharField()
+    token = serializers.CharField(help_text="The secret: shown only now, never again.")
+    id = serializers.CharField(help_text="The token's id in GET /api/v1/auth/tokens (not a secret).")
+    expiry = serializers.DateTimeField(help_text="When the token stops working.")
 
 
 class AccountOutput(serializers.ModelSerializer[Account]):

@@ -16,7 +16,6 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -52,6 +51,7 @@ from accounts.api.serializers import (
     UnlinkQuery,
     kite_login_required,
 )
+from accounts.api.tokens.services import token_issue
 from accounts.models import Account, Broker
 from accounts.services import (
     AccountError,
@@ -116,7 +116,11 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
 
 
 class TokenObtainView(ApiView):
-    """Exchange a username and password for an API token (`Authorization: Token <key>`)."""
+    """Exchange a username and password for a new API token (`Authorization: Token <token>`).
+
+    Each call issues a new token, valid until `expiry` (API_TOKEN_TTL_HOURS), a password change
+    or its revocation. The token is shown only in this answer: only a hash of it is stored.
+    """
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -135,8 +139,8 @@ class TokenObtainView(ApiView):
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
             raise ApiError("invalid_login", "The username or password is wrong.")
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response(TokenOutput({"token": token.key}).data)
+        token, secret = token_issue(user=user)
+        return Response(TokenOutput({"token": secret, "id": token.digest, "expiry": token.expiry}).data)
 
 
 class AccountLinkView(ApiView):
