@@ -17,8 +17,22 @@ from replication.models import (
 )
 from replication.reconciliation import Grade
 
-# Fields only staff see: the master's own money.
-STAFF_ONLY = ("master_capital", "attributed_margin")
+# The master's own figures: only staff see them. A client could combine any of them with its own
+# (its capital and target) into the master's capital: the fraction, the master's quantity, lots and
+# position, the margin attributed to the order (and so the margin per lot), the master's decision
+# text (it quotes ΔU and the calculator's margin). A client gets null for each and no master orders;
+# its own figures are on its child orders.
+STAFF_ONLY = (
+    "master_capital",
+    "attributed_margin",
+    "fraction",
+    "exit_ratio",
+    "master_quantity",
+    "master_lots",
+    "master_position_before",
+    "margin_source",
+    "reason",
+)
 
 
 class MasterEventQuery(serializers.Serializer[Any]):
@@ -61,7 +75,7 @@ class MasterEventOutput(serializers.ModelSerializer[Allocation]):
 
     kind = serializers.ChoiceField(choices=AllocationKind.choices, read_only=True)
     status = serializers.ChoiceField(choices=AllocationStatus.choices, read_only=True)
-    master_orders = MasterOrderOutput(many=True, read_only=True)
+    master_orders = MasterOrderOutput(many=True, read_only=True, help_text="Staff only: empty for a client.")
     child_orders_by_status = serializers.SerializerMethodField()
 
     class Meta:
@@ -96,6 +110,9 @@ class MasterEventOutput(serializers.ModelSerializer[Allocation]):
             "child_orders_by_status",
         )
         read_only_fields = fields
+        extra_kwargs = {
+            name: {"allow_null": True, "help_text": "Staff only: null for a client."} for name in STAFF_ONLY
+        }
 
     @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
     def get_child_orders_by_status(self, allocation: Allocation) -> dict[str, int]:
@@ -107,6 +124,7 @@ class MasterEventOutput(serializers.ModelSerializer[Allocation]):
         if not self.context.get("staff", False):
             for name in STAFF_ONLY:
                 data[name] = None
+            data["master_orders"] = []
         return data
 
 

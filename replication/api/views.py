@@ -1,7 +1,8 @@
 """Replication API (/api/v1/): the master event log, one event's child orders, expected vs actual.
 
 Staff see everything. A client sees the master events that touched one of its accounts, only its
-own child orders in them, never the master's capital, and the positions of its own accounts.
+own child orders in them, none of the master's figures (capital, fraction, quantity, margin), and
+the positions of its own accounts.
 """
 
 from __future__ import annotations
