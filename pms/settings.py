@@ -192,7 +192,23 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 
-LOGIN_URL = "/admin/login/"
+# --- Sign-in: the product's login page; failed sign-ins locked out (accounts/security.py) -------
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/my/"  # clients: their own accounts; staff go to /staff/ (accounts.login_views)
+# Failures within LOGIN_LOCKOUT_SECONDS that lock a username (any door: API, login page, admin) or
+# a client address for LOGIN_LOCKOUT_SECONDS; while locked even the right password is refused.
+LOGIN_FAILURES_PER_ACCOUNT = env.int("LOGIN_FAILURES_PER_ACCOUNT", default=5)
+LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=20)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Reverse proxies in front of the web processes that append to X-Forwarded-For. 0: the client is
+# REMOTE_ADDR and X-Forwarded-For is ignored (a client can write anything there).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if min(LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_ADDRESS, LOGIN_LOCKOUT_SECONDS) < 1:
+    raise ImproperlyConfigured(
+        "LOGIN_FAILURES_PER_ACCOUNT, LOGIN_FAILURES_PER_ADDRESS and LOGIN_LOCKOUT_SECONDS must be at least 1"
+    )
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more, not {TRUSTED_PROXY_COUNT}")
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -207,6 +223,8 @@ REST_FRAMEWORK = {
     # Linking and token login are throttled per user (or per IP when anonymous); views opt in
     # with ScopedRateThrottle and a throttle_scope.
     "DEFAULT_THROTTLE_RATES": {"link": "20/min", "login": "10/min"},
+    # The rate throttles' client address: REMOTE_ADDR, or X-Forwarded-For behind trusted proxies.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 # API tokens (django-rest-knox): only a hash is stored; each lives API_TOKEN_TTL_HOURS and ends
 # earlier when its owner's password changes or the owner revokes it.
@@ -246,6 +264,21 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# --- Cache, shared by every web process: sign-in failure counts and API rate throttles ----------
+# The database cache (table `pms_cache`, created by `migrate`), or Redis when REDIS_URL is set.
+CACHES: dict[str, dict[str, object]] = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "pms"}
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "pms_cache",
+            # Room for every live counter (the default culls a third of the rows past 300 entries).
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    )
+}
 
 # --- Engine -----------------------------------------------------------------------------------
 POLL_INTERVAL = env.float("POLL_INTERVAL", default=1.0)

@@ -53,6 +53,7 @@ from accounts.api.serializers import (
 )
 from accounts.api.tokens.services import token_issue
 from accounts.models import Account, Broker
+from accounts.security import LoginLockoutThrottle
 from accounts.services import (
     AccountError,
     account_give_consent,
@@ -124,7 +125,9 @@ class TokenObtainView(ApiView):
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    # Locked-out usernames and addresses first (429 `login_locked`; accounts.security), then the
+    # per-address rate.
+    throttle_classes = [LoginLockoutThrottle, ScopedRateThrottle]
     throttle_scope = "login"
 
     @extend_schema(

@@ -1,0 +1,128 @@
+"""Signing in and out: the product's login page, the admin's login, and a client's own accounts.
+
+- `/login/` (settings.LOGIN_URL): anyone with a user; staff land on `/staff/`, clients on `/my/`.
+- `/logout/` (POST): signs out, back to `/login/`.
+- `/my/`: a client's own broker accounts, each Kite account with its daily login link.
+- `/admin/login/`: Django's admin login for staff; a client's right password there is sent to
+  `/login/` with a message (not logged in), and a signed-in client opening the admin lands on `/my/`.
+
+Every form refuses a locked-out username or address before checking the password
+(`accounts.security`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.contrib.auth.views import LoginView, LogoutView
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from django.views.generic import TemplateView
+
+from accounts.models import Account, Broker
+from accounts.security import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
+
+ADMIN_IS_FOR_STAFF = "The admin is for staff only. Clients sign in here and see their own accounts."
+SIGNED_OUT = "You are signed out."
+
+# Anything that still reaches Django's own admin login view is throttled too.
+admin.site.login_form = ThrottledAdminAuthenticationForm
+
+
+class SignInView(LoginView):
+    """The product's login page (LOGIN_URL)."""
+
+    form_class = ThrottledAuthenticationForm
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def get_default_redirect_url(self) -> str:
+        user = self.request.user
+        if user.is_authenticated and user.is_staff:
+            return reverse("dashboard:overview")
+        return reverse("my-accounts")
+
+
+@method_decorator(never_cache, name="dispatch")
+class SignOutView(LogoutView):
+    """POST /logout/: end the session; back to the login page."""
+
+    next_page = "login"
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, SIGNED_OUT)
+        return response
+
+
+class AdminSignInView(LoginView):
+    """/admin/login/: Django's admin login page, for staff; clients are pointed to /login/."""
+
+    form_class = ThrottledAuthenticationForm  # the staff check is ours (form_valid), not a form error
+    template_name = "admin/login.html"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if user.is_authenticated and user.is_active:
+            if user.is_staff:
+                return HttpResponseRedirect(reverse("admin:index"))
+            messages.info(request, ADMIN_IS_FOR_STAFF)
+            return redirect("my-accounts")
+        request.current_app = admin.site.name
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        if not form.get_user().is_staff:
+            messages.info(self.request, ADMIN_IS_FOR_STAFF)
+            return redirect(settings.LOGIN_URL)
+        return super().form_valid(form)
+
+    def get_default_redirect_url(self) -> str:
+        return reverse("admin:index")
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            admin.site.each_context(self.request),
+            title="Log in",
+            subtitle=None,
+            app_path=self.request.get_full_path(),
+            username=self.request.user.get_username(),
+        )
+        if not context.get(REDIRECT_FIELD_NAME):
+            context[REDIRECT_FIELD_NAME] = reverse("admin:index")
+        return context
+
+
+admin_login = never_cache(AdminSignInView.as_view())
+
+
+class MyAccountsView(LoginRequiredMixin, TemplateView):
+    """A signed-in user's own broker accounts; each Kite account with its daily login link."""
+
+    template_name = "accounts/my_accounts.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        shown = ZoneInfo(settings.DISPLAY_TIME_ZONE)
+        rows = []
+        for account in Account.objects.filter(owner_id=self.request.user.pk).order_by("pk"):
+            kite = account.broker == Broker.KITE
+            expires = account.token_expires_at
+            rows.append(
+                {
+                    "account": account,
+                    "login_url": reverse("kite:login", args=[account.pk]) if kite else None,
+                    "session_until": expires.astimezone(shown) if kite and expires else None,
+                }
+            )
+        context["rows"] = rows
+        return context
