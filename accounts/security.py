@@ -231,6 +231,23 @@ def login_lockout(request: HttpRequest | None, username: str) -> Lockout | None:
     return max(locks, key=lambda lock: lock.retry_after, default=None)
 
 
+def login_unlock(*, username: str | None = None, address: str | None = None, actor: str) -> None:
+    """Staff: end a lock-out (and forget the failures) for a username and/or a client address
+    (an IPv6 address unlocks its /64). Audited as `login.unlocked`."""
+    keys = []
+    if username is not None:
+        keys.append(_username_key(username))
+    normalised = _normalised(address) if address is not None else None
+    if address is not None:
+        keys.append(_address_key(normalised or address))
+    if not keys:
+        raise ValueError("name a username, an address or both")
+    cache.delete_many(keys)
+    data = {"username": _shown(username) if username is not None else None, "address": normalised or address}
+    audit(kind="login.unlocked", message=f"sign-in lock-out lifted: {data}", actor=actor, data=data)
+    logger.info("sign-in lock-out lifted by %s: %s", actor, data)
+
+
 def _shown(username: str) -> str:
     """The username as an audit row may show it: bounded, with control and format characters escaped."""
     text = username[:MAX_SHOWN_USERNAME]

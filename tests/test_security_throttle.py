@@ -208,3 +208,17 @@ def test_the_shared_cache_is_the_database_unless_redis_is_configured():
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM {settings.CACHES['default']['LOCATION']}")  # noqa: S608
         assert cursor.fetchone()[0] >= 1
+
+
+def test_staff_can_lift_a_lockout_and_it_is_audited():
+    """Issue 12 item 1: `login_unlock` (the runbook's shell line) ends a lock-out at once."""
+    UserFactory(username="alice")
+    for i in range(settings.LOGIN_FAILURES_PER_ACCOUNT):
+        _token("alice", f"wrong{i}")
+    assert _token("alice", PASSWORD).status_code == 429
+
+    security.login_unlock(username="alice", actor="staff-on-call")
+
+    assert _token("alice", PASSWORD).status_code == 200
+    row = ReplicationEvent.objects.get(kind="login.unlocked")
+    assert row.actor == "staff-on-call" and row.data["username"] == "alice"
