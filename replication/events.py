@@ -203,7 +203,7 @@ def positions_before_tick(
 def classify(
     orders: Sequence[tuple[Order, int]], positions: Mapping[InstrumentPos, int]
 ) -> list[MasterEvent]:
-    """Opening / closing per order, against the position before it (earlier events adjust it).
+    """Opening / closing per order, against the position before it (earlier fills adjust it).
 
     An instrument with both buys and sells in one tick is **netted** first: the master's position
     goes from `before` to `before + Σ signed quantities`, and only that change is replicated (a
@@ -225,7 +225,10 @@ def classify(
         running = before
         for order, quantity in items:
             events.extend(_position_change(running, running + quantity * order.side.sign, [order], order))
-            running += quantity * order.side.sign
+            # Only what filled moves the position the next order is judged against: two resting
+            # orders that each close the whole position (a stop-loss and a target placed together)
+            # are two closes, not a close and a fresh opposite entry.
+            running += min(quantity, order.filled_quantity) * order.side.sign
     return events
 
 

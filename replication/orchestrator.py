@@ -257,7 +257,13 @@ class Orchestrator:
             k.order_id: k
             for k in (
                 KnownOrder(
-                    mo.broker_order_id, mo.quantity, mo.price, mo.trigger_price, mo.filled_quantity, mo.status
+                    mo.broker_order_id,
+                    mo.quantity,
+                    mo.price,
+                    mo.trigger_price,
+                    mo.filled_quantity,
+                    mo.status,
+                    mo.order_type,
                 )
                 for mo in MasterOrder.objects.filter(
                     account=master, broker_order_id__in=[o.order_id for o in book]
@@ -802,7 +808,14 @@ class Orchestrator:
                     else:
                         for k, v in kwargs.items():
                             setattr(m, k, v)
-                        m.save(update_fields=[*kwargs.keys(), "updated_at"])
+                        fields = [*kwargs.keys()]
+                        if kwargs.get("order_type") == OrderType.MARKET:  # a MARKET order has no price
+                            m.price, m.trigger_price = Decimal(0), Decimal(0)
+                            fields += ["price", "trigger_price"]
+                        elif kwargs.get("order_type") == OrderType.SLM:
+                            m.price = Decimal(0)
+                            fields.append("price")
+                        m.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
             if new_total != alloc.master_quantity:
                 Allocation.objects.filter(pk=alloc.pk).update(master_quantity=new_total)
                 # The entitlement of every child in the instrument moves with the allocation.

@@ -738,6 +738,8 @@ class Replicator:
                     m.quantity = kwargs["quantity"]
                 if kwargs.get("order_type") == OrderType.MARKET:
                     m.order_type, m.price, m.trigger_price = OrderType.MARKET, Decimal(0), Decimal(0)
+                elif kwargs.get("order_type") == OrderType.SLM:
+                    m.order_type, m.price = OrderType.SLM, Decimal(0)
                 updates.append(m)
             update_rows(updates, ["order_type", "price", "trigger_price", "quantity", "updated_at"])
             self._events_for(outcomes, {m.pk: m for m, _ in pairs.values()})

@@ -374,3 +374,26 @@ def test_money_exit_split_within_per_order_caps_never_reduced(desk, orch):
     assert desk.positions(FUT) == FLAT
     sells = list(child_orders("C2").filter(side="SELL").values_list("quantity", flat=True))
     assert sum(sells) == 300 and max(sells) * Decimal("20000") <= Decimal("2000000")
+
+
+def test_money_stop_loss_and_target_placed_together_are_both_exits(desk, orch):
+    """Issue 11 §1 / DESIGN §3.2: a stop-loss and a target placed in the same tick each close the
+    master's position (neither fills yet); the target fills and the master cancels the stop-loss:
+    no child is left holding, and no child was given a fresh opposite entry."""
+    entry(desk, orch)
+    sl = desk.place("SELL", FUT, 150, order_type="SL-M", trigger=Decimal("19500"))
+    desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20500"))
+    orch.run_tick()
+    assert not Allocation.objects.filter(kind="open", side="SELL").exists()
+    set_price(FUT, "20600")
+    paper_order_cancel(user_id="MASTER", order_id=sl)
+    settle(orch, 5)
+    assert desk.positions(FUT) == FLAT
+    assert (
+        not child_orders()
+        .filter(side="SELL", status="COMPLETE")
+        .exclude(
+            tag__in=OrderMapping.objects.filter(allocation__kind__in=("close", "converge")).values("tag")
+        )
+        .exists()
+    )
