@@ -89,8 +89,36 @@ def show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# Characters that make text on a page or in the audit trail read as something else: control
+# characters (line feed, carriage return, tab, NUL ...), format characters (right-to-left overrides
+# and isolates, zero-width spaces and joiners, the byte-order mark), line and paragraph separators,
+# surrogates and private-use characters.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
 def _has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text)
+    return any(unicodedata.category(ch) in HIDDEN_CATEGORIES for ch in text)
+
+
+def clean_plain_text(value: Any, *, field: str, code: str, max_length: int) -> str:
+    """Free text people read on one line (a display name, a reason), stripped.
+
+    Refused: not text, longer than `max_length`, or holding a line break, a tab, a direction
+    override or an invisible character (a second, made-up audit line or a reversed word).
+    """
+    if not isinstance(value, str):
+        raise _field_error(code, field, f"{field} must be text, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > max_length:
+        raise _field_error(code, field, f"{field} is longer than {max_length} characters")
+    if _has_control_chars(text):
+        raise _field_error(
+            code,
+            field,
+            f"{field} contains control characters (line breaks, tabs, direction overrides or "
+            "invisible characters); write it as plain text on one line",
+        )
+    return text
 
 
 def clean_broker(value: Any) -> str:
@@ -118,14 +146,7 @@ def clean_user_id(value: Any, *, broker: str | None = None) -> str:
 
 
 def clean_name(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _field_error("invalid_name", "name", f"name must be text, got {type(value).__name__}")
-    text = value.strip()
-    if len(text) > MAX_NAME:
-        raise _field_error("invalid_name", "name", f"name is longer than {MAX_NAME} characters")
-    if _has_control_chars(text):
-        raise _field_error("invalid_name", "name", "name contains control characters")
-    return text
+    return clean_plain_text(value, field="name", code="invalid_name", max_length=MAX_NAME)
 
 
 def _clean_credential(value: Any, *, field: str, pattern: re.Pattern[str], rule: str) -> str:
@@ -345,13 +366,27 @@ def clean_proxy_url(value: Any) -> str:
     return text
 
 
+REDACTED = "***"
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, for audit rows."""
+    """The URL with any password replaced, for audit rows, the API and the admin form."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username}:{REDACTED}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unredact_url(submitted: str, *, stored: str) -> str:
+    """A URL sent back from a form that showed `redact_url(stored)`: its `***` password stands for
+    the stored one (same user name), so saving the form untouched keeps the password. Anything else
+    (no password, a new one, another user) is taken as typed."""
+    parts, old = urlsplit(submitted), urlsplit(stored)
+    if parts.password != REDACTED or old.password is None or parts.username != old.username:
+        return submitted
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{old.password}@{host}"))
 
 
 def clean_consent_version(value: Any) -> str:
@@ -369,11 +404,8 @@ def clean_consent_version(value: Any) -> str:
 
 
 def clean_reason(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _field_error("invalid_reason", "reason", "reason must be text")
-    if len(value) > MAX_REASON:
-        raise _field_error("invalid_reason", "reason", f"reason is longer than {MAX_REASON} characters")
-    return value.strip()
+    """A reason staff or a client give for a change (flatten, reject, halt, forced unlink ...)."""
+    return clean_plain_text(value, field="reason", code="invalid_reason", max_length=MAX_REASON)
 
 
 def clean_actor(value: Any) -> str:

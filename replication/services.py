@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Role
+from accounts.validation import AccountError, clean_reason
 from brokers.base import BrokerClient
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, Side
@@ -40,6 +41,14 @@ logger = logging.getLogger(__name__)
 
 class AllocationDecisionError(ValueError):
     """The allocation is not waiting for a decision."""
+
+
+def _reason(reason: str, *, refused: type[ValueError]) -> str:
+    """A staff reason for the audit trail, checked as every reason is (`accounts.validation`)."""
+    try:
+        return clean_reason(reason)
+    except AccountError as exc:
+        raise refused(exc.message) from None
 
 
 def allocation_approve(*, allocation: Allocation, actor: str) -> Allocation:
@@ -65,6 +74,7 @@ def allocation_reject(*, allocation: Allocation, actor: str, reason: str) -> All
     """Refuse a held allocation: its intents are withdrawn and never sent."""
     if not reason.strip():
         raise AllocationDecisionError("a reason is required to reject an allocation")
+    reason = _reason(reason, refused=AllocationDecisionError)
     with transaction.atomic():
         alloc = Allocation.objects.select_for_update().get(pk=allocation.pk)
         if alloc.status != AllocationStatus.AWAITING_APPROVAL:
@@ -579,6 +589,7 @@ def child_flatten(
     """
     if not reason.strip():
         raise CorrectionError("a reason is required to flatten a child")
+    reason = _reason(reason, refused=CorrectionError)
     plan = flatten_plan(child=child, clients=clients)
     if not plan.orders:
         raise CorrectionError(
