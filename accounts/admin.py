@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.crypto import CredentialDecryptError, SealedSecret
-from accounts.models import Account, AccountStatus, Broker
+from accounts.models import Account, AccountStatus, Broker, Ownership
 from accounts.selectors import account_get_master
 from accounts.services import (
     SETTING_NAMES,
@@ -40,7 +40,14 @@ from accounts.services import (
     account_update_settings,
     consent_version_current,
 )
-from accounts.validation import clean_access_token, clean_api_key, clean_api_secret
+from accounts.services.linking import account_claim_vouch
+from accounts.validation import (
+    clean_access_token,
+    clean_api_key,
+    clean_api_secret,
+    redact_url,
+    unredact_url,
+)
 from brokers.errors import BrokerError
 from brokers.registry import UnknownBroker
 from replication.models import MarginSnapshot
@@ -137,8 +144,18 @@ class AccountAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name in SECRET_FIELDS:
             self.initial.pop(name, None)
+        if self.instance.pk is not None and self.instance.proxy_url:
+            # The proxy's password is shown as *** (as the API shows it); see clean_proxy_url.
+            self.initial["proxy_url"] = redact_url(self.instance.proxy_url)
         if "give_consent" in self.fields:
             self.fields["give_consent"].label = f"Record consent now (terms {consent_version_current()})"
+
+    def clean_proxy_url(self) -> str:
+        """The masked password sent back untouched stands for the stored one."""
+        submitted: str = self.cleaned_data.get("proxy_url") or ""
+        if self.instance.pk is None:
+            return submitted
+        return unredact_url(submitted, stored=self.instance.proxy_url)
 
     def clean_broker_user_id(self) -> str:
         user_id: str = self.cleaned_data["broker_user_id"]
@@ -216,6 +233,7 @@ class AccountAdmin(admin.ModelAdmin):
         "broker_user_id",
         "role",
         "status",
+        "ownership",
         "capital_mode",
         "last_used",
         "last_available",
@@ -225,7 +243,7 @@ class AccountAdmin(admin.ModelAdmin):
         "consent",
     )
     list_display_links = ("id", "display_name")
-    list_filter = ("broker", "role", "status", "capital_mode")
+    list_filter = ("broker", "role", "status", "ownership", "capital_mode")
     search_fields = ("broker_user_id", "display_name")
     list_per_page = 100
     actions = (
@@ -234,6 +252,7 @@ class AccountAdmin(admin.ModelAdmin):
         "halt_accounts",
         "disable_accounts",
         "promote_to_master",
+        "vouch_for_claims",
         "verify_credentials",
         "refresh_margins",
     )
@@ -264,6 +283,8 @@ class AccountAdmin(admin.ModelAdmin):
         "broker_user_id",
         "role",
         "status",
+        "ownership",
+        "ownership_proven_at",
         "consent_given_at",
         "consent_version",
         "credentials_state",
@@ -297,10 +318,11 @@ class AccountAdmin(admin.ModelAdmin):
         if obj is None:
             return self._add_fieldsets
         identity = ("broker", "broker_user_id", "display_name", "owner", "role", "status")
+        ownership = ("ownership", "ownership_proven_at")
         consent = ("consent_given_at", "consent_version", "give_consent")
         credentials = ("credentials_state", "api_key", "api_secret", "access_token")
         sessions = ("token_obtained_at", "token_expires_at", "proxy_url")
-        fieldsets = [(None, {"fields": identity}), ("Consent", {"fields": consent})]
+        fieldsets = [(None, {"fields": identity + ownership}), ("Consent", {"fields": consent})]
         if obj.broker != Broker.PAPER:
             fieldsets.append(("Credentials (write-only)", {"fields": credentials + sessions}))
         fieldsets.extend(self._add_fieldsets[2:])
@@ -435,6 +457,10 @@ class AccountAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one account to promote.", messages.ERROR)
             return None
         account = accounts[0]
+        if account.is_pending:
+            message = f"{account}: not yet proven by a broker login; a pending claim cannot be the master."
+            self.message_user(request, message, messages.ERROR)
+            return None
         if request.POST.get("confirm") != "yes":
             context = {
                 **self.admin_site.each_context(request),
@@ -453,6 +479,20 @@ class AccountAdmin(admin.ModelAdmin):
         else:
             self.message_user(request, f"{account} is now the master.", messages.SUCCESS)
         return None
+
+    @admin.action(description="Vouch for pending claims (staff proof of ownership)", permissions=["change"])
+    def vouch_for_claims(self, request, queryset):
+        """A paper claim has no broker login to prove it: staff who know the owner vouch for it."""
+        actor = request.user.get_username()
+        done = 0
+        for account in queryset.filter(ownership=Ownership.PENDING):
+            try:
+                account_claim_vouch(account=account, actor=actor)
+            except AccountError as exc:
+                self.message_user(request, f"{account}: {exc.message}", messages.ERROR)
+            else:
+                done += 1
+        self.message_user(request, f"Vouched for {done} pending claim(s).", messages.SUCCESS)
 
     @admin.action(description="Verify credentials (read funds)", permissions=["change"])
     def verify_credentials(self, request, queryset):

@@ -32,6 +32,19 @@ class AccountStatus(models.TextChoices):
     DISABLED = "disabled", "Disabled"
 
 
+class Ownership(models.TextChoices):
+    """Whose broker account this is, as far as the desk knows.
+
+    A client who links an account through the API only claims its user id: the claim stays
+    PENDING (never traded, never the master, never in the way of another claim of the same id)
+    until the first successful broker login proves it (PROVEN). Staff links are VOUCHED for.
+    """
+
+    VOUCHED = "vouched", "Vouched for by staff"
+    PENDING = "pending", "Pending: not yet proven by a broker login"
+    PROVEN = "proven", "Proven by a broker login"
+
+
 class CapitalMode(models.TextChoices):
     TOTAL = "total", "Total (used + available)"
     AVAILABLE = "available", "Available margin"
@@ -74,6 +87,14 @@ class Account(FastLoadMixin, models.Model):
 
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.CHILD)
     status = models.CharField(max_length=16, choices=AccountStatus.choices, default=AccountStatus.ACTIVE)
+    ownership = models.CharField(
+        max_length=8,
+        choices=Ownership.choices,
+        default=Ownership.VOUCHED,
+        help_text="A client's link is a pending claim until its first successful broker login proves "
+        "the user id; pending accounts are never traded. Staff links are vouched for.",
+    )
+    ownership_proven_at = models.DateTimeField(null=True, blank=True)
 
     consent_given_at = models.DateTimeField(null=True, blank=True)
     consent_version = models.CharField(max_length=32, blank=True)
@@ -125,7 +146,23 @@ class Account(FastLoadMixin, models.Model):
     class Meta:
         ordering = ("id",)
         constraints = [
-            models.UniqueConstraint(fields=("broker", "broker_user_id"), name="account_unique_broker_user"),
+            # One account per broker user id, leaving pending claims aside: a claim never blocks the
+            # real owner, and once one is proven or vouched for, the others are refused.
+            models.UniqueConstraint(
+                fields=("broker", "broker_user_id"),
+                condition=~Q(ownership="pending"),
+                name="account_unique_broker_user",
+            ),
+            models.UniqueConstraint(
+                fields=("broker", "broker_user_id", "owner"),
+                condition=Q(ownership="pending"),
+                name="account_one_pending_claim_per_owner",
+            ),
+            models.CheckConstraint(
+                condition=~(Q(ownership="pending") & Q(role="master")),
+                name="account_pending_never_master",
+                violation_error_message="An account not yet proven by a broker login cannot be the master.",
+            ),
             models.UniqueConstraint(
                 fields=("role",),
                 condition=Q(role="master") & ~Q(status="disabled"),
@@ -148,6 +185,11 @@ class Account(FastLoadMixin, models.Model):
     @property
     def is_master(self) -> bool:
         return self.role == Role.MASTER
+
+    @property
+    def is_pending(self) -> bool:
+        """A client's claim not yet proven by a broker login: never traded, never the master."""
+        return self.ownership == Ownership.PENDING
 
     @property
     def is_enabled(self) -> bool:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus, Role
+from accounts.models import Account, AccountStatus, Ownership, Role
 from brokers.errors import BrokerError, TokenExpired
 from brokers.types import InstrumentKey, OrderRequest, OrderType, Product, Side
 from replication.bulk import batch_size, insert_rows
@@ -90,11 +90,12 @@ def make_tag(allocation_id: int, child_id: int, slice_no: int) -> str:
 
 
 def eligible_children() -> QuerySet[Account]:
-    """Linked, enabled, consented children with their latest margin snapshot annotated."""
+    """Linked, enabled, consented children (not pending claims) with their latest margin snapshot."""
     latest = MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at", "-id")
     return (
         Account.objects.filter(role=Role.CHILD, consent_given_at__isnull=False)
         .exclude(status=AccountStatus.DISABLED)
+        .exclude(ownership=Ownership.PENDING)
         .annotate(
             snap_used=Subquery(latest.values("used_margin")[:1]),
             snap_available=Subquery(latest.values("available_margin")[:1]),

@@ -6,7 +6,8 @@ corrective orders, flatten orders, resends of an absent unknown, and the queue m
 which read the switches in the same breath as they claim what to send).
 
 The rules, in order:
-- the engine halted, the child halted, needing a login, disabled, or no longer a child: nothing goes;
+- the engine halted, the child halted, needing a login, disabled, a claim not yet proven by a broker
+  login, or no longer a child: nothing goes;
 - dry-run (engine, settings or child): nothing goes; entries and exits are recorded as dry runs;
 - entries only: the engine or the child paused, the circuit breaker tripped, consent withdrawn.
 Paused children, tripped breakers and withdrawn consent still get their exits.
@@ -21,7 +22,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from accounts.models import Account, AccountStatus, Role
+from accounts.models import Account, AccountStatus, Ownership, Role
 from replication.controls import engine_control_get
 from replication.models import AllocationKind, EngineControl
 
@@ -43,6 +44,7 @@ class ChildSwitches:
     dry_run: bool = False
     consent_given_at: datetime | None = None
     breaker_tripped_at: datetime | None = None
+    ownership: str = Ownership.VOUCHED
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,10 @@ def decide(action: Action, engine: Switches, child: ChildSwitches) -> Verdict:
         return Verdict(False, code="needs_login", reason="child needs a broker login")
     if child.status == AccountStatus.DISABLED:
         return Verdict(False, code="child_disabled", reason="child disabled: nothing is sent")
+    if child.ownership == Ownership.PENDING:
+        return Verdict(
+            False, code="ownership_pending", reason="not yet proven by a broker login: nothing is sent"
+        )
     if child.role != Role.CHILD:
         return Verdict(False, code="not_a_child", reason="the account is no longer a child")
     if engine.dry_run or child.dry_run:
@@ -113,7 +119,7 @@ def action_for(kind: str) -> Action:
     return Action.ENTRY if kind == AllocationKind.OPEN else Action.EXIT
 
 
-SWITCH_FIELDS = ("pk", "status", "role", "dry_run", "consent_given_at", "breaker_tripped_at")
+SWITCH_FIELDS = ("pk", "status", "role", "dry_run", "consent_given_at", "breaker_tripped_at", "ownership")
 
 
 def child_switches(ids: Iterable[int]) -> dict[int, ChildSwitches]:
@@ -132,4 +138,5 @@ def switches_of(account: Account) -> ChildSwitches:
         account.dry_run,
         account.consent_given_at,
         account.breaker_tripped_at,
+        account.ownership,
     )

@@ -22,6 +22,7 @@ from accounts.models import (
     AccountStatus,
     Broker,
     CapitalMode,
+    Ownership,
     PendingPolicy,
     Role,
 )
@@ -201,6 +202,12 @@ class AccountOutput(serializers.ModelSerializer[Account]):
     broker = serializers.ChoiceField(choices=Broker.choices, read_only=True)
     role = serializers.ChoiceField(choices=Role.choices, read_only=True)
     status = serializers.ChoiceField(choices=AccountStatus.choices, read_only=True)
+    ownership = serializers.ChoiceField(
+        choices=Ownership.choices,
+        read_only=True,
+        help_text="`pending`: a client's claim, never traded until its first successful broker login "
+        "proves the user id (`proven`); staff links are `vouched`.",
+    )
     capital_mode = serializers.ChoiceField(choices=CapitalMode.choices, read_only=True)
     pending_policy = serializers.ChoiceField(choices=PendingPolicy.choices, read_only=True)
     owner: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
@@ -226,6 +233,8 @@ class AccountOutput(serializers.ModelSerializer[Account]):
             "owner",
             "role",
             "status",
+            "ownership",
+            "ownership_proven_at",
             "has_consent",
             "consent_given_at",
             "consent_version",
@@ -292,5 +301,7 @@ class AccountLinkOutput(serializers.Serializer[Any]):
     account = AccountOutput()
     created = serializers.BooleanField()
     login_url = serializers.CharField(
-        allow_null=True, help_text="Kite without a live token: where the client logs in next."
+        allow_null=True,
+        help_text="Kite without a live token, or a pending claim: where the client logs in next (the "
+        "first login proves the claim).",
     )

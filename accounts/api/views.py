@@ -34,7 +34,6 @@ from accounts.api.permissions import (
     is_staff,
 )
 from accounts.api.selectors import (
-    account_find,
     account_get_visible,
     account_list_visible,
     paper_instruments_unknown,
@@ -67,7 +66,8 @@ from accounts.services import (
     account_update_settings,
     consent_version_current,
 )
-from accounts.validation import Errors, clean_reason, clean_status, clean_user_id
+from accounts.services.linking import account_link_target
+from accounts.validation import Errors, clean_reason, clean_status
 
 TAG = "accounts"
 CREDENTIALS = ("api_key", "api_secret", "access_token")
@@ -151,8 +151,14 @@ class AccountLinkView(ApiView):
 
     A client links for itself (it becomes the owner) and may not make a master, pick fixed capital
     mode or a multiplier above 1 (above the current one on re-link), nor re-link an account that
-    someone else owns (409). Staff may link for any user (`owner`) or for none, and link the first
-    master. A Kite account without a live access token comes back with `login_url`.
+    someone else owns (409). A client's new account is a claim (`ownership: pending`): never
+    traded until its first successful broker login proves the user id. A pending claim never
+    blocks another client's link of the same id (the real owner gets 201 and a claim of its own);
+    once one is proven or vouched for, the other claims are dropped and new ones get 409
+    `already_linked`. A paper account behind a linked broker account (same user id) is refused
+    (409). Staff may link for any user (`owner`) or for none, and link the first master; staff
+    links are vouched for. A Kite account without a live access token, or still pending, comes
+    back with `login_url`.
     """
 
     throttle_classes = [ScopedRateThrottle]
@@ -179,17 +185,13 @@ class AccountLinkView(ApiView):
             owner: Any = request.user
         else:
             owner = _owner(owner_name)
-        arguments = {**data, "owner": owner, "actor": actor(request)}
-        account_link_validate(**arguments)
-        existing = account_find(
-            broker=data["broker"], user_id=clean_user_id(data["user_id"], broker=data["broker"])
+        # A client's link is a claim, pending until its first broker login proves the user id.
+        arguments = {**data, "owner": owner, "actor": actor(request), "claim": not staff}
+        account_link_validate(**arguments)  # 409 already_linked: the id is someone else's
+        existing = account_link_target(
+            broker=data["broker"], user_id=data["user_id"], owner=owner, claim=not staff
         )
         if not staff:
-            if existing is not None and existing.owner_id != request.user.pk:
-                message = "this broker account is already linked by someone else; ask staff"
-                raise ApiError(
-                    "already_linked", message, {"user_id": message}, status_code=status.HTTP_409_CONFLICT
-                )
             refusals = client_link_refusals(existing=existing, cleaned=data)
             if refusals:
                 raise _forbidden("loosening_refused", refusals)
@@ -197,7 +199,9 @@ class AccountLinkView(ApiView):
         body = {
             "account": account,
             "created": created,
-            "login_url": kite_login_url(account) if kite_login_required(account) else None,
+            "login_url": kite_login_url(account)
+            if kite_login_required(account) or (account.is_pending and account.broker == Broker.KITE)
+            else None,
         }
         return Response(
             AccountLinkOutput(body).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

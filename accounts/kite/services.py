@@ -19,10 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
+from django.db import transaction
 
 from accounts.crypto import CredentialDecryptError
-from accounts.models import Account, Broker, Role
+from accounts.models import Account, Broker, Ownership, Role
 from accounts.services import account_set_credentials
+from accounts.services.linking import account_claim_prove
 from accounts.validation import AccountError
 from brokers.errors import BrokerError
 from brokers.kite import session as kite_session
@@ -92,8 +94,10 @@ def account_kite_complete_login(*, account: Account, request_token: str, actor: 
     secret is missing, Kite refuses the exchange (`exchange_failed`), or the token belongs to another
     Zerodha user than the account's (`wrong_user`). On success the token is stored encrypted with
     its expiry at the next 06:00 IST, a NEEDS_LOGIN account becomes ACTIVE (paused, halted and
-    disabled accounts keep their status), and the change is audited without the token. Makes a
-    network call: never call it inside a transaction.
+    disabled accounts keep their status), and the change is audited without the token. The login
+    proves a client's pending claim of the user id (`account_claim_prove`: it becomes tradable and
+    the other claims of the id are dropped; refused, storing nothing, when another account of the id
+    is already proven or vouched for). Makes a network call: never call it inside a transaction.
     """
     _require_kite(account)
     token = clean_request_token(request_token)
@@ -123,7 +127,10 @@ def account_kite_complete_login(*, account: Account, request_token: str, actor: 
             f"{account.broker_user_id}; log out of Kite and log in as {account.broker_user_id}"
         )
         raise AccountError("wrong_user", message, {"request_token": message})
-    account = account_set_credentials(account=account, actor=actor, access_token=result.access_token)
+    with transaction.atomic():  # the proof and the token together, or neither
+        if account.is_pending:
+            account_claim_prove(account=account, actor=actor)
+        account = account_set_credentials(account=account, actor=actor, access_token=result.access_token)
     logger.info("Kite login stored for account %s by %s", account.pk, actor)
     return account
 
@@ -156,7 +163,12 @@ def kite_postback_receive(*, body: bytes) -> PostbackOutcome:
         raise PostbackRefused(str(exc)) from None
     except RecursionError:  # e.g. 50,000 nested arrays: Python's JSON decoder recurses per level
         raise PostbackRefused("the body is nested too deeply") from None
-    account = Account.objects.filter(broker=Broker.KITE, broker_user_id=user_id).first()
+    # A pending claim's api secret is the claimant's own: never the one that authenticates.
+    account = (
+        Account.objects.filter(broker=Broker.KITE, broker_user_id=user_id)
+        .exclude(ownership=Ownership.PENDING)
+        .first()
+    )
     if account is None:
         raise PostbackRefused(f"no Kite account {user_id}")
     try:

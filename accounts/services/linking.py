@@ -1,4 +1,15 @@
-"""Linking an account: create it, or update it when (broker, user id) is already linked."""
+"""Linking an account: create it, or update it when (broker, user id) is already linked.
+
+Who owns a broker user id (`Account.ownership`): staff links are vouched for; a client's link
+(`claim=True`, the API for non-staff users) is a pending claim, never traded and never the master,
+until the first successful broker login proves the user id (`account_claim_prove`, called by the
+Kite login) or staff vouch for it (`account_claim_vouch`, or a staff link naming the claimant as
+owner). A pending claim never blocks another: the real owner's link of the same id is a claim of
+its own. Once one account for the id is proven or vouched for, the other pending claims are
+dropped (disabled, their credentials forgotten, audited) and new claims are refused
+(`already_linked`). A paper account whose user id a broker account already uses is the book
+behind that account (the Kite simulator serves paper books) and cannot be linked again.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +21,17 @@ from typing import Any, cast
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus, Broker, CapitalMode, Role
+from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership, Role
 from accounts.services._common import (
     check_owner,
+    clean_actor_or_raise,
     consent_version_current,
     diff,
     kite_token_expiry,
+    lock,
     master_exists_error,
     other_enabled_master,
+    refreshed,
     save_changes,
     state,
 )
@@ -57,6 +71,14 @@ class _LinkInput:
     consent: bool
     owner: Any
     actor: str
+    claim: bool
+
+
+ALREADY_LINKED = "this broker account is already linked by someone else; ask staff"
+
+
+def already_linked_error(message: str = ALREADY_LINKED) -> AccountError:
+    return AccountError("already_linked", message, {"user_id": message})
 
 
 def _clean(**raw: Any) -> _LinkInput:
@@ -75,6 +97,13 @@ def _clean(**raw: Any) -> _LinkInput:
     if raw["actor"] is None:
         errors.add("invalid_actor", "actor", "actor is required")
     check_owner(raw["owner"], errors)
+    claim = bool(errors.run("claim", flag_cleaner("claim"), raw["claim"]))
+    if claim and raw["owner"] is None:
+        errors.add("invalid_owner", "owner", "a claim needs the owner who will prove it")
+    if claim and raw["master"] is True:
+        errors.add(
+            "master_unproven", "master", "an account not yet proven by a broker login cannot be master"
+        )
     data = _LinkInput(
         broker=cast(str, broker),  # not None once raise_if_any() below has passed
         user_id=cast(str, user_id),  # likewise
@@ -89,9 +118,74 @@ def _clean(**raw: Any) -> _LinkInput:
         consent=bool(errors.run("consent", flag_cleaner("consent"), raw["consent"])),
         owner=raw["owner"],
         actor=cast(str, actor),  # likewise
+        claim=claim,
     )
     errors.raise_if_any()
     return data
+
+
+def _target(data: _LinkInput, *, for_update: bool) -> Account | None:
+    """The account this link updates (None: a new one), or `already_linked`.
+
+    A claim updates the claimant's own account for the id (proven or pending); it is refused when
+    another account for the id is proven or vouched for. A staff link updates the settled
+    (proven or vouched-for) account, else the pending claim of the owner it names, else creates.
+    """
+    rows = Account.objects.filter(broker=data.broker, broker_user_id=data.user_id).order_by("pk")
+    if for_update:
+        rows = rows.select_for_update()
+    accounts = list(rows)
+    settled = next((row for row in accounts if not row.is_pending), None)
+    owner_pk = data.owner.pk if data.owner is not None else None
+    own_claim = next(
+        (row for row in accounts if row.is_pending and owner_pk is not None and row.owner_id == owner_pk),
+        None,
+    )
+    if not data.claim:
+        return settled or own_claim
+    if settled is not None:
+        if settled.owner_id == owner_pk:
+            return settled
+        raise already_linked_error()
+    return own_claim
+
+
+def account_link_target(*, broker: Any, user_id: Any, owner: Any, claim: bool) -> Account | None:
+    """The account `account_link` would update for this input (None: it would create one);
+    raises AccountError `already_linked` where it would refuse a claim. Writes nothing."""
+    errors = Errors()
+    clean_broker_value = errors.run("broker", clean_broker, broker)
+    clean_id = errors.run("user_id", lambda value: clean_user_id(value, broker=clean_broker_value), user_id)
+    errors.raise_if_any()
+    data = _LinkInput(
+        broker=cast(str, clean_broker_value),
+        user_id=cast(str, clean_id),
+        name=None,
+        api_key=None,
+        api_secret=None,
+        access_token=None,
+        master=False,
+        capital_mode=None,
+        fixed_capital=None,
+        multiplier=None,
+        consent=False,
+        owner=owner,
+        actor="lookup",
+        claim=claim,
+    )
+    return _target(data, for_update=False)
+
+
+def _paper_book_behind(user_id: str) -> Account | None:
+    """The broker (non-paper) account, proven or vouched for, whose book is the paper account
+    `user_id` where a simulator serves it (same user id)."""
+    return (
+        Account.objects.filter(broker_user_id__iexact=user_id)
+        .exclude(broker=Broker.PAPER)
+        .exclude(ownership=Ownership.PENDING)
+        .order_by("pk")
+        .first()
+    )
 
 
 def _check_against(data: _LinkInput, existing: Account | None) -> None:
@@ -106,6 +200,13 @@ def _check_against(data: _LinkInput, existing: Account | None) -> None:
             f"no paper account {data.user_id!r} on the paper exchange: open it first "
             f"(`manage.py paper open {data.user_id} --cash AMOUNT`), then link it",
         )
+    if existing is None and data.broker == Broker.PAPER:
+        behind = _paper_book_behind(data.user_id)
+        if behind is not None:
+            raise already_linked_error(
+                f"paper account {data.user_id!r} is the book behind the linked {behind.broker} account "
+                f"{behind.broker_user_id}; it cannot be linked again"
+            )
     mode = data.capital_mode or (existing.capital_mode if existing else CapitalMode.TOTAL)
     if data.fixed_capital is not None and mode != CapitalMode.FIXED:
         errors.add(
@@ -139,6 +240,7 @@ def account_link_validate(
     consent: Any = False,
     owner: Any = None,
     actor: Any = "validate",
+    claim: Any = False,
 ) -> None:
     """Raise the AccountError `account_link` would raise for this input; writes nothing."""
     data = _clean(
@@ -155,8 +257,9 @@ def account_link_validate(
         consent=consent,
         owner=owner,
         actor=actor,
+        claim=claim,
     )
-    _check_against(data, Account.objects.filter(broker=data.broker, broker_user_id=data.user_id).first())
+    _check_against(data, _target(data, for_update=False))
 
 
 def account_link(
@@ -174,6 +277,7 @@ def account_link(
     consent: bool = False,
     owner: Any = None,
     actor: str,
+    claim: bool = False,
 ) -> tuple[Account, bool]:
     """Create the (broker, user_id) account, or update it when it is already linked.
 
@@ -181,6 +285,12 @@ def account_link(
     when no other master is enabled (otherwise promote it). Numbers are Decimals, ints or decimal
     strings. Kite user ids are upper-cased. Returns (account, created); raises AccountError having
     written nothing.
+
+    `claim=True` (a client linking through the API): `owner` only claims the user id. A new
+    account stays pending until a broker login proves it; an id already proven or vouched for
+    by someone else is refused (`already_linked`). Without it (staff, commands, the admin) the
+    link is vouched for: a pending claim of `owner` becomes vouched, and the other pending claims
+    of the id are dropped.
     """
     data = _clean(
         broker=broker,
@@ -196,16 +306,16 @@ def account_link(
         consent=consent,
         owner=owner,
         actor=actor,
+        claim=claim,
     )
     try:
         with transaction.atomic():
-            existing = (
-                Account.objects.select_for_update()
-                .filter(broker=data.broker, broker_user_id=data.user_id)
-                .first()
-            )
+            existing = _target(data, for_update=True)
             _check_against(data, existing)
-            return _write(data, existing)
+            account, created = _write(data, existing)
+            if not account.is_pending:
+                _drop_other_claims(account, actor=data.actor)
+            return account, created
     except IntegrityError as exc:
         # Only a concurrent link of the same account, or a concurrent new master, gets here.
         raise AccountError(
@@ -216,8 +326,16 @@ def account_link(
 def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
     now = timezone.now()
     created = existing is None
-    account = existing or Account(broker=data.broker, broker_user_id=data.user_id, role=Role.CHILD)
+    account = existing or Account(
+        broker=data.broker,
+        broker_user_id=data.user_id,
+        role=Role.CHILD,
+        ownership=Ownership.PENDING if data.claim else Ownership.VOUCHED,
+    )
     before = {} if created else state(account)
+    before_ownership = account.ownership
+    if not data.claim and account.is_pending:  # staff vouch for the claim they link
+        account.ownership = Ownership.VOUCHED
     if data.name is not None:
         account.display_name = data.name
     if data.owner is not None:
@@ -248,16 +366,110 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
     if created:
         account.save()
         delta = diff(before, account)
+        delta["ownership"] = {"before": None, "after": account.ownership}
     else:
-        delta = save_changes(account, before)
+        delta = _save_ownership(account, save_changes(account, before), before_ownership)
     if delta:
         verb = "linked" if created else "updated"
+        pending = " (pending: not yet proven by a broker login)" if account.is_pending else ""
         audit(
             kind=f"account.{verb}",
-            message=f"{verb} {account.broker}:{account.broker_user_id} as {account.role}",
+            message=f"{verb} {account.broker}:{account.broker_user_id} as {account.role}{pending}",
             actor=data.actor,
             data=delta,
             account=account,
         )
         logger.info("account %s %s by %s", account.pk, verb, data.actor)
     return account, created
+
+
+# --- proving a claim ---------------------------------------------------------------------------
+
+
+def _save_ownership(account: Account, delta: dict[str, Any], before: str) -> dict[str, Any]:
+    """Save an ownership change `save_changes` leaves out (not among its audited fields) and add
+    it to the audit diff."""
+    if account.ownership != before:
+        account.save(update_fields=["ownership", "ownership_proven_at", "updated_at"])
+        delta["ownership"] = {"before": before, "after": account.ownership}
+    return delta
+
+
+def _drop_other_claims(account: Account, *, actor: str) -> list[Account]:
+    """Disable the other pending claims of `account`'s user id (and, for a broker account, pending
+    claims of the paper book behind it), forgetting their credentials; one audit row each."""
+    others = Account.objects.select_for_update().filter(ownership=Ownership.PENDING).exclude(pk=account.pk)
+    same_id = others.filter(broker=account.broker, broker_user_id=account.broker_user_id)
+    if account.broker != Broker.PAPER:
+        same_id = same_id | others.filter(broker=Broker.PAPER, broker_user_id__iexact=account.broker_user_id)
+    dropped = []
+    for claim in same_id.order_by("pk"):
+        before = state(claim)
+        claim.status = AccountStatus.DISABLED
+        for field in Account.SECRET_FIELDS:
+            setattr(claim, field, "")
+        claim.token_obtained_at = claim.token_expires_at = None
+        audit(
+            kind="account.claim_dropped",
+            message=(
+                f"pending claim of {claim.broker}:{claim.broker_user_id} dropped: account {account.pk} "
+                f"is {account.get_ownership_display().lower()}"
+            ),
+            actor=actor,
+            data=save_changes(claim, before),
+            account=claim,
+        )
+        logger.info("pending claim %s dropped (account %s settled) by %s", claim.pk, account.pk, actor)
+        dropped.append(claim)
+    return dropped
+
+
+def _settle(*, account: Account, ownership: str, actor: str) -> Account:
+    actor = clean_actor_or_raise(actor)
+    with transaction.atomic():
+        locked = lock(account)
+        if not locked.is_pending:
+            return refreshed(account)
+        rival = (
+            Account.objects.filter(broker=locked.broker, broker_user_id=locked.broker_user_id)
+            .exclude(ownership=Ownership.PENDING)
+            .exclude(pk=locked.pk)
+            .first()
+        )
+        if rival is not None:
+            raise already_linked_error(
+                f"{locked.broker}:{locked.broker_user_id} is already account {rival.pk}; this claim cannot "
+                "be proven"
+            )
+        if locked.status == AccountStatus.DISABLED:
+            message = "this claim was dropped; link the account again"
+            raise AccountError("account_disabled", message, {"status": message})
+        locked.ownership = ownership
+        locked.ownership_proven_at = timezone.now()
+        delta = _save_ownership(locked, {}, Ownership.PENDING)
+        audit(
+            kind="account.claim_proven" if ownership == Ownership.PROVEN else "account.claim_vouched",
+            message=f"{locked.broker}:{locked.broker_user_id} is {locked.get_ownership_display().lower()}",
+            actor=actor,
+            data=delta,
+            account=locked,
+        )
+        _drop_other_claims(locked, actor=actor)
+    logger.info("account %s %s by %s", locked.pk, ownership, actor)
+    return refreshed(account)
+
+
+def account_claim_prove(*, account: Account, actor: str) -> Account:
+    """A successful broker login as the account's user id proves a pending claim.
+
+    The caller has checked the login (the Kite login refuses another Zerodha user). The account
+    becomes PROVEN and tradable; every other pending claim of the id is dropped. Refused
+    (`already_linked`) when another account for the id is already proven or vouched for, and
+    (`account_disabled`) for a claim that was dropped. An account not pending is left as it is.
+    """
+    return _settle(account=account, ownership=Ownership.PROVEN, actor=actor)
+
+
+def account_claim_vouch(*, account: Account, actor: str) -> Account:
+    """Staff vouch for a pending claim (a paper claim has no broker login to prove it)."""
+    return _settle(account=account, ownership=Ownership.VOUCHED, actor=actor)
