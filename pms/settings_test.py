@@ -28,6 +28,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # Broker calls run inline in tests unless a test asks for the concurrent pool explicitly.
 FANOUT_WORKERS = 0
 UNKNOWN_GRACE_SECONDS = 0
+# Owed exits retried at once after a failure (tests tick faster than the production backoff);
+# tests of the backoff itself set it.
+OWED_EXIT_BACKOFF = (0,)
 
 # The test client speaks plain http; production's redirect to https (on when DEBUG is off) would
 # answer every request with a 301. HSTS and secure cookies stay as in production.

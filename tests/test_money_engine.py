@@ -18,6 +18,7 @@ from replication.lease import lease_acquire
 from replication.models import (
     Allocation,
     AllocationStatus,
+    Entitlement,
     MappingStatus,
     OrchestratorLease,
     OrderMapping,
@@ -397,3 +398,29 @@ def test_money_stop_loss_and_target_placed_together_are_both_exits(desk, orch):
         )
         .exists()
     )
+
+
+@override_settings(OWED_EXIT_BACKOFF=(3600,))
+def test_money_failed_owed_exit_waits_its_backoff_then_goes(desk, orch, faults):
+    """DESIGN §3.7: a failed owed exit is tried again after a pause (OWED_EXIT_BACKOFF), not every
+    tick; once the pause is over it goes, and the child ends flat."""
+    from brokers.errors import OrderRejected
+
+    entry(desk, orch)
+    refusing = {"on": True}
+
+    def refuse_c2_sells(user: str, req) -> None:
+        if refusing["on"] and user == "C2" and req.side == "SELL":
+            raise OrderRejected("RMS: blocked for the test")
+
+    faults.before_place = refuse_c2_sells
+    desk.place("SELL", FUT, 150)
+    settle(orch, 4)
+    tried = OrderMapping.objects.filter(child=desk.children["C2"], side="SELL", status="rejected").count()
+    assert tried == 2  # the exit, then one owed attempt; then it waits
+    refusing["on"] = False
+    settle(orch, 3)
+    assert desk.positions(FUT)["C2"] == 300
+    Entitlement.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # pause over
+    settle(orch, 3)
+    assert desk.positions(FUT)["C2"] == 0
