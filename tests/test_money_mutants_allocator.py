@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from brokers.paper.models import PaperOrder
 from replication.controls import engine_control_update
-from replication.models import Allocation, AllocationStatus, MappingStatus, OrderMapping
+from replication.models import Allocation, AllocationStatus, MappingStatus, OrderMapping, ReplicationEvent
 from replication.services import allocation_approve
 from tests.engine_helpers import CALL, FUT
 
@@ -153,8 +153,33 @@ def test_money_mutants_allocator_entry_awaiting_approval_withdrawn_when_master_f
     assert set(entries.values_list("status", "reason_code", "reason")) == {
         (MappingStatus.CANCELLED, "master_flat", "master went flat before it was sent")
     }
+    assert all(m.finished_at is not None for m in entries)
+    audit = ReplicationEvent.objects.filter(kind="intent_withdrawn").order_by("mapping_id")
+    assert [(e.account_id, e.message) for e in audit] == [
+        (m.child_id, f"{m.tag} withdrawn: master went flat") for m in entries.order_by("id")
+    ]
     held = Allocation.objects.get(kind="open", status=AllocationStatus.AWAITING_APPROVAL)
     allocation_approve(allocation=held, actor="staff")
     settle(orch)
     assert not PaperOrder.objects.exclude(account__user_id="MASTER").exists()
+    assert desk.positions(FUT) == FLAT
+
+
+def test_money_mutants_allocator_exit_that_rounds_to_zero_is_recorded(desk, orch):
+    """Issue 11 mutation proof, §3.4: the master (5 lots) sells 1 (r = 0.2): C2 (10 lots) sells 2,
+    C5 (3 lots) sells 1 (0.6 rounds up), while C1 and C4 (2 lots: 0.4) and C3 (1 lot: 0.2) send
+    nothing and are recorded as rounding to zero; at flat everyone exits everything."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 375)
+    settle(orch)
+    assert desk.positions(FUT) == {"C1": 150, "C2": 750, "C3": 75, "C4": 150, "C5": 225}
+    desk.place("SELL", FUT, 75)
+    settle(orch)
+    assert desk.positions(FUT) == {"C1": 150, "C2": 600, "C3": 75, "C4": 150, "C5": 150}
+    c = desk.children
+    assert skipped(c["C1"]) == [("below_one_unit", "the exit ratio of 2 lots rounds to zero")]
+    assert skipped(c["C3"]) == [("below_one_unit", "the exit ratio of 1 lots rounds to zero")]
+    assert skipped(c["C2"]) == []
+    desk.place("SELL", FUT, 300)
+    settle(orch)
     assert desk.positions(FUT) == FLAT

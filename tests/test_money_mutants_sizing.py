@@ -61,8 +61,9 @@ def assert_whole(entry) -> None:
         assert sum(order.slices) == order.quantity
 
 
-def assert_skipped(entry, *, reason, capital, target, message, caps=()) -> None:
-    """A zero result: nothing to send, with its reason, figures and words (DESIGN §3.3 step 5)."""
+def assert_skipped(entry, *, child, reason, capital, target, message, caps=()) -> None:
+    """A zero result for this child: nothing to send, with its reason, figures and words (§3.3 step 5)."""
+    assert entry.child_id == child
     assert entry.units == 0 and entry.orders == () and entry.total_lots == 0
     assert entry.reason == reason
     assert entry.capital == capital
@@ -236,6 +237,7 @@ def test_money_mutants_sizing_no_capital_sends_nothing(child, capital, message):
     entry = size_entry(worked_plan(), child)
     assert_skipped(
         entry,
+        child=child.child_id,
         reason=Reason.NO_CAPITAL,
         capital=capital,
         target=D("0"),
@@ -290,6 +292,7 @@ def test_money_mutants_sizing_never_above_available_margin():
         )
         assert_skipped(
             broke,
+            child=4,
             reason=Reason.NO_AVAILABLE_MARGIN,
             capital=D("1e6"),
             target=D("0"),
@@ -355,6 +358,7 @@ def test_money_mutants_sizing_child_margin_preflight():
         entry = size_entry(plan, total(3, "500000", margin_per_unit=D(bad)))
         assert_skipped(
             entry,
+            child=3,
             reason=Reason.BAD_INPUT,
             capital=D("500000"),
             target=D("150000"),
@@ -522,7 +526,9 @@ def test_money_mutants_sizing_caps_reduce_to_the_limit_and_name_each(limits, uni
 def test_money_mutants_sizing_caps_that_block_say_why(limits, reason, message, caps, kw):
     """Issue 11 mutation proof, §3.3 step 7: a cap that allows no unit blocks the entry, with why."""
     entry = capped(limits, **kw)
-    assert_skipped(entry, reason=reason, capital=D("2000000"), target=D("600000"), message=message, caps=caps)
+    assert_skipped(
+        entry, child=2, reason=reason, capital=D("2000000"), target=D("600000"), message=message, caps=caps
+    )
 
 
 def test_money_mutants_sizing_open_positions_and_loss_limit_edges():
@@ -656,7 +662,7 @@ def test_money_mutants_sizing_exit_halves_round_up_never_more_than_held():
         3: (2, 150, 3),
         5: (3, 225, 5),
     }
-    assert all(v.reason == Reason.OK and v.message == "" for v in got.values())
+    assert all(v.child_id == 1 and v.reason == Reason.OK and v.message == "" for v in got.values())
     assert all(v.slices == (v.quantity,) for v in got.values())
     third = plan_exit(closing_quantity=75, master_position_before=225)
     assert size_exit(third, child_id=1, held_quantity=75 * 4, lot_size=75).lots == 1  # 1.33 → 1
