@@ -47,8 +47,9 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, BaseCache, caches
 from django.core.cache.backends.db import DatabaseCache
+from django.core.cache.backends.redis import RedisCache
 from django.db import connections, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -160,6 +161,12 @@ def _redis_client(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+def shared_cache() -> BaseCache:
+    """The cache backend itself (settings.CACHES["default"]), not Django's `cache` proxy, so that
+    its type tells how to lock."""
+    return caches[DEFAULT_CACHE_ALIAS]
+
+
 def _lock_id(key: str) -> int:
     """A signed 64-bit number naming `key`, for pg_advisory_xact_lock."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
@@ -168,6 +175,7 @@ def _lock_id(key: str) -> int:
 @contextmanager
 def _exclusive(key: str) -> Iterator[None]:
     """Hold `key` against every other process sharing the cache while it is read and written."""
+    cache = shared_cache()
     if isinstance(cache, DatabaseCache):
         alias = router.db_for_write(cache.cache_model_class)
         connection: BaseDatabaseWrapper = connections[alias]
@@ -179,9 +187,10 @@ def _exclusive(key: str) -> Iterator[None]:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_id(key)])
             yield
         return
-    redis_url = str(getattr(settings, "REDIS_URL", "") or "")
-    if redis_url and type(cache).__name__ == "RedisCache":
-        with _redis_client(redis_url).lock(f"{key}:lock", timeout=10, blocking_timeout=10):
+    if isinstance(cache, RedisCache):
+        location = settings.CACHES[DEFAULT_CACHE_ALIAS]["LOCATION"]
+        url = str(location[0] if isinstance(location, (list, tuple)) else location)
+        with _redis_client(url).lock(f"pms:{key}:lock", timeout=10, blocking_timeout=10):
             yield
         return
     with _local_lock:  # a per-process cache: only this process's threads to keep apart
@@ -191,6 +200,7 @@ def _exclusive(key: str) -> Iterator[None]:
 def _count_failure(key: str, *, limit: int, moment: float) -> tuple[Count, bool]:
     """Add one failure under `key`; (the new count, whether this failure started a lock-out)."""
     seconds = float(settings.LOGIN_LOCKOUT_SECONDS)
+    cache = shared_cache()
     with _exclusive(key):
         old = Count.read(cache.get(key))
         if old.locked_at(moment):
@@ -222,7 +232,7 @@ def _keys(request: HttpRequest | None, username: str) -> list[tuple[str, str]]:
 def login_lockout(request: HttpRequest | None, username: str) -> Lockout | None:
     """The lock-out that refuses a sign-in as `username` from this request's address, if any."""
     moment = now()
-    values = cache.get_many([key for _, key in _keys(request, username)])
+    values = shared_cache().get_many([key for _, key in _keys(request, username)])
     locks = [
         Lockout(scope=scope, retry_after=max(1, math.ceil(count.locked_until - moment)))
         for scope, key in _keys(request, username)
@@ -242,7 +252,7 @@ def login_unlock(*, username: str | None = None, address: str | None = None, act
         keys.append(_address_key(normalised or address))
     if not keys:
         raise ValueError("name a username, an address or both")
-    cache.delete_many(keys)
+    shared_cache().delete_many(keys)
     data = {"username": _shown(username) if username is not None else None, "address": normalised or address}
     audit(kind="login.unlocked", message=f"sign-in lock-out lifted: {data}", actor=actor, data=data)
     logger.info("sign-in lock-out lifted by %s: %s", actor, data)

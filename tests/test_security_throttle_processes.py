@@ -9,6 +9,7 @@ the settings a deployment would have; the guesses alternate between them.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -58,6 +59,7 @@ def _wait_until_up(root: str, process: subprocess.Popen[bytes], deadline: float)
 class Web:
     roots: tuple[str, str]
     database: Path
+    env: dict[str, str]
 
     def clear_counters(self) -> None:
         """Each test starts with no failures counted (the cache table lives in the shared database)."""
@@ -108,7 +110,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
         deadline = time.monotonic() + 60
         for root, process in zip(roots, processes, strict=True):
             _wait_until_up(root, process, deadline)
-        yield Web(roots=roots, database=database)
+        yield Web(roots=roots, database=database, env=env)
     finally:
         for process in processes:
             process.terminate()
@@ -212,3 +214,81 @@ def test_admin_login_guesses_are_locked_out_across_two_processes(servers):
     assert "sessionid" not in sessions[b].cookies
     admin = sessions[b].get(f"{b}/admin/", allow_redirects=False, timeout=10)
     assert admin.status_code == 302 and "/login/" in admin.headers["Location"]
+
+
+RACE = """
+import time
+from accounts import security
+time.sleep(max(0.0, {start} - time.time()))  # every process starts counting at the same moment
+for _ in range({n}):
+    security._count_failure("race-{tag}", limit=10**6, moment=time.time())
+"""
+READ = """
+from django.core.cache import cache
+print(cache.get("race-{tag}")["failures"])
+"""
+
+
+def _race(env: dict[str, str], *, tag: str, processes: int = 3, each: int = 100) -> int:
+    manage = [sys.executable, str(ROOT / "manage.py"), "shell", "-c"]
+    script = RACE.format(n=each, tag=tag, start=time.time() + 15)
+    running = [
+        subprocess.Popen([*manage, script], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+        for _ in range(processes)
+    ]
+    for process in running:
+        _, err = process.communicate(timeout=180)
+        assert process.returncode == 0, err.decode()[-2000:]
+    done = subprocess.run(
+        [*manage, READ.format(tag=tag)], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_failure_counts_from_several_processes_at_once_are_never_lost(servers):
+    """Issue 12 item 1: three processes counting failures for one key at the same moment on the
+    shared database cache lose none (the read-modify-write holds a lock across processes)."""
+    assert _race(servers.env, tag="db") == 3 * 100
+
+
+@pytest.fixture
+def redis_env(web: Web, tmp_path: Path) -> Iterator[dict[str, str]]:
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield {**web.env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_failure_counts_on_redis_from_several_processes_are_never_lost(redis_env):
+    """Issue 12 item 1: with REDIS_URL set the counters live in Redis, shared by every process, and
+    concurrent counting loses none."""
+    assert _race(redis_env, tag="redis") == 3 * 100
