@@ -20,6 +20,7 @@ from replication.sizing import (
     Reason,
     attribute_margin,
     money,
+    paise_shares,
     plan_exit,
     plan_group,
     ratio,
@@ -740,3 +741,16 @@ def test_money_mutants_sizing_rupee_figures():
     assert rupees(D("99999.999")) == "₹1,00,000.00"
     assert rupees(D("1234567890.5")) == "₹1,23,45,67,890.50"
     assert rupees(D("-1500000")) == "-₹15,00,000.00"
+
+
+def test_money_mutants_sizing_leg_margins_in_paise_add_up_to_the_group():
+    """Issue 11 defect 2 (stored figures): leg margins stored in paise sum exactly to the group's
+    margin in paise; each leg is rounded down and the last takes the rest (no paisa made or lost)."""
+    assert paise_shares([]) == []
+    assert paise_shares([D("12.345")]) == [D("12.35")]
+    assert paise_shares([D("100.129"), D("200.871")]) == [D("100.12"), D("200.88")]
+    thirds = paise_shares([D(1) / 3] * 3)
+    assert thirds == [D("0.33"), D("0.33"), D("0.34")]
+    four = paise_shares([D("0.015"), D("0.015"), D("0.015"), D("0.015")])
+    assert four == [D("0.01"), D("0.01"), D("0.01"), D("0.03")]
+    assert sum(four) == money(D("0.06"))
