@@ -297,27 +297,26 @@ def create_intents(
     """Size every eligible child for one group of allocations and commit the intents.
 
     Entries: every eligible child, by the sizing rules. Exits: every child holding or entitled in
-    the instrument, by its entitlement (DESIGN §3.7). The children's entitlement rows are marked
+    the instrument, by its entitlement (DESIGN §3.7); those children's entitlement rows are marked
     unsettled in the same transaction, so the convergence stage follows them until H equals E.
     """
     group = sorted(group, key=lambda a: a.pk)
     engine = Switches.read(control)
     if group[0].kind == AllocationKind.OPEN:
         rows = _entry_rows(group, control, engine, replicator)
+        followed: set[Key] = set()
     else:
-        rows = _exit_rows(group, engine, replicator)
+        rows, followed = _exit_rows(group, engine, replicator)
     has_buy = any(a.side == Side.BUY for a in group)
     for m in rows:
         m.wave = 1 if has_buy and m.side == Side.SELL else 0
         m.epoch = lease.epoch
+    # Entries alone never make an exit owed: the entitlement rows are made (and followed by the
+    # convergence stage) when something can move E below H — an exit, a rescaled allocation —
+    # for every child holding, entitled or with an order in flight there. Keeping them out of the
+    # entry path keeps a thousand-child fan-out from waiting on them.
     lot_sizes = {(a.exchange, a.tradingsymbol, a.product): a.lot_size for a in group}
-    touched = {
-        (m.child_id, m.exchange, m.tradingsymbol, m.product): lot_sizes.get(
-            (m.exchange, m.tradingsymbol, m.product), 1
-        )
-        for m in rows
-        if m.status != MappingStatus.SKIPPED or group[0].kind != AllocationKind.OPEN
-    }
+    touched = {key: lot_sizes.get(key[1:], 1) for key in followed}
     with transaction.atomic():
         lease_check(lease)
         claimed = Allocation.objects.filter(pk__in=[a.pk for a in group], sized=False).update(sized=True)
@@ -325,15 +324,6 @@ def create_intents(
             raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
         insert_rows(OrderMapping, rows)
         created = rows
-        if group[0].kind == AllocationKind.CLOSE:
-            # Every child with an entitlement here is followed, whether or not it got an order now.
-            q = Q()
-            for inst in lot_sizes:
-                q |= _key_q(inst)
-            for key in Entitlement.objects.filter(q).values_list(
-                "child_id", "exchange", "tradingsymbol", "product"
-            ):
-                touched.setdefault(key, lot_sizes.get(key[1:], 1))
         entitlements_unsettle(touched)
         # One audit row per allocation for the whole batch: the intents themselves are the rows
         # just written (each with its status and reason); every later change gets its own event.
@@ -553,18 +543,22 @@ def _entry_mappings(group: Sequence[Allocation], c: int, entry: ChildEntry, *, d
     return out
 
 
-def _exit_rows(group: Sequence[Allocation], engine: Switches, replicator: Replicator) -> list[IntentRow]:
+def _exit_rows(
+    group: Sequence[Allocation], engine: Switches, replicator: Replicator
+) -> tuple[list[IntentRow], set[Key]]:
     """Exits by entitlement (DESIGN §3.7): the exit rule moves each child's E, and the exit sent
     is what the child holds beyond its new E less the exits already working (never more than it
     holds). A child that cannot trade now gets a SKIPPED row saying why; its exit stays owed."""
     instruments = {(a.exchange, a.tradingsymbol, a.product) for a in group}
     hold = holdings(instruments)
     rows: list[IntentRow] = []
+    followed: set[Key] = set()
     for a in group:
         inst = (a.exchange, a.tradingsymbol, a.product)
         after = entitled([inst], upto=a.pk)
         before = entitled([inst], upto=a.pk - 1)
         keys = sorted({k for k in hold if k[1:] == inst} | set(after) | set(before))
+        followed.update(keys)
         accounts = {
             acc.pk: acc
             for acc in Account.objects.filter(pk__in={k[0] for k in keys}).defer(*Account.SECRET_FIELDS)
@@ -616,7 +610,7 @@ def _exit_rows(group: Sequence[Allocation], engine: Switches, replicator: Replic
                         reason_code="",
                     )
                 )
-    return rows
+    return rows, followed
 
 
 def exit_slices(

@@ -818,10 +818,20 @@ class Orchestrator:
                         m.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
             if new_total != alloc.master_quantity:
                 Allocation.objects.filter(pk=alloc.pk).update(master_quantity=new_total)
-                # The entitlement of every child in the instrument moves with the allocation.
-                Entitlement.objects.filter(
-                    exchange=alloc.exchange, tradingsymbol=alloc.tradingsymbol, product=alloc.product
-                ).update(settled=False)
+                # The entitlement of every child in the instrument moves with the allocation: the
+                # convergence stage follows each of them (rows made for the children of this one).
+                with transaction.atomic():
+                    allocator.entitlements_unsettle(
+                        {
+                            (cid, alloc.exchange, alloc.tradingsymbol, alloc.product): alloc.lot_size
+                            for cid in OrderMapping.objects.filter(allocation=alloc)
+                            .values_list("child_id", flat=True)
+                            .distinct()
+                        }
+                    )
+                    Entitlement.objects.filter(
+                        exchange=alloc.exchange, tradingsymbol=alloc.tradingsymbol, product=alloc.product
+                    ).update(settled=False)
         if to_withdraw:
             with transaction.atomic():
                 lease_check(replicator.lease)
