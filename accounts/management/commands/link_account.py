@@ -94,7 +94,9 @@ class Command(BaseCommand):
                     multiplier=multiplier,
                     consent=options["consent"],
                     actor="cli",
-                    **credentials,
+                    api_key=credentials["api_key"],
+                    api_secret=credentials["api_secret"],
+                    access_token=credentials["access_token"],
                 )
                 if settings:
                     account = account_update_settings(account=account, actor="cli", **settings)
