@@ -41,7 +41,11 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def account_promote_master(*, account: Account, actor: str) -> Account:
-    """Make `account` the master; the previous enabled master becomes a child in the same transaction."""
+    """Make `account` the master; the previous enabled master becomes a child in the same transaction.
+
+    Refused (`account_disabled`) for a disabled account and (`master_unproven`) for a client's
+    pending claim, not yet proven by a broker login.
+    """
     actor = clean_actor_or_raise(actor)
     with transaction.atomic():
         # Lock the target and every enabled master, in primary-key order (no lock-order deadlocks).
@@ -57,6 +61,9 @@ def account_promote_master(*, account: Account, actor: str) -> Account:
         if target.status == AccountStatus.DISABLED:
             message = "a disabled account cannot be the master; enable it first"
             raise AccountError("account_disabled", message, {"status": message})
+        if target.is_pending:
+            message = "an account not yet proven by a broker login cannot be the master"
+            raise AccountError("master_unproven", message, {"ownership": message})
         if target.is_master:
             return refreshed(account)
         previous = list(locked.values())
