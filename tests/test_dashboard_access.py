@@ -57,7 +57,7 @@ def test_dashboard_refuses_anonymous_users_with_a_login_redirect(client, urls):
         for method in (client.get, client.post):
             response = method(url)
             assert response.status_code == 302, url
-            assert response["Location"].startswith("/admin/login/?next="), url
+            assert response["Location"].startswith("/login/?next="), url
 
 
 def test_dashboard_refuses_non_staff_users_with_403(client, urls):

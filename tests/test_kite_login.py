@@ -132,7 +132,7 @@ def test_kite_login_hides_the_account_from_other_users(client, account):
 def test_kite_login_sends_anonymous_users_to_the_login_page(client, account):
     response = client.get(reverse("kite:login", args=[account.pk]))
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/login/")
 
 
 def test_kite_login_refuses_paper_accounts(client):

@@ -60,9 +60,9 @@ def test_staff_flow_replicate_drift_correct(live_server, browser, screenshot):
     try:
         orch.run_tick()  # the master's baseline margin snapshot
 
-        # 1. Log in as staff through the admin login form.
+        # 1. Log in as staff through the product's login form.
         browser.get(f"{live_server.url}/staff/")
-        _wait(browser, lambda b: "/admin/login/" in b.current_url, "the login redirect")
+        _wait(browser, lambda b: "/login/" in b.current_url, "the login redirect")
         _css(browser, "#id_username")[0].send_keys("desk-staff")
         _css(browser, "#id_password")[0].send_keys(PASSWORD)
         _css(browser, "input[type=submit]")[0].click()
