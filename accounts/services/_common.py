@@ -28,6 +28,8 @@ AUDITED_FIELDS = (
     "owner_id",
     "role",
     "status",
+    "ownership",
+    "ownership_proven_at",
     "consent_given_at",
     "consent_version",
     "capital_mode",

@@ -333,7 +333,6 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
         ownership=Ownership.PENDING if data.claim else Ownership.VOUCHED,
     )
     before = {} if created else state(account)
-    before_ownership = account.ownership
     if not data.claim and account.is_pending:  # staff vouch for the claim they link
         account.ownership = Ownership.VOUCHED
     if data.name is not None:
@@ -366,9 +365,8 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
     if created:
         account.save()
         delta = diff(before, account)
-        delta["ownership"] = {"before": None, "after": account.ownership}
     else:
-        delta = _save_ownership(account, save_changes(account, before), before_ownership)
+        delta = save_changes(account, before)
     if delta:
         verb = "linked" if created else "updated"
         pending = " (pending: not yet proven by a broker login)" if account.is_pending else ""
@@ -384,15 +382,6 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
 
 
 # --- proving a claim ---------------------------------------------------------------------------
-
-
-def _save_ownership(account: Account, delta: dict[str, Any], before: str) -> dict[str, Any]:
-    """Save an ownership change `save_changes` leaves out (not among its audited fields) and add
-    it to the audit diff."""
-    if account.ownership != before:
-        account.save(update_fields=["ownership", "ownership_proven_at", "updated_at"])
-        delta["ownership"] = {"before": before, "after": account.ownership}
-    return delta
 
 
 def _drop_other_claims(account: Account, *, actor: str) -> list[Account]:
@@ -444,9 +433,10 @@ def _settle(*, account: Account, ownership: str, actor: str) -> Account:
         if locked.status == AccountStatus.DISABLED:
             message = "this claim was dropped; link the account again"
             raise AccountError("account_disabled", message, {"status": message})
+        before = state(locked)
         locked.ownership = ownership
         locked.ownership_proven_at = timezone.now()
-        delta = _save_ownership(locked, {}, Ownership.PENDING)
+        delta = save_changes(locked, before)
         audit(
             kind="account.claim_proven" if ownership == Ownership.PROVEN else "account.claim_vouched",
             message=f"{locked.broker}:{locked.broker_user_id} is {locked.get_ownership_display().lower()}",
