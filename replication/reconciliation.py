@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from accounts.crypto import CredentialDecryptError
-from accounts.models import Account, AccountStatus, Role
+from accounts.models import Account, AccountStatus, Ownership, Role
 from brokers.errors import BrokerError
 from replication.audit import audit
 from replication.clients import ClientCache
@@ -97,10 +97,19 @@ def reconcile(
     clients: ClientCache | None = None,
     lot_sizes: dict[tuple[str, str], int] | None = None,
 ) -> list[Drift]:
-    """Compare, for every child and instrument the engine touched, expected with actual."""
+    """Compare, for every child and instrument the engine touched, expected with actual.
+
+    Pending accounts (a client's claim not yet proven by a broker login) are left out, given or
+    not: their books are not read.
+    """
     clients = clients or ClientCache()
     if children is None:
-        children = list(Account.objects.filter(role=Role.CHILD).exclude(status=AccountStatus.DISABLED))
+        children = list(
+            Account.objects.filter(role=Role.CHILD)
+            .exclude(status=AccountStatus.DISABLED)
+            .exclude(ownership=Ownership.PENDING)
+        )
+    children = [child for child in children if not child.is_pending]
     ids = [c.pk for c in children]
     held = holdings(children=ids)
     instruments = {k[1:] for k in held}
