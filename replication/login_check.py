@@ -19,7 +19,7 @@ from django.core.mail import mail_admins, send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus, Broker
+from accounts.models import Account, AccountStatus, Broker, Ownership
 from replication.audit import audit
 
 logger = logging.getLogger(__name__)
@@ -62,10 +62,14 @@ def login_reason(account: Account, *, deadline: datetime) -> str | None:
 
 def accounts_needing_login(now: datetime | None = None) -> list[Account]:
     """Enabled Kite accounts (master and children) without a live session at the next market open
-    (or now, during a session): status needs_login, or token missing, expired or expiring first."""
+    (or now, during a session): status needs_login, or token missing, expired or expiring first.
+    Pending claims are left out: a login of a client's unproven claim is not staff's to do."""
     deadline = session_deadline(now or timezone.now())
     accounts = (
-        Account.objects.filter(broker=Broker.KITE).exclude(status=AccountStatus.DISABLED).order_by("pk")
+        Account.objects.filter(broker=Broker.KITE)
+        .exclude(status=AccountStatus.DISABLED)
+        .exclude(ownership=Ownership.PENDING)
+        .order_by("pk")
     )
     return [account for account in accounts if login_reason(account, deadline=deadline) is not None]
 

@@ -30,7 +30,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from accounts.crypto import CredentialDecryptError
-from accounts.models import Account, AccountStatus, Broker, Role
+from accounts.models import Account, AccountStatus, Broker, Ownership, Role
 from brokers.errors import BrokerError
 from brokers.types import Position, Side
 from replication.allocator import CORRECTIVE
@@ -197,11 +197,12 @@ def child_status_counts() -> list[tuple[str, str, int]]:
 
 def accounts_needing_login(*, now: datetime | None = None) -> QuerySet[Account]:
     """Enabled accounts that need a broker login: marked so by the engine, or a Kite token that
-    is missing or past its expiry."""
+    is missing or past its expiry. Pending claims are left out (a client's login to prove)."""
     now = now or timezone.now()
     kite_stale = Q(broker=Broker.KITE) & (Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=now))
     return (
         Account.objects.exclude(status=AccountStatus.DISABLED)
+        .exclude(ownership=Ownership.PENDING)
         .filter(Q(status=AccountStatus.NEEDS_LOGIN) | kite_stale)
         .order_by("role", "pk")
     )
