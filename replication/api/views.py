@@ -119,19 +119,27 @@ class AllocationDetailView(ApiView):
 class AccountPositionsView(ApiView):
     """Expected (the engine's own filled orders) vs actual (the broker) for one account.
 
-    Reads the broker: a broker that cannot be read gives `actual: null` and grade `unknown`.
+    Reads the broker: a broker that cannot be read gives `actual: null` and grade `unknown`. A
+    pending claim (not yet proven by a broker login) is refused with 409 `account_pending`.
     """
 
     @extend_schema(
         tags=["accounts"],
         operation_id="accounts_positions",
-        responses={200: AccountPositionsOutput, **errors(404)},
+        responses={200: AccountPositionsOutput, **errors(404, 409)},
     )
     def get(self, request: Request, pk: int) -> Response:
         try:
             account = account_get_visible(user=request.user, pk=pk)
         except Account.DoesNotExist:
             raise _not_found("account") from None
+        if account.is_pending:
+            raise ApiError(
+                "account_pending",
+                "this account is a claim not yet proven by a broker login; its broker is not read "
+                "until the owner logs in to it",
+                status_code=status.HTTP_409_CONFLICT,
+            )
         drifts = reconcile(
             children=[account], clients=ClientCache(), lot_sizes=lot_sizes_for(account=account)
         )
