@@ -7,8 +7,9 @@ from typing import cast
 
 from django.db import IntegrityError, transaction
 
-from accounts.models import Account, AccountStatus, Broker
+from accounts.models import Account, AccountStatus, Broker, Ownership
 from accounts.services._common import clean_actor_or_raise, lock, refreshed, save_changes, state
+from accounts.services.linking import drop_other_claims
 from accounts.validation import AccountError, Errors, clean_broker, clean_reason, clean_user_id
 from brokers.paper.selectors import paper_account_exists
 from replication.allocator import replicated_positions
@@ -38,8 +39,9 @@ def account_switch_broker(
     no login, so NEEDS_LOGIN becomes ACTIVE. Other statuses stay. Refused (code `positions_held`)
     while the engine's own orders hold a position or are pending there (the other broker would not
     know them) unless `force` is given with a `reason`; refused (`account_exists`) when that broker
-    and user id are already linked; a Kite user id must be upper case. Switching to the current
-    broker changes nothing. Raises AccountError having written nothing.
+    and user id are already linked (proven or vouched for: a client's pending claim of them is not in
+    the way, and is dropped once a settled account switches there); a Kite user id must be upper
+    case. Switching to the current broker changes nothing. Raises AccountError having written nothing.
     """
     actor = clean_actor_or_raise(actor)
     errors = Errors()
@@ -82,6 +84,8 @@ def account_switch_broker(
                 data=delta,
                 account=locked,
             )
+            if not locked.is_pending:  # a client's pending claim of the id it now has is dropped
+                drop_other_claims(locked, actor=actor)
     except IntegrityError as exc:
         # Only a concurrent link of the same (broker, user id) gets here.
         raise AccountError("conflict", "the account changed at the same time; try again", {}) from exc
@@ -95,7 +99,11 @@ def _check(locked: Account, target: str, *, force: bool) -> None:
         locked.broker_user_id
     ):
         errors.add("invalid_user_id", "user_id", "a Kite user id is upper case; link the account anew")
-    elif Account.objects.filter(broker=target, broker_user_id=locked.broker_user_id).exists():
+    elif (
+        Account.objects.filter(broker=target, broker_user_id=locked.broker_user_id)
+        .exclude(ownership=Ownership.PENDING)
+        .exists()
+    ):
         message = f"{target}:{locked.broker_user_id} is already linked as another account"
         errors.add("account_exists", "broker", message)
     elif target == Broker.PAPER and not paper_account_exists(user_id=locked.broker_user_id):

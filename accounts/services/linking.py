@@ -314,7 +314,7 @@ def account_link(
             _check_against(data, existing)
             account, created = _write(data, existing)
             if not account.is_pending:
-                _drop_other_claims(account, actor=data.actor)
+                drop_other_claims(account, actor=data.actor)
             return account, created
     except IntegrityError as exc:
         # Only a concurrent link of the same account, or a concurrent new master, gets here.
@@ -384,7 +384,7 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
 # --- proving a claim ---------------------------------------------------------------------------
 
 
-def _drop_other_claims(account: Account, *, actor: str) -> list[Account]:
+def drop_other_claims(account: Account, *, actor: str) -> list[Account]:
     """Disable the other pending claims of `account`'s user id (and, for a broker account, pending
     claims of the paper book behind it), forgetting their credentials; one audit row each."""
     others = Account.objects.select_for_update().filter(ownership=Ownership.PENDING).exclude(pk=account.pk)
@@ -444,7 +444,7 @@ def _settle(*, account: Account, ownership: str, actor: str) -> Account:
             data=delta,
             account=locked,
         )
-        _drop_other_claims(locked, actor=actor)
+        drop_other_claims(locked, actor=actor)
     logger.info("account %s %s by %s", locked.pk, ownership, actor)
     return refreshed(account)
 

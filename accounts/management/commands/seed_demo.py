@@ -25,9 +25,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus, Broker, CapitalMode
+from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership
 from accounts.services import account_link, account_set_credentials, account_switch_broker
 from brokers.kite_sim.auth import API_KEY_CHARS, new_simulator_credential
 from brokers.management.commands.paper import inr, render_table
@@ -113,11 +114,25 @@ def _missing_credentials(account: Account) -> dict[str, str]:
     return {}
 
 
+def _settled(*, broker: str, user_id: str) -> QuerySet[Account]:
+    """The proven or vouched-for accounts of `broker:user_id` (pending claims left aside)."""
+    return Account.objects.filter(broker=broker, broker_user_id=user_id).exclude(ownership=Ownership.PENDING)
+
+
 def _place_on(spec: DemoAccount, broker: str) -> str | None:
-    """Move the demo account `spec` onto `broker` if it is linked on the other one; returns that one."""
-    if Account.objects.filter(broker=broker, broker_user_id=spec.user_id).exists():
+    """Move the demo account `spec` onto `broker` if it is linked on the other one; returns that one.
+
+    A client's pending claim of the id (on either broker) is not the demo account: it is ignored
+    here, and dropped when the demo account settles on `broker`."""
+    if _settled(broker=broker, user_id=spec.user_id).exists():
         return None
-    other = Account.objects.filter(broker_user_id=spec.user_id).exclude(broker=broker).first()
+    other = (
+        Account.objects.filter(broker_user_id=spec.user_id)
+        .exclude(broker=broker)
+        .exclude(ownership=Ownership.PENDING)
+        .order_by("pk")
+        .first()
+    )
     if other is None:
         return None
     previous = other.broker
@@ -142,7 +157,7 @@ def seed_demo(*, broker: str = Broker.PAPER) -> SeedResult:
     for spec in DEMO_ACCOUNTS:
         paper = paper_account_open(user_id=spec.user_id, cash=spec.cash)  # keeps an existing balance
         moved_from = _place_on(spec, broker)
-        new = not Account.objects.filter(broker=broker, broker_user_id=spec.user_id).exists()
+        new = not _settled(broker=broker, user_id=spec.user_id).exists()
         creating_kite = new and broker == Broker.KITE
         first = _new_credentials() if creating_kite else {}
         account, created = account_link(
