@@ -80,6 +80,29 @@ def test_api_link_kite_without_token_returns_login_url(people):
 
 
 def test_api_link_kite_with_live_token_has_no_login_url(people):
+    """A vouched-for Kite account (staff link it for alice) with a live token needs no login."""
+    response = people.as_staff.post(
+        f"{API}/accounts/link",
+        {
+            "broker": "kite",
+            "user_id": "AB9",
+            "owner": "alice",
+            "api_key": API_KEY,
+            "api_secret": API_SECRET,
+            "access_token": "livetoken123456",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["account"]["ownership"] == "vouched"
+    assert response.json()["login_url"] is None
+    assert response.json()["account"]["token_expires_at"] is not None
+
+
+def test_api_client_kite_claim_with_live_token_still_gets_the_login_url(people):
+    """Issue 12 item 3: a client's own Kite link is a pending claim even with a token: the answer
+    carries the login URL whose broker login will prove it."""
     response = people.as_alice.post(
         f"{API}/accounts/link",
         {
@@ -93,8 +116,9 @@ def test_api_link_kite_with_live_token_has_no_login_url(people):
     )
 
     assert response.status_code == 201
-    assert response.json()["login_url"] is None
-    assert response.json()["account"]["token_expires_at"] is not None
+    body = response.json()
+    assert body["account"]["ownership"] == "pending"
+    assert body["login_url"] and f"/accounts/{body['account']['id']}/kite/login/" in body["login_url"]
 
 
 def test_api_relink_own_account_updates_it(people):
