@@ -326,6 +326,23 @@ def test_money_mutants_sizing_exact_units_without_a_rounded_fraction():
     assert (pre.units, pre.reason) == (3, Reason.OK)
 
 
+def test_money_mutants_sizing_no_margin_figure_sizes_nobody():
+    """Issue 11 mutation proof, §3.3 step 1: no rise and no calculator figure is no margin per lot:
+    every child is skipped as bad input, with or without its own preflight figure, and none is sent."""
+    plan = plan_group(legs=[fut(margin="0")], master_capital=MASTER_CAPITAL, delta_u=D("0"))
+    assert (plan.attribution.group_margin, plan.margin_per_unit, plan.fraction) == (0, 0, 0)
+    plain, own = size_entries(plan, [total(1, "2000000"), total(2, "2000000", margin_per_unit=D("150000"))])
+    assert_skipped(
+        plain,
+        child=1,
+        reason=Reason.BAD_INPUT,
+        capital=D("2000000"),
+        target=D("0"),
+        message="margin per unit is not positive",
+    )
+    assert (own.units, own.orders, own.reason, own.needs) == (0, (), Reason.BELOW_ONE_UNIT, D("150000"))
+
+
 def test_money_mutants_sizing_floor_of_lots_not_rounding():
     """Issue 11 mutation proof, §3.3 step 5: lots = floor(T / margin per lot), never rounded up."""
     plan = worked_plan()
