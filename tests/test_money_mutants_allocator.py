@@ -9,6 +9,8 @@ paper desk of DESIGN §3.6 and asserts what reached the children's broker (the p
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.test import override_settings
 
@@ -16,7 +18,7 @@ from brokers.paper.models import PaperOrder
 from replication.controls import engine_control_update
 from replication.models import Allocation, AllocationStatus, MappingStatus, OrderMapping, ReplicationEvent
 from replication.services import allocation_approve
-from tests.engine_helpers import CALL, FUT
+from tests.engine_helpers import CALL, FUT, set_price
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +185,28 @@ def test_money_mutants_allocator_exit_that_rounds_to_zero_is_recorded(desk, orch
     desk.place("SELL", FUT, 300)
     settle(orch)
     assert desk.positions(FUT) == FLAT
+
+
+def test_money_mutants_allocator_owed_exit_split_at_the_ltp(desk, orch, faults):
+    """Issue 11 mutation proof, §3.7 (no order above a child's caps): an owed exit has no master
+    order to price it, so its order value is judged at the LTP. C2 (4 lots, max ₹35 lakh an order,
+    set after its entry) has half its exit rejected; by then NIFTY is at 25,000, so the owed 2 lots
+    (₹37.5 lakh) go as two orders of 1 lot, not as one order priced at the old fills (₹30 lakh)."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    settle(orch)
+    limit(desk.children["C2"], max_order_value=Decimal("3500000"))
+    faults.reject_after_accept.add("C2")
+    desk.place("SELL", FUT, 150)  # master flat: C2 sells 2 × 150, the first is rejected
+    orch.run_tick()
+    set_price(FUT, "25000")
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 4)
+    assert desk.positions(FUT) == FLAT
+    sells = PaperOrder.objects.filter(account__user_id="C2", side="SELL").order_by("id")
+    assert list(sells.values_list("quantity", "status")) == [
+        (150, "REJECTED"),
+        (150, "COMPLETE"),
+        (75, "COMPLETE"),
+        (75, "COMPLETE"),
+    ]
