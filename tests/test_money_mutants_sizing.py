@@ -343,6 +343,23 @@ def test_money_mutants_sizing_no_margin_figure_sizes_nobody():
     assert (own.units, own.orders, own.reason, own.needs) == (0, (), Reason.BELOW_ONE_UNIT, D("150000"))
 
 
+def test_money_mutants_sizing_a_skipped_child_never_stops_the_next():
+    """Issue 11 defect 7 (one child stops everyone), in sizing: whatever skips one child (no reading,
+    no capital, no free margin, a bad preflight figure, a blocking cap), the children after it
+    are still sized."""
+    skips = [
+        ChildProfile(1, CapitalMode.TOTAL),
+        total(2, "0"),
+        ChildProfile(3, CapitalMode.FIXED, available=D("0"), fixed_capital=D("1000000")),
+        total(4, "2000000", margin_per_unit=D("0")),
+        total(5, "2000000", limits=ChildLimits(max_quantity=1)),
+    ]
+    for skip in skips:
+        first, second = size_entries(worked_plan(), [skip, total(9, "2000000")])
+        assert first.units == 0 and first.child_id == skip.child_id
+        assert (second.child_id, second.units, second.reason) == (9, 4, Reason.OK)
+
+
 def test_money_mutants_sizing_floor_of_lots_not_rounding():
     """Issue 11 mutation proof, §3.3 step 5: lots = floor(T / margin per lot), never rounded up."""
     plan = worked_plan()
