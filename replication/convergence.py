@@ -42,6 +42,7 @@ from replication.models import (
     ReplicationEvent,
 )
 
+DRY_SETTLED = "dry_run_settled"
 ENTITLEMENT_FIELDS = (
     "quantity",
     "held",
@@ -104,7 +105,9 @@ def converge(
     """One pass of the convergence stage; commits owed-exit intents for the dispatcher to send."""
     now = now or timezone.now()
     report = ConvergeReport()
-    rows_q = Q(settled=False)
+    # Rows settled under dry-run are looked at every tick: their dry runs stood in for orders, so
+    # once the child is live again what it really holds may still be owed.
+    rows_q = Q(settled=False) | Q(hold_code=DRY_SETTLED)
     if sweep:
         rows_q |= ~Q(quantity=0) | ~Q(held=0)
     rows = list(Entitlement.objects.filter(rows_q).order_by("pk"))
@@ -135,6 +138,8 @@ def converge(
                 row.settled, row.attempts, row.next_attempt_at = True, 0, None
                 report.settled += 1
             row.hold_code, row.hold_reason, row.owed_since = "", "", None
+            if verdict.dry_run:
+                row.hold_code, row.hold_reason = DRY_SETTLED, "settled by dry runs: checked again when live"
             changed.append(row)
             continue
         report.owed += 1

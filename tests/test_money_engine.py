@@ -424,3 +424,18 @@ def test_money_failed_owed_exit_waits_its_backoff_then_goes(desk, orch, faults):
     Entitlement.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # pause over
     settle(orch, 3)
     assert desk.positions(FUT)["C2"] == 0
+
+
+def test_money_exit_recorded_in_dry_run_is_sent_once_live(desk, orch):
+    """DESIGN §3.7: a child that entered live and was in dry-run when the master exited gets a
+    dry-run exit recorded (nothing sent); once dry-run is off, what it really holds is still owed
+    and goes out, so it ends flat with the master."""
+    entry(desk, orch)
+    _limit(desk.children["C2"], dry_run=True)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 3)
+    assert OrderMapping.objects.filter(child=desk.children["C2"], side="SELL", status=MappingStatus.DRY_RUN)
+    assert desk.positions(FUT)["C2"] == 300
+    _limit(desk.children["C2"], dry_run=False)
+    settle(orch, 3)
+    assert desk.positions(FUT) == FLAT
