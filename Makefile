@@ -39,7 +39,7 @@ else ifneq ($(filter run,$(MAKECMDGOALS)),)
 $(error KITE=$(KITE) is not a switch of make run: use "make run KITE=sim" (Kite path against the simulator) or plain "make run" (paper exchange))
 endif
 
-.PHONY: help install run test test-pg check lint typecheck migrations-check fmt clean
+.PHONY: help install run test test-pg test-slow check lint typecheck migrations-check fmt clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -71,11 +71,14 @@ else
 endif
 	$(RUN_ENV) $(BIN)/honcho start -f $(RUN_PROCFILE) $(HONCHO_FLAGS)
 
-test: $(STAMP)  ## run the whole suite on SQLite
-	$(BIN)/pytest
+test: $(STAMP)  ## run the whole suite on SQLite (the long random runs are `make test-slow`)
+	$(BIN)/pytest -m "not slow"
 
 test-pg: $(STAMP)  ## run the whole suite on a throwaway PostgreSQL (installs it with apt-get if missing)
-	scripts/pg_test.sh
+	scripts/pg_test.sh -m "not slow"
+
+test-slow: $(STAMP)  ## the long random runs: the money-rules state machine with 200 examples of 60 steps
+	$(BIN)/pytest -m slow
 
 lint: $(STAMP)  ## ruff lint, ruff format check, import contracts
 	$(BIN)/ruff check .
