@@ -149,6 +149,8 @@ def test_money_mutants_sizing_basket_estimate_is_the_groups_calculator_figure():
         assert alone.leg_margins == (D("30000"), D("300000"))
     small = attribute_margin(delta_u=D("1"), leg_margins=legs, group_estimate=D("1"))
     assert (small.source, small.group_margin) == (MarginSource.DELTA_U, D("1"))
+    far = attribute_margin(delta_u=D("10"), leg_margins=legs, group_estimate=D("1"))  # ₹1 is compared too
+    assert (far.source, far.group_margin) == (MarginSource.CALCULATOR, D("1"))
 
 
 def test_money_mutants_sizing_leg_shares_are_proportional_to_their_own_margins():
