@@ -529,7 +529,14 @@ def _apply_caps(
             )
             if blocked:
                 return 0, blocked
-        if limits.max_order_value is not None and leg.price > 0:
+        if limits.max_order_value is not None:
+            if leg.price <= 0:  # no price to judge the order's value by: fail closed, never send blind
+                caps.append(Reason.MAX_ORDER_VALUE)
+                return 0, (
+                    Reason.MAX_ORDER_VALUE,
+                    f"no price for {leg.instrument} to check the max order value "
+                    f"{rupees(limits.max_order_value)} against (LTP unavailable)",
+                )
             unit_value = leg.price * unit_lots * leg.lot_size
             blocked = reduce_to(
                 int(limits.max_order_value // unit_value),

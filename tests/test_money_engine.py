@@ -439,3 +439,15 @@ def test_money_exit_recorded_in_dry_run_is_sent_once_live(desk, orch):
     _limit(desk.children["C2"], dry_run=False)
     settle(orch, 3)
     assert desk.positions(FUT) == FLAT
+
+
+def test_money_max_order_value_fails_closed_without_a_price(desk, orch, faults):
+    """DESIGN §3.3 step 7 / §3.7: a child with a max order value gets no MARKET entry when the LTP
+    for the event cannot be read (the cap cannot be checked); the others still get theirs."""
+    _limit(desk.children["C2"], max_order_value=Decimal("2000000"))
+    faults.calculator_down.add("MASTER")  # the master's LTP (and calculators) unavailable
+    entry(desk, orch)
+    assert desk.positions(FUT)["C2"] == 0
+    c2 = OrderMapping.objects.get(child=desk.children["C2"])
+    assert c2.status == MappingStatus.SKIPPED and c2.reason_code == "max_order_value"
+    assert desk.positions(FUT)["C1"] == 75

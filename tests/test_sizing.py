@@ -296,10 +296,13 @@ def test_sizing_properties_whole_lots_within_caps_and_margin(group, child):
             assert order.quantity <= lim.max_quantity
         if lim.max_order_value is not None:
             assert order.quantity * leg.price <= lim.max_order_value
-    # never above the child's available margin
-    assert entry.units * plan.margin_per_unit <= entry.target_margin
+    # never above the child's target or available margin, compared exactly (margin per unit is
+    # group margin / master units: multiply out instead of comparing with its rounded quotient;
+    # the stored target is itself a quotient, rounded in its last of 40 digits)
+    group_margin = plan.attribution.group_margin
+    assert entry.units * group_margin <= entry.target_margin * plan.master_units * (1 + Decimal("1E-30"))
     if child.available is not None:
-        assert entry.units * plan.margin_per_unit <= child.available
+        assert entry.units * group_margin <= child.available * plan.master_units
 
 
 @settings(max_examples=300, deadline=None)
