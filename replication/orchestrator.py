@@ -254,20 +254,9 @@ class Orchestrator:
                 tick=tick,
             )
         known = {
-            k.order_id: k
-            for k in (
-                KnownOrder(
-                    mo.broker_order_id,
-                    mo.quantity,
-                    mo.price,
-                    mo.trigger_price,
-                    mo.filled_quantity,
-                    mo.status,
-                    mo.order_type,
-                )
-                for mo in MasterOrder.objects.filter(
-                    account=master, broker_order_id__in=[o.order_id for o in book]
-                )
+            mo.broker_order_id: _known(mo)
+            for mo in MasterOrder.objects.filter(
+                account=master, broker_order_id__in=[o.order_id for o in book]
             )
         }
         diff = diff_book(book, known)
@@ -651,18 +640,7 @@ class Orchestrator:
             # compared carried no type, the stored rows do.
             note_type_changes(
                 diff,
-                {
-                    mo.broker_order_id: KnownOrder(
-                        mo.broker_order_id,
-                        mo.quantity,
-                        mo.price,
-                        mo.trigger_price,
-                        mo.filled_quantity,
-                        mo.status,
-                        mo.order_type,
-                    )
-                    for mo in rows.values()
-                },
+                {mo.broker_order_id: _known(mo) for mo in rows.values()},
             )
             for o in diff.changed:
                 mo = rows[o.order_id]
@@ -895,6 +873,19 @@ class Orchestrator:
             created += allocator.create_intents(group, lease=lease, control=control, replicator=replicator)
             failpoint("after_intent_commit")
         return created
+
+
+def _known(mo: MasterOrder) -> KnownOrder:
+    """What the engine recorded about a master order, as the book diff compares it."""
+    return KnownOrder(
+        mo.broker_order_id,
+        mo.quantity,
+        mo.price,
+        mo.trigger_price,
+        mo.filled_quantity,
+        mo.status,
+        mo.order_type,
+    )
 
 
 def capped_lots(
