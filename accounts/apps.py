@@ -10,4 +10,3 @@ class AccountsConfig(AppConfig):
         # The sign-in lock-out counts failures through Django's `user_login_failed` signal: connect
         # its receiver whatever the entry point (web, API, admin, a command), not only via urls.
         from accounts import security  # noqa: F401
-
