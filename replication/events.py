@@ -220,7 +220,15 @@ def classify(
     for key, items in by_key.items():
         before = positions.get(key, 0)
         if len({order.side for order, _ in items}) > 1:
-            events.extend(_netted(items, before))
+            # Only what filled is netted (it moved the position); an unfilled remainder is an
+            # order still resting at the master and is mirrored as one, never folded into a
+            # MARKET net that would give children what the master does not hold.
+            filled = [(o, min(q, o.filled_quantity)) for o, q in items if min(q, o.filled_quantity) > 0]
+            resting = [(o, q - o.filled_quantity) for o, q in items if q > o.filled_quantity]
+            events.extend(_netted(filled, before))
+            running = before + sum(q * o.side.sign for o, q in filled)
+            for order, quantity in resting:
+                events.extend(_position_change(running, running + quantity * order.side.sign, [order], order))
             continue
         running = before
         for order, quantity in items:

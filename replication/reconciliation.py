@@ -70,11 +70,9 @@ def grade(expected: int, actual: int | None, lot_size: int) -> Grade:
     return Grade.MAJOR
 
 
-def grade_entitlement(
-    entitled_quantity: int, held: int, *, exit_working: bool, entry_working: int = 0
-) -> Grade:
+def grade_entitlement(entitled_quantity: int, held: int, *, exit_working: bool) -> Grade:
     """H against E: above E (in size, or on the wrong side) is major unless an exit is working;
-    below E is minor, or ok while the entries still working there make up the difference."""
+    below E is ok (entries are never chased)."""
     if held == entitled_quantity:
         return Grade.OK
     beyond = (held > 0 and held > max(entitled_quantity, 0)) or (
@@ -82,9 +80,9 @@ def grade_entitlement(
     )
     if beyond:
         return Grade.MINOR if exit_working else Grade.MAJOR
-    if abs(entitled_quantity - held) <= entry_working:
-        return Grade.OK
-    return Grade.MINOR
+    # Below its entitlement (an entry that did not fill, or still working): entries are never
+    # chased, and holding less than entitled puts no client money at risk.
+    return Grade.OK
 
 
 def worst(*grades: Grade) -> Grade:
@@ -138,12 +136,11 @@ def reconcile(
             h = held.get(key, NO_HOLDING)
             e = entitled_now.get(key, 0)
             working = bool(h.pending_sell if h.held > 0 else h.pending_buy if h.held < 0 else False)
-            entry_working = h.pending_buy if e > h.held else h.pending_sell
             have = None if actual is None else actual.get((ex, sym, prod), 0)
             lot = lots.get((ex, sym), 1)
             g = worst(
                 grade(h.held, have, lot),
-                grade_entitlement(e, h.held, exit_working=working, entry_working=entry_working),
+                grade_entitlement(e, h.held, exit_working=working),
             )
             drifts.append(Drift(child.pk, ex, sym, prod, h.held, have, lot, g, e, working))
     return drifts

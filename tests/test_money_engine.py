@@ -451,3 +451,17 @@ def test_money_max_order_value_fails_closed_without_a_price(desk, orch, faults):
     c2 = OrderMapping.objects.get(child=desk.children["C2"])
     assert c2.status == MappingStatus.SKIPPED and c2.reason_code == "max_order_value"
     assert desk.positions(FUT)["C1"] == 75
+
+
+def test_money_netting_counts_fills_only_a_resting_order_is_mirrored_as_one(desk, orch):
+    """DESIGN §3.2 netting, found by the state machine: in one tick the master sells 2 lots at
+    market, rests a LIMIT buy of 2 lots and buys 2 lots at market: it is flat. Children must be
+    flat too (only fills are netted), with the resting LIMIT mirrored as a resting LIMIT."""
+    orch.run_tick()
+    desk.place("SELL", FUT, 150)
+    desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19000"))
+    desk.place("BUY", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT) == FLAT
+    resting = child_orders().filter(side="BUY", order_type="LIMIT", status="OPEN")
+    assert resting.exists() and not child_orders().filter(status="COMPLETE").exists()
