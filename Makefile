@@ -15,12 +15,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
-TYPED := pms accounts replication brokers scripts/bootstrap_env.py
+TYPED := pms accounts replication brokers lab scripts/bootstrap_env.py
 # Checks that need Django settings but no .env (CI has none).
 CHECK_ENV := DJANGO_SETTINGS_MODULE=pms.settings_test
 
 # `make run KITE=sim`: the demo accounts become Kite accounts and every Kite call goes to the
-# simulator (manage.py kite_sim) on 127.0.0.1:8001. Empty (the default): the paper exchange.
+# simulator (manage.py kite_sim, a lab command) on 127.0.0.1:8001. Empty (the default): the paper exchange.
 KITE ?=
 KITE_SIM_PORT := 8001
 KITE_SIM_CONFIG := .kite-sim.json
@@ -33,7 +33,7 @@ RUN_PROCFILE := Procfile.kite-sim
 SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
 # Exported to every process. honcho would load .env over the environment, so it is given no env
 # file here (-e /dev/null): Django reads .env itself and never lets it override these.
-RUN_ENV := KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
+RUN_ENV := LAB_ENABLED=true KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
 HONCHO_FLAGS := -e /dev/null
 else ifneq ($(filter run,$(MAKECMDGOALS)),)
 $(error KITE=$(KITE) is not a switch of make run: use "make run KITE=sim" (Kite path against the simulator) or plain "make run" (paper exchange))

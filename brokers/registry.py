@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from brokers.base import BrokerClient
 
-# Every api key and access token issued for the Kite simulator (`manage.py kite_sim`, `seed_demo
-# --kite-sim`) starts with this mark; Kite's own are random letters and digits. The Kite adapter
-# sends a marked credential to a loopback root only, whatever KITE_API_ROOT says.
-SIMULATOR_MARK = "kitesim"
-
-
-def simulator_credential(random_part: str) -> str:
-    """A credential for the simulator: the mark, then `random_part` (letters and digits)."""
-    return f"{SIMULATOR_MARK}{random_part}"
-
-
-def is_simulator_credential(value: str) -> bool:
-    return value.startswith(SIMULATOR_MARK)
-
-
-def is_loopback_url(url: str) -> bool:
-    """Whether `url` names this machine (localhost, 127.0.0.0/8, ::1), where the simulator runs."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# The simulator's credential marks live in brokers.simcreds (the Kite adapter still imports these
+# two from here).
+from brokers.simcreds import is_loopback_url as is_loopback_url
+from brokers.simcreds import is_simulator_credential as is_simulator_credential
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,12 @@ INSTALLED_APPS = [
     "accounts.api.tokens",
     "replication",
 ]
+# The lab (`lab/`: the Kite simulator, the in-memory broker, the benchmark, the soak, the demo and
+# their commands) is a development tool, never part of the product: on with DEBUG (what `make run`
+# writes) and in the test settings, off in production unless asked for.
+LAB_ENABLED = env.bool("LAB_ENABLED", default=DEBUG)
+if LAB_ENABLED:
+    INSTALLED_APPS.append("lab")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -12,7 +12,12 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-used-anywhere-else
 os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
 
 from pms.settings import *  # noqa: F403  (test settings extend the real ones)
-from pms.settings import Q_CLUSTER
+from pms.settings import INSTALLED_APPS, Q_CLUSTER
+
+# The tests drive the lab (the Kite simulator, the soak, the demo desk), whatever LAB_ENABLED says.
+LAB_ENABLED = True
+if "lab" not in INSTALLED_APPS:
+    INSTALLED_APPS.append("lab")
 
 Q_CLUSTER["sync"] = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

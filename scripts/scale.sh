@@ -122,6 +122,7 @@ esac
 
 # A throwaway identity for the run: the benchmark's database is created and dropped by bench_fanout.
 export DJANGO_SETTINGS_MODULE=pms.settings
+export LAB_ENABLED=true  # bench_fanout and kite_sim are commands of the lab app
 FIELD_ENCRYPTION_KEY=$("$PYTHON" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 SECRET_KEY=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')
 export FIELD_ENCRYPTION_KEY SECRET_KEY

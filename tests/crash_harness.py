@@ -44,7 +44,7 @@ def setup(sim_config: Path) -> None:
 
     from accounts.models import Account, Broker
     from accounts.services import account_set_credentials
-    from replication.demo import build_desk
+    from lab.demo import build_desk
 
     call_command("migrate", verbosity=0, interactive=False)
     desk = build_desk()
@@ -94,9 +94,9 @@ def state() -> dict[str, Any]:
     from django.db.models import Count
 
     from brokers.paper.models import PaperOrder, PaperPosition
-    from replication.demo import CHILDREN, FUT
+    from lab.demo import CHILDREN, FUT
+    from lab.soak import check_invariants
     from replication.models import MappingStatus, OrderMapping, ReplicationEvent
-    from replication.soak import check_invariants
 
     mappings = OrderMapping.objects.all()
     child_orders = PaperOrder.objects.exclude(account__user_id="MASTER")

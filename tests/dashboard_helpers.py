@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from brokers.paper.services import paper_order_place
-from replication.demo import FUT, Desk, build_desk
+from lab.demo import FUT, Desk, build_desk
 from replication.orchestrator import Orchestrator
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from brokers.paper.services import paper_price_set
-from replication.demo import CALL, CHILDREN, FUT, Desk, build_desk
+from lab.demo import CALL, CHILDREN, FUT, Desk, build_desk
 
 __all__ = ["CALL", "CHILDREN", "FUT", "Desk", "build_desk", "set_price"]
 

@@ -23,10 +23,10 @@ from accounts.models import Account, Broker
 from accounts.services import account_set_credentials
 from brokers.kite.client import KiteBroker
 from brokers.kite.instruments import InstrumentCache, shared_cache
-from brokers.kite_sim.auth import Session
-from brokers.kite_sim.server import KiteSim, RunningSim, start
 from brokers.paper.models import PaperOrder
-from replication.demo import Desk
+from lab.demo import Desk
+from lab.kite_sim.auth import Session
+from lab.kite_sim.server import KiteSim, RunningSim, start
 
 
 def _start(sim: KiteSim | None = None, port: int = 0) -> RunningSim:

@@ -98,6 +98,7 @@ def test_bench_scale_queue_mode_over_redis_places_one_order_per_child(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PMS_FAILPOINTS", "REDIS_URL", "Q_SYNC")}
     env.update(
         DJANGO_SETTINGS_MODULE="pms.settings",  # a real cluster: the test settings run tasks inline
+        LAB_ENABLED="true",  # bench_fanout is a command of the lab app
         FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         SECRET_KEY="bench-scale-test-secret-key-not-used-elsewhere",
         LOG_LEVEL="WARNING",

@@ -48,7 +48,7 @@ WANTED = 4  # C3 is skipped (below one lot)
 GRACE_S = 3
 LEASE_TTL_S = 3  # how long a restart waits for the killed leader's lease
 WAIT_S = 60  # every wait is bounded
-INVARIANTS = ("duplicates", "orphans", "lost", "unsettled", "drift")  # replication.soak.Findings
+INVARIANTS = ("duplicates", "orphans", "lost", "unsettled", "drift")  # lab.soak.Findings
 
 
 class Proc:
@@ -105,6 +105,7 @@ class World:
             SECRET_KEY="crash-restart-test-only",
             FIELD_ENCRYPTION_KEY=key,
             DEBUG="false",
+            LAB_ENABLED="true",  # `manage.py kite_sim` is a command of the lab app
             UNKNOWN_GRACE_SECONDS=str(GRACE_S),
             LEASE_TTL_SECONDS=str(LEASE_TTL_S),
             FANOUT_WORKERS="4",

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from django_q.models import Schedule
 
 from brokers.paper.services import paper_order_place
-from replication.demo import run_script
+from lab.demo import run_script
 from replication.lease import lease_acquire
 from replication.management.commands.run_orchestrator import install_signal_handlers, run_loop
 from replication.models import MarginSnapshot, ReplicationEvent, TickRun

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from replication.demo import MASTER
+from lab.demo import MASTER
 from replication.models import Allocation, AllocationKind
 from replication.orchestrator import Orchestrator
 from tests.engine_helpers import FUT, build_desk

@@ -24,7 +24,7 @@ from accounts.services import kite_token_expiry
 from brokers.errors import InputRejected, TokenExpired
 from brokers.kite import session as kite_session
 from brokers.kite.session import SessionResult, exchange_request_token, login_url
-from brokers.kite_sim.server import start as start_sim
+from lab.kite_sim.server import start as start_sim
 from replication.login_check import accounts_needing_login, login_check_task, session_deadline
 from replication.models import ReplicationEvent
 from replication.tasks import SCHEDULES, sync_schedules

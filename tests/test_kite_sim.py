@@ -16,12 +16,12 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
 from brokers.errors import OutcomeUnknown, RateLimited, TokenExpired
-from brokers.kite_sim.auth import Session, checksum
-from brokers.kite_sim.faults import OrderRateLimiter
-from brokers.kite_sim.server import KiteSim, RunningSim
 from brokers.paper.client import PaperBroker
 from brokers.paper.models import PaperOrder
 from brokers.types import InstrumentKey, OrderRequest, OrderStatus, OrderType, Product, Side
+from lab.kite_sim.auth import Session, checksum
+from lab.kite_sim.faults import OrderRateLimiter
+from lab.kite_sim.server import KiteSim, RunningSim
 from tests.engine_helpers import CALL, FUT, build_desk
 from tests.kite_http import fixture_bytes, fixture_json
 from tests.kite_sim_helpers import admin, running_sim, sim_broker, sim_session, start_sim

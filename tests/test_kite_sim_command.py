@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 
-from brokers.management.commands.kite_sim import run_kite_sim
+from lab.management.commands.kite_sim import run_kite_sim
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ import pytest
 
 from accounts.models import AccountStatus
 from brokers.paper.models import PaperOrder
-from replication.demo import run_script
+from lab.demo import run_script
 from replication.models import FINAL_MAPPING_STATUSES, MappingStatus, OrderMapping
 from replication.orchestrator import Orchestrator
 from tests.engine_helpers import FUT, build_desk

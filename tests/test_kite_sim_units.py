@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from brokers.kite_sim.auth import AuthError, SessionStore, checksum, next_expiry
-from brokers.kite_sim.faults import Faults, FaultSpecError, OrderRateLimiter
-from brokers.kite_sim.payloads import csv_number, ist
-from brokers.kite_sim.routes import resolve
-from brokers.kite_sim.server import KiteSim, check_loopback
-from brokers.kite_sim.wire import KiteError, Request
+from lab.kite_sim.auth import AuthError, SessionStore, checksum, next_expiry
+from lab.kite_sim.faults import Faults, FaultSpecError, OrderRateLimiter
+from lab.kite_sim.payloads import csv_number, ist
+from lab.kite_sim.routes import resolve
+from lab.kite_sim.server import KiteSim, check_loopback
+from lab.kite_sim.wire import KiteError, Request
 
 
 class Clock:

@@ -63,12 +63,12 @@ from accounts.services.lifecycle import account_set_status
 from brokers.errors import BrokerError
 from brokers.paper.models import LIVE_STATUSES, OrderStatus, PaperInstrument, PaperOrder, PaperPosition
 from brokers.paper.services import paper_order_cancel, paper_order_modify, paper_price_set
+from lab.soak import SoakConfig, run_soak
 from replication import failpoints
 from replication.controls import engine_control_get, engine_control_update
 from replication.failpoints import FailpointTriggered
 from replication.models import Allocation, AllocationKind, OrchestratorLease, OrderMapping
 from replication.orchestrator import Orchestrator
-from replication.soak import SoakConfig, run_soak
 from tests.engine_helpers import CALL, CHILDREN, FUT, Desk, build_desk
 from tests.faulty_broker import Faults
 
@@ -816,7 +816,7 @@ def test_money_rules_hold_on_every_path_long(db, faults):
 
 
 # `make soak`, short: the money faults, child caps and the master's stop-loss/target pairs, resizes
-# and zero crossings on the Kite path (replication.soak); the long run is `make soak`.
+# and zero crossings on the Kite path (lab.soak); the long run is `make soak`.
 MONEY_SOAK = SoakConfig(seed=20251122, events=30, children=5, fault_rate=0.5, workers=4)
 
 

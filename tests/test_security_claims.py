@@ -20,9 +20,9 @@ from accounts.services.linking import account_claim_prove
 from accounts.validation import AccountError
 from brokers.kite import session as kite_session
 from brokers.kite.session import SessionResult
-from brokers.kite_sim.auth import API_KEY_CHARS, new_simulator_credential
 from brokers.paper.models import PaperOrder
 from brokers.paper.services import paper_account_open
+from brokers.simcreds import API_KEY_CHARS, new_simulator_credential
 from replication.gate import Action, ChildSwitches, Switches, decide
 from replication.models import OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator

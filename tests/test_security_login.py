@@ -13,7 +13,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from accounts.models import Account, AccountStatus
-from brokers.kite_sim.server import start as start_sim
+from lab.kite_sim.server import start as start_sim
 from tests.factories import AccountFactory, KiteAccountFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

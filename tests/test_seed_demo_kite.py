@@ -19,12 +19,12 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, Role
 from brokers.kite.instruments import shared_cache
-from brokers.kite_sim.server import RunningSim
-from brokers.management.commands.kite_sim import run_kite_sim
 from brokers.paper.models import InstrumentType, PaperOrder
 from brokers.paper.seeding import paper_instruments_seed
 from brokers.paper.selectors import paper_instrument_list
 from brokers.paper.services import paper_order_place
+from lab.kite_sim.server import RunningSim
+from lab.management.commands.kite_sim import run_kite_sim
 from replication.models import OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator
 from tests.kite_sim_helpers import kite_settings

@@ -18,11 +18,11 @@ from accounts.models import Account, AccountStatus
 from accounts.services import account_set_status
 from brokers.paper.models import PaperOrder
 from brokers.paper.services import paper_order_place
+from lab.soak import SoakConfig, check_invariants, run_soak
 from replication.lease import lease_acquire
 from replication.models import MappingStatus, OrderMapping
 from replication.orchestrator import Orchestrator
 from replication.replicator import Replicator
-from replication.soak import SoakConfig, check_invariants, run_soak
 from tests.engine_helpers import FUT, build_desk
 from tests.faulty_broker import Faults, FaultyBroker, install
 

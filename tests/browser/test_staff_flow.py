@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from brokers.paper.services import paper_order_place
-from replication.demo import CHILDREN, FUT, build_desk
+from lab.demo import CHILDREN, FUT, build_desk
 from replication.models import OrderMapping
 from replication.orchestrator import Orchestrator
 from tests.factories import StaffFactory

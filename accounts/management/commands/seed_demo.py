@@ -30,10 +30,9 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership
 from accounts.services import account_link, account_set_credentials, account_switch_broker
-from brokers.kite_sim.auth import API_KEY_CHARS, new_simulator_credential
 from brokers.management.commands.paper import inr, render_table
 from brokers.paper.services import paper_account_open
-from brokers.registry import is_simulator_credential
+from brokers.simcreds import API_KEY_CHARS, is_simulator_credential, new_simulator_credential
 
 STAFF_USERNAME = "staff"
 ACTOR = "seed_demo"

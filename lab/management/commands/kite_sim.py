@@ -1,5 +1,5 @@
 """`manage.py kite_sim --port P [--host 127.0.0.1] [--config sim.json]`: serve the paper exchange
-over HTTP with Kite Connect v3's routes (brokers.kite_sim), until SIGTERM or Ctrl-C.
+over HTTP with Kite Connect v3's routes (lab.kite_sim), until SIGTERM or Ctrl-C.
 
 Prints the root URL to point `KITE_API_ROOT` at. Loopback addresses only. `--config` loads apps,
 sessions and faults from a JSON file (see `KiteSim.configure`); more can be added at run time
@@ -17,8 +17,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from brokers.kite_sim.faults import FaultSpecError, OrderRateLimiter
-from brokers.kite_sim.server import KiteSim, RunningSim, start
+from lab.kite_sim.faults import FaultSpecError, OrderRateLimiter
+from lab.kite_sim.server import KiteSim, RunningSim, start
 
 
 def run_kite_sim(

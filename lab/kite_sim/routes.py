@@ -1,5 +1,5 @@
 """The simulator's routes: Kite v3 (kite/API.md §4) over the paper exchange, and the route table
-(with the `/_sim/...` admin routes of brokers.kite_sim.admin_routes).
+(with the `/_sim/...` admin routes of lab.kite_sim.admin_routes).
 
 Each handler takes a `Call` (the simulator, the request, the caller's session, the path
 arguments) and returns a `Response`, or raises `KiteError` / a `brokers.errors.BrokerError`
@@ -15,25 +15,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from brokers.errors import InputRejected
-from brokers.kite_sim import payloads
-from brokers.kite_sim.admin_routes import (
-    admin_apps,
-    admin_faults_clear,
-    admin_faults_get,
-    admin_faults_set,
-    admin_health,
-    admin_login,
-    admin_sessions,
-    connect_login,
-)
-from brokers.kite_sim.selectors import (
-    sim_instrument_list,
-    sim_instruments_by_key,
-    sim_order_get,
-    sim_order_list,
-    sim_trade_list,
-)
-from brokers.kite_sim.wire import Call, KiteError, Request, Response, input_error
 from brokers.paper.margin import money, portfolio_margin
 from brokers.paper.selectors import (
     margin_rates,
@@ -47,6 +28,25 @@ from brokers.paper.selectors import (
 )
 from brokers.paper.services import paper_order_cancel, paper_order_modify, paper_order_place
 from brokers.types import InstrumentKey, MarginEstimate, OrderRequest, OrderType, Product, Side
+from lab.kite_sim import payloads
+from lab.kite_sim.admin_routes import (
+    admin_apps,
+    admin_faults_clear,
+    admin_faults_get,
+    admin_faults_set,
+    admin_health,
+    admin_login,
+    admin_sessions,
+    connect_login,
+)
+from lab.kite_sim.selectors import (
+    sim_instrument_list,
+    sim_instruments_by_key,
+    sim_order_get,
+    sim_order_list,
+    sim_trade_list,
+)
+from lab.kite_sim.wire import Call, KiteError, Request, Response, input_error
 
 PROTECTED_TYPES = frozenset({"MARKET", "SL-M"})
 SEGMENTS = ("equity", "commodity")

@@ -6,7 +6,7 @@ duplicates, lost orders and the rest). `manage.py soak` runs it on a throwaway d
     report.line()   # "events=300 child_orders=... faults_injected=... duplicates=0 lost=0 ..."
 """
 
-from replication.soak.invariants import Findings, check_invariants, describe_tags
-from replication.soak.run import SoakConfig, SoakReport, run_soak
+from lab.soak.invariants import Findings, check_invariants, describe_tags
+from lab.soak.run import SoakConfig, SoakReport, run_soak
 
 __all__ = ["Findings", "SoakConfig", "SoakReport", "check_invariants", "describe_tags", "run_soak"]

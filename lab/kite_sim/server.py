@@ -28,10 +28,10 @@ from urllib.parse import parse_qs, urlsplit
 from django.db import connections
 
 from brokers.errors import BrokerError, InputRejected, OrderRejected
-from brokers.kite_sim.auth import AuthError, Session, SessionStore
-from brokers.kite_sim.faults import Faults, FaultSpecError, OrderRateLimiter
-from brokers.kite_sim.routes import resolve
-from brokers.kite_sim.wire import Call, KiteError, Request, Response
+from lab.kite_sim.auth import AuthError, Session, SessionStore
+from lab.kite_sim.faults import Faults, FaultSpecError, OrderRateLimiter
+from lab.kite_sim.routes import resolve
+from lab.kite_sim.wire import Call, KiteError, Request, Response
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from brokers.kite_sim.auth import IST, Session
 from brokers.paper.models import OrderStatus, PaperInstrument, PaperOrder, PaperPosition, PaperTrade
 from brokers.paper.selectors import PaperFundsDetail
 from brokers.types import MarginEstimate
+from lab.kite_sim.auth import IST, Session
 
 ZERO = Decimal("0")
 EXCHANGES = ["NSE", "NFO", "BFO", "CDS", "BSE", "MCX", "BCD", "MF"]

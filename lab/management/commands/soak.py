@@ -1,4 +1,4 @@
-"""`manage.py soak`: the chaos soak (replication.soak) on a throwaway database; exits non-zero on a
+"""`manage.py soak`: the chaos soak (lab.soak) on a throwaway database; exits non-zero on a
 duplicate, a lost order or any other broken invariant, and prints the command that replays the seed."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from replication.scratch import throwaway_database
-from replication.soak import SoakConfig, describe_tags, run_soak
+from lab.scratch import throwaway_database
+from lab.soak import SoakConfig, describe_tags, run_soak
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from brokers.kite_sim.wire import Call, Request, Response, input_error
+from lab.kite_sim.wire import Call, Request, Response, input_error
 
 
 def _json_object(request: Request) -> dict[str, Any]:
@@ -110,7 +110,7 @@ def connect_login(call: Call) -> Response:
 
 
 def admin_faults_set(call: Call) -> Response:
-    """Set faults (see brokers.kite_sim.faults): `{"user_id"?: "C1", ...spec}`."""
+    """Set faults (see lab.kite_sim.faults): `{"user_id"?: "C1", ...spec}`."""
     body = _json_object(call.request)
     user_id = body.pop("user_id", None)
     state = call.sim.set_faults(user_id=str(user_id) if user_id else None, **body)

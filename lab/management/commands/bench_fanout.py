@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from replication.bench import EXCHANGES, MODES, SIM_LOCATIONS, BenchConfig, BenchError, run_bench
+from lab.bench import EXCHANGES, MODES, SIM_LOCATIONS, BenchConfig, BenchError, run_bench
 
 
 class Command(BaseCommand):

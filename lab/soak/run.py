@@ -26,21 +26,21 @@ from django.utils import timezone
 from accounts.models import Account, AccountStatus, Broker, CapitalMode, Role
 from accounts.services import account_set_credentials, account_set_status
 from brokers.kite.instruments import shared_cache
-from brokers.kite_sim.server import KiteSim, start
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument, PaperPosition
-from replication import failpoints
-from replication.failpoints import FailpointTriggered
-from replication.models import OrderMapping, ReplicationEvent
-from replication.orchestrator import Orchestrator
-from replication.soak.chaos import LATE_BOOK_MAX_S, Chaos
-from replication.soak.invariants import (
+from lab.kite_sim.server import KiteSim, start
+from lab.soak.chaos import LATE_BOOK_MAX_S, Chaos
+from lab.soak.invariants import (
     IN_FLIGHT,
     Findings,
     check_invariants,
     master_flat_symbols,
     starved_exits,
 )
-from replication.soak.master import CALL, EXCHANGE, FUT, MASTER, PUT, MasterDesk
+from lab.soak.master import CALL, EXCHANGE, FUT, MASTER, PUT, MasterDesk
+from replication import failpoints
+from replication.failpoints import FailpointTriggered
+from replication.models import OrderMapping, ReplicationEvent
+from replication.orchestrator import Orchestrator
 
 FAR = datetime(2099, 1, 1, tzinfo=UTC)  # sessions of the soak never die of old age, only of faults
 STAFF = "soak-staff"

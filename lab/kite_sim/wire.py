@@ -9,10 +9,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from brokers.kite_sim.auth import Session
+from lab.kite_sim.auth import Session
 
 if TYPE_CHECKING:
-    from brokers.kite_sim.server import KiteSim
+    from lab.kite_sim.server import KiteSim
 
 JSON = "application/json"
 CSV = "text/csv"

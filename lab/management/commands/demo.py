@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from replication.demo import build_desk, open_child_orders, run_script
+from lab.demo import build_desk, open_child_orders, run_script
+from lab.scratch import throwaway_database
 from replication.orchestrator import Orchestrator
-from replication.scratch import throwaway_database
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ flow (`/connect/login` or `/_sim/login` issues a request token, `POST /session/t
 with the checksum of kite/API.md §1) or directly by tests (`SessionStore.create`, `POST
 /_sim/sessions`). Like Kite's, an access token dies at the first 06:00 IST after it was issued,
 on logout, or when a test expires it. The access tokens (and api keys) it makes up carry the
-simulator's mark (`brokers.registry.SIMULATOR_MARK`): the Kite adapter sends them nowhere else.
+simulator's mark (`brokers.simcreds.SIMULATOR_MARK`): the Kite adapter sends them nowhere else.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from brokers.registry import SIMULATOR_MARK, simulator_credential
+from brokers.simcreds import API_KEY_CHARS, TOKEN_CHARS, new_simulator_credential
 
 IST = ZoneInfo("Asia/Kolkata")
 REQUEST_TOKEN_LIFETIME = timedelta(minutes=5)
-TOKEN_CHARS = 32  # Kite's access tokens are 32 letters and digits
-API_KEY_CHARS = 16  # and its api keys 16
 
 
 class AuthError(Exception):
@@ -57,12 +55,6 @@ def checksum(*parts: str) -> str:
 
 def _new_token() -> str:
     return secrets.token_hex(TOKEN_CHARS // 2)
-
-
-def new_simulator_credential(length: int = TOKEN_CHARS) -> str:
-    """A random api key or access token of `length` characters carrying the simulator's mark, so
-    the Kite adapter never sends it anywhere but to a simulator on this machine."""
-    return simulator_credential(secrets.token_hex(length)[: length - len(SIMULATOR_MARK)])
 
 
 @dataclass(frozen=True, slots=True)

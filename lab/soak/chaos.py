@@ -4,7 +4,7 @@ Drawn from the soak's seeded generator at fixed points (one draw decides whether
 fault at all), so one seed gives one schedule. Whether a counted fault is used up depends on the
 engine sending an order to that child in time; the schedule itself does not.
 
-Kinds (brokers/kite_sim/faults.py has the switches):
+Kinds (lab/kite_sim/faults.py has the switches):
 - `latency`: one child's answers slowed by a few milliseconds (jittered) for a few steps;
 - `timeout_after_place`: one child's next order is placed, then answered after the client's
   timeout (the engine sees an unknown outcome);
@@ -42,9 +42,9 @@ from typing import Any
 
 from accounts.models import Account, AccountStatus
 from accounts.services import account_set_status
-from brokers.kite_sim.server import KiteSim
 from brokers.paper.models import PaperAccount
 from brokers.paper.services import paper_account_set_cash
+from lab.kite_sim.server import KiteSim
 from replication import failpoints
 from replication.controls import engine_control_update
 

@@ -1,0 +1,42 @@
+"""The shape of the Kite simulator's credentials, which production must recognise without the lab.
+
+Every api key and access token issued for the Kite simulator (`manage.py kite_sim` of the lab,
+`seed_demo --kite-sim`) starts with a mark; Kite's own are random letters and digits. The Kite
+adapter sends a marked credential to a loopback root only, whatever KITE_API_ROOT says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from urllib.parse import urlsplit
+
+SIMULATOR_MARK = "kitesim"
+TOKEN_CHARS = 32  # Kite's access tokens are 32 letters and digits
+API_KEY_CHARS = 16  # and its api keys 16
+
+
+def simulator_credential(random_part: str) -> str:
+    """A credential for the simulator: the mark, then `random_part` (letters and digits)."""
+    return f"{SIMULATOR_MARK}{random_part}"
+
+
+def new_simulator_credential(length: int = TOKEN_CHARS) -> str:
+    """A random api key or access token of `length` characters carrying the simulator's mark, so
+    the Kite adapter never sends it anywhere but to a simulator on this machine."""
+    return simulator_credential(secrets.token_hex(length)[: length - len(SIMULATOR_MARK)])
+
+
+def is_simulator_credential(value: str) -> bool:
+    return value.startswith(SIMULATOR_MARK)
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether `url` names this machine (localhost, 127.0.0.0/8, ::1), where the simulator runs."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
