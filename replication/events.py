@@ -200,10 +200,24 @@ def positions_before_tick(
     return before
 
 
+def _moved_at(order: Order) -> tuple[str, str]:
+    """When an order moved the master's position: its last fill (else its placing), then its id."""
+    at = order.updated_at if order.filled_quantity else order.placed_at
+    at = at or order.placed_at
+    return (at.isoformat() if at else "", order.order_id)
+
+
 def classify(
-    orders: Sequence[tuple[Order, int]], positions: Mapping[InstrumentPos, int]
+    orders: Sequence[tuple[Order, int]],
+    positions: Mapping[InstrumentPos, int],
+    moves: Sequence[tuple[Order, int]] = (),
 ) -> list[MasterEvent]:
     """Opening / closing per order, against the position before it (earlier fills adjust it).
+
+    `moves` are this tick's fills of orders that are no event (a known resting order that
+    filled): they are no events, but they move the position the orders after them are judged
+    against (DESIGN §3.2), in the order the exchange reported them. Orders are netted only
+    between two such moves.
 
     An instrument with both buys and sells in one tick is **netted** first: the master's position
     goes from `before` to `before + Σ signed quantities`, and only that change is replicated (a
@@ -216,27 +230,59 @@ def classify(
         by_key.setdefault((order.exchange, order.tradingsymbol, order.product.value), []).append(
             (order, quantity)
         )
+    moved_by_key: dict[InstrumentPos, list[tuple[Order, int]]] = {}
+    for order, quantity in moves:
+        if quantity:
+            moved_by_key.setdefault((order.exchange, order.tradingsymbol, order.product.value), []).append(
+                (order, quantity)
+            )
     events: list[MasterEvent] = []
     for key, items in by_key.items():
-        before = positions.get(key, 0)
-        if len({order.side for order, _ in items}) > 1:
-            # Only what filled is netted (it moved the position); an unfilled remainder is an
-            # order still resting at the master and is mirrored as one, never folded into a
-            # MARKET net that would give children what the master does not hold.
-            filled = [(o, min(q, o.filled_quantity)) for o, q in items if min(q, o.filled_quantity) > 0]
-            resting = [(o, q - o.filled_quantity) for o, q in items if q > o.filled_quantity]
-            events.extend(_netted(filled, before))
-            running = before + sum(q * o.side.sign for o, q in filled)
-            for order, quantity in resting:
-                events.extend(_position_change(running, running + quantity * order.side.sign, [order], order))
+        running = positions.get(key, 0)
+        if key not in moved_by_key:
+            events.extend(_classify_run(items, running))
             continue
-        running = before
-        for order, quantity in items:
+        # Orders and fills of known orders, in the exchange's order; a run of orders between two
+        # fills is classified (and netted) on its own.
+        timeline = [(_moved_at(o), 0, o, q) for o, q in items]
+        timeline += [(_moved_at(o), 1, o, q) for o, q in moved_by_key[key]]
+        timeline.sort(key=lambda t: (t[0], t[1]))
+        run: list[tuple[Order, int]] = []
+        for _, is_move, order, quantity in timeline:
+            if not is_move:
+                run.append((order, quantity))
+                continue
+            if run:
+                events.extend(_classify_run(run, running))
+                running += sum(min(q, o.filled_quantity) * o.side.sign for o, q in run)
+                run = []
+            running += quantity * order.side.sign
+        if run:
+            events.extend(_classify_run(run, running))
+    return events
+
+
+def _classify_run(items: Sequence[tuple[Order, int]], before: int) -> list[MasterEvent]:
+    """Classify one instrument's orders against the position `before` them."""
+    events: list[MasterEvent] = []
+    if len({order.side for order, _ in items}) > 1:
+        # Only what filled is netted (it moved the position); an unfilled remainder is an order
+        # still resting at the master and is mirrored as one, never folded into a MARKET net that
+        # would give children what the master does not hold.
+        filled = [(o, min(q, o.filled_quantity)) for o, q in items if min(q, o.filled_quantity) > 0]
+        resting = [(o, q - o.filled_quantity) for o, q in items if q > o.filled_quantity]
+        events.extend(_netted(filled, before))
+        running = before + sum(q * o.side.sign for o, q in filled)
+        for order, quantity in resting:
             events.extend(_position_change(running, running + quantity * order.side.sign, [order], order))
-            # Only what filled moves the position the next order is judged against: two resting
-            # orders that each close the whole position (a stop-loss and a target placed together)
-            # are two closes, not a close and a fresh opposite entry.
-            running += min(quantity, order.filled_quantity) * order.side.sign
+        return events
+    running = before
+    for order, quantity in items:
+        events.extend(_position_change(running, running + quantity * order.side.sign, [order], order))
+        # Only what filled moves the position the next order is judged against: two resting
+        # orders that each close the whole position (a stop-loss and a target placed together)
+        # are two closes, not a close and a fresh opposite entry.
+        running += min(quantity, order.filled_quantity) * order.side.sign
     return events
 
 

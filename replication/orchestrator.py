@@ -349,6 +349,15 @@ class Orchestrator:
             fills[(o.exchange, o.tradingsymbol, o.product.value)] += (
                 o.filled_quantity - k.filled_quantity
             ) * o.side.sign
+        # Fills of known orders that are no event here move the position the new orders are
+        # judged against, where the exchange put them (a resting target that filled before the
+        # master sold the rest at market).
+        as_events = {o.order_id for o, _ in sources}
+        moves = [
+            (o, o.filled_quantity - k.filled_quantity)
+            for o, k in diff.fills
+            if o.filled_quantity > k.filled_quantity and o.order_id not in as_events
+        ]
         aside: dict[tuple[str, str, str], int] = defaultdict(int)
         for o, _ in diff.ignored:
             aside[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
@@ -386,7 +395,7 @@ class Orchestrator:
                 before = positions_before_tick(positions, fills)
                 positions_after = _moved(dict.fromkeys(existing, 0), before, fills)
             prefetched = (guess, answers)
-            events = aggregate(classify(sources, before))
+            events = aggregate(classify(sources, before, moves))
         # No earlier snapshot (first deploy, a new master): the funds just read, stored this tick.
         # A snapshot from long before this tick (a new master's from its time as a child, the
         # engine back after a gap) is no "before" either: ΔU across it is not this tick's.

@@ -465,3 +465,33 @@ def test_money_netting_counts_fills_only_a_resting_order_is_mirrored_as_one(desk
     assert desk.positions(FUT) == FLAT
     resting = child_orders().filter(side="BUY", order_type="LIMIT", status="OPEN")
     assert resting.exists() and not child_orders().filter(status="COMPLETE").exists()
+
+
+def test_money_known_orders_fill_moves_the_position_a_new_order_is_judged_against(desk, orch):
+    """DESIGN §3.2 (position before an order: the previous tick's, adjusted by the earlier events of
+    this tick), found by the long state machine: the master holds 2 lots with a resting target for
+    1; in one tick the target fills and the master sells the last lot at market. That sell closes
+    the whole position (r = 1, the master is flat), not half of it: every child ends flat."""
+    entry(desk, orch)
+    desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20500"))
+    orch.run_tick()  # the target is known; children rest their own
+    set_price(FUT, "20600")  # the target fills
+    desk.place("SELL", FUT, 75)  # and the master sells the rest: flat
+    settle(orch, 4)
+    assert desk.positions(FUT) == FLAT
+    close = Allocation.objects.filter(kind="close", tradingsymbol=FUT).order_by("-pk").first()
+    assert close is not None and close.exit_ratio == 1 and close.master_position_before == 75
+
+
+def test_money_orders_on_both_sides_of_a_known_fill_are_not_netted_across_it(desk, orch):
+    """DESIGN §3.2, the state machine's finding: in one tick the master buys a lot, its resting
+    target for one lot fills, and it sells 2 lots: 2 -> 3 -> 2 -> 0, flat. Netting the buy and the
+    sell across the target's fill made it one half exit (2 -> 1); every child must end flat."""
+    entry(desk, orch)
+    desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20500"))
+    orch.run_tick()
+    desk.place("BUY", FUT, 75)
+    set_price(FUT, "20600")  # the target fills
+    desk.place("SELL", FUT, 150)
+    settle(orch, 5)
+    assert desk.positions(FUT) == FLAT
