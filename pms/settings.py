@@ -6,6 +6,7 @@ Every variable is listed in `.env.example` and the README's configuration table.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -325,6 +326,16 @@ CONVERGE_SWEEP_SECONDS = env.int("CONVERGE_SWEEP_SECONDS", default=60)
 OWED_EXIT_BACKOFF = tuple(env.list("OWED_EXIT_BACKOFF", cast=int, default=[2, 5, 15, 30, 60]))
 CHILD_MARGIN_PREFLIGHT = env.bool("CHILD_MARGIN_PREFLIGHT", default=False)
 PAPER_LATENCY_MS = env.float("PAPER_LATENCY_MS", default=0.0)
+# The paper exchange's margin model (brokers/paper/margin.py): a fraction of the order's value.
+PAPER_FUTURES_MARGIN_RATE = Decimal(env.str("PAPER_FUTURES_MARGIN_RATE", default="0.10"))
+PAPER_SHORT_OPTION_MARGIN_RATE = Decimal(env.str("PAPER_SHORT_OPTION_MARGIN_RATE", default="0.10"))
+PAPER_CNC_MARGIN_RATE = Decimal(env.str("PAPER_CNC_MARGIN_RATE", default="1.00"))
+PAPER_MIS_MARGIN_RATE = Decimal(env.str("PAPER_MIS_MARGIN_RATE", default="0.20"))
+PAPER_HEDGE_OFFSET_RATE = Decimal(env.str("PAPER_HEDGE_OFFSET_RATE", default="0.70"))
+# Where the paper exchange's seed files live (`<shared>/handmade/instruments_sample.csv`, ...).
+SHARED_DIR = Path(env.str("SHARED_DIR", default=str(BASE_DIR.parent / "shared")))
+# The consent terms version new consents are recorded under (accounts' services).
+CONSENT_VERSION = env.str("CONSENT_VERSION", default="2026-01")
 
 LOGGING = {
     "version": 1,
@@ -334,3 +345,23 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"kiteconnect": {"level": "WARNING"}},
 }
+
+# --- Production shape (issue 14) ----------------------------------------------------------------
+# The web process serves its own static files (whitenoise): run `manage.py collectstatic --noinput`
+# into STATIC_ROOT before starting it. With DEBUG on, runserver serves them from the app folders.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(STATIC_ROOT)))
+if not DEBUG:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "pms.ops.StaticFilesMiddleware",  # whitenoise
+    )
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "pms.ops.StaticFilesStorage"},  # hashed, compressed, cached forever
+    }
+# A supervisor polls /healthz over plain http on the loopback: never redirected to https.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# /metrics (Prometheus): staff sessions, or `Authorization: Bearer <METRICS_TOKEN>` (empty: no token).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_WINDOW_SECONDS = env.int("METRICS_WINDOW_SECONDS", default=300)  # ticks, latency, orders
+METRICS_DRIFT_WINDOW_SECONDS = env.int("METRICS_DRIFT_WINDOW_SECONDS", default=360)  # sweep: 5 min
