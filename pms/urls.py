@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import login_views
+from pms import ops
 
 urlpatterns = [
     # Before the admin's own URLs: the admin login is throttled and sends clients to /login/.
@@ -15,4 +16,7 @@ urlpatterns = [
     path("login/", login_views.SignInView.as_view(), name="login"),
     path("logout/", login_views.SignOutView.as_view(), name="logout"),
     path("my/", login_views.MyAccountsView.as_view(), name="my-accounts"),
+    # Production shape (issue 14): a supervisor's health check and Prometheus' scrape (pms/ops.py).
+    path("healthz", ops.healthz, name="healthz"),
+    path("metrics", ops.metrics, name="metrics"),
 ]
