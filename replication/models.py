@@ -366,11 +366,85 @@ class Entitlement(models.Model):
         return f"{self.child_id} {where} E={self.quantity} H={self.held}"
 
 
+class EventKind(models.TextChoices):
+    """Every kind of `ReplicationEvent`: the audit log's one vocabulary.
+
+    Engine kinds are `snake_case` (one per outcome); staff and account kinds are `<subject>.<verb>`.
+    Write rows only through `replication.services` (`audit`, `audit_row`, `audit_rows`), which
+    refuse a kind that is not a member.
+    """
+
+    # master and ticks
+    MASTER_READ_FAILED = "master_read_failed", "Master read failed"
+    MASTER_ORDER_REJECTED = "master_order_rejected", "Master order rejected"
+    EVENT_SKIPPED = "event_skipped", "Master event skipped"
+    # allocations
+    ALLOCATION_CREATED = "allocation_created", "Allocation created"
+    ALLOCATION_HELD = "allocation_held", "Allocation held for approval"
+    ALLOCATION_SIZED = "allocation_sized", "Allocation sized"
+    ALLOCATION_APPROVED = "allocation_approved", "Allocation approved"
+    ALLOCATION_REJECTED = "allocation_rejected", "Allocation rejected"
+    CORRECTIVE_ORDER_PLANNED = "corrective_order_planned", "Corrective order planned"
+    CHILD_FLATTENED = "child_flattened", "Child flattened"
+    EXIT_HELD = "exit_held", "Owed exit held"
+    EXIT_OWED_PLANNED = "exit_owed_planned", "Owed exit planned"
+    # intents (order mappings): sending
+    INTENT_WITHDRAWN = "intent_withdrawn", "Intent withdrawn"
+    GROUP_INCOMPLETE = "group_incomplete", "Group incomplete"
+    SENT = "sent", "Sent"
+    SEND_HELD = "send_held", "Send held"
+    SEND_WITHHELD = "send_withheld", "Send withheld"
+    SEND_DEFERRED = "send_deferred", "Send deferred"
+    SEND_FAILED = "send_failed", "Send failed"
+    SEND_REJECTED = "send_rejected", "Send rejected"
+    SEND_UNKNOWN = "send_unknown", "Send outcome unknown"
+    # intents: follow-up
+    ORDER_UPDATE = "order_update", "Order update"
+    FOUND_BY_TAG = "found_by_tag", "Found by tag"
+    ABSENT_RESEND = "absent_resend", "Absent, sent again"
+    RECOVERED_UNKNOWN = "recovered_unknown", "Unknown outcome recovered"
+    CANCEL_HELD = "cancel_held", "Cancel held"
+    CANCEL_SENT = "cancel_sent", "Cancel sent"
+    CANCEL_FAILED = "cancel_failed", "Cancel failed"
+    MODIFY_HELD = "modify_held", "Modify held"
+    MODIFY_SENT = "modify_sent", "Modify sent"
+    MODIFY_FAILED = "modify_failed", "Modify failed"
+    RECONCILIATION_DRIFT = "reconciliation_drift", "Reconciliation drift"
+    # the engine's state on accounts
+    BREAKER_TRIPPED = "breaker_tripped", "Breaker tripped"
+    # One name for "this account must log in again" (was also written as `account_needs_login`;
+    # migration 0005 renames those rows).
+    ACCOUNT_LOGIN_NEEDED = "account.login_needed", "Account needs login"
+    # accounts (staff and owner actions)
+    ACCOUNT_LINKED = "account.linked", "Account linked"
+    ACCOUNT_UPDATED = "account.updated", "Account updated"
+    ACCOUNT_UNLINKED = "account.unlinked", "Account unlinked"
+    ACCOUNT_CLAIM_PROVEN = "account.claim_proven", "Claim proven"
+    ACCOUNT_CLAIM_VOUCHED = "account.claim_vouched", "Claim vouched"
+    ACCOUNT_CLAIM_DROPPED = "account.claim_dropped", "Claim dropped"
+    ACCOUNT_CONSENT_GIVEN = "account.consent_given", "Consent given"
+    ACCOUNT_CREDENTIALS_CHANGED = "account.credentials_changed", "Credentials changed"
+    ACCOUNT_SETTINGS_UPDATED = "account.settings_updated", "Settings updated"
+    ACCOUNT_STATUS_CHANGED = "account.status_changed", "Status changed"
+    ACCOUNT_BROKER_SWITCHED = "account.broker_switched", "Broker switched"
+    ACCOUNT_MASTER_PROMOTED = "account.master_promoted", "Promoted to master"
+    ACCOUNT_MASTER_DEMOTED = "account.master_demoted", "Demoted from master"
+    # engine controls and sign-in security
+    ENGINE_CONTROL_CHANGED = "engine.control_changed", "Engine control changed"
+    LOGIN_FAILED = "login.failed", "Sign-in failed"
+    LOGIN_LOCKED = "login.locked", "Sign-in locked out"
+    LOGIN_UNLOCKED = "login.unlocked", "Sign-in lock-out lifted"
+
+
+# Old spellings of a kind, still found in rows written before migration 0005 (read-side only).
+LEGACY_EVENT_KINDS: dict[str, EventKind] = {"account_needs_login": EventKind.ACCOUNT_LOGIN_NEEDED}
+
+
 class ReplicationEvent(models.Model):
     """Append-only audit row. Written in the same transaction as the change it records."""
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    kind = models.CharField(max_length=40, db_index=True)
+    kind = models.CharField(max_length=40, db_index=True, choices=EventKind.choices)
     actor = models.CharField(max_length=150, default="engine")
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     allocation = models.ForeignKey(

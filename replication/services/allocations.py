@@ -1,0 +1,66 @@
+"""Staff decisions on allocations held for approval.
+
+Every change is audited in the transaction that makes it; no broker write happens here.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from replication.models import Allocation, AllocationStatus, EventKind, MappingStatus, OrderMapping
+from replication.services._common import clean_staff_reason
+from replication.services.audit_log import audit
+
+
+class AllocationDecisionError(ValueError):
+    """The allocation is not waiting for a decision."""
+
+
+def allocation_approve(*, allocation: Allocation, actor: str) -> Allocation:
+    """Release a held allocation: its committed intents are sent on the next tick."""
+    with transaction.atomic():
+        alloc = Allocation.objects.select_for_update().get(pk=allocation.pk)
+        if alloc.status != AllocationStatus.AWAITING_APPROVAL:
+            raise AllocationDecisionError(f"allocation {alloc.pk} is {alloc.status}, not awaiting approval")
+        alloc.set_status(AllocationStatus.PLANNED)
+        alloc.decided_by, alloc.decided_at = actor, timezone.now()
+        alloc.save(update_fields=["status", "decided_by", "decided_at"])
+        audit(
+            kind=EventKind.ALLOCATION_APPROVED,
+            actor=actor,
+            allocation=alloc,
+            account=alloc.master,
+            message=f"allocation {alloc.pk} approved by {actor}",
+        )
+    return alloc
+
+
+def allocation_reject(*, allocation: Allocation, actor: str, reason: str) -> Allocation:
+    """Refuse a held allocation: its intents are withdrawn and never sent."""
+    if not reason.strip():
+        raise AllocationDecisionError("a reason is required to reject an allocation")
+    reason = clean_staff_reason(reason, refused=AllocationDecisionError)
+    with transaction.atomic():
+        alloc = Allocation.objects.select_for_update().get(pk=allocation.pk)
+        if alloc.status != AllocationStatus.AWAITING_APPROVAL:
+            raise AllocationDecisionError(f"allocation {alloc.pk} is {alloc.status}, not awaiting approval")
+        alloc.set_status(AllocationStatus.REJECTED)
+        alloc.decided_by, alloc.decided_at = actor, timezone.now()
+        alloc.reason = (alloc.reason + f"; rejected: {reason}").strip("; ")
+        alloc.save(update_fields=["status", "decided_by", "decided_at", "reason"])
+        withdrawn = OrderMapping.objects.filter(allocation=alloc, status=MappingStatus.PLANNED).update(
+            status=MappingStatus.CANCELLED,
+            reason=f"allocation rejected by {actor}: {reason}"[:2000],
+            reason_code="staff_rejected",
+            finished_at=timezone.now(),
+        )
+        audit(
+            kind=EventKind.ALLOCATION_REJECTED,
+            actor=actor,
+            allocation=alloc,
+            account=alloc.master,
+            message=f"allocation {alloc.pk} rejected by {actor}: {reason}",
+            data={"withdrawn": withdrawn},
+        )
+    return alloc
