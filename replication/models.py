@@ -434,6 +434,9 @@ class EventKind(models.TextChoices):
     LOGIN_FAILED = "login.failed", "Sign-in failed"
     LOGIN_LOCKED = "login.locked", "Sign-in locked out"
     LOGIN_UNLOCKED = "login.unlocked", "Sign-in lock-out lifted"
+    # operator alerts (replication.alerts)
+    ALERT_SENT = "alert_sent", "Alert sent"
+    ALERT_GAVE_UP = "alert_gave_up", "Alert delivery given up"
 
 
 # Old spellings of a kind, still found in rows written before migration 0005 (read-side only).
