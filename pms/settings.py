@@ -365,3 +365,20 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_WINDOW_SECONDS = env.int("METRICS_WINDOW_SECONDS", default=300)  # ticks, latency, orders
 METRICS_DRIFT_WINDOW_SECONDS = env.int("METRICS_DRIFT_WINDOW_SECONDS", default=360)  # sweep: 5 min
+
+# Alerts (issue 14) ------------------------------------------------------------------------------
+# replication/alerts: a django-q2 task reads the audit log and engine state and mails / messages
+# the subscribers (admin: Alerts > subscriptions). Email uses the EMAIL_* settings above.
+INSTALLED_APPS.append("replication.alerts")
+ALERT_WINDOW_SECONDS = env.int("ALERT_WINDOW_SECONDS", default=900)  # one message per kind and account
+ALERT_EXIT_OWED_SECONDS = env.int("ALERT_EXIT_OWED_SECONDS", default=120)  # an exit owed this long
+ALERT_LEASE_STALE_SECONDS = env.int("ALERT_LEASE_STALE_SECONDS", default=60)  # lease not renewed
+ALERT_SCAN_SECONDS = env.int("ALERT_SCAN_SECONDS", default=5)  # between scanner passes
+ALERT_SCAN_SPAN_SECONDS = env.int("ALERT_SCAN_SPAN_SECONDS", default=40)  # one scheduled run (< Q timeout)
+ALERT_CHANNEL_TIMEOUT_SECONDS = env.float("ALERT_CHANNEL_TIMEOUT_SECONDS", default=10.0)
+ALERT_CLAIM_SECONDS = env.int("ALERT_CLAIM_SECONDS", default=60)  # a claimed delivery is due again after
+ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=5)
+ALERT_RETRY_SECONDS = tuple(env.list("ALERT_RETRY_SECONDS", cast=int, default=[30, 60, 300, 900]))
+ALERT_EMAIL_FROM = env.str("ALERT_EMAIL_FROM", default="") or DEFAULT_FROM_EMAIL
+TELEGRAM_API_ROOT = env.str("TELEGRAM_API_ROOT", default="https://api.telegram.org")
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")  # secret: never logged
