@@ -218,7 +218,7 @@ def _rupees(value: Decimal | None) -> str:
 
 def _local(moment: datetime) -> str:
     """A time as staff read it (DISPLAY_TIME_ZONE, Asia/Kolkata by default)."""
-    zone = ZoneInfo(getattr(settings, "DISPLAY_TIME_ZONE", "Asia/Kolkata"))
+    zone = ZoneInfo(settings.DISPLAY_TIME_ZONE)
     return moment.astimezone(zone).strftime("%d %b %Y %H:%M %Z")
 
 

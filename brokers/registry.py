@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from brokers.base import BrokerClient
 
-# The simulator's credential marks live in brokers.simcreds (the Kite adapter still imports these
-# two from here).
-from brokers.simcreds import is_loopback_url as is_loopback_url
-from brokers.simcreds import is_simulator_credential as is_simulator_credential
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerCredentials:
-    """What an adapter needs to act for one account. Plaintext: never log or persist it."""
-
-    broker: str
-    user_id: str
-    api_key: str = ""
-    access_token: str = ""
-    proxy_url: str = ""
-
-    def __repr__(self) -> str:  # never show secrets in tracebacks or logs
-        return f"BrokerCredentials(broker={self.broker!r}, user_id={self.user_id!r})"
-
-    @property
-    def issued_by_simulator(self) -> bool:
-        return is_simulator_credential(self.api_key) or is_simulator_credential(self.access_token)
-
+# Declared in brokers.credentials (which the adapters import, so the registry's lazy imports of
+# them make no cycle); re-exported for the callers that build a client from credentials.
+from brokers.credentials import BrokerCredentials as BrokerCredentials
 
 ClientFactory = Callable[[BrokerCredentials], BrokerClient]
 _factories: dict[str, ClientFactory] = {}

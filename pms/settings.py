@@ -292,12 +292,13 @@ POLL_INTERVAL = env.float("POLL_INTERVAL", default=1.0)
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_TIMEOUT_S = env.float("KITE_TIMEOUT_S", default=7.0)
 KITE_ALGO_ID = env.str("KITE_ALGO_ID", default="")
-KITE_MARKET_PROTECTION = env.int("KITE_MARKET_PROTECTION", default=-1)
+KITE_MARKET_PROTECTION = env.int("KITE_MARKET_PROTECTION", default=-1)  # -1: Kite picks the band
 # Freeze quantity per underlying, for brokers whose instrument list has none (Kite): orders above
 # it are sliced. The paper exchange's own instruments carry theirs.
 FREEZE_QUANTITIES = parse_freeze_quantities(env.str("FREEZE_QUANTITIES", default=""))
-KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="https://kite.zerodha.com/connect/login")
-KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="wss://ws.kite.trade")
+# Empty (as unset): Kite's own.
+KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="") or "https://kite.zerodha.com/connect/login"
+KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="") or "wss://ws.kite.trade"
 WAKE_FILE = env.str("WAKE_FILE", default=str(BASE_DIR / ".engine-wake"))
 SITE_URL = env.str("SITE_URL", default="")  # prefix for links in emails (login check)
 
@@ -333,7 +334,7 @@ PAPER_CNC_MARGIN_RATE = Decimal(env.str("PAPER_CNC_MARGIN_RATE", default="1.00")
 PAPER_MIS_MARGIN_RATE = Decimal(env.str("PAPER_MIS_MARGIN_RATE", default="0.20"))
 PAPER_HEDGE_OFFSET_RATE = Decimal(env.str("PAPER_HEDGE_OFFSET_RATE", default="0.70"))
 # Where the paper exchange's seed files live (`<shared>/handmade/instruments_sample.csv`, ...).
-SHARED_DIR = Path(env.str("SHARED_DIR", default=str(BASE_DIR.parent / "shared")))
+SHARED_DIR = Path(env.str("SHARED_DIR", default="") or BASE_DIR.parent / "shared")
 # The consent terms version new consents are recorded under (accounts' services).
 CONSENT_VERSION = env.str("CONSENT_VERSION", default="2026-01")
 

@@ -10,7 +10,7 @@ from django.core.checks import Error, register
 
 @register()
 def check_q_cluster(app_configs: Any, **kwargs: Any) -> list[Error]:
-    conf: dict[str, Any] = getattr(settings, "Q_CLUSTER", {})
+    conf: dict[str, Any] = settings.Q_CLUSTER
     errors: list[Error] = []
     if conf.get("catch_up", True):
         errors.append(

@@ -46,7 +46,7 @@ REQUEST_TOKEN_RE = re.compile(r"[A-Za-z0-9]{6,128}")
 
 def kite_login_root() -> str:
     """Kite's login page (settings.KITE_LOGIN_URL; the simulator's `/_sim/login` in development)."""
-    return str(getattr(settings, "KITE_LOGIN_URL", "") or kite_session.DEFAULT_LOGIN_URL)
+    return str(settings.KITE_LOGIN_URL or kite_session.DEFAULT_LOGIN_URL)
 
 
 def _secret(account: Account, field: str) -> str:

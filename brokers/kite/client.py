@@ -24,27 +24,20 @@ from django.conf import settings
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
+from brokers.credentials import BrokerCredentials
 from brokers.errors import BrokerError, BrokerUnavailable, InputRejected, RateLimited
 from brokers.kite import params, parse
 from brokers.kite.errors import MALFORMED, redact, simulator_refusal, translate
 from brokers.kite.instruments import InstrumentCache, shared_cache
-from brokers.registry import BrokerCredentials, is_simulator_credential
+from brokers.simcreds import is_simulator_credential
 from brokers.types import Funds, Instrument, InstrumentKey, MarginEstimate, Order, OrderRequest, Position
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT_S = 7.0
-DEFAULT_MARKET_PROTECTION = -1  # Kite picks the band; 0 is rejected for API orders since 2026-04-01
 LTP_BATCH = 1000  # instruments per /quote/ltp call
 _SDK_FAILURES = (kex.KiteException, requests.RequestException, *MALFORMED)
-
-
-def _setting(name: str, default: T) -> T:
-    """An optional engine setting (KITE_TIMEOUT_S, KITE_ALGO_ID, KITE_MARKET_PROTECTION)."""
-    value: T = getattr(settings, name, default)
-    return default if value is None else value
 
 
 class KiteBroker:
@@ -69,12 +62,10 @@ class KiteBroker:
         rng: random.Random | None = None,
     ):
         self.root = root or str(settings.KITE_API_ROOT)
-        self.timeout = float(timeout or _setting("KITE_TIMEOUT_S", DEFAULT_TIMEOUT_S))
-        self.algo_id = str(algo_id if algo_id is not None else _setting("KITE_ALGO_ID", ""))
+        self.timeout = float(timeout or settings.KITE_TIMEOUT_S)
+        self.algo_id = str(algo_id if algo_id is not None else settings.KITE_ALGO_ID)
         self.market_protection = int(
-            market_protection
-            if market_protection is not None
-            else _setting("KITE_MARKET_PROTECTION", DEFAULT_MARKET_PROTECTION)
+            market_protection if market_protection is not None else settings.KITE_MARKET_PROTECTION
         )
         self.user_id = user_id
         self.max_read_attempts = max(1, max_read_attempts)
@@ -254,7 +245,7 @@ class KiteBroker:
 
     def place_order(self, req: OrderRequest) -> str:
         """Send one order (never retried). Slicing above the freeze quantity is the caller's job
-        (brokers.slicing.slice_quantity)."""
+        (replication.sizing: slice_quantity)."""
         try:
             arguments = params.order_params(
                 req, market_protection=self.market_protection, algo_id=self.algo_id

@@ -28,7 +28,7 @@ from brokers.errors import (
     RateLimited,
     TokenExpired,
 )
-from brokers.registry import is_loopback_url, is_simulator_credential
+from brokers.simcreds import is_loopback_url, is_simulator_credential
 
 # The SDK's own crashes on malformed bodies: TypeError for an error body without error_type,
 # KeyError('content-type') for a response without Content-Type (API.md §2.2); our parsers raise the

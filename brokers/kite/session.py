@@ -19,7 +19,7 @@ from kiteconnect import exceptions as kex
 from brokers.errors import BrokerError
 from brokers.kite.errors import MALFORMED, simulator_refusal, translate
 from brokers.kite.parse import ist_to_utc
-from brokers.registry import is_simulator_credential
+from brokers.simcreds import is_simulator_credential
 
 DEFAULT_LOGIN_URL = "https://kite.zerodha.com/connect/login"
 DEFAULT_TIMEOUT_S = 7.0

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from brokers.credentials import BrokerCredentials
 from brokers.paper.margin import money
 from brokers.paper.models import IST, PaperInstrument, PaperOrder, PaperPosition
 from brokers.paper.models import OrderStatus as PaperStatus
@@ -36,7 +37,6 @@ from brokers.paper.services import (
     paper_order_cancel,
     paper_order_modify,
 )
-from brokers.registry import BrokerCredentials
 from brokers.types import (
     Funds,
     Instrument,
@@ -132,7 +132,7 @@ class PaperBroker:
 
     @classmethod
     def for_credentials(cls, creds: BrokerCredentials) -> PaperBroker:
-        return cls(creds.user_id, latency_ms=float(getattr(settings, "PAPER_LATENCY_MS", 0.0)))
+        return cls(creds.user_id, latency_ms=float(settings.PAPER_LATENCY_MS))
 
     def __repr__(self) -> str:
         return f"PaperBroker(user_id={self.user_id!r})"

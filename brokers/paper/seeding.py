@@ -136,8 +136,7 @@ def option_symbol(underlying: str, expiry: date, strike: Decimal, kind: str) -> 
 
 
 def shared_dir() -> Path:
-    configured = getattr(settings, "SHARED_DIR", None)
-    return Path(configured) if configured else Path(settings.BASE_DIR).parent / "shared"
+    return Path(settings.SHARED_DIR)
 
 
 def _underlying_of(row: dict[str, str], instrument_type: str) -> str:

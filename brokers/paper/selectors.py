@@ -12,11 +12,6 @@ from django.db.models import Q
 
 from brokers.errors import InputRejected
 from brokers.paper.margin import (
-    CNC_MARGIN_RATE,
-    FUTURES_MARGIN_RATE,
-    HEDGE_OFFSET_RATE,
-    MIS_MARGIN_RATE,
-    SHORT_OPTION_MARGIN_RATE,
     ZERO,
     Leg,
     MarginBreakdown,
@@ -43,15 +38,13 @@ SPOT_TYPES = (InstrumentType.INDEX, InstrumentType.EQ)
 
 
 def margin_rates() -> MarginRates:
-    """The margin rates in force: module defaults, overridden by PAPER_*_MARGIN_RATE settings."""
+    """The margin rates in force: the PAPER_*_MARGIN_RATE settings."""
     return MarginRates(
-        futures=Decimal(str(getattr(settings, "PAPER_FUTURES_MARGIN_RATE", FUTURES_MARGIN_RATE))),
-        short_option=Decimal(
-            str(getattr(settings, "PAPER_SHORT_OPTION_MARGIN_RATE", SHORT_OPTION_MARGIN_RATE))
-        ),
-        cnc=Decimal(str(getattr(settings, "PAPER_CNC_MARGIN_RATE", CNC_MARGIN_RATE))),
-        mis=Decimal(str(getattr(settings, "PAPER_MIS_MARGIN_RATE", MIS_MARGIN_RATE))),
-        hedge_offset=Decimal(str(getattr(settings, "PAPER_HEDGE_OFFSET_RATE", HEDGE_OFFSET_RATE))),
+        futures=Decimal(str(settings.PAPER_FUTURES_MARGIN_RATE)),
+        short_option=Decimal(str(settings.PAPER_SHORT_OPTION_MARGIN_RATE)),
+        cnc=Decimal(str(settings.PAPER_CNC_MARGIN_RATE)),
+        mis=Decimal(str(settings.PAPER_MIS_MARGIN_RATE)),
+        hedge_offset=Decimal(str(settings.PAPER_HEDGE_OFFSET_RATE)),
     )
 
 

@@ -17,10 +17,10 @@ from django.utils import timezone
 from accounts.models import Account, Broker, CapitalMode, Role
 from brokers import registry
 from brokers.base import BrokerClient
+from brokers.credentials import BrokerCredentials
 from brokers.kite.instruments import shared_cache
 from brokers.paper.client import PaperBroker
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument
-from brokers.registry import BrokerCredentials
 from lab.bench.config import (
     FUT,
     KITE_ORDER_RATE,

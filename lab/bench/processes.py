@@ -58,7 +58,7 @@ def shard_count(config: BenchConfig) -> int:
 
 
 def queue_broker_name() -> str:
-    q_cluster: dict[str, Any] = getattr(settings, "Q_CLUSTER", {})
+    q_cluster: dict[str, Any] = settings.Q_CLUSTER
     if q_cluster.get("sync"):
         raise BenchError(
             "queue mode needs a real django-q2 cluster, but Q_CLUSTER['sync'] is on (Q_SYNC or test "

@@ -125,7 +125,7 @@ def _recover(config: BenchConfig, orch: Orchestrator, setup: _Setup) -> tuple[st
         errors += orch.run_tick().errors
         ticks += 1
         time.sleep(RECOVERY_TICK_S)
-    grace = getattr(settings, "UNKNOWN_GRACE_SECONDS", 30)
+    grace = settings.UNKNOWN_GRACE_SECONDS
     return first, (
         f"recovery: {ticks} more ticks settled them in {time.perf_counter() - started:.1f} s (unknown "
         f"outcomes looked up by tag, re-sent only when absent after UNKNOWN_GRACE_SECONDS={grace})"

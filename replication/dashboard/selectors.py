@@ -68,7 +68,7 @@ def broker_clients() -> ClientCache:
 
 
 def display_zone() -> ZoneInfo:
-    return ZoneInfo(getattr(settings, "DISPLAY_TIME_ZONE", "Asia/Kolkata"))
+    return ZoneInfo(settings.DISPLAY_TIME_ZONE)
 
 
 def trading_day(now: datetime | None = None) -> date:

@@ -106,7 +106,7 @@ class MasterStreamSupervisor:
             self._open(session)
 
     def _open(self, session: MasterSession) -> None:
-        root = str(getattr(settings, "KITE_WS_ROOT", "") or DEFAULT_WS_ROOT)
+        root = str(settings.KITE_WS_ROOT or DEFAULT_WS_ROOT)
         stream = self.stream_factory(
             api_key=session.api_key,
             access_token=session.access_token,
