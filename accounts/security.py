@@ -58,7 +58,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.api.exceptions import ApiError
-from replication.audit import audit
+from replication.services.audit_log import EventKind, audit
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -254,7 +254,7 @@ def login_unlock(*, username: str | None = None, address: str | None = None, act
         raise ValueError("name a username, an address or both")
     shared_cache().delete_many(keys)
     data = {"username": _shown(username) if username is not None else None, "address": normalised or address}
-    audit(kind="login.unlocked", message=f"sign-in lock-out lifted: {data}", actor=actor, data=data)
+    audit(kind=EventKind.LOGIN_UNLOCKED, message=f"sign-in lock-out lifted: {data}", actor=actor, data=data)
     logger.info("sign-in lock-out lifted by %s: %s", actor, data)
 
 
@@ -286,7 +286,7 @@ def login_failed(request: HttpRequest | None, username: str) -> Lockout | None:
     actor = f"anonymous@{address}" if address else "anonymous"
     data = {"username": shown, "address": address, "path": path, "failures": counts}
     audit(
-        kind="login.failed",
+        kind=EventKind.LOGIN_FAILED,
         message=f"failed sign-in as {shown!r}{where} at {path} ({tally})",
         actor=actor,
         data=data,
@@ -295,7 +295,7 @@ def login_failed(request: HttpRequest | None, username: str) -> Lockout | None:
     for lock in started:
         target = f"account {shown!r}" if lock.scope == ACCOUNT else f"address {address}"
         audit(
-            kind="login.locked",
+            kind=EventKind.LOGIN_LOCKED,
             message=f"{target} locked for {lock.retry_after} s after {limits[lock.scope]} failed sign-ins",
             actor=actor,
             data={**data, "scope": lock.scope, "seconds": lock.retry_after},

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.db import transaction
 
-from replication.audit import audit, changes
 from replication.models import EngineControl
+from replication.services.audit_log import EventKind, audit, changes
 
 FLAGS = ("paused", "halted", "dry_run", "approval_mode")
 
@@ -41,5 +41,7 @@ def engine_control_update(*, actor: str, **flags: bool) -> EngineControl:
             control.updated_by = actor
             control.save(update_fields=[*delta, "updated_by", "updated_at"])
             switched = ", ".join(f"{name} {'on' if getattr(control, name) else 'off'}" for name in delta)
-            audit(kind="engine.control_changed", message=f"engine: {switched}", actor=actor, data=delta)
+            audit(
+                kind=EventKind.ENGINE_CONTROL_CHANGED, message=f"engine: {switched}", actor=actor, data=delta
+            )
     return control

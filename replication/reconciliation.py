@@ -22,9 +22,9 @@ from django.db import transaction
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Ownership, Role
 from brokers.errors import BrokerError
-from replication.audit import audit
 from replication.clients import ClientCache
 from replication.entitlement import NO_HOLDING, entitled, holdings
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def reconciliation_sweep(*, actor: str = "engine") -> list[Drift]:
     with transaction.atomic():
         for d in bad:
             audit(
-                kind="reconciliation_drift",
+                kind=EventKind.RECONCILIATION_DRIFT,
                 actor=actor,
                 account_id=d.child_id,
                 message=f"{d.exchange}:{d.tradingsymbol} {d.product}: entitled {d.entitled}, "

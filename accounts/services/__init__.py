@@ -14,6 +14,7 @@ from accounts.services.credentials import (
     account_refresh_margins,
     account_set_credentials,
 )
+from accounts.services.engine_state import account_mark_needs_login, account_record_send_results
 from accounts.services.lifecycle import (
     STATUS_TRANSITIONS,
     account_give_consent,
@@ -32,7 +33,9 @@ __all__ = [
     "account_give_consent",
     "account_link",
     "account_link_validate",
+    "account_mark_needs_login",
     "account_promote_master",
+    "account_record_send_results",
     "account_refresh_margins",
     "account_set_credentials",
     "account_set_status",

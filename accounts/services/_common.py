@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Account, AccountStatus, Role
 from accounts.validation import AccountError, Errors, clean_actor, redact_url
-from replication.audit import changes
+from replication.services.audit_log import changes
 
 IST = ZoneInfo("Asia/Kolkata")
 # Audit-only pseudo field: a proxy password change shows as "***". A field name, not a password.

@@ -12,8 +12,8 @@ from accounts.services._common import clean_actor_or_raise, lock, refreshed, sav
 from accounts.services.linking import drop_other_claims
 from accounts.validation import AccountError, Errors, clean_broker, clean_reason, clean_user_id
 from brokers.paper.selectors import paper_account_exists
-from replication.allocator import replicated_positions
-from replication.audit import audit
+from replication.selectors import replicated_positions
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def account_switch_broker(
             delta["reason"] = why
             delta["forced"] = force
             audit(
-                kind="account.broker_switched",
+                kind=EventKind.ACCOUNT_BROKER_SWITCHED,
                 message=f"{locked.broker_user_id}: broker {old} -> {target}"
                 + (" (forced)" if force else "")
                 + (f": {why}" if why else ""),

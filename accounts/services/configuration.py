@@ -24,7 +24,7 @@ from accounts.validation import (
     instruments_cleaner,
     money_cleaner,
 )
-from replication.audit import audit
+from replication.services.audit_log import EventKind, audit
 
 # The settings `account_update_settings` accepts, each with its cleaner.
 SETTING_CLEANERS: dict[str, Callable[[Any], Any]] = {
@@ -123,7 +123,7 @@ def account_update_settings(*, account: Account, actor: str, **fields: Any) -> A
         delta = save_changes(locked, before)
         if delta:
             audit(
-                kind="account.settings_updated",
+                kind=EventKind.ACCOUNT_SETTINGS_UPDATED,
                 message=f"settings changed: {', '.join(delta)}",
                 actor=actor,
                 data=delta,

@@ -19,8 +19,9 @@ from accounts.services._common import (
 from accounts.validation import Errors, clean_access_token, clean_api_key, clean_api_secret
 from brokers.base import BrokerClient
 from brokers.registry import BrokerCredentials, build_client
-from replication.audit import audit
-from replication.models import MarginSnapshot
+from replication.models import MarginSnapshot  # the return type only: written by replication.services
+from replication.services.audit_log import EventKind, audit
+from replication.services.snapshots import snapshot_record
 
 
 def account_set_credentials(
@@ -73,7 +74,7 @@ def account_set_credentials(
         if delta:
             changed = [name for name in Account.SECRET_FIELDS if name in delta]
             audit(
-                kind="account.credentials_changed",
+                kind=EventKind.ACCOUNT_CREDENTIALS_CHANGED,
                 message=f"credentials changed: {', '.join(changed) or 'none'}",
                 actor=actor,
                 data=delta,
@@ -100,9 +101,6 @@ def account_refresh_margins(*, account: Account) -> MarginSnapshot:
     Makes a broker call: call it outside any transaction. Broker errors propagate.
     """
     funds = account_broker_client(account=account).funds()
-    return MarginSnapshot.objects.create(
-        account=account,
-        used_margin=funds.used,
-        available_margin=funds.available,
-        capital=funds.capital,
+    return snapshot_record(
+        account=account, used_margin=funds.used, available_margin=funds.available, capital=funds.capital
     )

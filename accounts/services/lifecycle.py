@@ -29,8 +29,8 @@ from accounts.validation import (
     clean_reason,
     clean_status,
 )
-from replication.audit import audit
-from replication.models import MasterPosition
+from replication.services.audit_log import EventKind, audit
+from replication.services.snapshots import master_positions_forget
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def account_promote_master(*, account: Account, actor: str) -> Account:
             before = state(old)
             old.role = Role.CHILD
             audit(
-                kind="account.master_demoted",
+                kind=EventKind.ACCOUNT_MASTER_DEMOTED,
                 message=f"{old.broker}:{old.broker_user_id} is now a child (account {target.pk} promoted)",
                 actor=actor,
                 data=save_changes(old, before),
@@ -84,9 +84,9 @@ def account_promote_master(*, account: Account, actor: str) -> Account:
         # The book it brings is known, not new: the engine takes orders placed before this audit
         # row as known, and positions stored from an earlier term as master are stale (its first
         # look as master reads them afresh).
-        MasterPosition.objects.filter(account=target).delete()
+        master_positions_forget(account=target)
         audit(
-            kind="account.master_promoted",
+            kind=EventKind.ACCOUNT_MASTER_PROMOTED,
             message=f"{target.broker}:{target.broker_user_id} promoted to master",
             actor=actor,
             data=delta,
@@ -162,7 +162,7 @@ def account_set_status(
             delta["forced"] = bool(force)
             delta["holdings"] = holdings
         audit(
-            kind="account.status_changed",
+            kind=EventKind.ACCOUNT_STATUS_CHANGED,
             message=f"status {old} -> {new}" + (f": {why}" if why else ""),
             actor=cast(str, actor_name),  # not None: checked above
             data=delta,
@@ -185,7 +185,7 @@ def account_give_consent(*, account: Account, version: str, actor: str) -> Accou
         locked.consent_given_at = timezone.now()
         locked.consent_version = cast(str, terms)  # not None: checked above
         audit(
-            kind="account.consent_given",
+            kind=EventKind.ACCOUNT_CONSENT_GIVEN,
             message=f"consent given (terms {locked.consent_version})",
             actor=actor,
             data=save_changes(locked, before),

@@ -51,7 +51,7 @@ from accounts.validation import (
     money_cleaner,
 )
 from brokers.paper.selectors import paper_account_exists
-from replication.audit import audit
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
         verb = "linked" if created else "updated"
         pending = " (pending: not yet proven by a broker login)" if account.is_pending else ""
         audit(
-            kind=f"account.{verb}",
+            kind=EventKind.ACCOUNT_LINKED if created else EventKind.ACCOUNT_UPDATED,
             message=f"{verb} {account.broker}:{account.broker_user_id} as {account.role}{pending}",
             actor=data.actor,
             data=delta,
@@ -399,7 +399,7 @@ def drop_other_claims(account: Account, *, actor: str) -> list[Account]:
             setattr(claim, field, "")
         claim.token_obtained_at = claim.token_expires_at = None
         audit(
-            kind="account.claim_dropped",
+            kind=EventKind.ACCOUNT_CLAIM_DROPPED,
             message=(
                 f"pending claim of {claim.broker}:{claim.broker_user_id} dropped: account {account.pk} "
                 f"is {account.get_ownership_display().lower()}"
@@ -438,7 +438,9 @@ def _settle(*, account: Account, ownership: str, actor: str) -> Account:
         locked.ownership_proven_at = timezone.now()
         delta = save_changes(locked, before)
         audit(
-            kind="account.claim_proven" if ownership == Ownership.PROVEN else "account.claim_vouched",
+            kind=EventKind.ACCOUNT_CLAIM_PROVEN
+            if ownership == Ownership.PROVEN
+            else EventKind.ACCOUNT_CLAIM_VOUCHED,
             message=f"{locked.broker}:{locked.broker_user_id} is {locked.get_ownership_display().lower()}",
             actor=actor,
             data=delta,

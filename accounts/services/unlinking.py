@@ -10,8 +10,8 @@ from django.db import transaction
 from accounts.models import Account, AccountStatus
 from accounts.services._common import clean_actor_or_raise, lock, refreshed, save_changes, state
 from accounts.validation import AccountError, Errors, clean_reason
-from replication.allocator import replicated_positions
-from replication.audit import audit
+from replication.selectors import replicated_positions
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def account_unlink(*, account: Account, actor: str, force: bool = False, reason:
         delta["forced"] = bool(force)
         delta["holdings"] = holdings
         audit(
-            kind="account.unlinked",
+            kind=EventKind.ACCOUNT_UNLINKED,
             message=f"unlinked {locked.broker}:{locked.broker_user_id}"
             + (" (forced)" if force else "")
             + (f": {why}" if why else ""),

@@ -7,6 +7,9 @@ lease where the engine calls it. Reads live in `replication.selectors`.
 - `allocations`: staff decisions on held allocations
 - `corrections`: corrective orders (reconciliation)
 - `flatten`: flattening a child
+- `accounts`: the engine's state on accounts (needs-login, failures, breaker), lease-checked
+- `snapshots`: margin snapshots and the master's stored positions
+- `ticks`: tick runs
 
 Names load lazily (PEP 562 `__getattr__`): a module low in the engine (controls, the lease) can
 import `replication.services.audit_log` without loading every service and the engine modules they
@@ -19,6 +22,13 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS: dict[str, str] = {
+    "master_positions_forget": "replication.services.snapshots",
+    "snapshots_record": "replication.services.snapshots",
+    "snapshot_record": "replication.services.snapshots",
+    "tick_finish": "replication.services.ticks",
+    "tick_start": "replication.services.ticks",
+    "accounts_record_send_results": "replication.services.accounts",
+    "accounts_mark_needs_login": "replication.services.accounts",
     "EventKind": "replication.models",
     "AllocationDecisionError": "replication.services.allocations",
     "allocation_approve": "replication.services.allocations",
@@ -41,6 +51,7 @@ _EXPORTS: dict[str, str] = {
 
 if TYPE_CHECKING:
     from replication.models import EventKind
+    from replication.services.accounts import accounts_mark_needs_login, accounts_record_send_results
     from replication.services.allocations import (
         AllocationDecisionError,
         allocation_approve,
@@ -61,6 +72,8 @@ if TYPE_CHECKING:
         reconciliation_correct,
     )
     from replication.services.flatten import FlattenLeg, FlattenPlan, child_flatten, flatten_plan
+    from replication.services.snapshots import master_positions_forget, snapshot_record, snapshots_record
+    from replication.services.ticks import tick_finish, tick_start
 
 __all__ = [
     "AllocationDecisionError",
@@ -70,6 +83,8 @@ __all__ = [
     "FlattenLeg",
     "FlattenPlan",
     "UnknownEventKind",
+    "accounts_mark_needs_login",
+    "accounts_record_send_results",
     "allocation_approve",
     "allocation_reject",
     "audit",
@@ -80,7 +95,12 @@ __all__ = [
     "correction_plan",
     "event_kind",
     "flatten_plan",
+    "master_positions_forget",
     "reconciliation_correct",
+    "snapshot_record",
+    "snapshots_record",
+    "tick_finish",
+    "tick_start",
 ]
 
 

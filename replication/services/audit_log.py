@@ -14,6 +14,17 @@ from typing import Any
 from replication.bulk import insert_rows
 from replication.models import LEGACY_EVENT_KINDS, EventKind, ReplicationEvent
 
+__all__ = [
+    "REDACTED",
+    "EventKind",
+    "UnknownEventKind",
+    "audit",
+    "audit_row",
+    "audit_rows",
+    "changes",
+    "event_kind",
+]
+
 REDACTED = "***"
 
 

@@ -1,0 +1,26 @@
+"""Tick runs: one row per pass of the orchestrator, opened when it holds the lease, closed at the end."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from replication.lease import Lease
+from replication.models import TickRun
+
+
+def tick_start(*, lease: Lease) -> TickRun:
+    """Open the tick's row under this lease (holder and epoch as the lease has them)."""
+    return TickRun.objects.create(holder=lease.holder, epoch=lease.epoch)
+
+
+def tick_finish(
+    *, tick: TickRun, outcome: TickRun.Outcome, duration_ms: int, counts: dict[str, int], errors: list[str]
+) -> None:
+    """Close the tick's row with what it did. Written even when the lease was lost: it records that."""
+    TickRun.objects.filter(pk=tick.pk).update(
+        finished_at=timezone.now(),
+        duration_ms=duration_ms,
+        outcome=outcome,
+        counts=counts,
+        error="\n".join(errors)[:4000],
+    )
