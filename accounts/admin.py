@@ -60,16 +60,7 @@ LINK_SETTINGS = ("display_name", "owner", "capital_mode", "fixed_capital", "mult
 # Service input names -> form field names, for showing AccountError.fields on the right input.
 FORM_FIELD_FOR = {"name": "display_name", "user_id": "broker_user_id", "master": "make_master"}
 ADD_ONLY = ("make_master", "give_consent")
-RISK_FIELDS = (
-    "allowed_instruments",
-    "blocked_instruments",
-    "allowed_products",
-    "max_lots_per_order",
-    "max_quantity",
-    "max_order_value",
-    "max_open_positions",
-    "daily_loss_limit",
-)
+RISK_FIELDS = Account.RISK_FIELDS
 PENDING_FIELDS = ("pending_policy", "market_after_seconds")
 CREDENTIAL_CLEANERS = {
     "api_key": clean_api_key,

@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.crypto import GuardedEncryptedTextField, SealedSecret, reveal
+from brokers.credentials import BrokerCredentials
 from pms.fastload import FastLoadMixin
 
 
@@ -52,6 +53,18 @@ class CapitalMode(models.TextChoices):
 
 
 MARKET_AFTER_SECONDS_MAX = 6 * 60 * 60  # a trading session
+
+# An account's risk limits (empty / null = no limit), declared once for the admin, the API and the
+# services: instrument and product lists, then number limits.
+RISK_LIST_FIELDS = ("allowed_instruments", "blocked_instruments", "allowed_products")
+RISK_NUMBER_FIELDS = (
+    "max_lots_per_order",
+    "max_quantity",
+    "max_order_value",
+    "max_open_positions",
+    "daily_loss_limit",
+)
+RISK_FIELDS = (*RISK_LIST_FIELDS, *RISK_NUMBER_FIELDS)
 
 
 class PendingPolicy(models.TextChoices):
@@ -142,6 +155,7 @@ class Account(FastLoadMixin, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "api_secret", "access_token")
+    RISK_FIELDS: ClassVar[tuple[str, ...]] = RISK_FIELDS
 
     class Meta:
         ordering = ("id",)
@@ -202,6 +216,17 @@ class Account(FastLoadMixin, models.Model):
     @property
     def credentials_readable(self) -> bool:
         return not any(isinstance(getattr(self, f), SealedSecret) for f in self.SECRET_FIELDS)
+
+    def broker_credentials(self) -> BrokerCredentials:
+        """What the broker adapter needs to act for this account (plaintext: never log it).
+        Raises CredentialDecryptError under a wrong key."""
+        return BrokerCredentials(
+            broker=self.broker,
+            user_id=self.broker_user_id,
+            api_key=self.secret("api_key"),
+            access_token=self.secret("access_token"),
+            proxy_url=self.proxy_url,
+        )
 
     def secret(self, field_name: str) -> str:
         """Plaintext of one credential field; raises CredentialDecryptError if undecryptable."""

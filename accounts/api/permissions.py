@@ -34,16 +34,11 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.api.selectors import last_change
-from accounts.models import Account, AccountStatus, CapitalMode
+from accounts.models import RISK_LIST_FIELDS, RISK_NUMBER_FIELDS, Account, AccountStatus, CapitalMode
 
 STAFF_ONLY_SETTINGS = ("owner", "proxy_url")
-NUMBER_LIMITS = (
-    "max_lots_per_order",
-    "max_quantity",
-    "max_order_value",
-    "max_open_positions",
-    "daily_loss_limit",
-)
+NUMBER_LIMITS = RISK_NUMBER_FIELDS
+# Of the risk lists, those a client may only narrow (the block list it may only grow: see below).
 ALLOW_LISTS = ("allowed_instruments", "allowed_products")
 # Settings a client may change freely on its own accounts (preferences, not limits).
 CLIENT_PREFERENCES = ("pending_policy", "market_after_seconds")
@@ -76,7 +71,7 @@ def client_settings_refusals(
     refusals: dict[str, str] = {}
     for name, new in cleaned.items():
         old = getattr(account, name)
-        if name in ("allowed_instruments", "blocked_instruments", "allowed_products"):
+        if name in RISK_LIST_FIELDS:
             old = list(old or [])
         if new == old or name in CLIENT_PREFERENCES:
             continue
