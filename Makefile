@@ -128,7 +128,7 @@ soak: $(STAMP)  ## chaos soak on the Kite path: kite_sim faults, halts, dry-run,
 # its globs (`make mutate MUTATE='replication.sizing.*'`; `MUTATE='*__mutmut_*5'` is a 10 % sample). One worker: the forked workers share the test
 # database file (pms.settings_test names it after the parent's pid; TMPDIR keeps it in mutants/).
 MUTATE ?=
-mutate: $(STAMP)  ## mutation testing of replication/sizing.py and allocator.py (mutmut; slow; docs/mutation.md)
+mutate: $(STAMP)  ## mutation testing of replication/sizing/ and replication/allocation/ (mutmut; slow; docs/mutation.md)
 	rm -rf mutants
 	mkdir -p mutants/tmp
 	@start=$$(date +%s); TMPDIR=$(CURDIR)/mutants/tmp $(BIN)/mutmut run --max-children 1 $(foreach m,$(MUTATE),'$(m)'); \

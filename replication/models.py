@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.db import models
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from pms.fastload import FastLoadMixin
+from replication.sizing import Leg, LegPlan, MarginSource
 
 
 class InvalidTransition(Exception):
@@ -186,6 +188,46 @@ class Allocation(FastLoadMixin, models.Model):
         if new != self.status and new not in self.TRANSITIONS.get(self.status, set()):
             raise InvalidTransition(f"allocation {self.pk}: {self.status} -> {new} is not allowed")
         self.status = new
+
+    def sizing_plan(self) -> LegPlan:
+        """The typed sizing plan this opening allocation stores (one leg of its group): sizing
+        rebuilds the group's figures from these (`replication.sizing.group_plan`), never from
+        figures recomputed here. Raises ValueError for a margin source sizing does not know."""
+        leg = Leg(
+            self.exchange,
+            self.tradingsymbol,
+            self.product,
+            self.side,
+            self.master_lots,
+            self.lot_size,
+            self.reference_price or self.price,  # order-value caps: LTP for MARKET (§3.3 step 7)
+            order_margin=self.attributed_margin or Decimal(0),
+            freeze_quantity=self.freeze_quantity,
+        )
+        return LegPlan(
+            leg=leg,
+            master_capital=self.master_capital or Decimal(0),
+            attributed_margin=self.attributed_margin or Decimal(0),
+            source=MarginSource(self.margin_source or MarginSource.DELTA_U),
+            reason=self.reason,
+            fraction=self.fraction or Decimal(0),
+            unit_lots=self.unit_lots or self.master_lots,
+        )
+
+    def store_sizing_plan(self, plan: LegPlan) -> None:
+        """Set the sizing columns from a leg's plan (`replication.sizing.leg_plans`); not saved.
+        The reason is the caller's (it adds why a figure came from the calculator, or a hold)."""
+        self.exchange, self.tradingsymbol = plan.leg.exchange, plan.leg.tradingsymbol
+        self.product, self.side = plan.leg.product, plan.leg.side
+        self.lot_size = plan.leg.lot_size
+        self.master_lots = plan.leg.master_lots
+        self.freeze_quantity = plan.leg.freeze_quantity
+        self.reference_price = plan.leg.price
+        self.master_capital = plan.master_capital
+        self.attributed_margin = plan.attributed_margin
+        self.margin_source = plan.source.value
+        self.fraction = plan.fraction
+        self.unit_lots = plan.unit_lots
 
 
 class MappingStatus(models.TextChoices):

@@ -1,0 +1,46 @@
+"""Child intents for allocations: size every eligible child and commit tagged intents (no broker writes).
+
+Entries use the pure sizing rules (`replication.sizing`) on the typed plan each allocation stores
+(`Allocation.sizing_plan`); exits size each child's *replicated* position (what the engine's own
+filled orders put there) and never touch anything else. Modules:
+
+- `children`: eligible children, their sizing rows (`ChildRow`), fresh margin snapshots
+- `positions`: the replicated position (`replicated_positions`, `PENDING`, `CORRECTIVE`)
+- `intents`: the deterministic tag and the intent rows (`make_tag`, `IntentRow`, `intent_row`)
+- `entries`: entries by the sizing rules; `exits`: exits by entitlement, exit slices and price
+- `commit`: `create_intents` (one group, one transaction) and `entitlements_unsettle`
+"""
+
+from replication.allocation.children import (
+    CHILD_ROW_FIELDS,
+    ChildRow,
+    child_rows,
+    eligible_child_rows,
+    eligible_children,
+    refresh_child_margins,
+)
+from replication.allocation.commit import create_intents, entitlements_unsettle
+from replication.allocation.exits import exit_price, exit_slices, prepare_exits
+from replication.allocation.intents import IntentRow, intent_row, make_tag, skip_row
+from replication.allocation.positions import CORRECTIVE, PENDING, replicated_positions
+
+__all__ = [
+    "CHILD_ROW_FIELDS",
+    "CORRECTIVE",
+    "PENDING",
+    "ChildRow",
+    "IntentRow",
+    "child_rows",
+    "create_intents",
+    "eligible_child_rows",
+    "eligible_children",
+    "entitlements_unsettle",
+    "exit_price",
+    "exit_slices",
+    "intent_row",
+    "make_tag",
+    "prepare_exits",
+    "refresh_child_margins",
+    "replicated_positions",
+    "skip_row",
+]

@@ -1,0 +1,181 @@
+"""Exits: cancel what the master no longer holds, then exits by entitlement (DESIGN §3.4, §3.7)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Account, Role
+from brokers.types import InstrumentKey
+from replication import sizing
+from replication.allocation.intents import IntentRow, intent_row, skip_row
+from replication.allocation.positions import PENDING
+from replication.clients import CHILD_SECRETS, ClientCache
+from replication.entitlement import NO_HOLDING, Key, entitled, holdings, owed_exit
+from replication.gate import Action, Switches, decide, switches_of
+from replication.lease import lease_check
+from replication.models import Allocation, AllocationKind, MappingStatus, OrderMapping, ReplicationEvent
+from replication.replicator import Replicator
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_exits(closes: Sequence[Allocation], replicator: Replicator) -> None:
+    """Before exits are sized: cancel open entries where the master went flat, refresh fills."""
+    instruments = {(a.exchange, a.tradingsymbol, a.product) for a in closes}
+    flat = {(a.exchange, a.tradingsymbol, a.product) for a in closes if a.exit_ratio == 1}
+    q = Q()
+    for ex, sym, prod in instruments:
+        q |= Q(exchange=ex, tradingsymbol=sym, product=prod)
+    open_here = list(
+        OrderMapping.objects.filter(q, status__in=PENDING)
+        .select_related("child", "allocation")
+        .defer(*CHILD_SECRETS)
+    )
+    entries = [
+        m
+        for m in open_here
+        if m.allocation.kind == AllocationKind.OPEN and (m.exchange, m.tradingsymbol, m.product) in flat
+    ]
+    withdraw = [m for m in entries if m.status == MappingStatus.PLANNED]
+    if withdraw:
+        with transaction.atomic():
+            lease_check(replicator.lease)
+            now = timezone.now()
+            for m in withdraw:
+                m.set_status(MappingStatus.CANCELLED)
+                m.reason, m.reason_code, m.finished_at = (
+                    "master went flat before it was sent",
+                    "master_flat",
+                    now,
+                )
+            OrderMapping.objects.bulk_update(withdraw, ["status", "reason", "reason_code", "finished_at"])
+            ReplicationEvent.objects.bulk_create(
+                ReplicationEvent(
+                    kind="intent_withdrawn",
+                    account_id=m.child_id,
+                    allocation_id=m.allocation_id,
+                    mapping_id=m.pk,
+                    message=f"{m.tag} withdrawn: master went flat",
+                )
+                for m in withdraw
+            )
+    cancel = [m for m in entries if m.status == MappingStatus.OPEN]
+    if cancel:
+        replicator.cancel_open(
+            cancel, reason="master went flat; a late fill must not leave the child holding"
+        )
+    children = {m.child_id for m in open_here}
+    if children:
+        replicator.follow_up(children=children, recover=True)
+
+
+def exit_rows(
+    group: Sequence[Allocation], engine: Switches, replicator: Replicator
+) -> tuple[list[IntentRow], set[Key]]:
+    """Exits by entitlement (DESIGN §3.7): the exit rule moves each child's E, and the exit sent
+    is what the child holds beyond its new E less the exits already working (never more than it
+    holds). A child that cannot trade now gets a SKIPPED row saying why; its exit stays owed."""
+    instruments = {(a.exchange, a.tradingsymbol, a.product) for a in group}
+    hold = holdings(instruments)
+    rows: list[IntentRow] = []
+    followed: set[Key] = set()
+    for a in group:
+        inst = (a.exchange, a.tradingsymbol, a.product)
+        after = entitled([inst], upto=a.pk)
+        before = entitled([inst], upto=a.pk - 1)
+        keys = sorted({k for k in hold if k[1:] == inst} | set(after) | set(before))
+        followed.update(keys)
+        accounts = {
+            acc.pk: acc
+            for acc in Account.objects.filter(pk__in={k[0] for k in keys}).defer(*Account.SECRET_FIELDS)
+        }
+        price = (
+            exit_price(a, replicator.clients)
+            if any(acc.max_order_value is not None for acc in accounts.values())
+            else None
+        )
+        for key in keys:
+            child = accounts.get(key[0])
+            if child is None or child.role == Role.MASTER:
+                continue
+            verdict = decide(Action.EXIT, engine, switches_of(child))
+            h = hold.get(key, NO_HOLDING)
+            owed = owed_exit(after.get(key, 0), h, dry_run=verdict.dry_run)
+            if owed is None or owed[0] != a.side:
+                e = before.get(key, 0)
+                if e and e == after.get(key, 0) and h.held:
+                    lots = abs(e) // max(a.lot_size, 1)
+                    rows.append(
+                        skip_row(a, key[0], "below_one_unit", f"the exit ratio of {lots} lots rounds to zero")
+                    )
+                continue
+            quantity = owed[1]
+            if not verdict.send and not verdict.dry_run:
+                rows.append(
+                    skip_row(
+                        a,
+                        key[0],
+                        verdict.code,
+                        f"exit of {quantity} held back: {verdict.reason}; it stays owed until the "
+                        "child can trade",
+                    )
+                )
+                continue
+            slices = exit_slices(quantity, max(a.lot_size, 1), a.freeze_quantity, child, price)
+            for slice_no, qty in enumerate(slices):
+                rows.append(
+                    intent_row(
+                        a,
+                        key[0],
+                        slice_no=slice_no,
+                        side=a.side,
+                        lots=qty // max(a.lot_size, 1),
+                        quantity=qty,
+                        status=MappingStatus.DRY_RUN if verdict.dry_run else MappingStatus.PLANNED,
+                        reason=verdict.reason if verdict.dry_run else "",
+                        reason_code="",
+                    )
+                )
+    return rows, followed
+
+
+def exit_slices(
+    quantity: int, lot_size: int, freeze_quantity: int | None, child: Account, price: Decimal | None
+) -> tuple[int, ...]:
+    """An exit is never reduced by a child's caps (exits continue), but no single order may be
+    above them: it goes out in whole-lot slices within the freeze quantity, max lots per order,
+    max quantity and max order value (priced at `price`, the LTP for MARKET) — DESIGN §3.7."""
+    limits = sizing.ChildLimits(
+        max_lots_per_order=child.max_lots_per_order,
+        max_quantity=child.max_quantity,
+        max_order_value=child.max_order_value,
+    )
+    return sizing.exit_slices(quantity, lot_size, freeze_quantity, limits, price)
+
+
+def exit_price(a: Allocation, clients: ClientCache) -> Decimal | None:
+    """The price an exit's order value is judged at: its own price, else the LTP (the master's
+    broker), else the last average fill price the engine saw there."""
+    if a.reference_price or a.price:
+        return a.reference_price or a.price
+    try:
+        master = Account.objects.defer(*Account.SECRET_FIELDS).get(pk=a.master_id)
+        quote = clients.get(master).ltp([InstrumentKey(a.exchange, a.tradingsymbol)])
+        found = quote.get(InstrumentKey(a.exchange, a.tradingsymbol))
+        if found:
+            return Decimal(found)
+    except Exception as exc:  # noqa: BLE001 — no quote: fall back to the last fill price
+        logger.warning("LTP for %s:%s unavailable: %s", a.exchange, a.tradingsymbol, exc)
+    last = (
+        OrderMapping.objects.filter(exchange=a.exchange, tradingsymbol=a.tradingsymbol, average_price__gt=0)
+        .order_by("-id")
+        .values_list("average_price", flat=True)
+        .first()
+    )
+    return last
