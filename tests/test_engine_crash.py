@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from brokers.paper.models import PaperOrder
+from replication.engine import tick as engine_tick
 from replication.lease import LeaseLost, lease_acquire
 from replication.models import Allocation, MappingStatus, OrchestratorLease, OrderMapping
 from replication.orchestrator import Orchestrator
@@ -57,7 +58,7 @@ def test_crash_after_master_orders_recorded_before_sizing(desk, monkeypatch):
     orch.run_tick()
     desk.place("BUY", FUT, 150)
     monkeypatch.setattr(
-        Orchestrator, "_size_pending", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))
+        engine_tick, "size_allocations", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))
     )
     with pytest.raises(SystemExit):
         orch.run_tick()

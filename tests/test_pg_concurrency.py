@@ -23,7 +23,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from brokers.paper.models import PaperOrder
-from replication import replicator as replicator_module
+from replication.engine.sender import dispatch as replicator_module
 from replication.models import MappingStatus, OrchestratorLease, OrderMapping, TickRun
 from replication.orchestrator import Orchestrator, TickResult
 from replication.replicator import Replicator

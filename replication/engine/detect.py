@@ -1,0 +1,106 @@
+"""Stage: detect events — the master's book against the known orders, classified against its
+position from one consistent view (DESIGN §3.2)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from zoneinfo import ZoneInfo
+
+from brokers.errors import BrokerError
+from brokers.types import Order
+from replication.engine.calculator import calculator_reads, read_together
+from replication.engine.context import TickContext
+from replication.engine.master_book import known_orders, master_since, moved
+from replication.engine.types import Detected, MasterRead, Positions
+from replication.events import (
+    aggregate,
+    classify,
+    diff_book,
+    effective_quantity,
+    engine_tagged,
+    placed_before,
+    positions_before_tick,
+    set_aside_earlier_book,
+)
+from replication.models import MasterPosition
+
+IST = ZoneInfo("Asia/Kolkata")  # the exchange's trading day
+
+
+def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
+    diff = diff_book(read.book, known_orders(read.master, read.book))
+    now = ctx.now()
+    found = Detected(diff=diff, now=now)
+    if not (diff.has_events or diff.rejected or diff.ignored or diff.changed or diff.fills):
+        return found
+    mode, master = ctx.mode, read.master
+    # An account that became master brought its book: what it placed before is known, not new.
+    since = master_since(master) if diff.new or (mode == "fill" and diff.fills) else None
+    set_aside_earlier_book(diff, since)
+    # Which new quantities become events: whole orders (mode order) or fills (mode fill).
+    sources: list[tuple[Order, int]]
+    if mode == "fill":
+        sources = [(o, o.filled_quantity) for o in diff.new if o.filled_quantity > 0]
+        sources += [
+            (o, o.filled_quantity - k.filled_quantity)
+            for o, k in diff.fills
+            if o.filled_quantity > k.filled_quantity and not engine_tagged(o) and not placed_before(o, since)
+        ]
+    else:
+        sources = [(o, effective_quantity(o)) for o in diff.new]
+    # The master's position from one consistent view (DESIGN §3.2): the position stored at the
+    # previous tick plus the fills in this tick's book, never a positions read made after the
+    # book (a fill landing in between would count twice, or not at all). Orders set aside
+    # (the engine's own, the book a promoted account brought) are part of the position before.
+    fills: Positions = defaultdict(int)
+    for o in diff.new:
+        fills[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
+    for o, k in diff.fills:
+        fills[(o.exchange, o.tradingsymbol, o.product.value)] += (
+            o.filled_quantity - k.filled_quantity
+        ) * o.side.sign
+    # Fills of known orders that are no event here move the position the new orders are
+    # judged against, where the exchange put them (a resting target that filled before the
+    # master sold the rest at market).
+    as_events = {o.order_id for o, _ in sources}
+    moves = [
+        (o, o.filled_quantity - k.filled_quantity)
+        for o, k in diff.fills
+        if o.filled_quantity > k.filled_quantity and o.order_id not in as_events
+    ]
+    aside: Positions = defaultdict(int)
+    for o, _ in diff.ignored:
+        aside[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
+    rows = list(MasterPosition.objects.filter(account=master))
+    existing = {(mp.exchange, mp.tradingsymbol, mp.product): mp.quantity for mp in rows}
+    # Stored positions hold for the trading day they were written on: the broker's book starts
+    # afresh each day, so what no book showed (the engine down across a day, an expiry) is
+    # caught by the day's first event reading the positions again.
+    today = now.astimezone(IST).date()
+    fresh = bool(rows) and max(mp.updated_at for mp in rows).astimezone(IST).date() == today
+    stored = existing if fresh else {}
+    found.existing, found.stored_positions = existing, bool(stored)
+    if stored and (fills or aside):
+        found.positions_after = moved(stored, aside, fills)
+    if sources:
+        # The calculator reads for the opening group go out at once (with the positions read
+        # when there is no stored position yet), for the events as they are when nothing
+        # closes (a flat master, or one adding to its positions). They are used only if the
+        # classified opening group asks exactly the same; otherwise they are read again.
+        guess, guessed_reads = calculator_reads(read.client, aggregate(classify(sources, {})))
+        reads = guessed_reads if stored else {"positions": read.client.positions, **guessed_reads}
+        answers = read_together(ctx.pool, reads)
+        if stored:
+            before = moved(stored, aside)
+        else:
+            # First look at this master: the positions read less this tick's fills.
+            positions = answers.pop("positions")
+            if isinstance(positions, BrokerError):
+                ctx.error(f"master positions unavailable, events wait for the next tick: {positions}")
+                return found  # nothing recorded: the orders are new again next tick
+            before = positions_before_tick(positions, fills)
+            found.positions_after = moved(dict.fromkeys(existing, 0), before, fills)
+        found.prefetched = (guess, answers)
+        found.events = tuple(aggregate(classify(sources, before, moves)))
+    found.record = True
+    return found

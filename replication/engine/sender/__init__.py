@@ -1,0 +1,1 @@
+"""The one send gate: intents in, broker orders out, outcomes written back (`Replicator`)."""

@@ -1,0 +1,349 @@
+"""Dispatch: claim committed intents through the send gate, send them per child, write back."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F, IntegerField
+from django.db.models.functions import Mod
+from django.utils import timezone
+
+from accounts.crypto import CredentialDecryptError
+from brokers.base import BrokerClient
+from brokers.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    TokenExpired,
+)
+from brokers.types import OrderStatus
+from replication.bulk import update_rows
+from replication.engine.sender.changes import OpenOrderChanges
+from replication.engine.sender.outcomes import (
+    ACCEPTED,
+    MAX_SEND_ATTEMPTS,
+    NOT_ACCEPTED,
+    SEND_FIELDS,
+    DispatchReport,
+    Outcome,
+    Shard,
+    mapping_request,
+    send_error_outcome,
+)
+from replication.failpoints import failpoint
+from replication.gate import Switches, Verdict, action_for, child_switches, decide
+from replication.lease import lease_check
+from replication.models import (
+    Allocation,
+    AllocationStatus,
+    MappingStatus,
+    OrderMapping,
+)
+from replication.ratelimit import DailyBudgetExhausted
+
+logger = logging.getLogger(__name__)
+
+
+class Dispatch(OpenOrderChanges):
+    """Committed intents claimed (PLANNED -> SENDING) through the send gate, sent in the pool."""
+
+    # --- dispatch ------------------------------------------------------------------------------
+
+    def dispatch(
+        self, *, halted: bool = False, only: Iterable[int] | None = None, shard: Shard | None = None
+    ) -> DispatchReport:
+        """Send every dispatchable PLANNED intent: buy legs first, then the sell legs they hedge.
+
+        Every intent passes the send gate (`replication.gate`) as it is claimed, whoever sends it
+        (this tick, a queue-mode shard task, a later tick): `halted` only saves the reads.
+        With `shard` only the children of that shard (child id mod count) are sent: the queue
+        mode's workers each take one shard, so a child's orders always stay in one worker's hands.
+        """
+        report = DispatchReport()
+        if halted:
+            return report
+        t0 = time.perf_counter()
+        waves = self._planned(only=only, shard=shard)
+        report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
+        if waves[0]:
+            report.merge(self._send_wave(waves[0]))
+        if waves[1]:
+            # A sell leg goes only once its buy legs are in the child's book and not rejected
+            # (DESIGN §3.3 step 6): a place call's id is not that, brokers reject after a 200.
+            unconfirmed = self._unconfirmed_buy_legs(waves[1])
+            if unconfirmed:
+                self.follow_up(children=unconfirmed, recover=False)
+            ready = self._sell_legs_ready(waves[1])
+            if ready:
+                report.merge(self._send_wave(ready))
+        return report
+
+    def planned_shards(self, count: int) -> list[int]:
+        """The shards (child id mod count) that have intents ready to send."""
+        return sorted(
+            {
+                int(value)
+                for value in OrderMapping.objects.filter(
+                    status=MappingStatus.PLANNED,
+                    allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
+                )
+                .annotate(shard=Mod("child_id", count, output_field=IntegerField()))
+                .values_list("shard", flat=True)
+            }
+        )
+
+    def _planned(
+        self, *, only: Iterable[int] | None, shard: Shard | None = None
+    ) -> tuple[list[OrderMapping], list[OrderMapping]]:
+        qs = (
+            OrderMapping.objects.filter(
+                status=MappingStatus.PLANNED,
+                allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
+            )
+            .select_related("child", "allocation")
+            .only(*SEND_FIELDS)
+            .order_by("id")
+        )
+        if only is not None:
+            qs = qs.filter(allocation_id__in=list(only))
+        if shard is not None:
+            qs = qs.annotate(shard=Mod("child_id", shard.count, output_field=IntegerField())).filter(
+                shard=shard.index
+            )
+        mappings = list(qs)
+        return [m for m in mappings if m.wave == 0], [m for m in mappings if m.wave != 0]
+
+    def _buy_leg_statuses(self, mappings: list[OrderMapping]) -> dict[tuple[str, int], list[tuple[str, str]]]:
+        groups = {m.allocation.group_key for m in mappings}
+        siblings: dict[tuple[str, int], list[tuple[str, str]]] = defaultdict(list)
+        for group_key, child_id, status, broker_status in OrderMapping.objects.filter(
+            allocation__group_key__in=groups, wave=0
+        ).values_list("allocation__group_key", "child_id", "status", "broker_status"):
+            siblings[(group_key, child_id)].append((status, broker_status))
+        return siblings
+
+    def _unconfirmed_buy_legs(self, mappings: list[OrderMapping]) -> set[int]:
+        """Children whose buy legs were accepted by a place call but not yet seen in their book."""
+        siblings = self._buy_leg_statuses(mappings)
+        return {
+            m.child_id
+            for m in mappings
+            if any(
+                s == MappingStatus.OPEN and not b
+                for s, b in siblings.get((m.allocation.group_key, m.child_id), [])
+            )
+        }
+
+    def _sell_legs_ready(self, mappings: list[OrderMapping]) -> list[OrderMapping]:
+        # Sell legs go only once every buy leg of the same group and child is in the child's
+        # book (filled, or open with the broker's own status) and not rejected; if one was not
+        # accepted, the sell legs are withdrawn with the reason.
+        siblings = self._buy_leg_statuses(mappings)
+        ready, blocked = [], []
+        for m in mappings:
+            statuses = siblings.get((m.allocation.group_key, m.child_id), [])
+            if any(s in NOT_ACCEPTED or b == OrderStatus.REJECTED for s, b in statuses):
+                blocked.append(m)
+            elif all(s == MappingStatus.FILLED or (s == MappingStatus.OPEN and b) for s, b in statuses):
+                ready.append(m)
+        if blocked:
+            self._write_outcomes(
+                [
+                    Outcome(
+                        m.pk,
+                        MappingStatus.CANCELLED,
+                        reason_code="hedge_leg_failed",
+                        reason="the buy leg that hedges this sell leg was not accepted; sell leg withdrawn",
+                        event="group_incomplete",
+                    )
+                    for m in blocked
+                ],
+                by_id={m.pk: m for m in blocked},
+            )
+        return ready
+
+    def _send_wave(self, mappings: list[OrderMapping]) -> DispatchReport:
+        report = DispatchReport()
+        t0 = time.perf_counter()
+        now = self.now()
+        # The claim's lease check extends the lease past this instant, so no other leader can take
+        # over before it: orders may go until then, and after it are left for whoever leads next.
+        send_until = timezone.now() + self.lease.ttl
+        with transaction.atomic():
+            lease_check(self.lease)
+            # The send gate, read now: the switches may have changed since the intents were made.
+            engine = Switches.read()
+            children = child_switches({m.child_id for m in mappings})
+            held: list[tuple[OrderMapping, Verdict]] = []
+            passing: list[OrderMapping] = []
+            for m in mappings:
+                sw = children.get(m.child_id)
+                verdict = (
+                    decide(action_for(m.allocation.kind), engine, sw)
+                    if sw is not None
+                    else Verdict(False, code="no_account", reason="the account no longer exists")
+                )
+                (passing.append(m) if verdict.send else held.append((m, verdict)))
+            if held:
+                self._hold(held)
+            mappings = passing
+            ids = [m.pk for m in mappings]
+            OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.PLANNED).update(
+                status=MappingStatus.SENDING,
+                epoch=self.lease.epoch,
+                sent_at=now,
+                attempts=F("attempts") + 1,
+            )
+            claimed = set(
+                OrderMapping.objects.filter(
+                    pk__in=ids, status=MappingStatus.SENDING, epoch=self.lease.epoch
+                ).values_list("pk", flat=True)
+            )
+            Allocation.objects.filter(
+                pk__in={m.allocation_id for m in mappings}, status=AllocationStatus.PLANNED
+            ).update(status=AllocationStatus.DISPATCHED)
+        by_child: dict[int, list[OrderMapping]] = defaultdict(list)
+        for m in mappings:
+            if m.pk in claimed:
+                m.status = MappingStatus.SENDING
+                m.attempts += 1
+                by_child[m.child_id].append(m)
+        t1 = time.perf_counter()
+        self.clients.warm([ms[0].child for ms in by_child.values()])
+        report.send_started = time.perf_counter()
+        send = functools.partial(self._send_child, send_until=send_until)
+        outcomes = self._map(send, list(by_child.values()))
+        report.last_send_done = time.perf_counter()
+        self._write_outcomes(outcomes, by_id={m.pk: m for m in mappings})
+        report.phases_ms = {
+            "claim": (t1 - t0) * 1000,
+            "warm_clients": (report.send_started - t1) * 1000,
+            "send": (report.last_send_done - report.send_started) * 1000,
+            "write_back": (time.perf_counter() - report.last_send_done) * 1000,
+        }
+        for o in outcomes:
+            report.sent += 1
+            if o.status in ACCEPTED:
+                report.accepted += 1
+            elif o.status == MappingStatus.REJECTED:
+                report.rejected += 1
+            elif o.status == MappingStatus.UNKNOWN:
+                report.unknown += 1
+            elif o.status == MappingStatus.PLANNED:
+                report.deferred += 1
+            else:
+                report.failed += 1
+        for m in mappings:
+            if m.latency_ms is not None:
+                report.latencies_ms.append(m.latency_ms)
+        return report
+
+    def _hold(self, held: Sequence[tuple[OrderMapping, Verdict]]) -> None:
+        """Intents the send gate stops at send time: never sent. An entry is skipped for good
+        (entries are never chased); an exit stays owed and the convergence stage sends it once
+        the child can trade. Runs inside the claim's transaction."""
+        outcomes = [
+            Outcome(
+                m.pk,
+                MappingStatus.DRY_RUN if v.dry_run else MappingStatus.SKIPPED,
+                reason_code=v.code,
+                reason=f"stopped at send time: {v.reason}",
+                event="send_held",
+            )
+            for m, v in held
+        ]
+        by_id = {m.pk: m for m, _ in held}
+        now = self.now()
+        for o in outcomes:
+            m = by_id[o.mapping_id]
+            m.set_status(o.status)
+            m.reason, m.reason_code, m.finished_at = o.reason, o.reason_code, now
+        update_rows([m for m, _ in held], ["status", "reason", "reason_code", "finished_at", "updated_at"])
+        self._events_for(
+            outcomes, by_id, previous={m.pk: (MappingStatus.PLANNED, m.filled_quantity) for m, _ in held}
+        )
+
+    def _send_child(
+        self, mappings: list[OrderMapping], *, send_until: datetime | None = None
+    ) -> list[Outcome]:
+        """One child's orders for this wave, in order, through its own limiter (runs in a worker)."""
+        child = mappings[0].child
+        try:
+            client = self.clients.get(child)
+        except CredentialDecryptError as exc:
+            return [
+                Outcome(
+                    m.pk,
+                    MappingStatus.FAILED,
+                    reason_code="credentials",
+                    reason=str(exc),
+                    event="send_failed",
+                )
+                for m in mappings
+            ]
+        limiter = self.limiters.for_account(child.pk)
+        outcomes: list[Outcome] = []
+        for index, m in enumerate(mappings):
+            try:
+                limiter.acquire()
+            except DailyBudgetExhausted as exc:
+                outcomes.extend(
+                    Outcome(r.pk, MappingStatus.PLANNED, reason_code="rate_limited", reason=str(exc))
+                    for r in mappings[index:]
+                )
+                break
+            if send_until is not None and timezone.now() >= send_until:
+                # Stalled past the lease since the claim: another leader may be recovering these
+                # by tag and sending them itself. Leave them SENDING; a stale leader sends nothing.
+                outcomes.extend(
+                    Outcome(
+                        r.pk,
+                        MappingStatus.SENDING,
+                        reason_code="lease_expired",
+                        reason="not sent: the lease ran out between the claim and the send",
+                        event="send_withheld",
+                    )
+                    for r in mappings[index:]
+                )
+                break
+            outcome = self._place(client, m)
+            outcomes.append(outcome)
+            if isinstance(outcome.error, TokenExpired):
+                # The session is dead: the remaining orders for this child cannot go either.
+                outcomes.extend(
+                    Outcome(
+                        r.pk,
+                        MappingStatus.FAILED,
+                        reason_code="token_expired",
+                        reason=outcome.reason,
+                        event="send_failed",
+                    )
+                    for r in mappings[index + 1 :]
+                )
+                break
+        return outcomes
+
+    def _place(self, client: BrokerClient, m: OrderMapping) -> Outcome:
+        try:
+            order_id = client.place_order(mapping_request(m))
+        except BrokerError as exc:
+            status, event = send_error_outcome(exc)
+            if isinstance(exc, BrokerUnavailable) and m.attempts >= MAX_SEND_ATTEMPTS:
+                status = MappingStatus.FAILED  # not placed, and tried enough: surface it
+            return Outcome(m.pk, status, reason_code=exc.code, reason=exc.message, error=exc, event=event)
+        except Exception as exc:
+            logger.exception("unexpected error placing %s", m.tag)
+            return Outcome(
+                m.pk,
+                MappingStatus.UNKNOWN,
+                reason_code="unexpected",
+                reason=type(exc).__name__,
+                event="send_unknown",
+            )
+        failpoint("after_broker_call")
+        return Outcome(m.pk, MappingStatus.OPEN, broker_order_id=order_id, acked_at=self.now(), event="sent")
