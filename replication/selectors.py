@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from accounts.models import Account
-from replication.allocator import replicated_positions
+from replication.allocation.positions import replicated_positions
 from replication.models import LEGACY_EVENT_KINDS, EventKind, MarginSnapshot, ReplicationEvent
 
 __all__ = [

@@ -54,17 +54,10 @@ def test_audit_rows_roll_back_with_the_change_they_record():
     assert list(ReplicationEvent.objects.values_list("kind", flat=True)) == [EventKind.SENT]
 
 
-# ENGINE's send path still writes the old spelling `account_needs_login` (replication/replicator.py
-# mark_needs_login, replication/engine/sender/write_back.py) until it calls
-# `replication.services.accounts_mark_needs_login` (recut.md). Remove this marker then.
-PENDING_ENGINE = pytest.mark.xfail(reason="ENGINE still writes account_needs_login", strict=False)
-
-
 def _kinds_written() -> set[str]:
     return set(ReplicationEvent.objects.values_list("kind", flat=True))
 
 
-@PENDING_ENGINE
 def test_every_kind_written_during_an_engine_run_is_in_the_enum(desk, orch, faults):
     """Issue 13 item 2: run the paper desk through entries, an exit, a rejected master order and
     faults (expired session, rate limit, unknown outcome, rejected after accept); every
@@ -137,7 +130,6 @@ def _kinds_in_source() -> dict[str, list[str]]:
     return found
 
 
-@PENDING_ENGINE
 def test_every_kind_written_in_the_source_is_in_the_enum():
     """Issue 13 item 2: every literal kind passed to an audit write (or an order outcome's event, which
     becomes the row's kind) in replication/ and accounts/ is an EventKind member."""
