@@ -1,4 +1,8 @@
-"""Vendor-neutral broker types. Money is Decimal, quantities are int units, times are aware UTC."""
+"""Vendor-neutral broker types. Money is Decimal, quantities are int units, times are aware UTC.
+
+The broker vocabulary (side, order type, product, validity, order status, instrument type) is
+declared here once: the adapters, the engine and the paper exchange's models (`choices=`) use it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,21 @@ from datetime import datetime
 from decimal import Decimal
 
 
-class Side(enum.StrEnum):
+class Vocabulary(enum.StrEnum):
+    """A closed set of broker words, valued as Kite spells them."""
+
+    @property
+    def label(self) -> str:
+        """The human name (admin, forms)."""
+        return LABELS.get(self, self.value)
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """(value, label) pairs for a Django field's `choices=`."""
+        return [(member.value, member.label) for member in cls]
+
+
+class Side(Vocabulary):
     BUY = "BUY"
     SELL = "SELL"
 
@@ -20,27 +38,27 @@ class Side(enum.StrEnum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
-class OrderType(enum.StrEnum):
+class OrderType(Vocabulary):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
     SL = "SL"
     SLM = "SL-M"
 
 
-class Product(enum.StrEnum):
+class Product(Vocabulary):
     MIS = "MIS"
     NRML = "NRML"
     CNC = "CNC"
     MTF = "MTF"
 
 
-class Validity(enum.StrEnum):
+class Validity(Vocabulary):
     DAY = "DAY"
     IOC = "IOC"
     TTL = "TTL"
 
 
-class OrderStatus(enum.StrEnum):
+class OrderStatus(Vocabulary):
     """Broker-side order status (Kite's vocabulary, normalised)."""
 
     PENDING = "PENDING"  # OPEN PENDING, VALIDATION PENDING, PUT ORDER REQ RECEIVED, MODIFY ...
@@ -59,12 +77,40 @@ class OrderStatus(enum.StrEnum):
         return not self.is_final
 
 
-class InstrumentType(enum.StrEnum):
+class InstrumentType(Vocabulary):
     EQ = "EQ"
     FUT = "FUT"
     CE = "CE"
     PE = "PE"
     INDEX = "INDEX"
+
+
+LABELS: dict[Vocabulary, str] = {
+    Side.BUY: "Buy",
+    Side.SELL: "Sell",
+    OrderType.MARKET: "Market",
+    OrderType.LIMIT: "Limit",
+    OrderType.SL: "Stop-loss limit",
+    OrderType.SLM: "Stop-loss market",
+    Product.MIS: "Intraday",
+    Product.NRML: "Carry forward",
+    Product.CNC: "Delivery",
+    Product.MTF: "Margin trading facility",
+    Validity.DAY: "Day",
+    Validity.IOC: "Immediate or cancel",
+    Validity.TTL: "Time to live (minutes)",
+    OrderStatus.PENDING: "Pending",
+    OrderStatus.OPEN: "Open",
+    OrderStatus.TRIGGER_PENDING: "Trigger pending",
+    OrderStatus.COMPLETE: "Complete",
+    OrderStatus.CANCELLED: "Cancelled",
+    OrderStatus.REJECTED: "Rejected",
+    InstrumentType.EQ: "Equity",
+    InstrumentType.FUT: "Future",
+    InstrumentType.CE: "Call option",
+    InstrumentType.PE: "Put option",
+    InstrumentType.INDEX: "Index (not tradable)",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ overridden in Django settings, read by the service layer):
   `|quantity| x underlying last price x PAPER_SHORT_OPTION_MARGIN_RATE` (default 10%); when the
   underlying has no price, the strike stands in for it.
 * **Long options**: the premium, `quantity x price`.
-* **Cash equity**: `CNC` (delivery) 100% of value (`PAPER_CNC_MARGIN_RATE`), `MIS` (intraday) 20%
-  (`PAPER_MIS_MARGIN_RATE`), whichever side.
+* **Cash equity**: `CNC` (delivery) and `MTF` (margin trading: nothing is lent here) 100% of value
+  (`PAPER_CNC_MARGIN_RATE`), `MIS` (intraday) 20% (`PAPER_MIS_MARGIN_RATE`), whichever side.
 * **Hedge offset**: per underlying, the short quantity (short futures and short options) that is
   covered by long options (calls or puts) on the same underlying gets a benefit of
   `PAPER_HEDGE_OFFSET_RATE` (default 70%) of that covered quantity's short margin, i.e.
@@ -49,6 +49,9 @@ SHORT_OPTION_MARGIN_RATE = Decimal("0.10")
 CNC_MARGIN_RATE = Decimal("1.00")
 MIS_MARGIN_RATE = Decimal("0.20")
 HEDGE_OFFSET_RATE = Decimal("0.70")
+# Equity products that block their full value at the CNC rate: MTF too, as the paper exchange lends
+# nothing (at Kite the broker funds part of an MTF position).
+FULL_VALUE_PRODUCTS = frozenset({"CNC", "MTF"})
 
 FUT = "FUT"
 CALL = "CE"
@@ -150,7 +153,7 @@ def portfolio_margin(legs: Sequence[Leg], rates: MarginRates = DEFAULT_RATES) ->
     long_options: dict[str, int] = defaultdict(int)
     for leg in net_legs(legs):
         if leg.kind == EQUITY:
-            rate = rates.cnc if leg.product == "CNC" else rates.mis
+            rate = rates.cnc if leg.product in FULL_VALUE_PRODUCTS else rates.mis
             equity += abs(leg.quantity) * leg.price * rate
         elif leg.kind in OPTION_KINDS and leg.quantity > 0:
             premium += leg.quantity * leg.price

@@ -40,10 +40,13 @@ from brokers.paper.models import (
     live_on,
     trading_date,
 )
+from brokers.types import Vocabulary
 
 PRICE_PLACES = Decimal("0.0001")
 DERIVATIVE_PRODUCTS = frozenset({Product.NRML, Product.MIS})
-EQUITY_PRODUCTS = frozenset({Product.CNC, Product.MIS})
+# MTF (margin trading) is an equity product at Kite; the paper exchange lends nothing, so an MTF
+# order blocks its full value like CNC (brokers.paper.margin).
+EQUITY_PRODUCTS = frozenset({Product.CNC, Product.MIS, Product.MTF})
 
 
 # --- Input checks -----------------------------------------------------------------------------
@@ -69,14 +72,14 @@ def positive_input(value: object, what: str) -> Decimal:
 
 
 @cache
-def _choice_values(choices: type[models.TextChoices]) -> frozenset[str]:
-    return frozenset(choices.values)
+def _choice_values(choices: type[Vocabulary]) -> tuple[str, ...]:
+    return tuple(member.value for member in choices)
 
 
-def choice_input(choices: type[models.TextChoices], value: object, what: str) -> str:
+def choice_input(choices: type[Vocabulary], value: object, what: str) -> str:
     text = str(value).upper()
     if text not in _choice_values(choices):
-        raise InputRejected(f"{what} must be one of {', '.join(choices.values)}, got {value!r}")
+        raise InputRejected(f"{what} must be one of {', '.join(_choice_values(choices))}, got {value!r}")
     return text
 
 

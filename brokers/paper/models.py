@@ -10,6 +10,14 @@ from zoneinfo import ZoneInfo
 from django.db import models
 from django.utils import timezone
 
+# The broker vocabulary is declared once, in brokers.types; re-exported for the exchange's callers.
+from brokers.types import InstrumentType as InstrumentType
+from brokers.types import OrderStatus as OrderStatus
+from brokers.types import OrderType as OrderType
+from brokers.types import Product as Product
+from brokers.types import Side as Side
+from brokers.types import Validity as Validity
+
 IST = ZoneInfo("Asia/Kolkata")  # the exchange's clock: trading dates and order-id dates
 MONEY: dict[str, Any] = {"max_digits": 18, "decimal_places": 2}
 PRICE: dict[str, Any] = {"max_digits": 18, "decimal_places": 4}
@@ -29,47 +37,8 @@ class InvalidTransition(Exception):
     """A status change that the allowed-transitions map does not permit."""
 
 
-class InstrumentType(models.TextChoices):
-    EQ = "EQ", "Equity"
-    FUT = "FUT", "Future"
-    CE = "CE", "Call option"
-    PE = "PE", "Put option"
-    INDEX = "INDEX", "Index (not tradable)"
-
-
-class Side(models.TextChoices):
-    BUY = "BUY", "Buy"
-    SELL = "SELL", "Sell"
-
-
-class OrderType(models.TextChoices):
-    MARKET = "MARKET", "Market"
-    LIMIT = "LIMIT", "Limit"
-    SL = "SL", "Stop-loss limit"
-    SLM = "SL-M", "Stop-loss market"
-
-
-class Product(models.TextChoices):
-    CNC = "CNC", "Delivery"
-    NRML = "NRML", "Carry forward"
-    MIS = "MIS", "Intraday"
-
-
-class Validity(models.TextChoices):
-    DAY = "DAY", "Day"
-    IOC = "IOC", "Immediate or cancel"
-
-
-class OrderStatus(models.TextChoices):
-    """Kite's vocabulary. OPEN and TRIGGER PENDING are live; the rest are final."""
-
-    OPEN = "OPEN", "Open"
-    TRIGGER_PENDING = "TRIGGER PENDING", "Trigger pending"
-    COMPLETE = "COMPLETE", "Complete"
-    CANCELLED = "CANCELLED", "Cancelled"
-    REJECTED = "REJECTED", "Rejected"
-
-
+# Statuses: Kite's vocabulary. The paper exchange accepts or rejects an order at once (never
+# PENDING); OPEN and TRIGGER PENDING are live, the rest final.
 LIVE_STATUSES = (OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING)
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -106,7 +75,7 @@ class PaperInstrument(models.Model):
     exchange_token = models.CharField(max_length=16, blank=True)
     name = models.CharField(max_length=128, blank=True)
     underlying = models.CharField(max_length=64, blank=True, db_index=True)
-    instrument_type = models.CharField(max_length=8, choices=InstrumentType.choices)
+    instrument_type = models.CharField(max_length=8, choices=InstrumentType.choices())
     segment = models.CharField(max_length=16)
     lot_size = models.PositiveIntegerField(default=1)
     tick_size = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("0.05"))
@@ -153,15 +122,15 @@ class PaperOrder(models.Model):
     tag = models.CharField(max_length=32, blank=True)
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    side = models.CharField(max_length=4, choices=Side.choices)
-    order_type = models.CharField(max_length=8, choices=OrderType.choices)
-    product = models.CharField(max_length=8, choices=Product.choices)
-    validity = models.CharField(max_length=8, choices=Validity.choices, default=Validity.DAY)
+    side = models.CharField(max_length=4, choices=Side.choices())
+    order_type = models.CharField(max_length=8, choices=OrderType.choices())
+    product = models.CharField(max_length=8, choices=Product.choices())
+    validity = models.CharField(max_length=8, choices=Validity.choices(), default=Validity.DAY.value)
     variety = models.CharField(max_length=16, default="regular")
     quantity = models.PositiveIntegerField()
     price = models.DecimalField(**PRICE, default=Decimal("0"))
     trigger_price = models.DecimalField(**PRICE, default=Decimal("0"))
-    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices())
     status_message = models.CharField(max_length=255, blank=True)
     filled_quantity = models.PositiveIntegerField(default=0)
     average_price = models.DecimalField(**PRICE, default=Decimal("0"))
@@ -204,8 +173,8 @@ class PaperTrade(models.Model):
     account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="trades")
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8, choices=Product.choices)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    product = models.CharField(max_length=8, choices=Product.choices())
+    side = models.CharField(max_length=4, choices=Side.choices())
     quantity = models.PositiveIntegerField()
     price = models.DecimalField(**PRICE)
     filled_at = models.DateTimeField(default=timezone.now)
@@ -226,7 +195,7 @@ class PaperPosition(models.Model):
     instrument = models.ForeignKey(PaperInstrument, on_delete=models.PROTECT, related_name="positions")
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8, choices=Product.choices)
+    product = models.CharField(max_length=8, choices=Product.choices())
     quantity = models.IntegerField(default=0)
     average_price = models.DecimalField(**PRICE, default=Decimal("0"))
     realised_pnl = models.DecimalField(**MONEY, default=Decimal("0"))

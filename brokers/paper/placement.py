@@ -158,6 +158,11 @@ def _clean(index: int, order: NewOrder) -> _Clean:
         raise InputRejected(f"tag must be at most {MAX_TAG_LENGTH} characters")
     if validity == Validity.IOC and order_type not in (OrderType.MARKET, OrderType.LIMIT):
         raise InputRejected("IOC validity is allowed only for MARKET and LIMIT orders")
+    if validity == Validity.TTL:
+        raise InputRejected(
+            "TTL validity needs a validity_ttl in minutes, which the paper exchange does not take "
+            "(use DAY or IOC)"
+        )
     return _Clean(
         index,
         order.user_id,

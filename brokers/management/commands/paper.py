@@ -16,10 +16,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from brokers.errors import BrokerError
 from brokers.paper import selectors, services
 from brokers.paper.models import IST, InstrumentType, PaperInstrument, PaperOrder, trading_date
-from brokers.types import InstrumentKey
+from brokers.types import InstrumentKey, OrderType, Product
 
-ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
-PRODUCTS = ("NRML", "MIS", "CNC")
+ORDER_TYPES = tuple(member.value for member in OrderType)
+PRODUCTS = tuple(member.value for member in Product)
 
 
 def _decimal(text: str, what: str, *, positive: bool = True) -> Decimal:
