@@ -23,6 +23,7 @@ from replication.failpoints import failpoint
 from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
 from replication.models import (
+    EventKind,
     OrderMapping,
     ReplicationEvent,
 )
@@ -210,7 +211,7 @@ class WriteBack:
                 Account.objects.filter(pk__in=tripped).update(breaker_tripped_at=now)
                 ReplicationEvent.objects.bulk_create(
                     ReplicationEvent(
-                        kind="breaker_tripped",
+                        kind=EventKind.BREAKER_TRIPPED,
                         account_id=pk,
                         message=f"{self.breaker_threshold} failed orders in a row: entries paused, "
                         "exits continue; resume the account to reset",
@@ -231,7 +232,7 @@ def mark_needs_login(account_ids: Sequence[int], *, reason: str) -> list[int]:
         Account.objects.filter(pk__in=moved).update(status=AccountStatus.NEEDS_LOGIN)
         ReplicationEvent.objects.bulk_create(
             ReplicationEvent(
-                kind="account_needs_login",
+                kind=EventKind.ACCOUNT_LOGIN_NEEDED,
                 account_id=pk,
                 message=reason,
                 data={"status": {"after": AccountStatus.NEEDS_LOGIN}},
