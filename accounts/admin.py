@@ -50,6 +50,7 @@ from accounts.validation import (
 )
 from brokers.errors import BrokerError
 from brokers.registry import UnknownBroker
+from pms.money import rupees
 from replication.models import MarginSnapshot
 
 logger = logging.getLogger(__name__)
@@ -194,17 +195,7 @@ def _settings_from(cleaned: dict[str, Any], names: Any) -> dict[str, Any]:
 
 def _rupees(value: Decimal | None) -> str:
     """Rupees with Indian digit grouping: ₹12,34,567.89."""
-    if value is None:
-        return "—"
-    amount = value.quantize(Decimal("0.01"))
-    sign = "-" if amount < 0 else ""
-    whole, _, paise = f"{abs(amount):.2f}".partition(".")
-    head, tail = whole[:-3], whole[-3:]
-    groups: list[str] = []
-    while head:
-        groups.insert(0, head[-2:])
-        head = head[:-2]
-    return f"{sign}₹{','.join([*groups, tail])}.{paise}"
+    return "—" if value is None else rupees(value)
 
 
 def _local(moment: datetime) -> str:

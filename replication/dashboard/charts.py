@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from pms.money import rupees
+
 ZERO = Decimal(0)
 ONE_US = timedelta(microseconds=1)
 LATENCY_BUCKETS_MS = (50, 100, 200, 500, 1000, 2000, 5000)
@@ -33,20 +35,8 @@ def _n(value: Decimal) -> str:
 
 
 def inr(amount: Decimal, *, places: int = 0) -> str:
-    """₹ with Indian digit grouping: 12,34,567."""
-    q = amount.quantize(Decimal(1) if places == 0 else Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    sign = "-" if q < 0 else ""
-    whole, _, frac = f"{abs(q):f}".partition(".")
-    if len(whole) > 3:
-        head, tail = whole[:-3], whole[-3:]
-        groups: list[str] = []
-        while len(head) > 2:
-            groups.insert(0, head[-2:])
-            head = head[:-2]
-        if head:
-            groups.insert(0, head)
-        whole = ",".join([*groups, tail])
-    return f"{sign}₹{whole}" + (f".{frac}" if frac else "")
+    """₹ with Indian digit grouping: 12,34,567 (pms.money.rupees, whole rupees by default)."""
+    return rupees(amount, places=places)
 
 
 def nice_ceiling(value: Decimal) -> Decimal:

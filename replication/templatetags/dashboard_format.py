@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
-from replication.dashboard.charts import inr as format_inr
+from pms.money import rupees
 
 register = template.Library()
 
@@ -24,11 +24,11 @@ def _decimal(value: object) -> Decimal | None:
 def inr(value: object, places: int = 0) -> str:
     """₹12,34,567 (places: decimals); – when there is no value."""
     amount = _decimal(value)
-    return "–" if amount is None else format_inr(amount, places=int(places))
+    return "–" if amount is None else rupees(amount, places=int(places))
 
 
 @register.filter
 def indian(value: object, places: int = 2) -> str:
     """12,34,567.50: a price or amount without the ₹ sign, Indian grouping."""
     amount = _decimal(value)
-    return "–" if amount is None else format_inr(amount, places=int(places)).replace("₹", "")
+    return "–" if amount is None else rupees(amount, places=int(places), symbol=False)

@@ -17,6 +17,7 @@ from brokers.errors import BrokerError
 from brokers.paper import selectors, services
 from brokers.paper.models import IST, InstrumentType, PaperInstrument, PaperOrder, trading_date
 from brokers.types import InstrumentKey, OrderType, Product
+from pms.money import rupees
 
 ORDER_TYPES = tuple(member.value for member in OrderType)
 PRODUCTS = tuple(member.value for member in Product)
@@ -54,17 +55,8 @@ def _key(text: str) -> InstrumentKey:
 
 
 def inr(value: Decimal) -> str:
-    """Two decimals with Indian digit grouping: 1234567.5 -> 12,34,567.50."""
-    sign = "-" if value < 0 else ""
-    whole, _, paise = f"{abs(value):.2f}".partition(".")
-    head, tail = whole[:-3], whole[-3:]
-    groups: list[str] = []
-    while len(head) > 2:
-        groups.insert(0, head[-2:])
-        head = head[:-2]
-    if head:
-        groups.insert(0, head)
-    return f"{sign}{','.join([*groups, tail])}.{paise}"
+    """Two decimals with Indian digit grouping, no ₹ (the table says rupees): 12,34,567.50."""
+    return rupees(value, symbol=False)
 
 
 def _price(value: Decimal) -> str:
