@@ -19,7 +19,6 @@ IST = ZoneInfo("Asia/Kolkata")
 PROXY_PASSWORD = "proxy_password"  # noqa: S105
 AUDIT_SECRETS = (*Account.SECRET_FIELDS, PROXY_PASSWORD)
 _MODEL_FIELD = {"owner_id": "owner", PROXY_PASSWORD: "proxy_url"}
-DEFAULT_CONSENT_VERSION = "2026-01"
 
 AUDITED_FIELDS = (
     "broker",
@@ -55,7 +54,7 @@ AUDITED_FIELDS = (
 
 def consent_version_current() -> str:
     """The consent terms version new consents are recorded under (settings.CONSENT_VERSION)."""
-    return str(getattr(settings, "CONSENT_VERSION", DEFAULT_CONSENT_VERSION))
+    return str(settings.CONSENT_VERSION)
 
 
 def kite_token_expiry(obtained_at: datetime) -> datetime:

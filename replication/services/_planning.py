@@ -112,7 +112,7 @@ def freeze_quantities(
     except BrokerError as exc:
         logger.warning("instrument list unavailable, freeze quantities from allocations: %s", exc)
         listing = []
-    configured: dict[str, int] = getattr(settings, "FREEZE_QUANTITIES", {})
+    configured: dict[str, int] = settings.FREEZE_QUANTITIES
     for inst in listing:
         key = (inst.exchange, inst.tradingsymbol)
         if key in wanted:
@@ -159,7 +159,7 @@ def smallest_limit(*limits: int | None) -> int | None:
 
 
 def child_dry_run(child: Account) -> bool:
-    return bool(engine_control_get().dry_run or getattr(settings, "DRY_RUN", False) or child.dry_run)
+    return bool(engine_control_get().dry_run or settings.DRY_RUN or child.dry_run)
 
 
 def working_tags(child: Account, exchange: str, tradingsymbol: str, product: str) -> list[str]:
