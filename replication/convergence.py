@@ -259,3 +259,37 @@ def converge(
 
 def sweep_due(last: float | None, now: float) -> bool:
     return last is None or now - last >= settings.CONVERGE_SWEEP_SECONDS
+
+
+def stale_mirrors(*, now: datetime, retries: dict[int, tuple[int, datetime]]) -> list[OrderMapping]:
+    """Child orders still resting at the broker although their master order was cancelled with
+    nothing filled (the allocation's master quantity went to 0): their cancel was held back (the
+    child could not trade) or failed. Returned for the cancel to be sent again once the child can
+    trade (a held child adds no audit row per tick) and its backoff (`OWED_EXIT_BACKOFF`, counted
+    in `retries`: mapping id -> attempts, next attempt) has passed. A stale mirror would otherwise
+    stand in for an owed exit for ever (DESIGN §3.7)."""
+    rows = list(
+        OrderMapping.objects.filter(
+            status=MappingStatus.OPEN,
+            allocation__master_quantity=0,
+            allocation__kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE),
+        )
+        .exclude(broker_order_id="")
+        .select_related("child")
+    )
+    if not rows:
+        retries.clear()
+        return []
+    engine = Switches.read()
+    switches = child_switches(sorted({m.child_id for m in rows}))
+    due = []
+    for m in rows:
+        sw = switches.get(m.child_id)
+        if sw is None or not decide(Action.CANCEL, engine, sw).send:
+            continue
+        attempts, next_at = retries.get(m.pk, (0, now))
+        if now < next_at:
+            continue
+        retries[m.pk] = (attempts + 1, now + backoff(attempts + 1))
+        due.append(m)
+    return due

@@ -495,3 +495,28 @@ def test_money_orders_on_both_sides_of_a_known_fill_are_not_netted_across_it(des
     desk.place("SELL", FUT, 150)
     settle(orch, 5)
     assert desk.positions(FUT) == FLAT
+
+
+def test_money_cancel_held_while_the_child_needs_login_is_sent_after_login(desk, orch, faults):
+    """DESIGN §3.7 (an exit is owed until done; every order write through the gate, whatever failed
+    on the way), found by the long state machine: the master rests a stop-loss and a target, which
+    C1 mirrors; C1's token expires and the master cancels both, so C1's cancels are held back. After
+    C1's login its mirrors are cancelled all the same, and when the master sells at market C1 exits
+    with everyone: a stale resting mirror never stands in for the owed exit."""
+    entry(desk, orch)
+    sl = desk.place("SELL", FUT, 150, order_type="SL-M", trigger=Decimal("19500"))
+    target = desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20500"))
+    orch.run_tick()
+    assert child_orders("C1").filter(status__in=("OPEN", "TRIGGER PENDING")).count() == 2
+    faults.token_expired.add("C1")
+    paper_order_cancel(user_id="MASTER", order_id=sl)
+    paper_order_cancel(user_id="MASTER", order_id=target)
+    settle(orch, 2)
+    assert ReplicationEvent.objects.filter(kind="cancel_held", account=desk.children["C1"]).exists()
+    faults.token_expired.discard("C1")
+    set_status(desk.children["C1"], AccountStatus.ACTIVE)  # what a completed login does
+    settle(orch, 2)
+    assert not child_orders("C1").filter(status__in=("OPEN", "TRIGGER PENDING")).exists()
+    desk.place("SELL", FUT, 150)  # the master exits at market
+    settle(orch, 4)
+    assert desk.positions(FUT) == FLAT

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 
-from replication.convergence import ConvergeReport, converge, sweep_due
+from django.utils import timezone
+
+from replication.convergence import ConvergeReport, converge, stale_mirrors, sweep_due
 from replication.engine.context import TickContext
 
 
@@ -16,3 +18,12 @@ def converge_owed(ctx: TickContext) -> ConvergeReport:
     if sweep:
         ctx.state.last_sweep = now_mono
     return converge(lease=ctx.lease, tick_id=ctx.tick.pk, clients=ctx.clients, sweep=sweep)
+
+
+def cancel_stale_mirrors(ctx: TickContext) -> int:
+    """Cancel again the child orders whose master order was cancelled but whose own cancel was held
+    back or failed, once the child can trade: a stale mirror never stands in for an owed exit."""
+    stale = stale_mirrors(now=timezone.now(), retries=ctx.state.stale_retries)
+    if not stale:
+        return 0
+    return ctx.sender.cancel_open(stale, reason="master order cancelled (the cancel sent again)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from replication.engine.context import TickContext
-from replication.engine.converge import converge_owed
+from replication.engine.converge import cancel_stale_mirrors, converge_owed
 from replication.engine.detect import detect_events
 from replication.engine.follow_up import follow_up
 from replication.engine.plan import plan_allocations
@@ -67,6 +67,8 @@ def run_tick(ctx: TickContext) -> None:
         if owed.intents:
             result.intents += owed.intents
             send(ctx)
+        # 11. Cancels held back or failed earlier (a child that could not trade) are sent again.
+        cancel_stale_mirrors(ctx)
     # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
     # second round of order-book reads would double the tick for a thousand children.
     timings["total"] = (time.perf_counter() - started) * 1000
