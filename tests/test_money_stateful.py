@@ -158,31 +158,38 @@ def _ltps() -> dict[str, Decimal]:
 
 @dataclass
 class EntitlementModel:
-    """An upper bound of each child's entitled quantity E (DESIGN §3.7), in signed lots.
+    """Upper bounds of each child's entitled quantity E (DESIGN §3.7), in lots, one per side: how
+    long (`long`) and how short (`short`) the child may be.
 
     Entries: the quantity of every child order at the broker whose intent belongs to an opening
-    allocation, added once when it first appears (whatever becomes of it: the bound may only be
-    too high). Exits: when the master's position in an instrument shrinks between two ticks from
-    P0 to P1 (same side), `E <- E - round_half_up(r x E)` with `r = (|P0| - |P1|) / |P0|`; flat or
-    turned around: E = 0. Netting a tick's master orders can only give a smaller exit than the
-    engine's per-event rule, and `E - round(r E)` is monotone in E, so the bound stays an upper
-    bound of the engine's E (entries in flight are counted by the engine before an exit and here
-    after it: again only higher)."""
+    allocation, added to its side once when it first appears (whatever becomes of it: a bound may
+    only be too high; kept per side, an entry cancelled unfilled on one side never lowers the other).
+    Exits: when the master's position in an instrument shrinks between two ticks from P0 to P1 (same
+    side), the bound of that side `B <- B - round_half_up(r x B)` with `r = (|P0| - |P1|) / |P0|`;
+    flat or turned around: both 0. Netting a tick's master orders can only give a smaller exit than
+    the engine's per-event rule, and `B - round(r B)` is monotone in B, so each bound stays an upper
+    bound of the engine's E on its side (entries in flight are counted by the engine before an exit
+    and here after it: again only higher)."""
 
-    lots: dict[tuple[str, str], int] = field(default_factory=dict)  # (child, symbol) -> signed lots
-    previous: dict[tuple[str, str], int] = field(default_factory=dict)  # a tick earlier
+    long: dict[tuple[str, str], int] = field(default_factory=dict)  # (child, symbol) -> lots
+    short: dict[tuple[str, str], int] = field(default_factory=dict)
+    previous: tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]] = field(
+        default_factory=lambda: ({}, {})
+    )  # (long, short) a tick earlier
     seen_tags: set[str] = field(default_factory=set)
 
     def master_moved(self, symbol: str, before: int, after: int) -> None:
         if before == 0 or before == after:
             return
-        for key in [k for k in self.lots if k[1] == symbol]:
-            held = self.lots[key]
-            if after == 0 or _sign(after) != _sign(before):
-                self.lots[key] = 0
-            elif abs(after) < abs(before):
-                r = Decimal(abs(before) - abs(after)) / Decimal(abs(before))
-                self.lots[key] = _sign(held) * (abs(held) - _lots_half_up(r * abs(held)))
+        for bounds in (self.long, self.short):
+            for key in [k for k in bounds if k[1] == symbol]:
+                if after == 0 or _sign(after) != _sign(before):
+                    bounds[key] = 0
+        if after != 0 and _sign(after) == _sign(before) and abs(after) < abs(before):
+            r = Decimal(abs(before) - abs(after)) / Decimal(abs(before))
+            side = self.long if before > 0 else self.short
+            for key in [k for k in side if k[1] == symbol]:
+                side[key] -= _lots_half_up(r * side[key])
 
     def entries_seen(self, book: dict[str, BookRow]) -> None:
         new = {row.tag: row for row in book.values() if row.tag and row.tag not in self.seen_tags}
@@ -197,13 +204,19 @@ class EntitlementModel:
             self.seen_tags.add(tag)
             if tag in opening:
                 key = (row.user, row.symbol)
-                sign = 1 if row.side == "BUY" else -1
-                self.lots[key] = self.lots.get(key, 0) + sign * row.quantity // LOT
+                side = self.long if row.side == "BUY" else self.short
+                side[key] = side.get(key, 0) + row.quantity // LOT
+
+    def tick_done(self) -> None:
+        self.previous = (dict(self.long), dict(self.short))
 
     def allowed(self, key: tuple[str, str]) -> tuple[int, int]:
-        """(most short, most long) lots the child may hold: this tick's bound or the last one's."""
-        now, before = self.lots.get(key, 0), self.previous.get(key, 0)
-        return min(now, before, 0), max(now, before, 0)
+        """(most short, most long) lots the child may hold: this tick's bounds or the last one's."""
+        long_before, short_before = self.previous
+        return (
+            -max(self.short.get(key, 0), short_before.get(key, 0)),
+            max(self.long.get(key, 0), long_before.get(key, 0)),
+        )
 
 
 class MoneyMachine(RuleBasedStateMachine):
@@ -331,7 +344,7 @@ class MoneyMachine(RuleBasedStateMachine):
             self.flat_quiet[symbol] = self.flat_quiet[symbol] + 1 if flat else 0
         self._check_bound(after)
         self._check_flat(after)
-        self.model.previous = dict(self.model.lots)
+        self.model.tick_done()
 
     def _check_gate(self, gated: set[str], before: dict[str, BookRow], after: dict[str, BookRow]) -> None:
         if "gate" not in CHECKS or not gated:
