@@ -12,6 +12,7 @@ from django_q.signing import SignedPackage
 
 from accounts.models import Account
 from brokers.paper.services import paper_order_place
+from replication.alerts.models import Alert, AlertCursor, AlertDelivery, AlertKind, AlertSubscription, Channel
 from replication.models import (
     EngineControl,
     MarginSnapshot,
@@ -88,6 +89,28 @@ def seeded(people, monkeypatch):
             {"id": "q1", "name": "queued", "func": "math.floor", "args": (1,), "kwargs": {}}
         ),
     )
+    # one alert of the seeded account, its subscription, delivery and the scanner's cursor
+    subscription = AlertSubscription.objects.create(
+        user=people.alice, channel=Channel.TELEGRAM, address="4242"
+    )
+    alert = Alert.objects.create(
+        kind=AlertKind.LOGIN_MISSING,
+        scope=f"account:{kite.pk}",
+        account=kite,
+        closes_at=now,
+        subject="Broker login missing",
+        message="Seeded kite needs a login",
+    )
+    AlertDelivery.objects.create(
+        alert=alert,
+        subscription=subscription,
+        channel=Channel.TELEGRAM,
+        address="4242",
+        subject=alert.subject,
+        body=alert.message,
+        last_error="connection refused",
+    )
+    AlertCursor.objects.create()
     # audit rows about credentials, from the API
     people.as_alice.patch(f"{API}/accounts/{kite.pk}", {"api_secret": ROTATED_SECRET}, format="json")
     people.as_alice.patch(f"{API}/accounts/{kite.pk}", {"api_secret": API_SECRET}, format="json")
