@@ -8,18 +8,13 @@ from collections.abc import Sequence
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account
 from brokers.base import BrokerClient
-from brokers.registry import BrokerCredentials, build_client
+from brokers.credentials import BrokerCredentials
+from brokers.registry import build_client
 
 
 def credentials_for(account: Account) -> BrokerCredentials:
     """Plaintext credentials for the adapter. Raises CredentialDecryptError on a wrong key."""
-    return BrokerCredentials(
-        broker=account.broker,
-        user_id=account.broker_user_id,
-        api_key=account.secret("api_key"),
-        access_token=account.secret("access_token"),
-        proxy_url=account.proxy_url,
-    )
+    return account.broker_credentials()
 
 
 # Credential columns deferred when accounts are loaded in bulk (ClientCache decrypts on a miss only).

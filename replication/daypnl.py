@@ -5,7 +5,7 @@ orders, not from the broker's position P&L: a client's own trades and the overni
 on an earlier day, its move since yesterday's close) are not the engine's loss today.
 
 Per child and instrument, over the engine's orders (OrderMapping rows, staff corrective orders
-excluded: see `allocator.CORRECTIVE`) that filled during today's IST trading day:
+excluded: see `allocation.positions.CORRECTIVE`) that filled during today's IST trading day:
 
     P&L = Σ sells (filled × average price) − Σ buys (filled × average price) + open × LTP
 
@@ -67,8 +67,8 @@ class _Book:
 
 
 def _books(children: Sequence[int], start: datetime, end: datetime) -> dict[int, _Book]:
-    # Read here, not at import: the allocator imports this module to apply the loss limit.
-    from replication.allocator import CORRECTIVE
+    # Read here, not at import: replication.allocation imports this module to apply the loss limit.
+    from replication.allocation.positions import CORRECTIVE
 
     rows = (
         OrderMapping.objects.filter(child_id__in=list(children), filled_quantity__gt=0)

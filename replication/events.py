@@ -18,7 +18,7 @@ from brokers.types import Order, OrderStatus, OrderType, Position, Side
 
 InstrumentPos = tuple[str, str, str]  # (exchange, tradingsymbol, product)
 
-# The tag the engine puts on every child order (`replication.allocator.make_tag`): R<alloc>C<child>S<slice>.
+# The tag the engine puts on every child order (`replication.allocation.make_tag`): R<alloc>C<child>S<slice>.
 ENGINE_TAG = re.compile(r"R[0-9A-Z]+C[0-9A-Z]+S[0-9A-Z]+")
 ENGINE_ORDER = "placed by the replication engine (an account that was a child): never a master event"
 EARLIER_BOOK = "placed before this account became master: its known book, not a master event"

@@ -19,7 +19,7 @@ class FanOut:
     """`map` runs a function over items concurrently (or inline when workers is 0) and flattens."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = getattr(settings, "FANOUT_WORKERS", 64) if workers is None else workers
+        self.workers = settings.FANOUT_WORKERS if workers is None else workers
         self._pool: ThreadPoolExecutor | None = None
 
     def map(self, fn: Callable[[T], list[R]], items: Sequence[T]) -> list[R]:

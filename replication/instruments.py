@@ -37,7 +37,7 @@ class InstrumentCache:
         self._lock = threading.Lock()
 
     def _load(self, client: BrokerClient) -> None:
-        freezes: dict[str, int] = getattr(settings, "FREEZE_QUANTITIES", {})
+        freezes: dict[str, int] = settings.FREEZE_QUANTITIES
         self._by_key = {i.key: with_freeze_quantity(i, freezes) for i in client.instruments()}
         self._day = datetime.now(IST).date()
         self._loaded_at = time.monotonic()

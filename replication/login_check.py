@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, Ownership
-from replication.audit import audit
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def accounts_needing_login(now: datetime | None = None) -> list[Account]:
 
 
 def _mail_configured() -> bool:
-    return bool(getattr(settings, "EMAIL_HOST", ""))
+    return bool(settings.EMAIL_HOST)
 
 
 def _staff_emails() -> list[str]:
@@ -84,7 +84,7 @@ def _staff_emails() -> list[str]:
 
 
 def _login_link(account: Account) -> str:
-    base = str(getattr(settings, "SITE_URL", "") or "").rstrip("/")
+    base = str(settings.SITE_URL or "").rstrip("/")
     return f"{base}/accounts/{account.pk}/kite/login/"
 
 
@@ -105,7 +105,7 @@ def _email(lines: list[str], count: int, deadline: datetime) -> bool:
     recipients = _staff_emails()
     if recipients:
         send_mail(subject, body, None, recipients)
-    elif getattr(settings, "ADMINS", None):
+    elif settings.ADMINS:
         mail_admins(subject, body)
     else:
         logger.warning("login check: mail is configured but no staff user has an email address")
@@ -129,7 +129,7 @@ def login_check_task(now: datetime | None = None) -> str:
                 "Kite account %s (%s) needs a login: %s", account.pk, account.broker_user_id, reason
             )
             audit(
-                kind="account.login_needed",
+                kind=EventKind.ACCOUNT_LOGIN_NEEDED,
                 actor="login-check",
                 account=account,
                 message=f"needs a Kite login before {deadline.astimezone(IST):%Y-%m-%d %H:%M} IST: {reason}",

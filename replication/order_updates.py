@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from accounts.models import Account
 from brokers.types import Order
-from replication.audit import audit
 from replication.models import MappingStatus, OrderMapping
 from replication.replicator import status_from_order
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def mapping_apply_broker_update(
             fields.add("finished_at")
         mapping.save(update_fields=[*sorted(fields), "updated_at"])
         audit(
-            kind="order_update",
+            kind=EventKind.ORDER_UPDATE,
             account_id=mapping.child_id,
             allocation_id=mapping.allocation_id,
             mapping=mapping,

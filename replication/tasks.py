@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from accounts.models import Account
-from replication.allocator import eligible_children, refresh_child_margins
+from replication.allocation import eligible_children, refresh_child_margins
 from replication.clients import ClientCache
 from replication.fanout import FanOut
 from replication.lease import Lease, LeaseLost, default_holder
@@ -83,6 +83,8 @@ SCHEDULES = {
     "child margin refresh": ("replication.tasks.refresh_child_margins_task", Schedule.MINUTES, 1),
     "reconciliation sweep": ("replication.tasks.reconciliation_sweep_task", Schedule.MINUTES, 5),
     "kite pre-open login check": ("replication.tasks.login_check_task", Schedule.DAILY, 0),
+    # A string path only: the engine never imports replication.alerts (an import contract).
+    "alert scan": ("replication.alerts.tasks.alerts_scan_task", Schedule.MINUTES, 1),
 }
 # Daily schedules run at a fixed IST wall-clock time (IST has no daylight saving).
 DAILY_AT_IST = {"kite pre-open login check": time(8, 45)}
@@ -105,5 +107,5 @@ def sync_schedules() -> list[str]:
         if name in DAILY_AT_IST:
             defaults["next_run"] = next_daily_run(DAILY_AT_IST[name])
         Schedule.objects.update_or_create(name=name, defaults=defaults)
-    logger.info("django-q2 schedules synced (%s)", getattr(settings, "Q_CLUSTER", {}).get("name"))
+    logger.info("django-q2 schedules synced (%s)", settings.Q_CLUSTER.get("name"))
     return list(SCHEDULES)

@@ -26,7 +26,7 @@ _seen: dict[Path, int | None] = {}  # wake file -> the mtime (ns) this process h
 
 def wake_file() -> Path:
     """The file another process touches to wake this one."""
-    configured = getattr(settings, "WAKE_FILE", None)
+    configured = settings.WAKE_FILE
     return Path(configured) if configured else Path(settings.BASE_DIR) / ".engine-wake"
 
 

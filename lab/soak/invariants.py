@@ -35,7 +35,7 @@ from decimal import Decimal
 
 from accounts.models import Account, Role
 from brokers.paper.models import PaperInstrument, PaperOrder, PaperPosition
-from replication.allocator import replicated_positions
+from replication.allocation import replicated_positions
 from replication.models import AllocationKind, MappingStatus, OrderMapping
 
 NOT_WANTED = (MappingStatus.SKIPPED, MappingStatus.DRY_RUN)

@@ -56,7 +56,7 @@ RECOVERY_EVENTS = (
     "send_deferred",
     "send_failed",
     "send_rejected",
-    "account_needs_login",
+    "account.login_needed",
     "breaker_tripped",
     "cancel_failed",
     "modify_failed",

@@ -33,7 +33,7 @@ from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Broker, Ownership, Role
 from brokers.errors import BrokerError
 from brokers.types import Position, Side
-from replication.allocator import CORRECTIVE
+from replication.allocation import CORRECTIVE
 from replication.clients import ClientCache
 from replication.dashboard.spreadsheet import CsvCell
 from replication.models import (
