@@ -4,7 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import login_views
+from accounts.kite import urls as kite_login_urls
 from pms import ops
+from replication.postbacks import urls as kite_postback_urls
+
+# Kite's URLs, one namespace (`kite:login`, `kite:callback`, `kite:postback`): the daily login is
+# accounts', the order postback is the engine's order flow.
+kite_urls = ([*kite_login_urls.urlpatterns, *kite_postback_urls.urlpatterns], kite_login_urls.app_name)
 
 urlpatterns = [
     # Before the admin's own URLs: the admin login is throttled and sends clients to /login/.
@@ -12,7 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("pms.api_urls")),
     path("staff/", include("replication.dashboard.urls")),
-    path("accounts/", include("accounts.kite.urls")),
+    path("accounts/", include(kite_urls)),
     path("login/", login_views.SignInView.as_view(), name="login"),
     path("logout/", login_views.SignOutView.as_view(), name="logout"),
     path("my/", login_views.MyAccountsView.as_view(), name="my-accounts"),

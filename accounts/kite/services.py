@@ -1,10 +1,10 @@
-"""Kite daily login and order postbacks for linked accounts (kite/API.md §1, §11).
+"""Kite daily login for linked accounts (kite/API.md §1).
 
 - `account_kite_login_url`: where to send the account's owner to log in to Kite;
 - `account_kite_complete_login`: exchange the request token Kite handed back, check it belongs to
-  the right Zerodha user, store the access token encrypted (expiry: the next 06:00 IST);
-- `kite_postback_receive`: check a postback's checksum against the account's api secret and
-  apply it to the matching child order (forward only; polling stays the source of truth).
+  the right Zerodha user, store the access token encrypted (expiry: the next 06:00 IST).
+
+Order postbacks are order flow: replication.postbacks.
 
 Every refusal raises and changes nothing. Nothing here logs or returns a secret.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,22 +21,12 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.crypto import CredentialDecryptError
-from accounts.models import Account, Broker, Ownership, Role
+from accounts.models import Account, Broker
 from accounts.services import account_set_credentials
 from accounts.services.linking import account_claim_prove
 from accounts.validation import AccountError
 from brokers.errors import BrokerError
 from brokers.kite import session as kite_session
-from brokers.kite.parse import Unsupported
-from brokers.kite.postback import (
-    InvalidPostback,
-    checksum_valid,
-    decode_postback,
-    parse_order_update,
-    postback_user_id,
-)
-from replication.order_updates import mapping_apply_broker_update
-from replication.wakeup import wake_remote
 
 logger = logging.getLogger(__name__)
 
@@ -133,63 +122,3 @@ def account_kite_complete_login(*, account: Account, request_token: str, actor: 
         account = account_set_credentials(account=account, actor=actor, access_token=result.access_token)
     logger.info("Kite login stored for account %s by %s", account.pk, actor)
     return account
-
-
-# --- postbacks ---------------------------------------------------------------------------------
-
-
-class PostbackRefused(Exception):
-    """A postback that is not accepted (bad checksum, unknown account, malformed): answer 400."""
-
-
-@dataclass(frozen=True, slots=True)
-class PostbackOutcome:
-    account_id: int
-    order_id: str
-    note: str  # what was done with it, for the log and the response
-
-
-def kite_postback_receive(*, body: bytes) -> PostbackOutcome:
-    """Verify and apply one Kite postback body. Raises PostbackRefused, having changed nothing.
-
-    The account is found by the payload's `user_id` among Kite accounts; the checksum is checked
-    against that account's api secret. A child's update is applied to its order mapping; a master's
-    update wakes the orchestrator (polling reads the master's book).
-    """
-    try:
-        payload = decode_postback(body)
-        user_id = postback_user_id(payload)
-    except InvalidPostback as exc:
-        raise PostbackRefused(str(exc)) from None
-    except RecursionError:  # e.g. 50,000 nested arrays: Python's JSON decoder recurses per level
-        raise PostbackRefused("the body is nested too deeply") from None
-    # A pending claim's api secret is the claimant's own: never the one that authenticates.
-    account = (
-        Account.objects.filter(broker=Broker.KITE, broker_user_id=user_id)
-        .exclude(ownership=Ownership.PENDING)
-        .first()
-    )
-    if account is None:
-        raise PostbackRefused(f"no Kite account {user_id}")
-    try:
-        api_secret = account.secret("api_secret")
-    except CredentialDecryptError:
-        logger.error("postback for account %s: its api secret cannot be decrypted", account.pk)
-        raise PostbackRefused("the account's api secret is unreadable") from None
-    if not checksum_valid(payload, api_secret=api_secret):
-        logger.warning("postback for account %s refused: bad or missing checksum", account.pk)
-        raise PostbackRefused("bad checksum")
-    order_id = str(payload.get("order_id"))
-    if account.role == Role.MASTER:
-        wake_remote()
-        return PostbackOutcome(account.pk, order_id, note="master order: engine woken")
-    try:
-        order = parse_order_update(payload)
-    except Unsupported as exc:
-        return PostbackOutcome(account.pk, order_id, note=f"ignored: {exc}")
-    except InvalidPostback as exc:
-        raise PostbackRefused(str(exc)) from None
-    mapping = mapping_apply_broker_update(order=order, source="postback", child=account)
-    if mapping is None:
-        return PostbackOutcome(account.pk, order_id, note="no matching child order")
-    return PostbackOutcome(account.pk, order_id, note=f"child order {mapping.tag} is {mapping.status}")

@@ -1,9 +1,9 @@
-"""Kite daily login (redirect and callback) and order postbacks. Thin: the work is in services.
+"""Kite daily login (redirect and callback). Thin: the work is in services.
 
 Login: `GET /accounts/<id>/kite/login/` (staff or the account's owner) sends the browser to Kite
 with a one-time `state` remembered in the session; Kite sends it back to
 `GET /accounts/kite/callback/?request_token=...&status=success&account=<id>&state=...`, the URL
-registered for the app. Postbacks: `POST /accounts/kite/postback/`, authenticated by checksum only.
+registered for the app. Order postbacks are order flow: replication.postbacks.views.
 """
 
 from __future__ import annotations
@@ -15,18 +15,11 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils.decorators import method_decorator
 from django.views import View
-from django.views.decorators.csrf import csrf_exempt
 
-from accounts.kite.services import (
-    PostbackRefused,
-    account_kite_complete_login,
-    account_kite_login_url,
-    kite_postback_receive,
-)
+from accounts.kite.services import account_kite_complete_login, account_kite_login_url
 from accounts.models import Account, Broker
 from accounts.validation import AccountError
 
@@ -123,26 +116,3 @@ class KiteCallbackView(LoginRequiredMixin, View):
             status=200,
             account=account,
         )
-
-
-POSTBACK_REFUSED = {"status": "error", "message": "postback refused"}
-
-
-@method_decorator(csrf_exempt, name="dispatch")  # Kite posts here; the checksum authenticates it
-class KitePostbackView(View):
-    """Kite's order postback for child orders (raw JSON body)."""
-
-    http_method_names = ["post"]
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        try:
-            outcome = kite_postback_receive(body=request.body)
-        except PostbackRefused as exc:
-            # One answer for every refusal: telling "no such user" from "bad checksum" would let
-            # anyone find out which Zerodha ids are linked here. The reason goes to the log only.
-            logger.warning("postback refused: %s", exc)
-            return JsonResponse(POSTBACK_REFUSED, status=400)
-        logger.info(
-            "postback for account %s order %s: %s", outcome.account_id, outcome.order_id, outcome.note
-        )
-        return JsonResponse({"status": "ok", "message": outcome.note})
