@@ -33,8 +33,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.api.selectors import last_change
 from accounts.models import RISK_LIST_FIELDS, RISK_NUMBER_FIELDS, Account, AccountStatus, CapitalMode
+from replication.selectors import event_last_change
 
 STAFF_ONLY_SETTINGS = ("owner", "proxy_url")
 NUMBER_LIMITS = RISK_NUMBER_FIELDS
@@ -60,7 +60,7 @@ def is_staff(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 def _own_doing(account: Account, field: str, username: str) -> bool:
     """Whether the newest audited change of `field` on the account was made by `username`."""
-    event = last_change(account=account, field=field)
+    event = event_last_change(account=account, field=field)
     return event is not None and event.actor == username
 
 

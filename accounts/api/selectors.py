@@ -1,4 +1,5 @@
-"""Reads the API needs: which accounts a user may see, who last made a change, known instruments."""
+"""Reads the API needs: which accounts a user may see, known instruments (who last made a change:
+replication.selectors.event_last_change)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from django.db.models import QuerySet
 
 from accounts.models import Account
 from brokers.paper.models import PaperInstrument
-from replication.models import ReplicationEvent
 
 
 def account_list_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
@@ -37,12 +37,6 @@ def account_find(*, broker: str, user_id: str) -> Account | None:
 def user_get_by_username(*, username: str) -> AbstractBaseUser | None:
     model = get_user_model()
     return model._default_manager.filter(**{model.USERNAME_FIELD: username}).first()
-
-
-def last_change(*, account: Account, field: str) -> ReplicationEvent | None:
-    """The newest audit row for `account` whose before -> after diff touches `field`."""
-    events = ReplicationEvent.objects.filter(account=account, data__has_key=field)
-    return events.order_by("-created_at", "-id").first()
 
 
 def paper_instruments_unknown(*, keys: Iterable[str]) -> list[str]:

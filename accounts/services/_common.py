@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from accounts.models import Account, AccountStatus, Role
+from accounts.models import RISK_FIELDS, Account, AccountStatus, Role
 from accounts.validation import AccountError, Errors, clean_actor, redact_url
 from replication.services.audit_log import changes
 
@@ -37,14 +37,7 @@ AUDITED_FIELDS = (
     "dry_run",
     "pending_policy",
     "market_after_seconds",
-    "allowed_instruments",
-    "blocked_instruments",
-    "allowed_products",
-    "max_lots_per_order",
-    "max_quantity",
-    "max_order_value",
-    "max_open_positions",
-    "daily_loss_limit",
+    *RISK_FIELDS,
     "token_obtained_at",
     "token_expires_at",
     "consecutive_failures",

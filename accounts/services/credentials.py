@@ -18,7 +18,7 @@ from accounts.services._common import (
 )
 from accounts.validation import Errors, clean_access_token, clean_api_key, clean_api_secret
 from brokers.base import BrokerClient
-from brokers.registry import BrokerCredentials, build_client
+from brokers.registry import build_client
 from replication.models import MarginSnapshot  # the return type only: written by replication.services
 from replication.services.audit_log import EventKind, audit
 from replication.services.snapshots import snapshot_record
@@ -85,14 +85,7 @@ def account_set_credentials(
 
 def account_broker_client(*, account: Account) -> BrokerClient:
     """A broker client acting for `account`. Raises CredentialDecryptError under a wrong key."""
-    creds = BrokerCredentials(
-        broker=account.broker,
-        user_id=account.broker_user_id,
-        api_key=account.secret("api_key"),
-        access_token=account.secret("access_token"),
-        proxy_url=account.proxy_url,
-    )
-    return build_client(creds)
+    return build_client(account.broker_credentials())
 
 
 def account_refresh_margins(*, account: Account) -> MarginSnapshot:

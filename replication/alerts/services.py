@@ -23,8 +23,7 @@ from replication.alerts.models import (
     AlertSubscription,
     DeliveryStatus,
 )
-from replication.audit import audit
-from replication.models import ReplicationEvent
+from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
@@ -163,15 +162,8 @@ def _retry_delay(attempts: int) -> int:
     return int(delays[min(attempts, len(delays)) - 1]) if delays else 0
 
 
-def _kind_known(kind: str) -> bool:
-    """Whether the audit writer takes `kind` (an open vocabulary while the field has no choices)."""
-    choices = ReplicationEvent._meta.get_field("kind").choices
-    return not choices or kind in {str(value) for value, _label in choices}
-
-
-def _audit_delivery(delivery: AlertDelivery, *, kind: str, message: str) -> None:
-    """The audit row of a delivery's end (sent or given up). `EventKind` is the SERVICES engineer's:
-    until it has the alert kinds (asked in notes/recut.md), the row is written as the plain string."""
+def _audit_delivery(delivery: AlertDelivery, *, kind: EventKind, message: str) -> None:
+    """The audit row of a delivery's end (sent or given up), through the audit writer."""
     data = {
         "alert_id": delivery.alert_id,
         "delivery_id": delivery.pk,
@@ -180,11 +172,7 @@ def _audit_delivery(delivery: AlertDelivery, *, kind: str, message: str) -> None
         "summary": delivery.summary,
         "attempts": delivery.attempts,
     }
-    links = {"account_id": delivery.alert.account_id}
-    if _kind_known(kind):
-        audit(kind=kind, actor="alerts", message=message, data=data, **links)
-    else:
-        ReplicationEvent.objects.create(kind=kind, actor="alerts", message=message, data=data, **links)
+    audit(kind=kind, actor="alerts", message=message, data=data, account_id=delivery.alert.account_id)
 
 
 def alert_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
@@ -212,7 +200,7 @@ def alert_deliver(*, delivery_id: int, now: datetime | None = None) -> str:
         )
         what = "summary" if delivery.summary else "alert"
         message = f"{what} sent by {delivery.channel}: {delivery.subject}"
-        _audit_delivery(delivery, kind="alert_sent", message=message)
+        _audit_delivery(delivery, kind=EventKind.ALERT_SENT, message=message)
     return f"delivery {delivery_id}: sent by {delivery.channel}"
 
 
@@ -225,7 +213,7 @@ def _delivery_failed(delivery: AlertDelivery, exc: ChannelError) -> str:
             )
             _audit_delivery(
                 delivery,
-                kind="alert_gave_up",
+                kind=EventKind.ALERT_GAVE_UP,
                 message=f"gave up after {delivery.attempts} attempt(s) by {delivery.channel}: {error}",
             )
         logger.error("alert delivery %s by %s given up: %s", delivery.pk, delivery.channel, error)

@@ -25,7 +25,7 @@ from accounts.models import Account, AccountStatus, Role
 from brokers.base import BrokerClient
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey
-from replication.allocator import PENDING
+from replication.allocation.positions import PENDING
 from replication.clients import ClientCache
 from replication.controls import engine_control_get
 from replication.instruments import with_freeze_quantity

@@ -16,7 +16,8 @@ from django.utils import timezone
 from accounts.models import Account
 from brokers.base import BrokerClient
 from brokers.types import Side
-from replication.allocator import CORRECTIVE, make_tag, replicated_positions
+from replication.allocation.intents import make_tag
+from replication.allocation.positions import CORRECTIVE, replicated_positions
 from replication.clients import ClientCache
 from replication.models import (
     Allocation,
@@ -184,9 +185,9 @@ def reconciliation_correct(
     One allocation (sized, margin_source "corrective", kind open or close by direction) and one
     PLANNED intent per slice (see `correction_plan`), committed with an audit row; the next tick
     sends them. Returns the first slice (all share `mapping.allocation`). The corrective order is
-    not part of the replicated position (see `allocator.CORRECTIVE`), so once it fills expected ==
-    actual. `confirmed_quantity` (signed, as shown on the confirmation page) refuses the order when
-    the order changed since the page was shown (the drift, or what the caps allow).
+    not part of the replicated position (see `allocation.positions.CORRECTIVE`), so once it fills
+    expected == actual. `confirmed_quantity` (signed, as shown on the confirmation page) refuses the
+    order when the order changed since the page was shown (the drift, or what the caps allow).
     """
     plan = correction_plan(
         child=child, exchange=exchange, tradingsymbol=tradingsymbol, product=product, clients=clients

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from accounts.models import Account
 from brokers.types import Side
-from replication.allocator import make_tag, replicated_positions
+from replication.allocation.intents import make_tag
+from replication.allocation.positions import replicated_positions
 from replication.clients import ClientCache
 from replication.models import (
     Allocation,
