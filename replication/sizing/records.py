@@ -34,9 +34,28 @@ class Reason(enum.StrEnum):
 
 
 class CapitalMode(enum.StrEnum):
+    """What a child's capital C_c is (§3.1); declared once: `accounts.models` takes its choices."""
+
     TOTAL = "total"
     AVAILABLE = "available"
     FIXED = "fixed"
+
+    @property
+    def label(self) -> str:
+        """The human name (admin, forms, the dashboard)."""
+        return _CAPITAL_MODE_LABELS[self]
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """(value, label) pairs for a Django field's `choices=`."""
+        return [(mode.value, mode.label) for mode in cls]
+
+
+_CAPITAL_MODE_LABELS = {
+    CapitalMode.TOTAL: "Total (used + available)",
+    CapitalMode.AVAILABLE: "Available margin",
+    CapitalMode.FIXED: "Fixed allocation",
+}
 
 
 class MarginSource(enum.StrEnum):
