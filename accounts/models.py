@@ -14,6 +14,9 @@ from accounts.crypto import GuardedEncryptedTextField, SealedSecret, reveal
 from brokers.credentials import BrokerCredentials
 from pms.fastload import FastLoadMixin
 
+# Declared once, beside the sizing rules that read it; re-exported here for the model's users.
+from replication.sizing.records import CapitalMode as CapitalMode
+
 
 class Broker(models.TextChoices):
     KITE = "kite", "Zerodha Kite"
@@ -44,12 +47,6 @@ class Ownership(models.TextChoices):
     VOUCHED = "vouched", "Vouched for by staff"
     PENDING = "pending", "Pending: not yet proven by a broker login"
     PROVEN = "proven", "Proven by a broker login"
-
-
-class CapitalMode(models.TextChoices):
-    TOTAL = "total", "Total (used + available)"
-    AVAILABLE = "available", "Available margin"
-    FIXED = "fixed", "Fixed allocation"
 
 
 MARKET_AFTER_SECONDS_MAX = 6 * 60 * 60  # a trading session
@@ -112,7 +109,7 @@ class Account(FastLoadMixin, models.Model):
     consent_given_at = models.DateTimeField(null=True, blank=True)
     consent_version = models.CharField(max_length=32, blank=True)
 
-    capital_mode = models.CharField(max_length=16, choices=CapitalMode.choices, default=CapitalMode.TOTAL)
+    capital_mode = models.CharField(max_length=16, choices=CapitalMode.choices(), default=CapitalMode.TOTAL)
     fixed_capital = models.DecimalField(
         max_digits=16, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
     )

@@ -174,12 +174,15 @@ def clean_access_token(value: Any) -> str:
     )
 
 
+CAPITAL_MODES = tuple(mode.value for mode in CapitalMode)
+
+
 def clean_capital_mode(value: Any) -> str:
-    if not isinstance(value, str) or value not in CapitalMode.values:
+    if not isinstance(value, str) or value not in CAPITAL_MODES:
         raise _field_error(
             "invalid_capital_mode",
             "capital_mode",
-            f"capital mode {show(value)} is not one of {', '.join(CapitalMode.values)}",
+            f"capital mode {show(value)} is not one of {', '.join(CAPITAL_MODES)}",
         )
     return value
 

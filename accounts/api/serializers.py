@@ -104,7 +104,7 @@ class AccountLinkInput(InputSerializer):
     )
     master = StrictBooleanField(required=False, help_text="Staff only; refused when a master exists.")
     capital_mode = StrictCharField(
-        required=False, allow_null=True, help_text=f"One of: {', '.join(CapitalMode.values)}."
+        required=False, allow_null=True, help_text=f"One of: {', '.join(mode.value for mode in CapitalMode)}."
     )
     fixed_capital = NumberField(required=False, allow_null=True, help_text="Rupees; fixed mode only.")
     multiplier = NumberField(required=False, allow_null=True)
@@ -121,7 +121,7 @@ class AccountSettingsInput(InputSerializer):
 
     display_name = StrictCharField(required=False, allow_null=True)
     capital_mode = StrictCharField(
-        required=False, allow_null=True, help_text=f"One of: {', '.join(CapitalMode.values)}."
+        required=False, allow_null=True, help_text=f"One of: {', '.join(mode.value for mode in CapitalMode)}."
     )
     fixed_capital = NumberField(required=False, allow_null=True)
     multiplier = NumberField(required=False, allow_null=True)
@@ -208,7 +208,7 @@ class AccountOutput(serializers.ModelSerializer[Account]):
         help_text="`pending`: a client's claim, never traded until its first successful broker login "
         "proves the user id (`proven`); staff links are `vouched`.",
     )
-    capital_mode = serializers.ChoiceField(choices=CapitalMode.choices, read_only=True)
+    capital_mode = serializers.ChoiceField(choices=CapitalMode.choices(), read_only=True)
     pending_policy = serializers.ChoiceField(choices=PendingPolicy.choices, read_only=True)
     owner: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True

@@ -53,7 +53,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Make it the master (refused while another master is enabled: promote instead).",
         )
-        parser.add_argument("--capital-mode", choices=CapitalMode.values)
+        parser.add_argument("--capital-mode", choices=[mode.value for mode in CapitalMode])
         parser.add_argument("--fixed-capital", metavar="AMOUNT", help="Rupees; needs --capital-mode fixed.")
         parser.add_argument("--multiplier", metavar="X", help="Above 0, at most 100 (default 1).")
         parser.add_argument(
