@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Account
+from brokers.types import OrderType, Product, Side, Validity
 from pms.fastload import FastLoadMixin
 from replication.sizing import Leg, LegPlan, MarginSource
 
@@ -50,11 +51,11 @@ class MasterOrder(models.Model):
     broker_order_id = models.CharField(max_length=32)
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8)
-    side = models.CharField(max_length=4)
-    order_type = models.CharField(max_length=8)
+    product = models.CharField(max_length=8, choices=Product.choices())
+    side = models.CharField(max_length=4, choices=Side.choices())
+    order_type = models.CharField(max_length=8, choices=OrderType.choices())
     variety = models.CharField(max_length=16, default="regular")
-    validity = models.CharField(max_length=8, default="DAY")
+    validity = models.CharField(max_length=8, choices=Validity.choices(), default=Validity.DAY.value)
     quantity = models.PositiveIntegerField()
     price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
@@ -84,7 +85,7 @@ class MasterPosition(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="master_positions")
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8)
+    product = models.CharField(max_length=8, choices=Product.choices())
     quantity = models.IntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,10 +137,10 @@ class Allocation(FastLoadMixin, models.Model):
 
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8)
-    side = models.CharField(max_length=4)
-    order_type = models.CharField(max_length=8, default="MARKET")
-    validity = models.CharField(max_length=8, default="DAY")
+    product = models.CharField(max_length=8, choices=Product.choices())
+    side = models.CharField(max_length=4, choices=Side.choices())
+    order_type = models.CharField(max_length=8, choices=OrderType.choices(), default=OrderType.MARKET.value)
+    validity = models.CharField(max_length=8, choices=Validity.choices(), default=Validity.DAY.value)
     price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     reference_price = models.DecimalField(
@@ -269,10 +270,10 @@ class OrderMapping(FastLoadMixin, models.Model):
 
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8)
-    side = models.CharField(max_length=4)
-    order_type = models.CharField(max_length=8, default="MARKET")
-    validity = models.CharField(max_length=8, default="DAY")
+    product = models.CharField(max_length=8, choices=Product.choices())
+    side = models.CharField(max_length=4, choices=Side.choices())
+    order_type = models.CharField(max_length=8, choices=OrderType.choices(), default=OrderType.MARKET.value)
+    validity = models.CharField(max_length=8, choices=Validity.choices(), default=Validity.DAY.value)
     price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     trigger_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     lots = models.PositiveIntegerField(default=0)
@@ -381,7 +382,7 @@ class Entitlement(models.Model):
     child = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="entitlements")
     exchange = models.CharField(max_length=8)
     tradingsymbol = models.CharField(max_length=64)
-    product = models.CharField(max_length=8)
+    product = models.CharField(max_length=8, choices=Product.choices())
     quantity = models.IntegerField(default=0, help_text="Entitled quantity E (signed).")
     held = models.IntegerField(default=0, help_text="Replicated position H (signed) when last computed.")
     lot_size = models.PositiveIntegerField(default=1)
