@@ -16,7 +16,6 @@ from replication.allocation import (
     exit_slices,
     intent_row,
     make_tag,
-    prepare_exits,
     refresh_child_margins,
     replicated_positions,
 )
@@ -36,7 +35,6 @@ __all__ = [
     "exit_slices",
     "intent_row",
     "make_tag",
-    "prepare_exits",
     "refresh_child_margins",
     "replicated_positions",
 ]

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Role
 from brokers.types import OrderType, Side
-from replication.allocator import IntentRow, exit_price, exit_slices, intent_row
+from replication.allocation import IntentRow, exit_price, exit_slices, intent_row
 from replication.bulk import insert_rows, update_rows
 from replication.clients import ClientCache
 from replication.entitlement import NO_HOLDING, OWED, Instrument, entitled, holdings, owed_exit
@@ -41,6 +41,7 @@ from replication.models import (
     OrderMapping,
     ReplicationEvent,
 )
+from replication.services.audit_log import EventKind, audit_row, audit_rows
 
 DRY_SETTLED = "dry_run_settled"
 ENTITLEMENT_FIELDS = (
@@ -122,7 +123,7 @@ def converge(
     switches = child_switches(child_ids)
     meta = _instrument_meta(instruments)
     changed: list[Entitlement] = []
-    events: list[ReplicationEvent] = []
+    events: list[ReplicationEvent] = []  # built by audit_row, written by audit_rows
     owed_orders: dict[tuple[Instrument, str], list[tuple[Entitlement, int, Verdict]]] = defaultdict(list)
     for row in rows:
         key = (row.child_id, row.exchange, row.tradingsymbol, row.product)
@@ -149,8 +150,8 @@ def converge(
             report.held += 1
             if row.hold_code != verdict.code:
                 events.append(
-                    ReplicationEvent(
-                        kind="exit_held",
+                    audit_row(
+                        kind=EventKind.EXIT_HELD,
                         account_id=row.child_id,
                         message=f"exit of {quantity} {row.exchange}:{row.tradingsymbol} {row.product} owed "
                         f"(entitled {e}, holds {h.held}) but held back: {verdict.reason}",
@@ -234,8 +235,8 @@ def converge(
                         )
                     )
                 events.append(
-                    ReplicationEvent(
-                        kind="exit_owed_planned",
+                    audit_row(
+                        kind=EventKind.EXIT_OWED_PLANNED,
                         account_id=row.child_id,
                         allocation_id=alloc.pk,
                         message=f"owed exit {side} {quantity} {inst[0]}:{inst[1]} {inst[2]} "
@@ -252,7 +253,7 @@ def converge(
         insert_rows(OrderMapping, intents)
         update_rows(changed, list(ENTITLEMENT_FIELDS))
         if events:
-            ReplicationEvent.objects.bulk_create(events)
+            audit_rows(events)
     report.intents = sum(1 for m in intents if m.status == MappingStatus.PLANNED)
     return report
 

@@ -30,7 +30,6 @@ from replication.engine.sender.outcomes import (
     send_error_outcome,
     status_from_order,
 )
-from replication.engine.sender.write_back import mark_needs_login
 
 __all__ = [
     "ACCEPTED",
@@ -44,7 +43,6 @@ __all__ = [
     "Replicator",
     "Shard",
     "mapping_request",
-    "mark_needs_login",
     "send_error_outcome",
     "status_from_order",
 ]

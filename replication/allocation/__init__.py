@@ -7,7 +7,8 @@ filled orders put there) and never touch anything else. Modules:
 - `children`: eligible children, their sizing rows (`ChildRow`), fresh margin snapshots
 - `positions`: the replicated position (`replicated_positions`, `PENDING`, `CORRECTIVE`)
 - `intents`: the deterministic tag and the intent rows (`make_tag`, `IntentRow`, `intent_row`)
-- `entries`: entries by the sizing rules; `exits`: exits by entitlement, exit slices and price
+- `entries`: entries by the sizing rules; `exits`: what is in flight before exits (`in_flight`),
+  exits by entitlement, exit slices and price
 - `commit`: `create_intents` (one group, one transaction) and `entitlements_unsettle`
 """
 
@@ -20,7 +21,7 @@ from replication.allocation.children import (
     refresh_child_margins,
 )
 from replication.allocation.commit import create_intents, entitlements_unsettle
-from replication.allocation.exits import exit_price, exit_slices, prepare_exits
+from replication.allocation.exits import InFlight, exit_price, exit_slices, in_flight
 from replication.allocation.intents import IntentRow, intent_row, make_tag, skip_row
 from replication.allocation.positions import CORRECTIVE, PENDING, replicated_positions
 
@@ -29,6 +30,7 @@ __all__ = [
     "CORRECTIVE",
     "PENDING",
     "ChildRow",
+    "InFlight",
     "IntentRow",
     "child_rows",
     "create_intents",
@@ -37,9 +39,9 @@ __all__ = [
     "entitlements_unsettle",
     "exit_price",
     "exit_slices",
+    "in_flight",
     "intent_row",
     "make_tag",
-    "prepare_exits",
     "refresh_child_margins",
     "replicated_positions",
     "skip_row",

@@ -10,13 +10,13 @@ from typing import NamedTuple
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from accounts.models import Account, AccountStatus, Ownership, Role
+from accounts.models import RISK_FIELDS, Account, AccountStatus, Ownership, Role
+from accounts.services.engine_state import account_mark_needs_login
 from brokers.errors import BrokerError, TokenExpired
 from replication.bulk import batch_size
 from replication.clients import ClientCache
 from replication.fanout import FanOut
 from replication.models import MarginSnapshot
-from replication.replicator import mark_needs_login
 from replication.sizing import ChildLimits
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,7 @@ CHILD_ROW_FIELDS = (
     "multiplier",
     "dry_run",
     "consent_given_at",
-    "allowed_instruments",
-    "blocked_instruments",
-    "allowed_products",
-    "max_lots_per_order",
-    "max_quantity",
-    "max_order_value",
-    "max_open_positions",
-    "daily_loss_limit",
+    *RISK_FIELDS,  # lists then number limits, in ChildRow's order
     "snap_used",
     "snap_available",
     "snap_at",
@@ -127,7 +120,7 @@ def refresh_child_margins(
     snaps = fanout.map(read, list(children))
     MarginSnapshot.objects.bulk_create(snaps, batch_size=batch_size(MarginSnapshot))
     if expired:
-        mark_needs_login(expired, reason="broker session expired while reading margins")
+        account_mark_needs_login(account_ids=expired, reason="broker session expired while reading margins")
     return {s.account_id: s for s in snaps}
 
 

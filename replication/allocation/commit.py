@@ -13,7 +13,9 @@ from replication.allocation.entries import entry_rows
 from replication.allocation.exits import exit_rows
 from replication.allocation.intents import sized_message, status_counts
 from replication.bulk import batch_size, insert_rows
+from replication.clients import ClientCache
 from replication.entitlement import Instrument, Key
+from replication.fanout import FanOut
 from replication.gate import Switches
 from replication.lease import Lease, lease_check
 from replication.models import (
@@ -23,13 +25,17 @@ from replication.models import (
     Entitlement,
     MappingStatus,
     OrderMapping,
-    ReplicationEvent,
 )
-from replication.replicator import Replicator
+from replication.services.audit_log import EventKind, audit_row, audit_rows
 
 
 def create_intents(
-    group: Sequence[Allocation], *, lease: Lease, control: EngineControl, replicator: Replicator
+    group: Sequence[Allocation],
+    *,
+    lease: Lease,
+    control: EngineControl,
+    clients: ClientCache,
+    pool: FanOut,
 ) -> int:
     """Size every eligible child for one group of allocations and commit the intents.
 
@@ -40,10 +46,10 @@ def create_intents(
     group = sorted(group, key=lambda a: a.pk)
     engine = Switches.read(control)
     if group[0].kind == AllocationKind.OPEN:
-        rows = entry_rows(group, control, engine, replicator)
+        rows = entry_rows(group, control, engine, clients=clients, pool=pool)
         followed: set[Key] = set()
     else:
-        rows, followed = exit_rows(group, engine, replicator)
+        rows, followed = exit_rows(group, engine, clients)
     has_buy = any(a.side == Side.BUY for a in group)
     for m in rows:
         m.wave = 1 if has_buy and m.side == Side.SELL else 0
@@ -64,9 +70,9 @@ def create_intents(
         entitlements_unsettle(touched)
         # One audit row per allocation for the whole batch: the intents themselves are the rows
         # just written (each with its status and reason); every later change gets its own event.
-        ReplicationEvent.objects.bulk_create(
-            ReplicationEvent(
-                kind="allocation_sized",
+        audit_rows(
+            audit_row(
+                kind=EventKind.ALLOCATION_SIZED,
                 account_id=a.master_id,
                 allocation=a,
                 message=sized_message(a, created),

@@ -24,10 +24,11 @@ from replication.allocation.children import (
 )
 from replication.allocation.intents import IntentRow, intent_row, skip_row
 from replication.allocation.positions import replicated_positions
+from replication.clients import ClientCache
 from replication.daypnl import replicated_day_pnl
+from replication.fanout import FanOut
 from replication.gate import Action, ChildSwitches, Switches, Verdict, decide
 from replication.models import Allocation, EngineControl, MappingStatus
-from replication.replicator import Replicator
 from replication.sizing import (
     CapitalMode,
     ChildEntry,
@@ -58,7 +59,12 @@ def entry_verdict(child: ChildRow, engine: Switches) -> Verdict:
 
 
 def entry_rows(
-    group: Sequence[Allocation], control: EngineControl, engine: Switches, replicator: Replicator
+    group: Sequence[Allocation],
+    control: EngineControl,
+    engine: Switches,
+    *,
+    clients: ClientCache,
+    pool: FanOut,
 ) -> list[IntentRow]:
     plan = group_plan([a.sizing_plan() for a in group])
     if plan is None:
@@ -76,7 +82,7 @@ def entry_rows(
     stale = [c.pk for c in children if sizable(c) and (c.snap_at is None or now - c.snap_at > max_age)]
     if stale:
         accounts = list(Account.objects.filter(pk__in=stale).defer(*Account.SECRET_FIELDS))
-        fresh = refresh_child_margins(accounts, clients=replicator.clients, fanout=replicator.fanout)
+        fresh = refresh_child_margins(accounts, clients=clients, fanout=pool)
         statuses = dict(Account.objects.filter(pk__in=stale).values_list("pk", "status"))
         for i, c in enumerate(children):
             if c.pk in fresh:
@@ -92,10 +98,10 @@ def entry_rows(
             if held:
                 held_instruments[cid].add(f"{ex}:{sym}")
     day_pnl = children_day_pnl(
-        [c for c in children if c.daily_loss_limit is not None and sizable(c)], replicator
+        [c for c in children if c.daily_loss_limit is not None and sizable(c)], clients=clients, pool=pool
     )
     unit_margin = (
-        preflight_unit_margins(plan, [c for c in children if sizable(c)], replicator)
+        preflight_unit_margins(plan, [c for c in children if sizable(c)], clients=clients, pool=pool)
         if settings.CHILD_MARGIN_PREFLIGHT
         else {}
     )
@@ -163,19 +169,19 @@ def entry_mappings(group: Sequence[Allocation], c: int, entry: ChildEntry, *, dr
     return out
 
 
-def children_day_pnl(rows: Sequence[ChildRow], replicator: Replicator) -> dict[int, Decimal | None]:
+def children_day_pnl(
+    rows: Sequence[ChildRow], *, clients: ClientCache, pool: FanOut
+) -> dict[int, Decimal | None]:
     """Today's P&L of the replicated positions per child with a daily loss limit; None where it
     could not be measured (the caller then blocks the entry: a loss limit fails closed)."""
     children = accounts_of(rows)
     if not children:
         return {}
-    return replicated_day_pnl(
-        children, clients=replicator.clients, fanout=replicator.fanout, now=timezone.now()
-    )
+    return replicated_day_pnl(children, clients=clients, fanout=pool, now=timezone.now())
 
 
 def preflight_unit_margins(
-    plan: GroupPlan, rows: Sequence[ChildRow], replicator: Replicator
+    plan: GroupPlan, rows: Sequence[ChildRow], *, clients: ClientCache, pool: FanOut
 ) -> dict[int, Decimal]:
     """Margin of one unit in each child's own account (its positions and hedges): one call per child."""
     children = accounts_of(rows)
@@ -193,9 +199,9 @@ def preflight_unit_margins(
             for leg, unit in zip(plan.legs, plan.unit_lots, strict=True)
         ]
         try:
-            return [(c.pk, replicator.clients.get(c).basket_margin(reqs).total)]
+            return [(c.pk, clients.get(c).basket_margin(reqs).total)]
         except Exception as exc:  # noqa: BLE001 — one child's failed read falls back to the master's figure
             logger.warning("basket margin for child %s unavailable: %s", c.pk, exc)
             return []
 
-    return {k: v for k, v in replicator.fanout.map(read, list(children)) if v > 0}
+    return {k: v for k, v in pool.map(read, list(children)) if v > 0}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from accounts.models import Account, Role
 from brokers.types import InstrumentKey
@@ -18,15 +17,24 @@ from replication.allocation.positions import PENDING
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.entitlement import NO_HOLDING, Key, entitled, holdings, owed_exit
 from replication.gate import Action, Switches, decide, switches_of
-from replication.lease import lease_check
-from replication.models import Allocation, AllocationKind, MappingStatus, OrderMapping, ReplicationEvent
-from replication.replicator import Replicator
+from replication.models import Allocation, AllocationKind, MappingStatus, OrderMapping
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_exits(closes: Sequence[Allocation], replicator: Replicator) -> None:
-    """Before exits are sized: cancel open entries where the master went flat, refresh fills."""
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """What is in flight where exits are about to be sized (DESIGN §3.4): entries of instruments
+    the master went flat in (still PLANNED: withdraw them; OPEN: cancel them, a late fill must not
+    leave the child holding), and every child with an order pending there (follow it up first)."""
+
+    withdraw: list[OrderMapping]
+    cancel: list[OrderMapping]
+    children: set[int]
+
+
+def in_flight(closes: Sequence[Allocation]) -> InFlight:
+    """Before exits are sized: the open entries where the master went flat, and whose fills to refresh."""
     instruments = {(a.exchange, a.tradingsymbol, a.product) for a in closes}
     flat = {(a.exchange, a.tradingsymbol, a.product) for a in closes if a.exit_ratio == 1}
     q = Q()
@@ -42,41 +50,15 @@ def prepare_exits(closes: Sequence[Allocation], replicator: Replicator) -> None:
         for m in open_here
         if m.allocation.kind == AllocationKind.OPEN and (m.exchange, m.tradingsymbol, m.product) in flat
     ]
-    withdraw = [m for m in entries if m.status == MappingStatus.PLANNED]
-    if withdraw:
-        with transaction.atomic():
-            lease_check(replicator.lease)
-            now = timezone.now()
-            for m in withdraw:
-                m.set_status(MappingStatus.CANCELLED)
-                m.reason, m.reason_code, m.finished_at = (
-                    "master went flat before it was sent",
-                    "master_flat",
-                    now,
-                )
-            OrderMapping.objects.bulk_update(withdraw, ["status", "reason", "reason_code", "finished_at"])
-            ReplicationEvent.objects.bulk_create(
-                ReplicationEvent(
-                    kind="intent_withdrawn",
-                    account_id=m.child_id,
-                    allocation_id=m.allocation_id,
-                    mapping_id=m.pk,
-                    message=f"{m.tag} withdrawn: master went flat",
-                )
-                for m in withdraw
-            )
-    cancel = [m for m in entries if m.status == MappingStatus.OPEN]
-    if cancel:
-        replicator.cancel_open(
-            cancel, reason="master went flat; a late fill must not leave the child holding"
-        )
-    children = {m.child_id for m in open_here}
-    if children:
-        replicator.follow_up(children=children, recover=True)
+    return InFlight(
+        withdraw=[m for m in entries if m.status == MappingStatus.PLANNED],
+        cancel=[m for m in entries if m.status == MappingStatus.OPEN],
+        children={m.child_id for m in open_here},
+    )
 
 
 def exit_rows(
-    group: Sequence[Allocation], engine: Switches, replicator: Replicator
+    group: Sequence[Allocation], engine: Switches, clients: ClientCache
 ) -> tuple[list[IntentRow], set[Key]]:
     """Exits by entitlement (DESIGN §3.7): the exit rule moves each child's E, and the exit sent
     is what the child holds beyond its new E less the exits already working (never more than it
@@ -96,7 +78,7 @@ def exit_rows(
             for acc in Account.objects.filter(pk__in={k[0] for k in keys}).defer(*Account.SECRET_FIELDS)
         }
         price = (
-            exit_price(a, replicator.clients)
+            exit_price(a, clients)
             if any(acc.max_order_value is not None for acc in accounts.values())
             else None
         )

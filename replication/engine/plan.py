@@ -13,7 +13,8 @@ from replication.engine.calculator import calculator_reads, read_together
 from replication.engine.context import TickContext
 from replication.engine.types import Detected, EventPlan, MasterRead, Prefetched
 from replication.events import MasterEvent
-from replication.models import MarginSnapshot, ReplicationEvent
+from replication.models import MarginSnapshot
+from replication.services.audit_log import EventKind, audit
 from replication.sizing import Leg, MarginSource, paise_shares, plan_group, ratio, rupees
 
 PREV_SNAPSHOT_MAX_AGE = timedelta(seconds=300)  # older: no margin reading from just before the tick
@@ -43,8 +44,8 @@ def plan_allocations(ctx: TickContext, read: MasterRead, detected: Detected) -> 
         if inst is None or inst.lot_size <= 0:
             why = "unknown instrument" if inst is None else "missing lot size"
             ctx.error(f"{ev.exchange}:{ev.tradingsymbol}: {why}; not replicated")
-            ReplicationEvent.objects.create(
-                kind="event_skipped",
+            audit(
+                kind=EventKind.EVENT_SKIPPED,
                 account=read.master,
                 message=f"master {ev.side} {ev.quantity} {ev.exchange}:{ev.tradingsymbol}: {why}; "
                 "nothing placed",
@@ -55,8 +56,11 @@ def plan_allocations(ctx: TickContext, read: MasterRead, detected: Detected) -> 
         if ev.quantity % inst.lot_size:
             why = f"quantity {ev.quantity} is not a whole number of lots of {inst.lot_size}"
             ctx.error(f"{ev.exchange}:{ev.tradingsymbol}: {why}")
-            ReplicationEvent.objects.create(
-                kind="event_skipped", account=read.master, message=why, data={"order_ids": ev.order_ids}
+            audit(
+                kind=EventKind.EVENT_SKIPPED,
+                account=read.master,
+                message=why,
+                data={"order_ids": ev.order_ids},
             )
             plans.append(None)
             continue

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from brokers.types import Order, OrderType
-from replication import allocator
+from replication import allocation
 from replication.clients import CHILD_SECRETS
 from replication.engine.context import TickContext
 from replication.engine.withdraw import intents_withdraw
@@ -44,7 +44,7 @@ def propagate_changes(ctx: TickContext, master: Account, diff: BookDiff) -> None
     by_alloc: dict[int, list[OrderMapping]] = defaultdict(list)
     for m in mappings:
         by_alloc[m.allocation_id].append(m)
-    rows = allocator.child_rows({m.child_id for m in mappings})
+    rows = allocation.child_rows({m.child_id for m in mappings})
     to_cancel: list[OrderMapping] = []
     to_withdraw: list[OrderMapping] = []
     to_modify: list[Change] = []
@@ -171,7 +171,7 @@ def _resize(alloc: Allocation, new_total: int) -> None:
     # The entitlement of every child in the instrument moves with the allocation: the
     # convergence stage follows each of them (rows made for the children of this one).
     with transaction.atomic():
-        allocator.entitlements_unsettle(
+        allocation.entitlements_unsettle(
             {
                 (cid, alloc.exchange, alloc.tradingsymbol, alloc.product): alloc.lot_size
                 for cid in OrderMapping.objects.filter(allocation=alloc)
@@ -185,7 +185,7 @@ def _resize(alloc: Allocation, new_total: int) -> None:
 
 
 def capped_lots(
-    lots: int, m: OrderMapping, alloc: Allocation, child: allocator.ChildRow | None, lead: Order | None
+    lots: int, m: OrderMapping, alloc: Allocation, child: allocation.ChildRow | None, lead: Order | None
 ) -> int:
     """A scaled-up entry within the child's caps (DESIGN §3.3 step 7) and its available margin:
     the extra lots must fit the margin the child has free, at the master's margin per lot."""
@@ -200,8 +200,10 @@ def capped_lots(
     price = (lead.price if lead is not None and lead.price else None) or alloc.reference_price or alloc.price
     if child.max_order_value is not None and price:
         limit = min(limit, int(child.max_order_value // (price * lot)))
-    if alloc.attributed_margin and alloc.master_lots:
-        per_lot = alloc.attributed_margin / alloc.master_lots
+    # The stored plan's figure (`LegPlan.margin_per_lot`), never recomputed here; a row without a
+    # margin figure (or not sized by the rules) has none and is capped by the limits alone.
+    per_lot = alloc.sizing_plan().margin_per_lot if alloc.attributed_margin and alloc.master_lots else None
+    if per_lot is not None:
         available = child.snap_available or Decimal(0)
         limit = min(limit, m.lots + int(max(available, Decimal(0)) // per_lot))
     return max(min(limit, lots), min(m.lots, lots))

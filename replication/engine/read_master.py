@@ -9,7 +9,8 @@ from accounts.models import Account, AccountStatus, Role
 from brokers.errors import BrokerError
 from replication.engine.context import TickContext
 from replication.engine.types import MasterRead
-from replication.models import MarginSnapshot, ReplicationEvent
+from replication.models import MarginSnapshot
+from replication.services.audit_log import EventKind, audit
 
 SNAPSHOT_EVERY = timedelta(seconds=60)
 
@@ -26,7 +27,7 @@ def read_master(ctx: TickContext) -> MasterRead | None:
         book = client.orders()
     except (BrokerError, CredentialDecryptError) as exc:
         ctx.error(f"master read failed, nothing decided this tick: {exc}")
-        ReplicationEvent.objects.create(kind="master_read_failed", account=master, message=str(exc)[:500])
+        audit(kind=EventKind.MASTER_READ_FAILED, account=master, message=str(exc)[:500])
         return None
     return MasterRead(master=master, client=client, funds=funds, book=book, prev=_latest_snapshot(master))
 

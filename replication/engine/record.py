@@ -15,7 +15,8 @@ from replication.engine.master_book import store_master_positions, upsert_master
 from replication.engine.types import Detected, EventPlan, MasterRead
 from replication.events import MasterEvent
 from replication.lease import lease_check
-from replication.models import Allocation, AllocationKind, AllocationStatus, MasterOrder, ReplicationEvent
+from replication.models import Allocation, AllocationKind, AllocationStatus, MasterOrder
+from replication.services.audit_log import EventKind, audit
 
 
 def record_allocations(
@@ -40,13 +41,13 @@ def record_allocations(
             )
         }
         for o in diff.rejected:
-            ReplicationEvent(
-                kind="master_order_rejected",
+            audit(
+                kind=EventKind.MASTER_ORDER_REJECTED,
                 account=master,
                 master_order=orders_by_id.get(o.order_id),
                 message=f"master order {o.order_id} was rejected ({o.status_message[:200]}); "
                 "recorded, not copied",
-            ).save()
+            )
         group_key = f"t{ctx.tick.pk}"
         for ev, plan in zip(detected.events, plans, strict=True):
             if plan is None:
@@ -64,8 +65,10 @@ def record_allocations(
                 )
             alloc = _allocation(ctx, ev, plan, group_key, status, hold_reason, now=now, mode=mode, read=read)
             alloc.master_orders.set([orders_by_id[oid] for oid in ev.order_ids if oid in orders_by_id])
-            ReplicationEvent.objects.create(
-                kind="allocation_created" if status == AllocationStatus.PLANNED else "allocation_held",
+            audit(
+                kind=EventKind.ALLOCATION_CREATED
+                if status == AllocationStatus.PLANNED
+                else EventKind.ALLOCATION_HELD,
                 account=master,
                 allocation=alloc,
                 message=_describe(alloc) + (f" — held: {hold_reason}" if hold_reason else ""),

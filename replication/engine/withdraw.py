@@ -8,7 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from replication.lease import Lease, lease_check
-from replication.models import MappingStatus, OrderMapping, ReplicationEvent
+from replication.models import MappingStatus, OrderMapping
+from replication.services.audit_log import EventKind, audit_row, audit_rows
 
 
 def intents_withdraw(
@@ -25,9 +26,9 @@ def intents_withdraw(
             m.set_status(MappingStatus.CANCELLED)
             m.reason, m.reason_code, m.finished_at = reason, reason_code, now
         OrderMapping.objects.bulk_update(mappings, ["status", "reason", "reason_code", "finished_at"])
-        ReplicationEvent.objects.bulk_create(
-            ReplicationEvent(
-                kind="intent_withdrawn",
+        audit_rows(
+            audit_row(
+                kind=EventKind.INTENT_WITHDRAWN,
                 account_id=m.child_id,
                 allocation_id=m.allocation_id,
                 mapping_id=m.pk,

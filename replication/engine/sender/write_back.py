@@ -9,25 +9,21 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus
 from brokers.errors import (
     TokenExpired,
 )
-from replication.bulk import insert_rows, update_rows
+from replication.bulk import update_rows
 from replication.clients import ClientCache
 from replication.engine.sender.outcomes import ACCEPTED, Outcome
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
 from replication.lease import Lease, lease_check
-from replication.models import (
-    EventKind,
-    OrderMapping,
-    ReplicationEvent,
-)
+from replication.models import OrderMapping
 from replication.ratelimit import LimiterRegistry
+from replication.services.accounts import accounts_mark_needs_login, accounts_record_send_results
+from replication.services.audit_log import audit_row, audit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +172,7 @@ class WriteBack:
                 else ""
             )
             events.append(
-                ReplicationEvent(
+                audit_row(
                     kind=o.event,
                     account_id=m.child_id,
                     allocation_id=m.allocation_id,
@@ -187,56 +183,17 @@ class WriteBack:
                     data=data,
                 )
             )
-        insert_rows(ReplicationEvent, events)
+        audit_rows(events)
 
     def _account_effects(self, *, needs_login: set[int], failed: set[int], ok: set[int]) -> None:
-        now = self.now()
+        """The accounts' engine state (needs-login, failures, the breaker) through their services."""
         if needs_login:
-            mark_needs_login(
-                sorted(needs_login),
+            accounts_mark_needs_login(
+                lease=self.lease,
+                account_ids=sorted(needs_login),
                 reason="broker session expired; the child is skipped until it logs in again",
             )
-        if ok:
-            Account.objects.filter(pk__in=ok, consecutive_failures__gt=0).update(consecutive_failures=0)
-        if failed:
-            Account.objects.filter(pk__in=failed).update(consecutive_failures=F("consecutive_failures") + 1)
-            tripped = list(
-                Account.objects.filter(
-                    pk__in=failed,
-                    consecutive_failures__gte=self.breaker_threshold,
-                    breaker_tripped_at__isnull=True,
-                ).values_list("pk", flat=True)
+        if ok or failed:
+            accounts_record_send_results(
+                lease=self.lease, ok=ok, failed=failed, breaker_threshold=self.breaker_threshold
             )
-            if tripped:
-                Account.objects.filter(pk__in=tripped).update(breaker_tripped_at=now)
-                ReplicationEvent.objects.bulk_create(
-                    ReplicationEvent(
-                        kind=EventKind.BREAKER_TRIPPED,
-                        account_id=pk,
-                        message=f"{self.breaker_threshold} failed orders in a row: entries paused, "
-                        "exits continue; resume the account to reset",
-                        data={},
-                    )
-                    for pk in tripped
-                )
-
-
-def mark_needs_login(account_ids: Sequence[int], *, reason: str) -> list[int]:
-    """Move these accounts to NEEDS_LOGIN (skipped and shown until they log in); one audit row each."""
-    with transaction.atomic():
-        moved = list(
-            Account.objects.filter(pk__in=account_ids)
-            .exclude(status__in=(AccountStatus.NEEDS_LOGIN, AccountStatus.DISABLED))
-            .values_list("pk", flat=True)
-        )
-        Account.objects.filter(pk__in=moved).update(status=AccountStatus.NEEDS_LOGIN)
-        ReplicationEvent.objects.bulk_create(
-            ReplicationEvent(
-                kind=EventKind.ACCOUNT_LOGIN_NEEDED,
-                account_id=pk,
-                message=reason,
-                data={"status": {"after": AccountStatus.NEEDS_LOGIN}},
-            )
-            for pk in moved
-        )
-    return moved
