@@ -25,7 +25,7 @@ from replication.models import (
     ReplicationEvent,
 )
 from replication.services import child_flatten
-from tests.engine_helpers import CALL, FUT
+from tests.engine_helpers import CALL, FUT, set_price
 
 pytestmark = pytest.mark.django_db
 
@@ -258,20 +258,28 @@ def test_money_mutants_allocation_exit_sliced_by_max_lots_per_order(desk, orch):
 
 
 def test_money_mutants_allocation_owed_exit_priced_at_last_fill_without_ltp(desk, orch, faults):
-    """Issue 11 proof: mutations of exit_price (the last-fill fallback). C2's exit is rejected and
-    stays owed; the master's LTP is unreadable, so the owed exit's order value is judged at the
-    last fill there (₹20,000): 2 lots are ₹30 lakh, above C2's ₹25 lakh an order, so it goes as
-    two orders of 1 lot."""
+    """Issue 11 proof: mutations of exit_price (the last-fill fallback: its instrument, its
+    column, the latest fill). C2 bought at ₹20,000 and sold half at ₹25,000; its last exit is
+    rejected and stays owed; then C2 gets a cap of ₹35 lakh an order and the master's LTP becomes
+    unreadable, so the owed exit's order value is judged at the latest fill (₹25,000): 2 lots are
+    ₹37.5 lakh, above the cap, so it goes as two orders of 1 lot (at the first fill's ₹20,000 it
+    would be one order)."""
     entry(desk, orch)
-    desk.place("SELL", FUT, 75)  # C2 sells 2 of its 4 lots
+    set_price(FUT, "25000")
+    desk.place("SELL", FUT, 75)  # C2 sells 2 of its 4 lots, at 25,000
     settle(orch)
-    limit(desk.children["C2"], max_order_value=Decimal("2500000"))
     faults.reject_after_accept.add("C2")
-    faults.calculator_down.add("MASTER")
     desk.place("SELL", FUT, 75)  # master flat: C2's exit is rejected
     orch.run_tick()
+    limit(desk.children["C2"], max_order_value=Decimal("3500000"))
+    faults.calculator_down.add("MASTER")
     with override_settings(OWED_EXIT_BACKOFF=(0,)):
         settle(orch, 4)
     assert desk.positions(FUT) == FLAT
     sells = PaperOrder.objects.filter(account__user_id="C2", side="SELL").order_by("id")
-    assert list(sells.values_list("quantity", "status"))[-2:] == [(75, "COMPLETE"), (75, "COMPLETE")]
+    assert list(sells.values_list("quantity", "status")) == [
+        (150, "COMPLETE"),
+        (150, "REJECTED"),
+        (75, "COMPLETE"),
+        (75, "COMPLETE"),
+    ]
