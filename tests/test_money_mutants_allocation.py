@@ -14,7 +14,9 @@ import pytest
 from django.test import override_settings
 
 from accounts.models import AccountStatus
-from brokers.paper.models import PaperInstrument, PaperOrder
+from brokers.paper.models import InstrumentType, PaperInstrument, PaperOrder
+from brokers.paper.services import paper_order_place
+from lab.demo import _instrument
 from replication.controls import engine_control_update
 from replication.models import (
     Allocation,
@@ -283,3 +285,38 @@ def test_money_mutants_allocation_owed_exit_priced_at_last_fill_without_ltp(desk
         (75, "COMPLETE"),
         (75, "COMPLETE"),
     ]
+
+
+def stock(side: str, quantity: int) -> None:
+    """The master trades ITC shares (NSE, delivery)."""
+    paper_order_place(
+        user_id="MASTER",
+        exchange="NSE",
+        tradingsymbol="ITC",
+        side=side,
+        quantity=quantity,
+        product="CNC",
+        order_type="MARKET",
+    )
+
+
+def test_money_mutants_allocation_share_exit_rounding_names_shares(desk, orch):
+    """Issue 11 proof: mutation of exit_rows (the lot count of an exit that rounds to zero, for
+    an instrument of lot size 1). The master buys 100 shares of a stock (f = 0.10) and sells 1
+    (r = 1/100): C3's 25 shares round to zero, recorded as "25 lots"; C1's 50 round up to 1."""
+    _instrument(
+        "ITC", InstrumentType.EQ, "1000", exchange="NSE", segment="NSE", lot=1, freeze=None, token=424961
+    )
+    orch.run_tick()
+    stock("BUY", 100)
+    settle(orch)
+    assert desk.positions("ITC") == {"C1": 50, "C2": 200, "C3": 25, "C4": 50, "C5": 70}
+    stock("SELL", 1)
+    settle(orch)
+    c3 = desk.children["C3"]
+    assert list(
+        OrderMapping.objects.filter(child=c3, allocation__kind=AllocationKind.CLOSE).values_list(
+            "status", "reason_code", "reason"
+        )
+    ) == [(MappingStatus.SKIPPED, "below_one_unit", "the exit ratio of 25 lots rounds to zero")]
+    assert desk.positions("ITC") == {"C1": 49, "C2": 198, "C3": 25, "C4": 49, "C5": 69}
