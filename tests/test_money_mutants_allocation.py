@@ -320,3 +320,24 @@ def test_money_mutants_allocation_share_exit_rounding_names_shares(desk, orch):
         )
     ) == [(MappingStatus.SKIPPED, "below_one_unit", "the exit ratio of 25 lots rounds to zero")]
     assert desk.positions("ITC") == {"C1": 49, "C2": 198, "C3": 25, "C4": 49, "C5": 69}
+
+
+def test_money_mutants_allocation_no_margin_figure_skips_every_child(desk, orch, faults):
+    """Issue 11 proof: mutation of entry_rows (the rows of a group without a margin figure). The
+    engine's first look at the master finds an order already placed (no ΔU across a tick) while
+    its margin calculator is down: there is nothing to size by, so every child gets a SKIPPED
+    intent `no_margin_figure` with the reason, and nothing is sent."""
+    faults.calculator_down.add("MASTER")
+    desk.place("BUY", FUT, 150)
+    settle(orch, 2)
+    rows = OrderMapping.objects.filter(tradingsymbol=FUT)
+    assert sorted(rows.values_list("child__broker_user_id", "status", "reason_code", "reason")) == [
+        (
+            name,
+            MappingStatus.SKIPPED,
+            "no_margin_figure",
+            "no margin figure for the master's order (ΔU did not rise and no calculator estimate)",
+        )
+        for name in ("C1", "C2", "C3", "C4", "C5")
+    ]
+    assert not PaperOrder.objects.exclude(account__user_id="MASTER").exists()
