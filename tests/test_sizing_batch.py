@@ -28,6 +28,12 @@ D = Decimal
 SYMBOLS = ("SYM0", "SYM1", "SYM2")
 paise = st.decimals(min_value=D("0.01"), max_value=D("100000000"), places=2)
 signed_paise = st.decimals(min_value=D("-200000"), max_value=D("100000000"), places=2)
+# A margin per lot or unit is at least ₹500 here: with paise-sized margins a crore of capital is
+# billions of lots, and slicing them at the freeze quantity is a tuple the machine cannot hold.
+# (F&O margins per lot are in the thousands; the rules are the same at any size.)
+margins = st.decimals(min_value=D("500"), max_value=D("100000000"), places=2)
+# The master's capital likewise from ₹1 lakh: a child a billion times the master's size is no desk.
+capitals = st.decimals(min_value=D("100000"), max_value=D("100000000"), places=2)
 
 
 @st.composite
@@ -45,7 +51,7 @@ def legs(draw: st.DrawFn) -> list[Leg]:
                 st.sampled_from([D("0"), D("0.05")])
                 | st.decimals(min_value=D("1"), max_value=D("50000"), places=2)
             ),
-            order_margin=draw(st.sampled_from([D("0")]) | paise),
+            order_margin=draw(st.sampled_from([D("0")]) | margins),
             freeze_quantity=draw(st.sampled_from([None, 75, 900, 1800])),
         )
         for i in range(n)
@@ -57,7 +63,7 @@ def plans(draw: st.DrawFn) -> GroupPlan:
     """Plans as the engine makes them (`plan_group`), and plans carrying only a stored fraction
     and margin per unit (zero, negative or missing source figures: the batch's other branch)."""
     group = draw(legs())
-    capital = draw(paise)
+    capital = draw(capitals)
     try:
         plan = plan_group(
             legs=group,
@@ -77,7 +83,7 @@ def plans(draw: st.DrawFn) -> GroupPlan:
         fraction=draw(st.decimals(min_value=D("0"), max_value=D("2"), places=12)),
         unit_lots=tuple(1 for _ in unit),
         master_units=draw(st.integers(min_value=0, max_value=3)),
-        margin_per_unit=draw(st.sampled_from([D("0"), D("-1")]) | paise),
+        margin_per_unit=draw(st.sampled_from([D("0"), D("-1")]) | margins),
     )
 
 
@@ -128,7 +134,7 @@ def test_sizing_batch_equals_the_readable_rules(plan, kids):
 
 
 @settings(max_examples=150, deadline=None)
-@given(legs(), paise, signed_paise, st.none() | paise, children())
+@given(legs(), capitals, signed_paise, st.none() | paise, children())
 def test_sizing_stored_plan_sizes_every_child_as_the_plan_it_came_from(
     group, capital, delta_u, estimate, kids
 ):
