@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import AccountStatus
-from replication.allocator import CORRECTIVE, replicated_positions
+from replication.allocation import CORRECTIVE, replicated_positions
 from replication.controls import engine_control_update
 from replication.models import (
     Allocation,

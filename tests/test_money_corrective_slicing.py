@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from brokers.paper.models import PaperInstrument, PaperOrder
-from replication.allocator import make_tag
+from replication.allocation import make_tag
 from replication.models import MappingStatus, OrderMapping
 from replication.services import child_flatten, correction_plan, flatten_plan, reconciliation_correct
 from tests.dashboard_helpers import FUT, close_by_hand, replicate_entry

@@ -39,7 +39,7 @@ from hypothesis.stateful import (
 from accounts.models import Account, AccountStatus
 from brokers.paper.models import PaperOrder, PaperPosition
 from replication import failpoints
-from replication.allocator import replicated_positions
+from replication.allocation import replicated_positions
 from replication.failpoints import FailpointTriggered
 from replication.models import (
     Allocation,
