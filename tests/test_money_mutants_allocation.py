@@ -14,7 +14,7 @@ import pytest
 from django.test import override_settings
 
 from accounts.models import AccountStatus
-from brokers.paper.models import InstrumentType, PaperInstrument, PaperOrder
+from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument, PaperOrder
 from brokers.paper.services import paper_order_place
 from lab.demo import _instrument
 from replication.controls import engine_control_update
@@ -23,6 +23,7 @@ from replication.models import (
     AllocationKind,
     Entitlement,
     MappingStatus,
+    MarginSnapshot,
     OrderMapping,
     ReplicationEvent,
 )
@@ -341,3 +342,23 @@ def test_money_mutants_allocation_no_margin_figure_skips_every_child(desk, orch,
         for name in ("C1", "C2", "C3", "C4", "C5")
     ]
     assert not PaperOrder.objects.exclude(account__user_id="MASTER").exists()
+
+
+def test_money_mutants_allocation_fresh_snapshot_is_used_not_read_again(desk, orch):
+    """Issue 11 proof: mutation of eligible_children (the latest snapshot's time). A child's margin
+    snapshot younger than CHILD_SNAPSHOT_MAX_AGE sizes the next entry without a funds read: C3's
+    cash rises after the first entry, and the second entry (moments later, on the stored figures)
+    still finds it below one lot and stores no new snapshot for any child."""
+    entry(desk, orch)
+    children = list(desk.children.values())
+    before = MarginSnapshot.objects.filter(account__in=children).count()
+    assert before == 5
+    PaperAccount.objects.filter(user_id="C3").update(cash=Decimal("5000000"))
+    desk.place("BUY", FUT, 150)
+    settle(orch, 2)
+    assert MarginSnapshot.objects.filter(account__in=children).count() == before
+    c3 = OrderMapping.objects.filter(child=desk.children["C3"]).order_by("id")
+    assert list(c3.values_list("status", "reason_code")) == [
+        (MappingStatus.SKIPPED, "below_one_unit"),
+        (MappingStatus.SKIPPED, "below_one_unit"),
+    ]
