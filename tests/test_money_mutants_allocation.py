@@ -8,25 +8,31 @@ statuses and reasons, the entitlement rows and the audit rows.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts.models import AccountStatus
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument, PaperOrder
 from brokers.paper.services import paper_order_place
-from lab.demo import _instrument
+from lab.demo import PUT, _instrument
+from replication import failpoints
 from replication.controls import engine_control_update
+from replication.failpoints import FailpointTriggered
 from replication.models import (
     Allocation,
     AllocationKind,
     Entitlement,
     MappingStatus,
     MarginSnapshot,
+    OrchestratorLease,
     OrderMapping,
     ReplicationEvent,
 )
+from replication.orchestrator import Orchestrator
 from replication.services import child_flatten
 from tests.engine_helpers import CALL, FUT, set_price
 
@@ -362,3 +368,42 @@ def test_money_mutants_allocation_fresh_snapshot_is_used_not_read_again(desk, or
         (MappingStatus.SKIPPED, "below_one_unit"),
         (MappingStatus.SKIPPED, "below_one_unit"),
     ]
+
+
+def test_money_mutants_allocation_close_left_unsized_by_a_crash_keeps_its_rounding(desk):
+    """Issue 11 proof: mutation of exit_rows (the entitlement before an exit read up to the next
+    allocation instead of the one before). The master (5 lots) sells 1 lot in a tick that crashes
+    after its other group's intents: that close is left unsized. After the restart the master sells
+    another lot, and both closes are sized in one pass: at the first (r = 1/5) C1's 2 lots round to
+    zero and that is recorded; at the second (r = 1/4 of the 2 lots still owed) C1 sells 1 lot."""
+    first = Orchestrator(holder="A", workers=0)
+    try:
+        first.run_tick()
+        desk.place("BUY", FUT, 375)
+        settle(first)
+        assert desk.positions(FUT) == {"C1": 150, "C2": 750, "C3": 75, "C4": 150, "C5": 225}
+        desk.place("BUY", PUT, 75)
+        desk.place("SELL", FUT, 75)
+        with failpoints.active({"after_intent_commit": "raise:1"}), pytest.raises(FailpointTriggered):
+            first.run_tick()
+    finally:
+        first.close()
+    unsized = Allocation.objects.get(kind=AllocationKind.CLOSE)
+    assert not unsized.sized and not unsized.mappings.exists()
+    OrchestratorLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    second = Orchestrator(holder="B", workers=0)
+    try:
+        desk.place("SELL", FUT, 75)
+        settle(second)
+    finally:
+        second.close()
+    first_close, second_close = Allocation.objects.filter(kind=AllocationKind.CLOSE).order_by("id")
+    assert first_close == unsized and second_close.pk == unsized.pk + 1
+    c1 = desk.children["C1"]
+    assert list(
+        OrderMapping.objects.filter(child=c1, allocation=first_close).values_list("reason_code", "reason")
+    ) == [("below_one_unit", "the exit ratio of 2 lots rounds to zero")]
+    assert list(
+        OrderMapping.objects.filter(child=c1, allocation=second_close).values_list("status", "quantity")
+    ) == [(MappingStatus.FILLED, 75)]
+    assert desk.positions(FUT) == {"C1": 75, "C2": 450, "C3": 75, "C4": 75, "C5": 75}
