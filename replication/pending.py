@@ -8,6 +8,10 @@ behind a master that is already in (or out of) the position.
 Only open, acknowledged child orders of active or paused children are converted (paused children
 still get sync; halted ones and those needing a login get nothing). A conversion the broker
 refuses is tried again at most once per `RETRY_SECONDS`, not every tick.
+
+An exit is owed until done (§3.7), so an exit mirror is not left working under `leave` once the
+child is entitled to nothing on the side it closes (the master is flat there, or the exit rule left
+the child nothing): `exit_mirrors_owed_as_market`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from accounts.models import AccountStatus, PendingPolicy
-from brokers.types import OrderStatus, OrderType
+from brokers.types import OrderStatus, OrderType, Side
 from replication.clients import CHILD_SECRETS
-from replication.models import MappingStatus, MasterOrder, OrderMapping
+from replication.entitlement import entitled
+from replication.gate import Action, Switches, child_switches, decide
+from replication.models import AllocationKind, MappingStatus, MasterOrder, OrderMapping
 
 RETRY_SECONDS = 30.0
 CONVERTIBLE_TYPES = (OrderType.LIMIT, OrderType.SL, OrderType.SLM)
@@ -67,6 +73,52 @@ def mirrors_due_for_market(*, now: datetime) -> list[tuple[OrderMapping, int]]:
         at = filled.get(m.allocation_id)
         if at is not None and now - at >= timedelta(seconds=m.child.market_after_seconds):
             due.append((m, int((now - at).total_seconds())))
+    return due
+
+
+def exit_mirrors_owed_as_market() -> list[OrderMapping]:
+    """Open LIMIT / SL exit mirrors to make MARKET now, whatever the child's pending policy: the
+    master's order of the exit is complete and the child is entitled to nothing on the side the
+    mirror closes (DESIGN §3.4: a master flat there sets the entitlement to 0; §3.7: an exit is
+    owed until done). Such a mirror sent late (a timeout then a resend, a crash, a child held back)
+    sits at a price the market has left; the convergence stage counts it as the exit working, so
+    it would keep the child holding after the master is out. Only children the send gate lets
+    modify now are returned (a held child adds no audit row per tick)."""
+    candidates = list(
+        OrderMapping.objects.filter(
+            status=MappingStatus.OPEN,
+            order_type__in=CONVERTIBLE_TYPES,
+            allocation__kind=AllocationKind.CLOSE,
+        )
+        .exclude(broker_order_id="")
+        .select_related("child", "allocation")
+        .defer(*CHILD_SECRETS)
+        .order_by("id")
+    )
+    if not candidates:
+        return []
+    filled = master_fill_times({m.allocation_id for m in candidates})
+    engine = Switches.read()
+    switches = child_switches({m.child_id for m in candidates})
+    candidates = [
+        m
+        for m in candidates
+        if m.allocation_id in filled
+        and (sw := switches.get(m.child_id)) is not None
+        and decide(Action.MODIFY, engine, sw).send
+    ]
+    if not candidates:
+        return []
+    e = entitled(
+        {(m.exchange, m.tradingsymbol, m.product) for m in candidates},
+        children=sorted({m.child_id for m in candidates}),
+    )
+    due = []
+    for m in candidates:
+        left = e.get((m.child_id, m.exchange, m.tradingsymbol, m.product), 0)
+        # A SELL closes a long: owed in full when nothing long is entitled; a BUY likewise.
+        if (left <= 0) if m.side == Side.SELL else (left >= 0):
+            due.append(m)
     return due
 
 

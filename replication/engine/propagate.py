@@ -11,14 +11,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from brokers.types import Order, OrderType
+from brokers.types import Order, OrderStatus, OrderType
 from replication import allocation
 from replication.clients import CHILD_SECRETS
 from replication.engine.context import TickContext
 from replication.engine.withdraw import intents_withdraw
 from replication.events import BookDiff
 from replication.models import Allocation, AllocationKind, Entitlement, MappingStatus, OrderMapping
-from replication.pending import mirrors_due_for_market
+from replication.pending import exit_mirrors_owed_as_market, mirrors_due_for_market
 
 Change = tuple[OrderMapping, dict[str, Any]]
 
@@ -92,28 +92,32 @@ def propagate_changes(ctx: TickContext, master: Account, diff: BookDiff) -> None
 
 
 def convert_filled_mirrors(ctx: TickContext) -> int:
-    """DESIGN §3.5, policy `market_after_seconds`: see `replication.pending`."""
-    due = mirrors_due_for_market(now=timezone.now())
-    if not due:
-        return 0
-    allowed = ctx.state.market_retry.take([m.pk for m, _ in due])
-    changes: list[Change] = [(m, {"order_type": OrderType.MARKET}) for m, _ in due if m.pk in allowed]
-    if not changes:
-        return 0
-    return ctx.sender.modify_open(
-        changes,
-        reason="master order filled; open mirror converted to MARKET (policy market_after_seconds)",
-    )
+    """DESIGN §3.5, policy `market_after_seconds`, and §3.7, exit mirrors owed in full after the
+    master's exit filled, whatever the policy: see `replication.pending`."""
+    owed = exit_mirrors_owed_as_market()
+    owed_ids = {m.pk for m in owed}
+    due = [m for m, _ in mirrors_due_for_market(now=timezone.now()) if m.pk not in owed_ids]
+    sent = 0
+    for mirrors, reason in (
+        (owed, "master's exit filled and nothing is entitled there; open exit converted to MARKET"),
+        (due, "master order filled; open mirror converted to MARKET (policy market_after_seconds)"),
+    ):
+        allowed = ctx.state.market_retry.take([m.pk for m in mirrors])
+        changes: list[Change] = [(m, {"order_type": OrderType.MARKET}) for m in mirrors if m.pk in allowed]
+        if changes:
+            sent += ctx.sender.modify_open(changes, reason=reason)
+    return sent
 
 
 def _new_total(alloc: Allocation, linked: list[Any], book: dict[str, Order], closing: int) -> int:
     """What the linked master orders now ask for, in the allocation's direction (a netted
-    allocation links orders of both sides; a cancelled order counts only what filled)."""
+    allocation links orders of both sides; a cancelled order counts only what filled, also one
+    cancelled in an earlier tick: its stored row, not its original quantity)."""
     new_total = 0
     for mo in linked:
         o = book.get(mo.broker_order_id)
         if o is None:
-            quantity = mo.quantity
+            quantity = mo.filled_quantity if OrderStatus(mo.status).is_final else mo.quantity
         elif o.status.is_final:
             quantity = o.filled_quantity
         else:

@@ -1,0 +1,103 @@
+"""Issue 11: paths the long money state machine (`tests/test_money_stateful.py`, `make test-slow`)
+found, each cut down to a deterministic run of the engine on the paper desk of DESIGN §3.6,
+asserting what the child brokers hold (the paper exchange's own tables)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from brokers.paper.models import PaperOrder
+from brokers.paper.services import paper_order_cancel, paper_order_modify
+from tests.engine_helpers import FUT, set_price
+
+pytestmark = pytest.mark.django_db
+
+FLAT = {"C1": 0, "C2": 0, "C3": 0, "C4": 0, "C5": 0}
+HELD = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}  # after the master's BUY 2 lots (§3.6)
+
+
+def settle(orch, ticks: int = 4) -> None:
+    for _ in range(ticks):
+        orch.run_tick()
+
+
+def entry(desk, orch) -> None:
+    """The worked example's first step: the master BUYs 2 lots; every child fills."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT) == HELD
+
+
+def resting(user: str | None = None):
+    qs = PaperOrder.objects.exclude(account__user_id="MASTER").filter(status__in=("OPEN", "TRIGGER PENDING"))
+    return qs.filter(account__user_id=user) if user else qs
+
+
+def test_money_exit_limit_sent_late_does_not_leave_the_child_holding_after_the_master_is_flat(
+    desk, orch, faults
+):
+    """Issue 11 §1, an exit is owed until done (found by the long state machine): the master exits
+    with a LIMIT above the market. C2's mirror times out unplaced; the price touches the limit and
+    the master is flat; the price falls back. The engine proves C2's order absent and sends it
+    again, still at the master's limit, now far from the market: it rests, and the convergence
+    stage took it as the exit working, so C2 stayed long 4 lots for ever although the master was
+    flat. Once the master is flat, a child's resting exit mirror of a filled master order goes
+    MARKET (DESIGN §3.4, §3.7), whatever its pending policy; every child ends flat."""
+    entry(desk, orch)
+    desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    faults.unknown_not_placed.add("C2")
+    orch.run_tick()  # mirrors: C2's place times out, nothing placed
+    set_price(FUT, "20150")  # the master's exit fills; so do the other children's mirrors
+    set_price(FUT, "20000")
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT) == FLAT
+    assert not resting().exists()
+    tags = list(PaperOrder.objects.filter(account__user_id="C2", side="SELL").values_list("tag", flat=True))
+    assert len(tags) == len(set(tags))  # C2's exit was never sent twice
+
+
+def test_money_exit_limit_left_working_while_the_master_still_holds_keeps_the_leave_policy(desk, orch):
+    """Issue 11 §1 (the boundary of the fix above): the master exits half at a LIMIT that fills;
+    C2's mirror lags at its broker. The master still holds, so nothing forces C2's order MARKET
+    (policy `leave`, DESIGN §3.5): it keeps working at its own price."""
+    entry(desk, orch)
+    desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20150"))
+    orch.run_tick()
+    c2 = PaperOrder.objects.get(account__user_id="C2", side="SELL")
+    paper_order_modify(user_id="C2", order_id=c2.order_id, price=Decimal("20300"))  # lags
+    set_price(FUT, "20150")
+    settle(orch, 4)
+    assert desk.positions(FUT)["C2"] == 300
+    c2.refresh_from_db()
+    assert (c2.status, c2.order_type) == ("OPEN", "LIMIT")
+
+
+def test_money_both_master_exit_orders_cancelled_cancel_the_childs_aggregated_mirror(desk, orch):
+    """Issue 11 §1, a stale mirror never stands in for an exit (found by the long state machine):
+    the master places two SELL LIMITs at one price in one tick (one closing event, one mirror per
+    child), then cancels them in two ticks. The second cancel counted the first cancelled order at
+    its full quantity (the engine's record of it, not what filled), so the children's mirrors were
+    neither cancelled nor left for the stale-mirror sweep, and rested with nothing at the master:
+    at the limit price they sold what the master still held. Every mirror is cancelled and the
+    price reaching the limit sells nothing (C2 keeps its 4 lots; the 1-lot children's mirrors were
+    cancelled at the first cancel and their half exit, owed by the §3.4 rule, went out then)."""
+    entry(desk, orch)
+    first = desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20150"))
+    second = desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20150"))
+    orch.run_tick()
+    assert resting().count() == 4  # one aggregated mirror per child holding
+    paper_order_cancel(user_id="MASTER", order_id=first)
+    orch.run_tick()
+    paper_order_cancel(user_id="MASTER", order_id=second)
+    settle(orch, 3)
+    assert not resting().exists()
+    held = desk.positions(FUT)
+    assert held["C2"] == 300
+    set_price(FUT, "20150")
+    settle(orch, 3)
+    assert desk.positions(FUT) == held
