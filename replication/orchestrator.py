@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
 from replication.clients import ClientCache
 from replication.controls import engine_control_get
@@ -22,6 +21,7 @@ from replication.lease import Lease, LeaseLost, default_holder, lease_acquire, l
 from replication.models import TickRun
 from replication.ratelimit import LimiterRegistry
 from replication.replicator import Replicator
+from replication.services.ticks import tick_finish, tick_start
 
 __all__ = ["Orchestrator", "TickResult", "read_together", "run_tick"]
 
@@ -64,7 +64,7 @@ class Orchestrator:
         lease = lease_acquire(holder=self.holder, ttl=self.lease_ttl, current=current)
         if lease is None:
             return TickResult(leader=False)
-        tick = TickRun.objects.create(holder=self.holder, epoch=lease.epoch)
+        tick = tick_start(lease=lease)
         result = TickResult(leader=True, tick_id=tick.pk, epoch=lease.epoch)
         sender = self.replicator(lease)
         try:
@@ -78,12 +78,12 @@ class Orchestrator:
             result.errors.append(f"{type(exc).__name__}: {exc}")
             outcome = TickRun.Outcome.ERROR
         result.duration_ms = int((time.perf_counter() - started) * 1000)
-        TickRun.objects.filter(pk=tick.pk).update(
-            finished_at=timezone.now(),
-            duration_ms=result.duration_ms,
+        tick_finish(
+            tick=tick,
             outcome=outcome,
+            duration_ms=result.duration_ms,
             counts=result.counts(),
-            error="\n".join(result.errors)[:4000],
+            errors=result.errors,
         )
         return result
 
