@@ -13,10 +13,10 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from accounts.models import RISK_FIELDS, Account, AccountStatus, Ownership, Role
 from accounts.services.engine_state import account_mark_needs_login
 from brokers.errors import BrokerError, TokenExpired
-from replication.bulk import batch_size
 from replication.clients import ClientCache
 from replication.fanout import FanOut
 from replication.models import MarginSnapshot
+from replication.services.snapshots import snapshots_record
 from replication.sizing import ChildLimits
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def refresh_child_margins(
         ]
 
     snaps = fanout.map(read, list(children))
-    MarginSnapshot.objects.bulk_create(snaps, batch_size=batch_size(MarginSnapshot))
+    snapshots_record(snapshots=snaps)
     if expired:
         account_mark_needs_login(account_ids=expired, reason="broker session expired while reading margins")
     return {s.account_id: s for s in snaps}

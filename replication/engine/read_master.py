@@ -11,6 +11,7 @@ from replication.engine.context import TickContext
 from replication.engine.types import MasterRead
 from replication.models import MarginSnapshot
 from replication.services.audit_log import EventKind, audit
+from replication.services.snapshots import snapshot_record
 
 SNAPSHOT_EVERY = timedelta(seconds=60)
 
@@ -41,7 +42,7 @@ def snapshot_margins(ctx: TickContext, read: MasterRead) -> None:
         or prev.available_margin != funds.available
         or ctx.now() - prev.taken_at >= SNAPSHOT_EVERY
     ):
-        MarginSnapshot.objects.create(
+        snapshot_record(
             account=read.master,
             used_margin=funds.used,
             available_margin=funds.available,

@@ -1,4 +1,9 @@
-"""Margin snapshots (U, A, C) of masters and children, and the master's stored positions."""
+"""Margin snapshots (U, A, C) of masters and children, and the master's stored positions.
+
+A snapshot is an observation, not a decision: it is written in autocommit (no transaction, no
+lease check), as the engine wrote it before these services. A child's margins are also read
+outside any tick (`tasks`), with no lease to check.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from accounts.models import Account
+from replication.bulk import batch_size
 from replication.models import MarginSnapshot, MasterPosition, TickRun
 
 
@@ -27,9 +33,9 @@ def snapshot_record(
     )
 
 
-def snapshots_record(snapshots: Sequence[MarginSnapshot]) -> list[MarginSnapshot]:
+def snapshots_record(*, snapshots: Sequence[MarginSnapshot]) -> list[MarginSnapshot]:
     """Store a batch of unsaved readings (the engine reads children's funds concurrently)."""
-    return MarginSnapshot.objects.bulk_create(snapshots, batch_size=500)
+    return MarginSnapshot.objects.bulk_create(snapshots, batch_size=batch_size(MarginSnapshot))
 
 
 def master_positions_forget(*, account: Account) -> int:
