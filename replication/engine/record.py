@@ -11,12 +11,13 @@ from django.db import transaction
 
 from brokers.types import OrderType
 from replication.engine.context import TickContext
-from replication.engine.master_book import store_master_positions, upsert_master_orders
 from replication.engine.types import Detected, EventPlan, MasterRead
 from replication.events import MasterEvent
 from replication.lease import lease_check
 from replication.models import Allocation, AllocationKind, AllocationStatus, MasterOrder
+from replication.services.allocations import allocation_create
 from replication.services.audit_log import EventKind, audit
+from replication.services.master_orders import master_orders_record, master_positions_store
 
 
 def record_allocations(
@@ -29,10 +30,13 @@ def record_allocations(
     made = 0
     with transaction.atomic():
         lease_check(ctx.lease)
-        upsert_master_orders(master, diff, now)
+        master_orders_record(master=master, diff=diff, now=now)
         if detected.positions_after is not None:  # with the orders whose fills moved it, or not at all
-            store_master_positions(
-                master, detected.positions_after, detected.existing or {}, touch=not detected.stored_positions
+            master_positions_store(
+                master=master,
+                after=detected.positions_after,
+                stored=detected.existing or {},
+                touch=not detected.stored_positions,
             )
         orders_by_id = {
             mo.broker_order_id: mo
@@ -64,13 +68,12 @@ def record_allocations(
                     f"(MAX_EVENT_AGE {int(max_age.total_seconds())} s)"
                 )
             alloc = _allocation(ctx, ev, plan, group_key, status, hold_reason, now=now, mode=mode, read=read)
-            alloc.master_orders.set([orders_by_id[oid] for oid in ev.order_ids if oid in orders_by_id])
-            audit(
+            allocation_create(
+                allocation=alloc,
+                master_orders=[orders_by_id[oid] for oid in ev.order_ids if oid in orders_by_id],
                 kind=EventKind.ALLOCATION_CREATED
                 if status == AllocationStatus.PLANNED
                 else EventKind.ALLOCATION_HELD,
-                account=master,
-                allocation=alloc,
                 message=_describe(alloc) + (f" — held: {hold_reason}" if hold_reason else ""),
                 data={
                     "fraction": str(alloc.fraction) if alloc.fraction is not None else None,
@@ -95,7 +98,7 @@ def _allocation(
     read: MasterRead,
 ) -> Allocation:
     by_order = mode == "order"
-    return Allocation.objects.create(
+    return Allocation(
         master=read.master,
         tick=ctx.tick,
         group_key=group_key if ev.kind == "open" else f"{group_key}c",

@@ -1,20 +1,50 @@
-"""Staff decisions on allocations held for approval.
+"""Allocations: the engine records them (`allocation_create`); staff decide on held ones.
 
 Every change is audited in the transaction that makes it; no broker write happens here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.db import transaction
 from django.utils import timezone
 
-from replication.models import Allocation, AllocationStatus, EventKind, MappingStatus, OrderMapping
+from replication.models import (
+    Allocation,
+    AllocationStatus,
+    EventKind,
+    MappingStatus,
+    MasterOrder,
+    OrderMapping,
+)
 from replication.services._common import clean_staff_reason
 from replication.services.audit_log import audit
 
 
 class AllocationDecisionError(ValueError):
     """The allocation is not waiting for a decision."""
+
+
+def allocation_create(
+    *,
+    allocation: Allocation,
+    master_orders: Sequence[MasterOrder],
+    kind: EventKind,
+    message: str,
+    data: dict[str, Any],
+) -> Allocation:
+    """Insert an allocation the engine planned (unsaved), link the master orders it follows and
+    write its audit row (`allocation_created` or `allocation_held`, on the master's account).
+
+    Called inside the record stage's transaction, after its lease check: the master's orders and
+    the allocations they cause are committed together.
+    """
+    allocation.save(force_insert=True)
+    allocation.master_orders.set(master_orders)
+    audit(kind=kind, account=allocation.master, allocation=allocation, message=message, data=data)
+    return allocation
 
 
 def allocation_approve(*, allocation: Allocation, actor: str) -> Allocation:
