@@ -7,9 +7,9 @@ from collections import defaultdict
 
 from replication import allocation
 from replication.engine.context import TickContext
-from replication.engine.withdraw import intents_withdraw
 from replication.failpoints import failpoint
 from replication.models import Allocation, AllocationKind, AllocationStatus
+from replication.services.intents import intents_withdraw
 
 
 def size_allocations(ctx: TickContext) -> int:
