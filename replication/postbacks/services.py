@@ -18,7 +18,7 @@ from brokers.kite.postback import (
     parse_order_update,
     postback_user_id,
 )
-from replication.order_updates import mapping_apply_broker_update
+from replication.services.outcomes import mapping_apply_broker_update
 from replication.wakeup import wake_remote
 
 logger = logging.getLogger(__name__)

@@ -8,22 +8,19 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-
 from brokers.errors import (
     BrokerError,
 )
 from brokers.types import OrderType
-from replication.bulk import update_rows
 from replication.engine.sender.lookup import LookUp
 from replication.engine.sender.outcomes import Outcome
 from replication.gate import Action, Switches, Verdict, child_switches, decide
-from replication.lease import lease_check
 from replication.models import (
     MappingStatus,
     OrderMapping,
 )
 from replication.ratelimit import DailyBudgetExhausted
+from replication.services.outcomes import outcomes_modified
 
 logger = logging.getLogger(__name__)
 
@@ -108,24 +105,25 @@ class OpenOrderChanges(LookUp):
         outcomes = held + self._map(modify_child, list(by_child.values()))
         pairs = {m.pk: (m, kw) for m, kw in live}
         sent = [o for o in outcomes if o.event == "modify_sent"]
-        with transaction.atomic():
-            lease_check(self.lease)
-            updates = []
-            for o in sent:
-                m, kwargs = pairs[o.mapping_id]
-                if "price" in kwargs and kwargs["price"] is not None:
-                    m.price = kwargs["price"]
-                if "trigger_price" in kwargs and kwargs["trigger_price"] is not None:
-                    m.trigger_price = kwargs["trigger_price"]
-                if "quantity" in kwargs and kwargs["quantity"] is not None:
-                    m.quantity = kwargs["quantity"]
-                if kwargs.get("order_type") == OrderType.MARKET:
-                    m.order_type, m.price, m.trigger_price = OrderType.MARKET, Decimal(0), Decimal(0)
-                elif kwargs.get("order_type") == OrderType.SLM:
-                    m.order_type, m.price = OrderType.SLM, Decimal(0)
-                updates.append(m)
-            update_rows(updates, ["order_type", "price", "trigger_price", "quantity", "updated_at"])
-            self._events_for(outcomes, {m.pk: m for m, _ in pairs.values()})
+        updates = []
+        for o in sent:
+            m, kwargs = pairs[o.mapping_id]
+            if "price" in kwargs and kwargs["price"] is not None:
+                m.price = kwargs["price"]
+            if "trigger_price" in kwargs and kwargs["trigger_price"] is not None:
+                m.trigger_price = kwargs["trigger_price"]
+            if "quantity" in kwargs and kwargs["quantity"] is not None:
+                m.quantity = kwargs["quantity"]
+            if kwargs.get("order_type") == OrderType.MARKET:
+                m.order_type, m.price, m.trigger_price = OrderType.MARKET, Decimal(0), Decimal(0)
+            elif kwargs.get("order_type") == OrderType.SLM:
+                m.order_type, m.price = OrderType.SLM, Decimal(0)
+            updates.append(m)
+        outcomes_modified(
+            lease=self.lease,
+            mappings=updates,
+            events=self._audit_rows_for(outcomes, {m.pk: m for m, _ in pairs.values()}),
+        )
         if by_child:
             self.follow_up(children=by_child.keys(), recover=False)
         return len(sent)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F, IntegerField
+from django.db.models import IntegerField
 from django.db.models.functions import Mod
 from django.utils import timezone
 
@@ -22,7 +22,6 @@ from brokers.errors import (
     TokenExpired,
 )
 from brokers.types import OrderStatus
-from replication.bulk import update_rows
 from replication.engine.sender.changes import OpenOrderChanges
 from replication.engine.sender.outcomes import (
     ACCEPTED,
@@ -39,12 +38,13 @@ from replication.failpoints import failpoint
 from replication.gate import Switches, Verdict, action_for, child_switches, decide
 from replication.lease import lease_check
 from replication.models import (
-    Allocation,
     AllocationStatus,
     MappingStatus,
     OrderMapping,
 )
 from replication.ratelimit import DailyBudgetExhausted
+from replication.services.intents import intents_claim
+from replication.services.outcomes import outcomes_hold
 
 logger = logging.getLogger(__name__)
 
@@ -192,21 +192,7 @@ class Dispatch(OpenOrderChanges):
             if held:
                 self._hold(held)
             mappings = passing
-            ids = [m.pk for m in mappings]
-            OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.PLANNED).update(
-                status=MappingStatus.SENDING,
-                epoch=self.lease.epoch,
-                sent_at=now,
-                attempts=F("attempts") + 1,
-            )
-            claimed = set(
-                OrderMapping.objects.filter(
-                    pk__in=ids, status=MappingStatus.SENDING, epoch=self.lease.epoch
-                ).values_list("pk", flat=True)
-            )
-            Allocation.objects.filter(
-                pk__in={m.allocation_id for m in mappings}, status=AllocationStatus.PLANNED
-            ).update(status=AllocationStatus.DISPATCHED)
+            claimed = intents_claim(mappings=mappings, epoch=self.lease.epoch, now=now)
         by_child: dict[int, list[OrderMapping]] = defaultdict(list)
         for m in mappings:
             if m.pk in claimed:
@@ -263,9 +249,11 @@ class Dispatch(OpenOrderChanges):
             m = by_id[o.mapping_id]
             m.set_status(o.status)
             m.reason, m.reason_code, m.finished_at = o.reason, o.reason_code, now
-        update_rows([m for m, _ in held], ["status", "reason", "reason_code", "finished_at", "updated_at"])
-        self._events_for(
-            outcomes, by_id, previous={m.pk: (MappingStatus.PLANNED, m.filled_quantity) for m, _ in held}
+        outcomes_hold(
+            mappings=[m for m, _ in held],
+            events=self._audit_rows_for(
+                outcomes, by_id, previous={m.pk: (MappingStatus.PLANNED, m.filled_quantity) for m, _ in held}
+            ),
         )
 
     def _send_child(

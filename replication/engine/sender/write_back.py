@@ -1,4 +1,5 @@
-"""Writing outcomes back: mapping rows, their audit rows and the accounts' engine state."""
+"""Writing outcomes back (through `replication.services.outcomes`): mapping rows, their audit rows
+and the accounts' engine state."""
 
 from __future__ import annotations
 
@@ -8,22 +9,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from brokers.errors import (
     TokenExpired,
 )
-from replication.bulk import update_rows
 from replication.clients import ClientCache
 from replication.engine.sender.outcomes import ACCEPTED, Outcome
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
-from replication.lease import Lease, lease_check
-from replication.models import OrderMapping
+from replication.lease import Lease
+from replication.models import OrderMapping, ReplicationEvent
 from replication.ratelimit import LimiterRegistry
-from replication.services.accounts import accounts_mark_needs_login, accounts_record_send_results
-from replication.services.audit_log import audit_row, audit_rows
+from replication.services.audit_log import audit_row
+from replication.services.outcomes import outcomes_audit, outcomes_record
 
 logger = logging.getLogger(__name__)
 
@@ -103,44 +102,29 @@ class WriteBack:
                 failed_children.add(m.child_id)
             updated.append(m)
         failpoint("before_ack_commit")
-        with transaction.atomic():
-            lease_check(self.lease)
-            update_rows(
-                updated,
-                [
-                    "status",
-                    "broker_order_id",
-                    "broker_status",
-                    "filled_quantity",
-                    "average_price",
-                    "reason",
-                    "reason_code",
-                    "acked_at",
-                    "latency_ms",
-                    "finished_at",
-                    "updated_at",
-                ],
-            )
-            self._events_for(outcomes, by_id, previous=previous)
-            self._account_effects(
-                needs_login=needs_login, failed=failed_children - ok_children, ok=ok_children
-            )
+        outcomes_record(
+            lease=self.lease,
+            mappings=updated,
+            events=self._audit_rows_for(outcomes, by_id, previous=previous),
+            needs_login=needs_login,
+            failed=failed_children - ok_children,
+            ok=ok_children,
+            breaker_threshold=self.breaker_threshold,
+        )
 
     def _write_events(self, outcomes: Sequence[Outcome], by_id: dict[int, OrderMapping]) -> None:
         if not outcomes:
             return
-        with transaction.atomic():
-            lease_check(self.lease)
-            self._events_for(outcomes, by_id)
+        outcomes_audit(lease=self.lease, events=self._audit_rows_for(outcomes, by_id))
 
-    def _events_for(
+    def _audit_rows_for(
         self,
         outcomes: Sequence[Outcome],
         by_id: dict[int, OrderMapping],
         *,
         previous: dict[int, tuple[str, int]] | None = None,
-    ) -> None:
-        """One audit row per outcome with an event. An order update is recorded when the status or
+    ) -> list[ReplicationEvent]:
+        """One unsaved audit row per outcome with an event. An order update is recorded when the status or
         the filled quantity moved (fills, partial fills, rejections, cancellations) or it says why;
         `previous` is each mapping's (status, filled quantity) before the write."""
         events = []
@@ -183,17 +167,4 @@ class WriteBack:
                     data=data,
                 )
             )
-        audit_rows(events)
-
-    def _account_effects(self, *, needs_login: set[int], failed: set[int], ok: set[int]) -> None:
-        """The accounts' engine state (needs-login, failures, the breaker) through their services."""
-        if needs_login:
-            accounts_mark_needs_login(
-                lease=self.lease,
-                account_ids=sorted(needs_login),
-                reason="broker session expired; the child is skipped until it logs in again",
-            )
-        if ok or failed:
-            accounts_record_send_results(
-                lease=self.lease, ok=ok, failed=failed, breaker_threshold=self.breaker_threshold
-            )
+        return events
