@@ -4,11 +4,15 @@ Each service is atomic, writes its audit row (`EventKind`) in the same transacti
 lease where the engine calls it. Reads live in `replication.selectors`.
 
 - `audit_log`: the audit log (`audit`, `audit_row`, `audit_rows`, `changes`, `EventKind`)
-- `allocations`: staff decisions on held allocations
+- `allocations`: allocations the engine records, staff decisions on held ones
+- `master_orders`: the master's orders and positions as the engine records them
+- `intents`: child intents committed, withdrawn, claimed for sending
+- `outcomes`: what brokers answered (written after the calls) and pushed updates (postbacks)
+- `entitlements`: entitlement rows the convergence stage follows
 - `corrections`: corrective orders (reconciliation)
 - `flatten`: flattening a child
 - `accounts`: the engine's state on accounts (needs-login, failures, breaker), lease-checked
-- `snapshots`: margin snapshots and the master's stored positions
+- `snapshots`: margin snapshots, and forgetting a former master's stored positions
 - `ticks`: tick runs
 
 Names load lazily (PEP 562 `__getattr__`): a module low in the engine (controls, the lease) can
@@ -22,6 +26,18 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS: dict[str, str] = {
+    "allocation_create": "replication.services.allocations",
+    "entitlements_unsettle": "replication.services.entitlements",
+    "intents_claim": "replication.services.intents",
+    "intents_commit": "replication.services.intents",
+    "intents_withdraw": "replication.services.intents",
+    "mapping_apply_broker_update": "replication.services.outcomes",
+    "master_orders_record": "replication.services.master_orders",
+    "master_positions_store": "replication.services.master_orders",
+    "outcomes_audit": "replication.services.outcomes",
+    "outcomes_hold": "replication.services.outcomes",
+    "outcomes_modified": "replication.services.outcomes",
+    "outcomes_record": "replication.services.outcomes",
     "master_positions_forget": "replication.services.snapshots",
     "snapshots_record": "replication.services.snapshots",
     "snapshot_record": "replication.services.snapshots",
@@ -55,6 +71,7 @@ if TYPE_CHECKING:
     from replication.services.allocations import (
         AllocationDecisionError,
         allocation_approve,
+        allocation_create,
         allocation_reject,
     )
     from replication.services.audit_log import (
@@ -71,7 +88,17 @@ if TYPE_CHECKING:
         correction_plan,
         reconciliation_correct,
     )
+    from replication.services.entitlements import entitlements_unsettle
     from replication.services.flatten import FlattenLeg, FlattenPlan, child_flatten, flatten_plan
+    from replication.services.intents import intents_claim, intents_commit, intents_withdraw
+    from replication.services.master_orders import master_orders_record, master_positions_store
+    from replication.services.outcomes import (
+        mapping_apply_broker_update,
+        outcomes_audit,
+        outcomes_hold,
+        outcomes_modified,
+        outcomes_record,
+    )
     from replication.services.snapshots import master_positions_forget, snapshot_record, snapshots_record
     from replication.services.ticks import tick_finish, tick_start
 
@@ -86,6 +113,7 @@ __all__ = [
     "accounts_mark_needs_login",
     "accounts_record_send_results",
     "allocation_approve",
+    "allocation_create",
     "allocation_reject",
     "audit",
     "audit_row",
@@ -93,9 +121,20 @@ __all__ = [
     "changes",
     "child_flatten",
     "correction_plan",
+    "entitlements_unsettle",
     "event_kind",
     "flatten_plan",
+    "intents_claim",
+    "intents_commit",
+    "intents_withdraw",
+    "mapping_apply_broker_update",
+    "master_orders_record",
     "master_positions_forget",
+    "master_positions_store",
+    "outcomes_audit",
+    "outcomes_hold",
+    "outcomes_modified",
+    "outcomes_record",
     "reconciliation_correct",
     "snapshot_record",
     "snapshots_record",
