@@ -9,7 +9,7 @@ filled orders put there) and never touch anything else. Modules:
 - `intents`: the deterministic tag and the intent rows (`make_tag`, `IntentRow`, `intent_row`)
 - `entries`: entries by the sizing rules; `exits`: what is in flight before exits (`in_flight`),
   exits by entitlement, exit slices and price
-- `commit`: `create_intents` (one group, one transaction) and `entitlements_unsettle`
+- `commit`: `create_intents` (one group, one transaction; rows written by `replication.services.intents`)
 """
 
 from replication.allocation.children import (
@@ -20,7 +20,7 @@ from replication.allocation.children import (
     eligible_children,
     refresh_child_margins,
 )
-from replication.allocation.commit import create_intents, entitlements_unsettle
+from replication.allocation.commit import create_intents
 from replication.allocation.exits import InFlight, exit_price, exit_slices, in_flight
 from replication.allocation.intents import IntentRow, intent_row, make_tag, skip_row
 from replication.allocation.positions import CORRECTIVE, PENDING, replicated_positions
@@ -36,7 +36,6 @@ __all__ = [
     "create_intents",
     "eligible_child_rows",
     "eligible_children",
-    "entitlements_unsettle",
     "exit_price",
     "exit_slices",
     "in_flight",

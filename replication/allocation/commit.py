@@ -14,7 +14,6 @@ from replication.fanout import FanOut
 from replication.gate import Switches
 from replication.lease import Lease
 from replication.models import Allocation, AllocationKind, EngineControl, MappingStatus
-from replication.services import entitlements as services_entitlements
 from replication.services.intents import intents_commit
 
 
@@ -52,8 +51,3 @@ def create_intents(
     sized = {a.pk: (sized_message(a, rows), status_counts(a, rows)) for a in group}
     intents_commit(lease=lease, group=group, intents=rows, unsettle=touched, sized=sized)
     return sum(1 for m in rows if m.status == MappingStatus.PLANNED)
-
-
-def entitlements_unsettle(keys: dict[Key, int]) -> None:
-    """`replication.services.entitlements.entitlements_unsettle` (kept for the propagate stage)."""
-    services_entitlements.entitlements_unsettle(keys=keys)

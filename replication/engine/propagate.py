@@ -7,7 +7,6 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account
@@ -15,10 +14,11 @@ from brokers.types import Order, OrderStatus, OrderType
 from replication import allocation
 from replication.clients import CHILD_SECRETS
 from replication.engine.context import TickContext
-from replication.engine.withdraw import intents_withdraw
 from replication.events import BookDiff
-from replication.models import Allocation, AllocationKind, Entitlement, MappingStatus, OrderMapping
+from replication.models import Allocation, AllocationKind, MappingStatus, OrderMapping
 from replication.pending import exit_mirrors_owed_as_market, mirrors_due_for_market
+from replication.services.allocations import allocation_resize
+from replication.services.intents import intent_rewrite, intents_withdraw
 
 Change = tuple[OrderMapping, dict[str, Any]]
 
@@ -75,9 +75,9 @@ def propagate_changes(ctx: TickContext, master: Account, diff: BookDiff) -> None
             if m.status == MappingStatus.OPEN:
                 to_modify.append((m, kwargs))
             else:
-                _rewrite_planned(m, kwargs)
+                intent_rewrite(mapping=m, changes=kwargs)
         if new_total != alloc.master_quantity:
-            _resize(alloc, new_total)
+            allocation_resize(allocation=alloc, master_quantity=new_total)
     intents_withdraw(
         to_withdraw,
         lease=ctx.lease,
@@ -154,38 +154,6 @@ def _follow(m: OrderMapping, lead: Order | None, new_qty: int) -> dict[str, Any]
     if new_qty != m.quantity:
         kwargs["quantity"] = new_qty
     return kwargs
-
-
-def _rewrite_planned(m: OrderMapping, kwargs: dict[str, Any]) -> None:
-    """An intent not sent yet takes the changes itself."""
-    for k, v in kwargs.items():
-        setattr(m, k, v)
-    fields = [*kwargs.keys()]
-    if kwargs.get("order_type") == OrderType.MARKET:  # a MARKET order has no price
-        m.price, m.trigger_price = Decimal(0), Decimal(0)
-        fields += ["price", "trigger_price"]
-    elif kwargs.get("order_type") == OrderType.SLM:
-        m.price = Decimal(0)
-        fields.append("price")
-    m.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
-
-
-def _resize(alloc: Allocation, new_total: int) -> None:
-    Allocation.objects.filter(pk=alloc.pk).update(master_quantity=new_total)
-    # The entitlement of every child in the instrument moves with the allocation: the
-    # convergence stage follows each of them (rows made for the children of this one).
-    with transaction.atomic():
-        allocation.entitlements_unsettle(
-            {
-                (cid, alloc.exchange, alloc.tradingsymbol, alloc.product): alloc.lot_size
-                for cid in OrderMapping.objects.filter(allocation=alloc)
-                .values_list("child_id", flat=True)
-                .distinct()
-            }
-        )
-        Entitlement.objects.filter(
-            exchange=alloc.exchange, tradingsymbol=alloc.tradingsymbol, product=alloc.product
-        ).update(settled=False)
 
 
 def capped_lots(

@@ -21,6 +21,7 @@ from replication.models import (
 )
 from replication.services._common import clean_staff_reason
 from replication.services.audit_log import audit
+from replication.services.entitlements import entitlements_unsettle, entitlements_unsettle_instrument
 
 
 class AllocationDecisionError(ValueError):
@@ -45,6 +46,37 @@ def allocation_create(
     allocation.master_orders.set(master_orders)
     audit(kind=kind, account=allocation.master, allocation=allocation, message=message, data=data)
     return allocation
+
+
+def allocation_owed_create(*, allocation: Allocation) -> Allocation:
+    """Insert an allocation of owed exits (DESIGN §3.7; unsaved, already sized). Called inside the
+    convergence stage's lease-checked transaction; its intents and audit rows follow in the same
+    transaction (`intents.exits_owed_record`)."""
+    allocation.save(force_insert=True)
+    return allocation
+
+
+def allocation_resize(*, allocation: Allocation, master_quantity: int) -> None:
+    """The master changed the orders an allocation follows: store its new master quantity, then mark
+    the entitlement of every child in the instrument for the convergence stage (rows made for the
+    children of this allocation), in a transaction of its own.
+
+    No lease check, as before these services: the propagate stage's changes to intents not yet sent
+    are written the same way, and the send gate checks the lease before anything is sent.
+    """
+    Allocation.objects.filter(pk=allocation.pk).update(master_quantity=master_quantity)
+    with transaction.atomic():
+        entitlements_unsettle(
+            keys={
+                (cid, allocation.exchange, allocation.tradingsymbol, allocation.product): allocation.lot_size
+                for cid in OrderMapping.objects.filter(allocation=allocation)
+                .values_list("child_id", flat=True)
+                .distinct()
+            }
+        )
+        entitlements_unsettle_instrument(
+            exchange=allocation.exchange, tradingsymbol=allocation.tradingsymbol, product=allocation.product
+        )
 
 
 def allocation_approve(*, allocation: Allocation, actor: str) -> Allocation:

@@ -36,3 +36,11 @@ def entitlements_unsettle(*, keys: dict[Key, int]) -> None:
         by_instrument[k[1:]].append(k[0])
     for inst, child_ids in by_instrument.items():
         Entitlement.objects.filter(_key_q(inst), child_id__in=child_ids, settled=True).update(settled=False)
+
+
+def entitlements_unsettle_instrument(*, exchange: str, tradingsymbol: str, product: str) -> int:
+    """Every child's entitlement in this instrument is followed again (an allocation there was
+    resized). Called inside the transaction that unsettles the resized allocation's children."""
+    return Entitlement.objects.filter(exchange=exchange, tradingsymbol=tradingsymbol, product=product).update(
+        settled=False
+    )

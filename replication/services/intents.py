@@ -6,16 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from replication.bulk import insert_rows
+from brokers.types import OrderType
+from replication.bulk import insert_rows, update_rows
 from replication.entitlement import Key
 from replication.lease import Lease, lease_check
-from replication.models import Allocation, AllocationStatus, MappingStatus, OrderMapping
+from replication.models import (
+    Allocation,
+    AllocationStatus,
+    Entitlement,
+    MappingStatus,
+    OrderMapping,
+    ReplicationEvent,
+)
 from replication.services.audit_log import EventKind, audit_row, audit_rows
 from replication.services.entitlements import entitlements_unsettle
 
@@ -106,3 +115,36 @@ def intents_claim(*, mappings: Sequence[OrderMapping], epoch: int, now: datetime
         pk__in={m.allocation_id for m in mappings}, status=AllocationStatus.PLANNED
     ).update(status=AllocationStatus.DISPATCHED)
     return claimed
+
+
+def intent_rewrite(*, mapping: OrderMapping, changes: Mapping[str, Any]) -> None:
+    """An intent not sent yet takes the master's changes itself (order type, prices, quantity); a
+    MARKET order has no price, an SL-M no limit price. Saved in autocommit, no lease check, as the
+    propagate stage wrote it before these services (the claim checks the lease before any send)."""
+    for k, v in changes.items():
+        setattr(mapping, k, v)
+    fields = [*changes.keys()]
+    if changes.get("order_type") == OrderType.MARKET:
+        mapping.price, mapping.trigger_price = Decimal(0), Decimal(0)
+        fields += ["price", "trigger_price"]
+    elif changes.get("order_type") == OrderType.SLM:
+        mapping.price = Decimal(0)
+        fields.append("price")
+    mapping.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
+
+
+def exits_owed_record(
+    *,
+    intents: Sequence[IntentRow],
+    entitlements: Sequence[Entitlement],
+    entitlement_fields: Sequence[str],
+    events: Sequence[ReplicationEvent],
+) -> None:
+    """The convergence stage's owed exits: their intents, the entitlement rows it looked at (attempts,
+    backoff, hold reason, owed since) and the audit rows of both. Called inside the stage's
+    lease-checked transaction, after `allocation_owed_create` made the allocations the intents
+    belong to."""
+    insert_rows(OrderMapping, intents)
+    update_rows(entitlements, list(entitlement_fields))
+    if events:
+        audit_rows(events)
