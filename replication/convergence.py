@@ -27,7 +27,6 @@ from django.utils import timezone
 from accounts.models import Account, Role
 from brokers.types import OrderType, Side
 from replication.allocation import IntentRow, exit_price, exit_slices, intent_row
-from replication.bulk import insert_rows, update_rows
 from replication.clients import ClientCache
 from replication.entitlement import NO_HOLDING, OWED, Instrument, entitled, holdings, owed_exit
 from replication.gate import Action, ChildSwitches, Switches, Verdict, child_switches, decide
@@ -41,7 +40,9 @@ from replication.models import (
     OrderMapping,
     ReplicationEvent,
 )
-from replication.services.audit_log import EventKind, audit_row, audit_rows
+from replication.services.allocations import allocation_owed_create
+from replication.services.audit_log import EventKind, audit_row
+from replication.services.intents import exits_owed_record
 
 DRY_SETTLED = "dry_run_settled"
 ENTITLEMENT_FIELDS = (
@@ -195,25 +196,27 @@ def converge(
         for (inst, side), items in sorted(owed_orders.items()):
             info = meta[inst]
             lot, freeze = max(info.lot_size, 1), info.freeze_quantity
-            alloc = Allocation.objects.create(
-                master_id=info.master_id,
-                tick_id=tick_id,
-                group_key=f"t{tick_id}o" if tick_id else f"owed-{now:%Y%m%d%H%M%S%f}",
-                kind=AllocationKind.CONVERGE,
-                status=AllocationStatus.PLANNED,
-                sized=True,
-                exchange=inst[0],
-                tradingsymbol=inst[1],
-                product=inst[2],
-                side=side,
-                order_type=OrderType.MARKET,
-                validity=info.validity,
-                master_quantity=sum(q for _, q, _ in items),
-                lot_size=lot,
-                freeze_quantity=freeze,
-                margin_source=OWED,
-                reason="exits owed: replicated position above entitlement (DESIGN §3.7)",
-                master_seen_at=now,
+            alloc = allocation_owed_create(
+                allocation=Allocation(
+                    master_id=info.master_id,
+                    tick_id=tick_id,
+                    group_key=f"t{tick_id}o" if tick_id else f"owed-{now:%Y%m%d%H%M%S%f}",
+                    kind=AllocationKind.CONVERGE,
+                    status=AllocationStatus.PLANNED,
+                    sized=True,
+                    exchange=inst[0],
+                    tradingsymbol=inst[1],
+                    product=inst[2],
+                    side=side,
+                    order_type=OrderType.MARKET,
+                    validity=info.validity,
+                    master_quantity=sum(q for _, q, _ in items),
+                    lot_size=lot,
+                    freeze_quantity=freeze,
+                    margin_source=OWED,
+                    reason="exits owed: replicated position above entitlement (DESIGN §3.7)",
+                    master_seen_at=now,
+                )
             )
             for row, quantity, verdict in items:
                 row.attempts += 1
@@ -250,10 +253,9 @@ def converge(
             # Buy-to-close before sell-to-close for a child closing both ways: a hedge is never naked.
             m.wave = 1 if m.side == Side.SELL and m.child_id in buys else 0
             m.epoch = lease.epoch
-        insert_rows(OrderMapping, intents)
-        update_rows(changed, list(ENTITLEMENT_FIELDS))
-        if events:
-            audit_rows(events)
+        exits_owed_record(
+            intents=intents, entitlements=changed, entitlement_fields=ENTITLEMENT_FIELDS, events=events
+        )
     report.intents = sum(1 for m in intents if m.status == MappingStatus.PLANNED)
     return report
 

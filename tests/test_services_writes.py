@@ -2,15 +2,13 @@
 
 The source of `replication/` (services, migrations and the lease module excepted) is scanned for ORM
 writes on engine models: `<Model>.objects....create/update/bulk_create/bulk_update/delete/...`,
-the fast bulk writers `insert_rows`/`update_rows`, and `.save(` in the engine's own modules. Every
-write found must be one of the few still waiting to move (`PENDING`, with why); a new one fails,
-naming file and line, and so does a `PENDING` entry that has moved (the list only shrinks).
+the fast bulk writers `insert_rows`/`update_rows`, and `.save(` in the engine's own modules. A write
+found fails the test, naming file and line.
 """
 
 from __future__ import annotations
 
 import ast
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "replication"
@@ -56,14 +54,6 @@ ENGINE_MODULES = (
     "fanout.py",
 )
 
-# Writes that still live in the engine (file -> how many), each with the reason it has not moved.
-PENDING: dict[str, int] = {
-    # Owed exits: allocation + intents + entitlement rows (DEBUG is editing the money rules here).
-    "convergence.py": 3,
-    # Propagated changes: intent updates, resized allocations, entitlements (DEBUG is editing).
-    "engine/propagate.py": 3,
-}
-
 
 def _receiver_model(node: ast.expr) -> str | None:
     """`Model` when `node` is a chain that starts at `Model.objects`, else None."""
@@ -99,13 +89,9 @@ def engine_writes() -> list[tuple[str, int, str]]:
 
 
 def test_engine_rows_are_written_only_by_services():
-    """Issue 13 item 2: no engine module writes an engine row itself, beyond the PENDING list."""
-    found = engine_writes()
-    counts = Counter(rel for rel, _, _ in found)
-    new = [f"{rel}:{line} {what}" for rel, line, what in found if counts[rel] > PENDING.get(rel, 0)]
-    assert not new, "engine rows written outside replication/services:\n" + "\n".join(new)
-    moved = {rel: n for rel, n in PENDING.items() if counts[rel] < n}
-    assert not moved, f"writes moved to services: shrink PENDING to the counts found: {dict(counts)}"
+    """Issue 13 item 2: no engine module writes an engine row itself."""
+    found = [f"{rel}:{line} {what}" for rel, line, what in engine_writes()]
+    assert not found, "engine rows written outside replication/services:\n" + "\n".join(found)
 
 
 def test_the_scan_sees_a_write():

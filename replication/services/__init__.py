@@ -26,6 +26,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS: dict[str, str] = {
+    "allocation_owed_create": "replication.services.allocations",
+    "allocation_resize": "replication.services.allocations",
+    "entitlements_unsettle_instrument": "replication.services.entitlements",
+    "exits_owed_record": "replication.services.intents",
+    "intent_rewrite": "replication.services.intents",
     "allocation_create": "replication.services.allocations",
     "entitlements_unsettle": "replication.services.entitlements",
     "intents_claim": "replication.services.intents",
@@ -72,7 +77,9 @@ if TYPE_CHECKING:
         AllocationDecisionError,
         allocation_approve,
         allocation_create,
+        allocation_owed_create,
         allocation_reject,
+        allocation_resize,
     )
     from replication.services.audit_log import (
         UnknownEventKind,
@@ -88,9 +95,15 @@ if TYPE_CHECKING:
         correction_plan,
         reconciliation_correct,
     )
-    from replication.services.entitlements import entitlements_unsettle
+    from replication.services.entitlements import entitlements_unsettle, entitlements_unsettle_instrument
     from replication.services.flatten import FlattenLeg, FlattenPlan, child_flatten, flatten_plan
-    from replication.services.intents import intents_claim, intents_commit, intents_withdraw
+    from replication.services.intents import (
+        exits_owed_record,
+        intent_rewrite,
+        intents_claim,
+        intents_commit,
+        intents_withdraw,
+    )
     from replication.services.master_orders import master_orders_record, master_positions_store
     from replication.services.outcomes import (
         mapping_apply_broker_update,
@@ -114,7 +127,9 @@ __all__ = [
     "accounts_record_send_results",
     "allocation_approve",
     "allocation_create",
+    "allocation_owed_create",
     "allocation_reject",
+    "allocation_resize",
     "audit",
     "audit_row",
     "audit_rows",
@@ -122,8 +137,11 @@ __all__ = [
     "child_flatten",
     "correction_plan",
     "entitlements_unsettle",
+    "entitlements_unsettle_instrument",
     "event_kind",
+    "exits_owed_record",
     "flatten_plan",
+    "intent_rewrite",
     "intents_claim",
     "intents_commit",
     "intents_withdraw",
