@@ -26,7 +26,7 @@ from replication.replicator import Replicator
 from tests.engine_helpers import FUT, build_desk
 from tests.faulty_broker import Faults, FaultyBroker, install
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The Kite-path faults of issue 7 only (`money=False`): the session and seed these tests were written for.
 SHORT = SoakConfig(seed=20251121, events=25, children=6, fault_rate=0.4, workers=4, money=False)
 

@@ -94,7 +94,7 @@ def _kinds_in_source() -> dict[str, list[str]]:
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     writers = {"audit", "audit_row", "ReplicationEvent", "Outcome"}
     found: dict[str, list[str]] = {}
     for app in ("replication", "accounts"):

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FUT = "NIFTY25DECFUT"
 EXPECTED = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}  # DESIGN §3.6 step 1
 WANTED = 4  # C3 is skipped (below one lot)

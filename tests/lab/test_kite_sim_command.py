@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 
 from lab.management.commands.kite_sim import run_kite_sim
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def manage(*args: str) -> subprocess.Popen[str]:

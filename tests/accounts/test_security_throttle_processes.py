@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_LIMIT = 5
 ADDRESS_LIMIT = 8  # below the API's per-minute rate (10/min), so the lock-out is what answers
 CLIENT_PASSWORD = "client-right-pass-41"

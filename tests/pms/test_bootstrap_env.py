@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pms.settings import parse_field_encryption_keys
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bootstrap_env.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap_env.py"
 
 
 def _run(path: Path) -> subprocess.CompletedProcess[str]:

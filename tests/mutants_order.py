@@ -1,4 +1,4 @@
-"""Issue 11 mutation proof: the pytest plugin `make mutate` loads (`-p tests.test_money_mutants_order`).
+"""Issue 11 mutation proof: the pytest plugin `make mutate` loads (`-p tests.mutants_order`).
 
 mutmut runs each mutant's tests fastest first and stops at the first failure, so a mutant that a
 pure sizing test kills costs milliseconds. pytest-django re-sorts every run to put the database

@@ -28,7 +28,7 @@ from replication.wakeup import wait_for_wakeup, wake, wake_remote
 from tests.factories import MasterAccountFactory
 from tests.kite_http import fixture_json
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FRAME = fixture_json("handmade/ws_order_update_frame.json")
 
 

@@ -24,7 +24,7 @@ from replication.orchestrator import Orchestrator
 from replication.tasks import SCHEDULES, refresh_child_margins_task, sync_schedules, watchdog_tick
 from tests.engine_helpers import FUT, build_desk
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:

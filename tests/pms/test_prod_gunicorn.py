@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]
 TOKEN = "prometheus-scrape-token-for-tests"
 # A developer's shell could carry these and change what is being tested.
 CLEARED = ("DEBUG", "LAB_ENABLED", "SECURE_SSL_REDIRECT", "ALLOWED_HOSTS", "STATIC_ROOT", "WEB_BIND")

@@ -17,9 +17,9 @@ from brokers.paper.seeding import shared_dir
 from brokers.paper.selectors import margin_rates
 from brokers.registry import BrokerCredentials
 from replication.dashboard.selectors import display_zone
-from tests.test_settings import _import_settings
+from tests.pms.test_settings import _import_settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # VOCAB's files (the other owners convert theirs: see notes/recut.md).
 CONVERTED = [
     "brokers",

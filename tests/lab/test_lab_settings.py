@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management import get_commands
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]
 LAB_COMMANDS = ("kite_sim", "bench_fanout", "soak", "demo")
 # What a developer's shell could carry that would change what the settings decide.
 CLEARED = ("DEBUG", "LAB_ENABLED", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "KITE_API_ROOT")

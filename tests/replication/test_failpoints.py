@@ -34,7 +34,7 @@ from tests.engine_helpers import FUT, build_desk
 AFTER_BUY = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}
 AFTER_SELL = {"C1": 0, "C2": 150, "C3": 0, "C4": 0, "C5": 0}
 NOT_FINAL = (MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

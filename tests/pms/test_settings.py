@@ -15,7 +15,7 @@ from django.test import override_settings
 
 from replication.checks import check_q_cluster
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _import_settings(*, print_expr: str = "", **overrides: str) -> subprocess.CompletedProcess[str]:
