@@ -43,7 +43,8 @@ class TickContext:
     sender: Replicator  # the one send gate: claims, sends, follows up, writes outcomes back
     state: EngineState
     result: TickResult
-    now: Callable[[], datetime] = timezone.now
+    # timezone.now looked up at each call (as the engine always did): a patched clock counts.
+    now: Callable[[], datetime] = field(default=lambda: timezone.now())
 
     @property
     def pool(self) -> FanOut:
