@@ -250,7 +250,7 @@ def test_wake_remote_reports_an_unwritable_wake_file(tmp_path):
 def test_wake_file_defaults_to_the_project_directory(settings):
     # The default is declared in pms/settings.py only; an empty WAKE_FILE (as `WAKE_FILE=` in the
     # environment gives) means that default too.
-    assert settings.WAKE_FILE == str(Path(settings.BASE_DIR) / ".engine-wake")
+    assert str(Path(settings.BASE_DIR) / ".engine-wake") == settings.WAKE_FILE
     settings.WAKE_FILE = ""
     assert wakeup.wake_file() == Path(settings.BASE_DIR) / ".engine-wake"
 
