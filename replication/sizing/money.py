@@ -8,6 +8,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, localcontext
 
+from pms.money import rupees as format_rupees  # standard library only, like sizing
+
 ZERO = Decimal("0")
 ONE = Decimal("1")
 PAISE = Decimal("0.01")
@@ -36,16 +38,5 @@ def ratio(value: Decimal) -> Decimal:
 
 
 def rupees(value: Decimal) -> str:
-    """₹ with Indian digit grouping: 1500000 -> ₹15,00,000.00."""
-    sign = "-" if value < 0 else ""
-    whole, _, frac = f"{abs(money(value)):.2f}".partition(".")
-    if len(whole) > 3:
-        head, tail = whole[:-3], whole[-3:]
-        groups: list[str] = []
-        while len(head) > 2:
-            groups.insert(0, head[-2:])
-            head = head[:-2]
-        if head:
-            groups.insert(0, head)
-        whole = ",".join([*groups, tail])
-    return f"{sign}₹{whole}.{frac}"
+    """₹ with Indian digit grouping: 1500000 -> ₹15,00,000.00 (the one formatter, `pms.money`)."""
+    return format_rupees(value)
