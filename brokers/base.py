@@ -6,12 +6,20 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
+from brokers.capabilities import Capabilities
 from brokers.types import Funds, Instrument, InstrumentKey, MarginEstimate, Order, OrderRequest, Position
 
 
 @runtime_checkable
 class BrokerClient(Protocol):
-    """One client per account. Reads may be retried; writes are never retried blindly."""
+    """One client per account. Reads may be retried; writes are never retried blindly.
+
+    `capabilities` says what the broker can do (tag, lookup, margin calculator, rate budgets,
+    session); the engine reads it, or `brokers.capabilities.capabilities_for(account.broker)`,
+    instead of comparing broker names.
+    """
+
+    capabilities: Capabilities
 
     def funds(self) -> Funds: ...
 

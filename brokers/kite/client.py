@@ -24,6 +24,7 @@ from django.conf import settings
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
+from brokers.capabilities import KITE, Capabilities
 from brokers.credentials import BrokerCredentials
 from brokers.errors import BrokerError, BrokerUnavailable, InputRejected, RateLimited
 from brokers.kite import params, parse
@@ -42,6 +43,8 @@ _SDK_FAILURES = (kex.KiteException, requests.RequestException, *MALFORMED)
 
 class KiteBroker:
     """A Kite account as a brokers.base.BrokerClient."""
+
+    capabilities: Capabilities = KITE
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from brokers.capabilities import PAPER, Capabilities
 from brokers.credentials import BrokerCredentials
 from brokers.paper.margin import money
 from brokers.paper.models import IST, PaperInstrument, PaperOrder, PaperPosition
@@ -125,6 +126,8 @@ def position_from_row(row: PaperPosition) -> Position:
 
 class PaperBroker:
     """A `BrokerClient` for one paper account; `latency_ms` simulates the network round trip."""
+
+    capabilities: Capabilities = PAPER
 
     def __init__(self, user_id: str, *, latency_ms: float = 0.0) -> None:
         self.user_id = user_id
