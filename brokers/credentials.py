@@ -16,6 +16,10 @@ class BrokerCredentials:
     api_key: str = ""
     access_token: str = ""
     proxy_url: str = ""
+    # Angel One's headless login (brokers.angel.session): the client's PIN and TOTP secret, where
+    # the client chose to store them; without them a dead session needs a login by hand.
+    pin: str = ""
+    totp_secret: str = ""
 
     def __repr__(self) -> str:  # never show secrets in tracebacks or logs
         return f"BrokerCredentials(broker={self.broker!r}, user_id={self.user_id!r})"

@@ -39,6 +39,10 @@ def _default_factory(broker: str) -> ClientFactory:
         from brokers.kite.client import KiteBroker
 
         return KiteBroker.for_credentials
+    if broker == "angel":
+        from brokers.angel.client import AngelBroker
+
+        return AngelBroker.for_credentials
     raise UnknownBroker(f"unknown broker {broker!r}")
 
 

@@ -1,4 +1,4 @@
-"""The shape of the Kite simulator's credentials, which production must recognise without the lab.
+"""The shape of the simulators' credentials, which production must recognise without the lab.
 
 Every api key and access token issued for the Kite simulator (`manage.py kite_sim` of the lab,
 `seed_demo --kite-sim`) starts with a mark; Kite's own are random letters and digits. The Kite
@@ -12,6 +12,7 @@ import secrets
 from urllib.parse import urlsplit
 
 SIMULATOR_MARK = "kitesim"
+ANGEL_SIMULATOR_MARK = "angelsim"  # lab.angel_sim's api keys; the Angel adapter keeps them on loopback
 TOKEN_CHARS = 32  # Kite's access tokens are 32 letters and digits
 API_KEY_CHARS = 16  # and its api keys 16
 
@@ -28,7 +29,12 @@ def new_simulator_credential(length: int = TOKEN_CHARS) -> str:
 
 
 def is_simulator_credential(value: str) -> bool:
-    return value.startswith(SIMULATOR_MARK)
+    return value.startswith((SIMULATOR_MARK, ANGEL_SIMULATOR_MARK))
+
+
+def new_angel_simulator_key(length: int = 24) -> str:
+    """An api key for the Angel simulator (`lab.angel_sim`), carrying its mark."""
+    return ANGEL_SIMULATOR_MARK + secrets.token_hex(length)[: length - len(ANGEL_SIMULATOR_MARK)]
 
 
 def is_loopback_url(url: str) -> bool:
