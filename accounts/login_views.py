@@ -1,8 +1,11 @@
 """Signing in and out: the product's login page, the admin's login, and a client's own accounts.
 
+- `/`: the right home: staff to `/staff/`, a signed-in client to the portal (`/my/`), anyone else to
+  `/login/` (the admin's "View site" link goes here).
 - `/login/` (settings.LOGIN_URL): anyone with a user; staff land on `/staff/`, clients on `/my/`.
 - `/logout/` (POST): signs out, back to `/login/`.
-- `/my/`: a client's own broker accounts, each Kite account with its daily login link.
+- `/password-reset/...`: Django's password reset by email, with the product's own templates
+  (`templates/registration/password_reset_*`).
 - `/admin/login/`: Django's admin login for staff; a client's right password there is sent to
   `/login/` with a message (not logged in), and a signed-in client opening the admin lands on `/my/`.
 
@@ -13,21 +16,17 @@ Every form refuses a locked-out username or address before checking the password
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import LoginView, LogoutView
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from django.views.generic import TemplateView
 
-from accounts.models import Account, Broker
 from accounts.security import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 
 ADMIN_IS_FOR_STAFF = "The admin is for staff only. Clients sign in here and see their own accounts."
@@ -48,7 +47,18 @@ class SignInView(LoginView):
         user = self.request.user
         if user.is_authenticated and user.is_staff:
             return reverse("dashboard:overview")
-        return reverse("my-accounts")
+        return reverse("portal:home")
+
+
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    """`/`: staff to the dashboards, a signed-in client to the portal, anyone else to the login page."""
+    user = request.user
+    if not user.is_authenticated:
+        return redirect(settings.LOGIN_URL)
+    if user.is_staff:
+        return redirect("dashboard:overview")
+    return redirect("portal:home")
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -75,7 +85,7 @@ class AdminSignInView(LoginView):
             if user.is_staff:
                 return HttpResponseRedirect(reverse("admin:index"))
             messages.info(request, ADMIN_IS_FOR_STAFF)
-            return redirect("my-accounts")
+            return redirect("portal:home")
         request.current_app = admin.site.name
         return super().dispatch(request, *args, **kwargs)
 
@@ -103,26 +113,3 @@ class AdminSignInView(LoginView):
 
 
 admin_login = never_cache(AdminSignInView.as_view())
-
-
-class MyAccountsView(LoginRequiredMixin, TemplateView):
-    """A signed-in user's own broker accounts; each Kite account with its daily login link."""
-
-    template_name = "accounts/my_accounts.html"
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        shown = ZoneInfo(settings.DISPLAY_TIME_ZONE)
-        rows = []
-        for account in Account.objects.filter(owner_id=self.request.user.pk).order_by("pk"):
-            kite = account.broker == Broker.KITE
-            expires = account.token_expires_at
-            rows.append(
-                {
-                    "account": account,
-                    "login_url": reverse("kite:login", args=[account.pk]) if kite else None,
-                    "session_until": expires.astimezone(shown) if kite and expires else None,
-                }
-            )
-        context["rows"] = rows
-        return context

@@ -1,6 +1,8 @@
-"""URL configuration: sign-in, admin, REST API, staff dashboards, Kite login and postbacks."""
+"""URL configuration: home, sign-in and password reset, admin, REST API, staff dashboards, the client
+portal, Kite login and postbacks."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from accounts import login_views
@@ -13,6 +15,7 @@ from replication.postbacks import urls as kite_postback_urls
 kite_urls = ([*kite_login_urls.urlpatterns, *kite_postback_urls.urlpatterns], kite_login_urls.app_name)
 
 urlpatterns = [
+    path("", login_views.home, name="home"),
     # Before the admin's own URLs: the admin login is throttled and sends clients to /login/.
     path("admin/login/", login_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
@@ -21,7 +24,20 @@ urlpatterns = [
     path("accounts/", include(kite_urls)),
     path("login/", login_views.SignInView.as_view(), name="login"),
     path("logout/", login_views.SignOutView.as_view(), name="logout"),
-    path("my/", login_views.MyAccountsView.as_view(), name="my-accounts"),
+    path("my/", include("accounts.portal.urls")),
+    # Password reset by email (Django's views, the product's templates in templates/registration/).
+    path("password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     # Production shape (issue 14): a supervisor's health check and Prometheus' scrape (pms/ops.py).
     path("healthz", ops.healthz, name="healthz"),
     path("metrics", ops.metrics, name="metrics"),
