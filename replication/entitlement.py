@@ -4,7 +4,9 @@ The entitled quantity E of a child in one instrument is not stored as a running 
 update could corrupt: it is replayed from the records, in allocation order, each time it is needed:
 - an entry adds the child's orders of that allocation that filled or are still in flight (planned,
   sending, unknown, open, or a dry run); what was rejected, failed or cancelled unfilled adds
-  nothing (entries are never chased);
+  nothing (entries are never chased); once the master's own orders of the entry have all ended,
+  a child is entitled to at most its share of what the master filled (`entry_cap`): a mirror that
+  filled after the master cancelled unfilled (its cancel held back or lost) entitles nothing;
 - an exit applies the exit rule (§3.4) to E: `E ← E − round(r × E lots)`, halves up; r comes from
   the allocation as it is now (a master exit cancelled unfilled gives its entitlement back);
 - a master flat there sets E = 0 for every child, so the replay starts at the last such exit.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, Sum
 
-from brokers.types import Side
+from brokers.types import OrderStatus, Side
 from replication.models import (
     Allocation,
     AllocationKind,
@@ -37,6 +39,7 @@ from replication.sizing import plan_exit, size_exit
 Instrument = tuple[str, str, str]  # exchange, tradingsymbol, product
 Key = tuple[int, str, str, str]  # child id, exchange, tradingsymbol, product
 
+FINAL_ORDER_STATUSES = frozenset(s.value for s in OrderStatus if s.is_final)
 IN_FLIGHT = frozenset(
     {MappingStatus.PLANNED, MappingStatus.SENDING, MappingStatus.UNKNOWN, MappingStatus.OPEN}
 )
@@ -58,6 +61,35 @@ def entry_contribution(status: str, quantity: int, filled: int) -> int:
     if status in IN_FLIGHT or status == MappingStatus.DRY_RUN:
         return max(quantity, filled)
     return filled  # FILLED, or final with only what filled (rejected, failed, cancelled)
+
+
+def entry_cap(planned: int, lot_size: int, *, master_ordered: int, master_filled: int) -> int:
+    """The most an entry entitles a child to once the master's orders of it ended (unsigned).
+
+    The child's planned quantity scaled by the share of the master's orders that filled, in whole
+    lots, halves up (§3.4); the whole plan when the master filled everything.
+    """
+    if master_ordered <= 0 or master_filled >= master_ordered:
+        return planned
+    lot = max(lot_size, 1)
+    lots = planned // lot
+    return (2 * lots * master_filled + master_ordered) // (2 * master_ordered) * lot
+
+
+def _master_share(entry_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(ordered, filled) of the master's orders of each entry whose master orders have all ended."""
+    links = Allocation.master_orders.through.objects.filter(allocation_id__in=list(entry_ids))
+    ordered: dict[int, int] = defaultdict(int)
+    filled: dict[int, int] = defaultdict(int)
+    live: set[int] = set()
+    for alloc_id, status, quantity, done in links.values_list(
+        "allocation_id", "masterorder__status", "masterorder__quantity", "masterorder__filled_quantity"
+    ):
+        if status not in FINAL_ORDER_STATUSES:
+            live.add(alloc_id)
+        ordered[alloc_id] += quantity
+        filled[alloc_id] += done
+    return {a: (ordered[a], filled[a]) for a in ordered if a not in live}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +174,7 @@ def entitled(
     entry_ids = [s.pk for seq in window.values() for s in seq if s.kind in (AllocationKind.OPEN, FLATTEN)]
     contributions: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     if entry_ids:
+        planned: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         mappings = OrderMapping.objects.filter(allocation_id__in=entry_ids)
         if children is not None:
             mappings = mappings.filter(child_id__in=list(children))
@@ -150,6 +183,19 @@ def entitled(
         ):
             sign = 1 if side == Side.BUY else -1
             contributions[alloc_id][child_id] += sign * entry_contribution(status, quantity, filled)
+            if status != MappingStatus.SKIPPED:
+                planned[alloc_id][child_id] += sign * quantity
+        lot_sizes = {s.pk: s.lot_size for seq in window.values() for s in seq}
+        for alloc_id, (ordered, filled) in _master_share(entry_ids).items():
+            for child_id, q in contributions.get(alloc_id, {}).items():
+                cap = entry_cap(
+                    abs(planned[alloc_id][child_id]),
+                    lot_sizes[alloc_id],
+                    master_ordered=ordered,
+                    master_filled=filled,
+                )
+                if abs(q) > cap:
+                    contributions[alloc_id][child_id] = cap if q > 0 else -cap
     out: dict[Key, int] = {}
     for (ex, sym, prod), seq in window.items():
         e: dict[int, int] = defaultdict(int)

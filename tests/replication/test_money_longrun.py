@@ -101,3 +101,56 @@ def test_money_both_master_exit_orders_cancelled_cancel_the_childs_aggregated_mi
     set_price(FUT, "20150")
     settle(orch, 3)
     assert desk.positions(FUT) == held
+
+
+def test_money_entry_cancelled_unfilled_at_the_master_entitles_a_late_child_fill_to_nothing(desk, orch):
+    """Issue 11 §3.7, a failed entry adds nothing (found by the long state machine): the master
+    SELLs 2 lots at a LIMIT above the market; the children's mirrors rest. C2 is halted, so when
+    the master cancels its order unfilled C2's cancel is held back. The price then reaches the
+    limit: C2's mirror fills while the master never sold. The entitlement replay counted that fill
+    as an entry, so after the resume C2 stayed short 4 lots with the master flat for ever. An entry
+    whose master orders all ended unfilled entitles nothing: C2 buys back and every child is flat."""
+    from accounts.models import Account, AccountStatus
+
+    orch.run_tick()
+    order = desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    settle(orch, 2)
+    assert resting().filter(side="SELL").count() == 4
+    Account.objects.filter(broker_user_id="C2").update(status=AccountStatus.HALTED)
+    paper_order_cancel(user_id="MASTER", order_id=order)
+    settle(orch, 2)
+    assert resting("C2").exists()  # held back: C2 is halted
+    set_price(FUT, "20150")
+    assert desk.positions(FUT)["C2"] == -300  # filled at its broker, the master never sold
+    Account.objects.filter(broker_user_id="C2").update(status=AccountStatus.ACTIVE)
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT) == FLAT
+    assert not resting().exists()
+
+
+def test_money_entry_partly_filled_at_the_master_entitles_the_child_to_its_share(desk, orch):
+    """Issue 11 §3.7 (the boundary of the fix above): the master SELLs 1 lot at 20100 and 1 lot at
+    20200 in one tick. The first fills; the master cancels the second. C2 is halted, so its cancel
+    is held back, and its mirror of the second order fills when the price gets there. C2 is
+    entitled to its share of what the master sold (2 of its 4 lots); the rest is bought back after
+    the resume."""
+    from accounts.models import Account, AccountStatus
+
+    orch.run_tick()
+    desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20100"))
+    second = desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20200"))
+    settle(orch, 2)
+    set_price(FUT, "20100")
+    settle(orch, 2)
+    assert desk.positions(FUT)["C2"] == -150
+    Account.objects.filter(broker_user_id="C2").update(status=AccountStatus.HALTED)
+    paper_order_cancel(user_id="MASTER", order_id=second)
+    settle(orch, 2)
+    set_price(FUT, "20200")
+    assert desk.positions(FUT)["C2"] == -300  # filled at its broker, the master never sold that lot
+    Account.objects.filter(broker_user_id="C2").update(status=AccountStatus.ACTIVE)
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT)["C2"] == -150
+    assert not resting().exists()
