@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from brokers.capabilities import ENGINE_TAG_MAX_LENGTH
 from replication.models import Allocation, MappingStatus
 
 _B36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -25,10 +26,12 @@ def _b36(n: int) -> str:
 
 
 def make_tag(allocation_id: int, child_id: int, slice_no: int) -> str:
-    """Deterministic, unique, alphanumeric, at most 20 characters (Kite's tag limit)."""
+    """Deterministic, unique, alphanumeric, at most 19 characters: every broker takes it (Angel's
+    limit is under 20; `brokers.capabilities.ENGINE_TAG_MAX_LENGTH`). The format has not changed
+    since the limit was Kite's 20, so tags already at a broker are still found by their tag."""
     tag = f"R{_b36(allocation_id)}C{_b36(child_id)}S{_b36(slice_no)}"
-    if len(tag) > 20:
-        raise ValueError(f"tag {tag} is longer than 20 characters")
+    if len(tag) > ENGINE_TAG_MAX_LENGTH:
+        raise ValueError(f"tag {tag} is longer than {ENGINE_TAG_MAX_LENGTH} characters")
     return tag
 
 
