@@ -15,7 +15,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -193,7 +192,16 @@ class PositionRow:
 
 
 def positions_entitled_held(*, account: Account) -> list[PositionRow]:
-    """Every instrument where the client is entitled to, holds, or has working engine orders."""
+    """Every instrument where the client is entitled to, holds, or has working engine orders.
+
+    H and the working orders come from `replication.selectors.replicated_positions`. E comes from
+    the engine's own entitlement row while the convergence stage follows it (an exit happened and
+    has not yet settled: the row's quantity is the replayed E, refreshed every tick). Otherwise E
+    is what the engine's entries hold and have working, `H + pending buys − pending sells`: with
+    no exit to follow, the replay of DESIGN §3.7 adds exactly what filled or is still in flight,
+    and a settled row has H = E with nothing in flight. (Dry-run orders are left out: they are
+    not at the broker.)
+    """
     held = {
         key[1:]: value for key, value in replicated_positions(children=[account.pk]).items() if any(value)
     }
@@ -201,20 +209,20 @@ def positions_entitled_held(*, account: Account) -> list[PositionRow]:
         (e.exchange, e.tradingsymbol, e.product): e
         for e in Entitlement.objects.filter(child=account).order_by("exchange", "tradingsymbol", "product")
     }
+    followed = {key for key, e in rows.items() if not e.settled and (e.quantity or e.held)}
     out = []
-    for key in sorted(set(held) | {k for k, e in rows.items() if e.quantity or e.held}):
+    for key in sorted(set(held) | followed):
         h, pending_buy, pending_sell = held.get(key, (0, 0, 0))
-        entitlement = rows.get(key)
-        owed = entitlement is not None and entitlement.owed_since is not None and not entitlement.settled
+        entitlement = rows.get(key) if key in followed else None
         out.append(
             PositionRow(
                 *key,
-                entitled=entitlement.quantity if entitlement else 0,
+                entitled=entitlement.quantity if entitlement else h + pending_buy - pending_sell,
                 held=h,
                 pending_buy=pending_buy,
                 pending_sell=pending_sell,
-                owed_since=entitlement.owed_since if owed and entitlement else None,
-                hold_reason=entitlement.hold_reason if owed and entitlement else "",
+                owed_since=entitlement.owed_since if entitlement else None,
+                hold_reason=entitlement.hold_reason if entitlement else "",
             )
         )
     return out
@@ -317,8 +325,3 @@ def replicated_pnl(*, account: Account, now: datetime) -> ReplicatedPnl:
         open_marked=bool(wanted),
         error=error,
     )
-
-
-def limits_of(account: Account) -> dict[str, Any]:
-    """The account's risk limits as they stand (None / [] = no limit)."""
-    return {name: getattr(account, name) for name in Account.RISK_FIELDS}

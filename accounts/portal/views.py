@@ -14,6 +14,7 @@ is looked at. Anonymous users are sent to the login page.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -42,6 +43,7 @@ from accounts.services import (
     consent_version_current,
 )
 from accounts.services.portal import account_withdraw_consent
+from pms.money import rupees
 
 PAUSED_REASON = "paused by the client in the portal"
 RESUMED_REASON = "resumed by the client in the portal"
@@ -52,7 +54,12 @@ def _refusal_words(name: str, account: Account) -> str:
         return f"{BLOCK_LABEL} can only be added to; ask the desk to unblock one."
     label = LIMIT_LABELS.get(name, name)
     now = getattr(account, name, None)
-    shown = "no limit" if now is None else str(now)
+    if now is None:
+        shown = "no limit"
+    elif isinstance(now, Decimal):
+        shown = rupees(now, places=0 if now == now.to_integral_value() else 2)
+    else:
+        shown = str(now)
     return (
         f"{label} can only be lowered, never raised or removed (it is {shown} now). "
         "Ask the desk to loosen a limit."
