@@ -1,6 +1,7 @@
 # Developer entry points. GNU make; python3.11 from PATH; everything runs from the .venv.
-#   make run       first-run setup, demo data, then web + engine + task cluster (honcho)
+#   make run       first-run setup, demo data, then web + engine + task cluster (Ctrl-C stops all, exit 0)
 #   make run KITE=sim   the same on the Kite path: demo accounts on Kite, served by the simulator
+#   make demo-reset     the demo desk back to the README's starting balances (engine stopped)
 #   make test      the whole suite on SQLite
 #   make test-pg   the whole suite on a throwaway PostgreSQL cluster
 #   make check     lint, format check, types, import contracts, migrations (CI runs it too)
@@ -15,31 +16,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
-TYPED := pms accounts replication brokers lab scripts/bootstrap_env.py
+TYPED := pms accounts replication brokers lab scripts/bootstrap_env.py scripts/run_procfile.py
 # Checks that need Django settings but no .env (CI has none).
 CHECK_ENV := DJANGO_SETTINGS_MODULE=pms.settings_test
 
 # `make run KITE=sim`: the demo accounts become Kite accounts and every Kite call goes to the
 # simulator (manage.py kite_sim, a lab command) on 127.0.0.1:8001. Empty (the default): the paper exchange.
 KITE ?=
-KITE_SIM_PORT := 8001
+WEB_PORT ?= 8000
+KITE_SIM_PORT ?= 8001
 KITE_SIM_CONFIG := .kite-sim.json
+STAFF_URL = http://127.0.0.1:$(WEB_PORT)/staff/
+# The processes run under scripts/run_procfile.py (not `honcho start`): Ctrl-C sends each one
+# SIGINT, waits for all of them and exits 0 (docs/operations.md). It loads no env file: Django
+# reads .env itself and never lets it override the environment given here.
 ifeq ($(strip $(KITE)),)
 RUN_PROCFILE := Procfile
 SEED_FLAGS :=
-RUN_ENV :=
+RUN_ENV := WEB_PORT=$(WEB_PORT)
 else ifeq ($(strip $(KITE)),sim)
 RUN_PROCFILE := Procfile.kite-sim
 SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
-# Exported to every process. honcho would load .env over the environment, so it is given no env
-# file here (-e /dev/null): Django reads .env itself and never lets it override these.
-RUN_ENV := LAB_ENABLED=true KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
-HONCHO_FLAGS := -e /dev/null
+# Exported to every process.
+RUN_ENV := WEB_PORT=$(WEB_PORT) KITE_SIM_PORT=$(KITE_SIM_PORT) KITE_SIM_CONFIG=$(KITE_SIM_CONFIG) LAB_ENABLED=true KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
 else ifneq ($(filter run,$(MAKECMDGOALS)),)
 $(error KITE=$(KITE) is not a switch of make run: use "make run KITE=sim" (Kite path against the simulator) or plain "make run" (paper exchange))
 endif
 
-.PHONY: help install run test test-pg test-slow check lint typecheck migrations-check fmt clean
+.PHONY: help install run demo-reset test test-pg test-slow check lint typecheck migrations-check fmt clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -59,17 +63,23 @@ install: $(STAMP)  ## create .venv and install requirements-dev.txt
 .env: | $(STAMP)
 	$(BIN)/python scripts/bootstrap_env.py
 
-run: $(STAMP) .env  ## migrate, seed the paper demo, start web (127.0.0.1:8000), engine and qcluster (KITE=sim: on the Kite path)
+run: $(STAMP) .env  ## migrate, seed the paper demo, start web (http://127.0.0.1:8000/staff/), engine and qcluster (KITE=sim: on the Kite path)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) sync_schedules
 	$(MANAGE) paper seed
-	$(MANAGE) seed_demo $(SEED_FLAGS)
+	$(MANAGE) seed_demo $(SEED_FLAGS) --site http://127.0.0.1:$(WEB_PORT)
 ifeq ($(RUN_PROCFILE),Procfile.kite-sim)
-	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), web (http://127.0.0.1:8000/admin/), engine and task cluster on the Kite path; Ctrl-C stops all."
+	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), web, engine and task cluster on the Kite path."
 else
-	@echo "Starting web (http://127.0.0.1:8000/admin/), engine and task cluster; Ctrl-C stops all."
+	@echo "Starting web, engine and task cluster."
 endif
-	$(RUN_ENV) $(BIN)/honcho start -f $(RUN_PROCFILE) $(HONCHO_FLAGS)
+	@echo "Open $(STAFF_URL) (staff dashboards; sign in as staff). Ctrl-C stops everything."
+	$(RUN_ENV) $(BIN)/python scripts/run_procfile.py $(RUN_PROCFILE)
+
+demo-reset: $(STAMP) .env  ## the demo desk back to the README's starting balances (stop make run first)
+	$(MANAGE) migrate --noinput
+	$(MANAGE) paper seed
+	LAB_ENABLED=true $(MANAGE) demo_reset
 
 test: $(STAMP)  ## run the whole suite on SQLite (the long random runs are `make test-slow`)
 	$(BIN)/pytest -m "not slow"

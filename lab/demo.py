@@ -1,22 +1,44 @@
 """A scripted paper session of DESIGN §3.6, run tick by tick, with the expected result of every step.
 
-Used by `manage.py demo` (on a throwaway database) and by the engine's tests (same desk).
+Used by `manage.py demo` (on a throwaway database) and by the engine's tests (same desk). Also
+`demo_desk_reset`: the seeded demo desk of `make run` back to its starting state (`manage.py
+demo_reset`, `make demo-reset`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Account, CapitalMode, Role
-from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument, PaperPosition
-from brokers.paper.services import paper_order_cancel, paper_order_modify, paper_order_place
-from replication.models import MappingStatus, OrderMapping
+from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership, Role
+from accounts.services import account_set_status
+from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument, PaperOrder, PaperPosition
+from brokers.paper.services import (
+    paper_account_open,
+    paper_account_set_cash,
+    paper_order_cancel,
+    paper_order_modify,
+    paper_order_place,
+)
+from replication.models import (
+    Allocation,
+    Entitlement,
+    EventKind,
+    MappingStatus,
+    MarginSnapshot,
+    MasterOrder,
+    MasterPosition,
+    OrchestratorLease,
+    OrderMapping,
+)
 from replication.orchestrator import Orchestrator
+from replication.services import audit
 
 FUT = "NIFTY25DECFUT"
 CALL = "NIFTY25DEC20000CE"
@@ -256,3 +278,102 @@ def run_script(desk: Desk, orchestrator: Orchestrator) -> list[StepResult]:
 
 def open_child_orders() -> int:
     return OrderMapping.objects.filter(status=MappingStatus.OPEN).count()
+
+
+# --- Demo reset -------------------------------------------------------------------------------
+# No service of replication/ deletes engine rows (the engine never does): the demo reset, a lab
+# tool for a development database, deletes them here, in one transaction, with an audit row per
+# account. The audit log itself is append-only and keeps its rows (their links become empty).
+
+DEMO_RESET_ACTOR = "demo_reset"
+
+
+class DemoResetRefused(Exception):
+    """The reset would race a running engine."""
+
+
+@dataclass(frozen=True)
+class DemoResetResult:
+    accounts: tuple[str, ...]  # broker user ids of the demo accounts found
+    deleted: dict[str, int]  # what was deleted, by kind (only kinds with rows)
+    cash: dict[str, Decimal]  # the paper cash each user id starts with again
+    resumed: tuple[str, ...]  # accounts moved back to active
+
+
+def demo_desk_reset(*, cash: Mapping[str, Decimal], now: datetime | None = None) -> DemoResetResult:
+    """Put the demo desk of `cash` (broker user id -> starting paper cash) back to its start.
+
+    For those user ids: the paper exchange's orders, trades and positions are deleted and the
+    cash ledger is set back; the engine rows of their accounts (the master's orders, positions and
+    allocations with every child order of them, the children's orders, entitlements and margin
+    snapshots) are deleted; paused or halted paper accounts are resumed (breaker cleared).
+    Other accounts' rows stay (a child order of a demo master's allocation goes with it). Refused
+    while an engine holds a live lease: stop `make run` first.
+    """
+    now = now or timezone.now()
+    live = OrchestratorLease.objects.filter(expires_at__gt=now).exclude(holder="").first()
+    if live is not None:
+        raise DemoResetRefused(
+            f"the engine {live.holder} is running (its lease runs until {live.expires_at:%H:%M:%S} UTC): "
+            "stop `make run` first"
+        )
+    user_ids = list(cash)
+    deleted: dict[str, int] = {}
+
+    def count(kind: str, number: int) -> None:
+        if number:
+            deleted[kind] = deleted.get(kind, 0) + number
+
+    with transaction.atomic():
+        accounts = list(
+            Account.objects.filter(broker_user_id__in=user_ids)
+            .exclude(ownership=Ownership.PENDING)
+            .order_by("pk")
+        )
+        ids = [account.pk for account in accounts]
+        count(
+            "child orders",
+            OrderMapping.objects.filter(Q(child_id__in=ids) | Q(allocation__master_id__in=ids))
+            .delete()[1]
+            .get(OrderMapping._meta.label, 0),
+        )
+        count(
+            "allocations",
+            Allocation.objects.filter(master_id__in=ids).delete()[1].get(Allocation._meta.label, 0),
+        )
+        count("master orders", MasterOrder.objects.filter(account_id__in=ids).delete()[0])
+        count("master positions", MasterPosition.objects.filter(account_id__in=ids).delete()[0])
+        count("entitlements", Entitlement.objects.filter(child_id__in=ids).delete()[0])
+        count("margin snapshots", MarginSnapshot.objects.filter(account_id__in=ids).delete()[0])
+        count("paper positions", PaperPosition.objects.filter(account__user_id__in=user_ids).delete()[0])
+        count(
+            "paper orders",
+            PaperOrder.objects.filter(account__user_id__in=user_ids)
+            .delete()[1]
+            .get(PaperOrder._meta.label, 0),
+        )
+        for user_id, amount in cash.items():
+            paper_account_open(user_id=user_id, cash=amount)
+            paper_account_set_cash(user_id=user_id, cash=amount)
+        resumed = []
+        for account in accounts:
+            stuck = account.status in (AccountStatus.PAUSED, AccountStatus.HALTED)
+            if account.broker == Broker.PAPER and stuck:  # resuming clears the breaker too
+                account_set_status(
+                    account=account, status=AccountStatus.ACTIVE, actor=DEMO_RESET_ACTOR, reason="demo reset"
+                )
+                resumed.append(account.broker_user_id)
+        for account in accounts:
+            audit(
+                kind=EventKind.ACCOUNT_UPDATED,
+                message="demo reset: paper book, cash and engine rows back to the start",
+                actor=DEMO_RESET_ACTOR,
+                data={"deleted": deleted, "cash": str(cash.get(account.broker_user_id, ""))},
+                account=account,
+            )
+    return DemoResetResult(
+        accounts=tuple(a.broker_user_id for a in accounts),
+        deleted=deleted,
+        cash={user_id: Decimal(amount) for user_id, amount in cash.items()},
+        resumed=tuple(resumed),
+    )

@@ -31,6 +31,7 @@ from django.utils import timezone
 from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership
 from accounts.services import account_link, account_set_credentials, account_switch_broker
 from brokers.management.commands.paper import inr, render_table
+from brokers.paper.models import PaperOrder
 from brokers.paper.services import paper_account_open
 from brokers.simcreds import API_KEY_CHARS, is_simulator_credential, new_simulator_credential
 
@@ -38,6 +39,8 @@ STAFF_USERNAME = "staff"
 ACTOR = "seed_demo"
 # Where the simulator's login page sends the browser back to (the web process of `make run`).
 KITE_SIM_REDIRECT_URL = "http://127.0.0.1:8000/accounts/kite/callback/"
+# Where `make run`'s web process answers; the staff pages are under /staff/.
+DEFAULT_SITE = "http://127.0.0.1:8000"
 # A stored token this close to its expiry is replaced, so a fresh `make run` starts with live sessions.
 TOKEN_RENEW_MARGIN = timedelta(minutes=10)
 SWITCH_REASON = "demo account moved between the paper exchange and the Kite simulator (same paper book)"
@@ -245,17 +248,22 @@ class Command(BaseCommand):
             help="make the demo accounts Kite accounts served by `manage.py kite_sim` and write its "
             "--config file here (mode 0600); without it they are paper accounts",
         )
+        parser.add_argument(
+            "--site",
+            default=DEFAULT_SITE,
+            help=f"where the web process answers, for the staff URL printed (default {DEFAULT_SITE})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config_path: Path | None = options["kite_sim"]
         if config_path is not None and not config_path.resolve().parent.is_dir():
             raise CommandError(f"cannot write {config_path}: no such directory")
+        staff_url = options["site"].rstrip("/") + "/staff/"
         result = seed_demo(broker=Broker.KITE if config_path is not None else Broker.PAPER)
         if result.staff_password is not None:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Staff login (shown once): {STAFF_USERNAME} / {result.staff_password}  "
-                    "at http://127.0.0.1:8000/admin/"
+                    f"Staff login (shown once): {STAFF_USERNAME} / {result.staff_password}  at {staff_url}"
                 )
             )
         else:
@@ -286,6 +294,14 @@ class Command(BaseCommand):
             for row in result.accounts
         ]
         self.stdout.write(render_table(headers, rows, right={4, 5, 6}))
+        traded = PaperOrder.objects.filter(
+            account__user_id__in=[spec.user_id for spec in DEMO_ACCOUNTS]
+        ).count()
+        if traded:
+            self.stdout.write(
+                f"The demo desk has traded since it was seeded ({traded} paper orders); its balances are "
+                "kept. `make demo-reset` (with make run stopped) restores the README's starting balances."
+            )
         if config_path is not None:
             config = kite_sim_config(accounts=[row.account for row in result.accounts])
             try:
