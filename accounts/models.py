@@ -20,6 +20,7 @@ from replication.sizing.records import CapitalMode as CapitalMode
 
 class Broker(models.TextChoices):
     KITE = "kite", "Zerodha Kite"
+    ANGEL = "angel", "Angel One"
     PAPER = "paper", "Paper exchange"
 
 
@@ -89,6 +90,9 @@ class Account(FastLoadMixin, models.Model):
     api_key = GuardedEncryptedTextField(blank=True, default="")
     api_secret = GuardedEncryptedTextField(blank=True, default="")
     access_token = GuardedEncryptedTextField(blank=True, default="")
+    # Angel One's headless daily login (brokers.angel.session), where the client chose to store them.
+    pin = GuardedEncryptedTextField(blank=True, default="")
+    totp_secret = GuardedEncryptedTextField(blank=True, default="")
     token_obtained_at = models.DateTimeField(null=True, blank=True)
     token_expires_at = models.DateTimeField(null=True, blank=True)
     proxy_url = models.CharField(
@@ -151,7 +155,7 @@ class Account(FastLoadMixin, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "api_secret", "access_token")
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("api_key", "api_secret", "access_token", "pin", "totp_secret")
     RISK_FIELDS: ClassVar[tuple[str, ...]] = RISK_FIELDS
 
     class Meta:
@@ -223,6 +227,8 @@ class Account(FastLoadMixin, models.Model):
             api_key=self.secret("api_key"),
             access_token=self.secret("access_token"),
             proxy_url=self.proxy_url,
+            pin=self.secret("pin"),
+            totp_secret=self.secret("totp_secret"),
         )
 
     def secret(self, field_name: str) -> str:

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from brokers.capabilities import ANGEL
 from brokers.errors import RateLimited
 
 
@@ -25,7 +26,8 @@ class Window:
     limit: int
 
 
-ORDER_WRITES = (Window(1.0, 9), Window(60.0, 500), Window(3600.0, 1000))
+# Angel's published limits for place + modify + cancel (9/s, 500/min, 1,000/h), from its record.
+ORDER_WRITES = tuple(Window(span, cap) for span, cap in ANGEL.write_limits.windows())
 LONGEST_WAIT_S = 1.0  # a fuller window than one second is refused, not waited for
 
 
@@ -90,7 +92,7 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.gap = 1.0 / per_second
+        self.gap = 1.05 / per_second  # 5 % slack: a request can take longer on the wire than the next
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
@@ -124,7 +126,11 @@ def budgets_for(client_code: str) -> Budgets:
         found = _budgets.get(client_code)
         if found is None:
             found = _budgets[client_code] = Budgets(
-                writes=WriteBudget(), book=Pacer(1), positions=Pacer(1), rms=Pacer(2), login=Pacer(1)
+                writes=WriteBudget(),
+                book=Pacer(ANGEL.book_reads.per_second or 1),
+                positions=Pacer(1),
+                rms=Pacer(2),
+                login=Pacer(1),
             )
         return found
 

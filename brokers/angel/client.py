@@ -31,6 +31,7 @@ from brokers.angel.errors import MALFORMED, envelope_error, error_code, redact, 
 from brokers.angel.scrip import Scrip, ScripCache, ScripMaster, scrips_from_rows, shared_cache
 from brokers.angel.sdk import SDK_ERRORS, connection
 from brokers.angel.session import AngelSession, bare_jwt, session_expiry, session_from_login, totp_code
+from brokers.capabilities import ANGEL, Capabilities
 from brokers.credentials import BrokerCredentials
 from brokers.errors import (
     BrokerError,
@@ -60,7 +61,7 @@ DEFAULT_SCRIP_MASTER_URL = "https://margincalculator.angelone.in/OpenAPI_File/fi
 DEFAULT_TIMEOUT_S = 7.0
 SCRIP_MASTER_TIMEOUT_S = 60.0
 LTP_BATCH = 50  # tokens per market/v1/quote call
-TAG_MAX = 19  # AB4008: "ordertag length should be less than 20 characters"
+TAG_MAX = ANGEL.tag.max_length  # AB4008: "ordertag length should be less than 20 characters"
 TAG_CHARS = re.compile(r"[A-Za-z0-9]+")
 _FAILURES: tuple[type[BaseException], ...] = (*SDK_ERRORS, requests.RequestException, *MALFORMED)
 
@@ -101,6 +102,8 @@ def _quote(tokens: dict[str, list[str]]) -> Callable[[Any], Any]:
 
 class AngelBroker:
     """An Angel One account as a brokers.base.BrokerClient."""
+
+    capabilities: Capabilities = ANGEL
 
     def __init__(
         self,

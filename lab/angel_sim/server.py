@@ -1,0 +1,324 @@
+"""`AngelSim` (clients, faults, limits and dispatch) and the threaded HTTP server that carries it.
+
+    running = start(port=0)                       # 127.0.0.1, an ephemeral port, a daemon thread
+    client = running.sim.store.register(client_code="C1")
+    AngelBroker(api_key=client.api_key, client_code="C1", pin=client.pin,
+                totp_secret=client.totp_secret, root=running.root)
+    running.sim.set_faults(client_code="C1", timeout_after_place={"sleep_s": 2.0})
+    running.stop()
+
+Each request runs in its own thread with its own database connection, closed when the request
+ends; tests must commit what the server is to see (`django_db(transaction=True)`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import connections
+
+from brokers.errors import BrokerError, InputRejected, OrderRejected
+from brokers.paper.models import PaperInstrument
+from lab.angel_sim.auth import AngelAuthError, ClientStore
+from lab.angel_sim.routes import WRITES, AngelError, Call, refusal, resolve
+from lab.kite_sim.faults import Faults, FaultSpecError
+from lab.kite_sim.selectors import sim_instrument_list
+from lab.kite_sim.server import check_loopback
+from lab.kite_sim.wire import Request, Response
+
+logger = logging.getLogger(__name__)
+
+RATE_LIMIT_TEXT = b"Access denied because of exceeding access rate"
+WRITE_WINDOWS = ((1.0, 9), (60.0, 500), (3600.0, 1000))  # place + modify + cancel, per client code
+READ_GAPS = {"book": 1.0, "positions": 1.0}  # one call a second
+
+
+class RateLimitBreach(Exception):
+    """Answered 403 with Angel's plain-text body (the SDK raises DataException on it)."""
+
+
+class Hit(NamedTuple):
+    client_code: str
+    route: str
+    status: int
+
+
+class WriteLimiter:
+    """Angel's order-write windows per client code. A refused write does not count."""
+
+    def __init__(
+        self,
+        windows: tuple[tuple[float, int], ...] = WRITE_WINDOWS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.windows = windows
+        self._clock = clock
+        self._writes: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client_code: str) -> bool:
+        now = self._clock()
+        longest = max(span for span, _ in self.windows)
+        with self._lock:
+            sent = self._writes.setdefault(client_code, deque())
+            while sent and sent[0] <= now - longest:
+                sent.popleft()
+            for span, cap in self.windows:
+                if sum(1 for t in sent if t > now - span) >= cap:
+                    return False
+            sent.append(now)
+            return True
+
+
+def _broker_error(exc: BrokerError) -> Response:
+    if isinstance(exc, InputRejected):
+        text = exc.message
+        if "Couldn't find" in text or "not found" in text.lower():
+            return refusal("AB1013", "Order not found")
+        return refusal("AB4000", text)
+    if isinstance(exc, OrderRejected):
+        return refusal("AB4001", exc.message)
+    return refusal("AB1004", "Something Went Wrong, Please Try After Sometime")
+
+
+class AngelSim:
+    """The simulator's state and dispatch (no sockets: `handle` takes a `Request`)."""
+
+    def __init__(
+        self,
+        *,
+        store: ClientStore | None = None,
+        faults: Faults | None = None,
+        limiter: WriteLimiter | None = None,
+        pace_reads: bool = True,
+    ) -> None:
+        self.store = store or ClientStore()
+        self.faults = faults or Faults()
+        self.limiter = limiter or WriteLimiter()
+        self.pace_reads = pace_reads
+        self._lock = threading.Lock()
+        self._hidden_until: dict[str, float] = {}
+        self._last_read: dict[tuple[str, str], float] = {}
+        self._login_refused: set[str] = set()
+        self.hits: Counter[Hit] = Counter()
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        route_name, client_code = f"{request.method} ?", ""
+        try:
+            route = resolve(request.method, request.path)
+            if route is None:
+                response = Response.json_body({"message": "Not found"}, 404)
+            else:
+                route_name = route.path
+                session = (
+                    self.store.authenticate(request.header("authorization"), request.header("x-privatekey"))
+                    if route.auth
+                    else None
+                )
+                client_code = session.client_code if session else ""
+                if not route.admin:
+                    delay = self.faults.latency_s(client_code or None)
+                    if delay > 0:
+                        time.sleep(delay)
+                response = route.handler(Call(self, request, session))
+        except AngelAuthError as exc:
+            if exc.code.startswith("AG"):
+                response = Response.json_body(
+                    {"success": False, "message": exc.message, "errorCode": exc.code, "data": ""}
+                )
+            else:
+                response = refusal(exc.code, exc.message)
+        except RateLimitBreach:
+            response = Response(status=403, body=RATE_LIMIT_TEXT, content_type="text/plain")
+        except AngelError as exc:
+            response = refusal(exc.code, exc.message, exc.http_status)
+        except FaultSpecError as exc:
+            response = Response.json_body({"message": str(exc)}, 400)
+        except _ServerFault as exc:
+            response = Response(status=exc.status, body=b"<html>Bad Gateway</html>", content_type="text/html")
+        except BrokerError as exc:
+            response = _broker_error(exc)
+        except Exception:
+            logger.exception("angel_sim: %s %s failed", request.method, request.path)
+            response = refusal("AB2001", "Internal Error, Please try after sometime")
+        with self._lock:
+            self.hits[Hit(client_code, route_name, response.status)] += 1
+        return response
+
+    def hit_count(
+        self, *, client_code: str | None = None, route: str | None = None, status: int | None = None
+    ) -> int:
+        """Requests answered; `route` is matched as a suffix of the path (`placeOrder`)."""
+        with self._lock:
+            return sum(
+                n
+                for hit, n in self.hits.items()
+                if (client_code is None or hit.client_code == client_code)
+                and (route is None or hit.route.endswith(route))
+                and (status is None or hit.status == status)
+            )
+
+    # --- limits, faults ----------------------------------------------------------------------
+
+    def pace(self, client_code: str, read: str) -> None:
+        """Angel's one-a-second reads: a second call within the second is refused (403)."""
+        if not self.pace_reads:
+            return
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_read.get((client_code, read))
+            if last is not None and now - last < READ_GAPS[read]:
+                raise RateLimitBreach()
+            self._last_read[(client_code, read)] = now
+
+    def order_write_gate(self, client_code: str) -> None:
+        gate = self.faults.on_order_write(client_code)
+        if gate.expire_token:
+            self.store.expire(client_code=client_code)
+            raise AngelAuthError("AG8002", "Token Expired")
+        if gate.rate_limited or not self.limiter.allow(client_code):
+            raise RateLimitBreach()
+
+    def after_accept(self, client_code: str, *, order_id: str, placed: bool) -> None:
+        if placed:
+            late = self.faults.late_book_s(client_code)
+            if late > 0:
+                with self._lock:
+                    self._hidden_until[order_id] = time.monotonic() + late
+        decision = self.faults.after_accept(client_code)
+        if decision.sleep_s > 0:
+            time.sleep(decision.sleep_s)
+        if decision.error_status is not None:
+            raise _ServerFault(decision.error_status)
+
+    def visible(self, order_id: str) -> bool:
+        with self._lock:
+            until = self._hidden_until.get(order_id)
+            if until is None:
+                return True
+            if time.monotonic() >= until:
+                del self._hidden_until[order_id]
+                return True
+            return False
+
+    def faults_login_refused(self, client_code: str) -> bool:
+        with self._lock:
+            return client_code.strip().upper() in self._login_refused
+
+    def set_faults(self, *, client_code: str | None = None, **spec: Any) -> dict[str, Any]:
+        """lab.kite_sim's fault spec, plus `login_refused: true|false` (per client code)."""
+        refused = spec.pop("login_refused", None)
+        if refused is not None and client_code:
+            with self._lock:
+                (self._login_refused.add if refused else self._login_refused.discard)(client_code.upper())
+        state = self.faults.set(user_id=client_code, **spec) if spec else {}
+        if spec.get("expire_token") == "now":
+            self.store.expire(client_code=client_code)
+        return state
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        with self._lock:
+            self._login_refused.clear()
+
+    def instruments_by_token(self) -> dict[tuple[str, str], PaperInstrument]:
+        return {(row.exchange, str(row.instrument_token)): row for row in sim_instrument_list()}
+
+
+class _ServerFault(Exception):
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+# --- the HTTP server ----------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    sim: AngelSim
+
+
+def _handler(sim: AngelSim) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
+            request = Request(
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                body=body,
+            )
+            try:
+                response = sim.handle(request)
+            finally:
+                connections.close_all()
+            try:
+                self.send_response(response.status)
+                self.send_header("Content-Type", response.content_type)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Nothing: request lines and bodies can carry PINs and tokens."""
+
+    return Handler
+
+
+@dataclass
+class RunningSim:
+    sim: AngelSim
+    server: _Server
+    thread: threading.Thread
+
+    @property
+    def root(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def make_server(sim: AngelSim, *, host: str = "127.0.0.1", port: int = 0) -> _Server:
+    check_loopback(host)
+    server = _Server((host, port), _handler(sim))
+    server.sim = sim
+    return server
+
+
+def start(*, sim: AngelSim | None = None, host: str = "127.0.0.1", port: int = 0) -> RunningSim:
+    """Serve `sim` (a new one by default) on host:port (0 = any free port) in a daemon thread."""
+    sim = sim or AngelSim()
+    server = make_server(sim, host=host, port=port)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="angel-sim", daemon=True
+    )
+    thread.start()
+    return RunningSim(sim=sim, server=server, thread=thread)
+
+
+__all__ = ["WRITES", "AngelSim", "RunningSim", "WriteLimiter", "make_server", "start"]
