@@ -147,6 +147,9 @@ def converge(
         report.owed += 1
         side, quantity = owed
         row.owed_since = row.owed_since or now
+        # Owed means not settled, whatever settled it before (a dry run that stood in for the
+        # exit, then a halt): the row is looked at every tick until the exit is done.
+        row.settled = False
         if not verdict.send and not verdict.dry_run:
             report.held += 1
             if row.hold_code != verdict.code:

@@ -154,3 +154,26 @@ def test_money_entry_partly_filled_at_the_master_entitles_the_child_to_its_share
         settle(orch, 6)
     assert desk.positions(FUT)["C2"] == -150
     assert not resting().exists()
+
+
+def test_money_exit_held_by_an_engine_halt_after_a_dry_run_goes_out_once_both_are_lifted(desk, orch):
+    """Issue 11 §3.7, an exit is owed until done (found by the long state machine): the master
+    exits everything while the engine is in dry run, so the children's exits are only planned and
+    their entitlement rows settle "by dry runs". The engine is then halted: the rows took the halt's
+    hold code but stayed settled, so once the halt and the dry run were lifted no tick looked at them
+    again until the slow sweep, and the children stayed long with the master flat. An owed exit
+    unsettles its row: the exits go out on the next ticks."""
+    from replication.controls import engine_control_update
+
+    STAFF = "money-longrun"
+    entry(desk, orch)
+    engine_control_update(actor=STAFF, dry_run=True)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT) == HELD  # dry run: nothing sent
+    engine_control_update(actor=STAFF, halted=True)
+    settle(orch, 2)
+    engine_control_update(actor=STAFF, halted=False, dry_run=False)
+    with override_settings(OWED_EXIT_BACKOFF=(0,), CONVERGE_SWEEP_SECONDS=3600):
+        settle(orch, 4)
+    assert desk.positions(FUT) == FLAT
