@@ -5,7 +5,8 @@
 - `/login/` (settings.LOGIN_URL): anyone with a user; staff land on `/staff/`, clients on `/my/`.
 - `/logout/` (POST): signs out, back to `/login/`.
 - `/password-reset/...`: Django's password reset by email, with the product's own templates
-  (`templates/registration/password_reset_*`).
+  (`templates/registration/password_reset_*`). With no mail server set (SMTP backend, no
+  EMAIL_HOST) and DEBUG on, the email is printed on the web process's console instead.
 - `/admin/login/`: Django's admin login for staff; a client's right password there is sent to
   `/login/` with a message (not logged in), and a signed-in client opening the admin lands on `/my/`.
 
@@ -15,20 +16,28 @@ Every form refuses a locked-out username or address before checking the password
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import REDIRECT_FIELD_NAME
-from django.contrib.auth.views import LoginView, LogoutView
+from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.views import LoginView, LogoutView, PasswordResetView
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect
+from django.template import loader
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 
 from accounts.security import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 
+logger = logging.getLogger(__name__)
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+CONSOLE_BACKEND = "django.core.mail.backends.console.EmailBackend"
 ADMIN_IS_FOR_STAFF = "The admin is for staff only. Clients sign in here and see their own accounts."
 SIGNED_OUT = "You are signed out."
 
@@ -113,3 +122,49 @@ class AdminSignInView(LoginView):
 
 
 admin_login = never_cache(AdminSignInView.as_view())
+
+
+def mail_backend_for_reset() -> str | None:
+    """The backend password-reset emails use: the console in development when no mail server is
+    set (SMTP without EMAIL_HOST would only fail), else None (the configured one)."""
+    if settings.DEBUG and settings.EMAIL_BACKEND == SMTP_BACKEND and not settings.EMAIL_HOST:
+        return CONSOLE_BACKEND
+    return None
+
+
+class ResetForm(PasswordResetForm):
+    """Django's form; in development without a mail server the email goes to the console."""
+
+    def send_mail(
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict[str, Any],
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
+        backend = mail_backend_for_reset()
+        if backend is None:
+            super().send_mail(
+                subject_template_name,
+                email_template_name,
+                context,
+                from_email,
+                to_email,
+                html_email_template_name,
+            )
+            return
+        subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
+        body = loader.render_to_string(email_template_name, context)
+        message = EmailMultiAlternatives(
+            subject, body, from_email, [to_email], connection=get_connection(backend)
+        )
+        message.send()
+        logger.info("no mail server set (EMAIL_HOST): the password reset email is printed above")
+
+
+class ResetView(PasswordResetView):
+    """/password-reset/: ask for a reset link by email (the same answer whether the address is known)."""
+
+    form_class = ResetForm

@@ -26,7 +26,7 @@ urlpatterns = [
     path("logout/", login_views.SignOutView.as_view(), name="logout"),
     path("my/", include("accounts.portal.urls")),
     # Password reset by email (Django's views, the product's templates in templates/registration/).
-    path("password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/", login_views.ResetView.as_view(), name="password_reset"),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path(
         "password-reset/<uidb64>/<token>/",

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.test import override_settings
 from django.urls import reverse
 
 from tests.factories import AccountFactory, UserFactory
@@ -62,3 +63,12 @@ def test_an_unknown_address_sends_nothing_and_looks_the_same(client):
     response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
     assert response.status_code == 302 and response["Location"] == reverse("password_reset_done")
     assert mail.outbox == []
+
+
+@override_settings(DEBUG=True, EMAIL_HOST="", EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend")
+def test_without_a_mail_server_in_development_the_email_is_printed_on_the_console(client, capsys):
+    UserFactory(username="carol", email="carol@example.com")
+    response = client.post(reverse("password_reset"), {"email": "carol@example.com"})
+    assert response["Location"] == reverse("password_reset_done")
+    printed = capsys.readouterr().out
+    assert "To: carol@example.com" in printed and "/password-reset/" in printed
