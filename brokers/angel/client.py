@@ -62,6 +62,7 @@ DEFAULT_TIMEOUT_S = 7.0
 SCRIP_MASTER_TIMEOUT_S = 60.0
 LTP_BATCH = 50  # tokens per market/v1/quote call
 TAG_MAX = ANGEL.tag.max_length  # AB4008: "ordertag length should be less than 20 characters"
+LOGIN_UNAVAILABLE = frozenset({"AB1004", "AB2000", "AB2001"})  # "try after sometime": not a refusal
 TAG_CHARS = re.compile(r"[A-Za-z0-9]+")
 _FAILURES: tuple[type[BaseException], ...] = (*SDK_ERRORS, requests.RequestException, *MALFORMED)
 
@@ -222,8 +223,9 @@ class AngelBroker:
             raise translate(exc, write=False, sdk_errors=SDK_ERRORS, secrets=self._secrets) from None
         if not succeeded(body):
             error = envelope_error(body, write=False, secrets=self._secrets)
-            if isinstance(error, BrokerUnavailable):
+            if error_code(body) in LOGIN_UNAVAILABLE:
                 raise error
+            # Never retried: a wrong PIN or TOTP tried again and again locks the client out.
             raise TokenExpired(f"Angel One refused the login: {error.message}", code="login_refused")
         data = body.get("data") if isinstance(body, dict) else None
         profile_code = str((data or {}).get("clientcode") or "").strip().upper()

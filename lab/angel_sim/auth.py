@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import pyotp
-
-from brokers.angel.session import session_expiry
+from brokers.angel.session import TOTP_STEP_S, session_expiry, totp_at
 from brokers.simcreds import new_angel_simulator_key
 
 
@@ -74,7 +73,7 @@ class ClientStore:
         client = Client(
             client_code=client_code.strip().upper(),
             pin=pin or f"{secrets.randbelow(10000):04d}",
-            totp_secret=totp_secret or pyotp.random_base32(),
+            totp_secret=totp_secret or base64.b32encode(secrets.token_bytes(20)).decode(),
             api_key=api_key or new_angel_simulator_key(),
         )
         with self._lock:
@@ -91,7 +90,9 @@ class ClientStore:
             raise AngelAuthError("AB1000", "Invalid Email Or Password")
         if pin != client.pin:
             raise AngelAuthError("AB1000", "Invalid Email Or Password")
-        if not pyotp.TOTP(client.totp_secret).verify(totp, for_time=self.now(), valid_window=1):
+        now = self.now()
+        step = timedelta(seconds=TOTP_STEP_S)
+        if totp not in {totp_at(client.totp_secret, now + k * step) for k in (-1, 0, 1)}:
             raise AngelAuthError("AB1050", "Invalid totp")
         return self.open(client.client_code)
 

@@ -157,6 +157,7 @@ def order(row: PaperOrder) -> dict[str, Any]:
         "parentorderid": "",
         "ordertag": row.tag,
         "uniqueorderid": f"sim-{row.order_id}",
+        "exchangeorderid": f"11{row.order_id[-14:]}",
     }
 
 
