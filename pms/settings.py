@@ -5,6 +5,7 @@ Every variable is listed in `.env.example` and the README's configuration table.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -289,6 +290,8 @@ CACHES: dict[str, dict[str, object]] = {
 
 # --- Engine -----------------------------------------------------------------------------------
 POLL_INTERVAL = env.float("POLL_INTERVAL", default=1.0)
+# run_orchestrator prints the ticks that did something and one heartbeat line this often (seconds).
+ENGINE_HEARTBEAT_SECONDS = 60
 KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_TIMEOUT_S = env.float("KITE_TIMEOUT_S", default=7.0)
 KITE_ALGO_ID = env.str("KITE_ALGO_ID", default="")
@@ -338,13 +341,27 @@ SHARED_DIR = Path(env.str("SHARED_DIR", default="") or BASE_DIR.parent / "shared
 # The consent terms version new consents are recorded under (accounts' services).
 CONSENT_VERSION = env.str("CONSENT_VERSION", default="2026-01")
 
+
+def server_errors_only(record: logging.LogRecord) -> bool:
+    """django.request's filter: a 4xx is already the server's access line (runserver's
+    django.server, gunicorn's access log), so only 5xx (with their traceback) pass here."""
+    return int(getattr(record, "status_code", 500)) >= 500
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {
+        "server_errors_only": {"()": "django.utils.log.CallbackFilter", "callback": server_errors_only}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"kiteconnect": {"level": "WARNING"}},
+    "loggers": {
+        "kiteconnect": {"level": "WARNING"},
+        # One line per 4xx: the server's access line; django.request keeps the 5xx.
+        "django.request": {"filters": ["server_errors_only"]},
+    },
 }
 
 # --- Production shape (issue 14) ----------------------------------------------------------------
