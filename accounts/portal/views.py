@@ -105,19 +105,15 @@ class HomeView(PortalView, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         now = timezone.now()
-        start, end = selectors.day_bounds(now)
-        rows = []
-        for account in selectors.portal_accounts(user=self.request.user):
-            rows.append(
-                {
-                    "account": account,
-                    "login_due": selectors.login_due(account, now),
-                    "login_url": _login_url(account),
-                    "trades_today": account.order_mappings.filter(
-                        created_at__gte=start, created_at__lt=end
-                    ).count(),
-                }
-            )
+        rows = [
+            {
+                "account": account,
+                "login_due": selectors.login_due(account, now),
+                "login_url": _login_url(account),
+                "trades_today": getattr(account, "trades_today", 0),  # annotated by the selector
+            }
+            for account in selectors.portal_accounts(user=self.request.user, now=now)
+        ]
         context.update(rows=rows, nav="portal")
         return context
 

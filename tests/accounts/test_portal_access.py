@@ -232,3 +232,13 @@ def test_limits_of_another_clients_account_stay_as_they_were(client, people):
     theirs.refresh_from_db()
     assert theirs.max_lots_per_order == 5
     assert theirs.max_order_value is None and theirs.daily_loss_limit != Decimal("1")
+
+
+def test_portal_home_reads_in_a_fixed_number_of_queries(client, people, django_assert_max_num_queries):
+    alice, *_ = people
+    for n in range(5):
+        AccountFactory(owner=alice, broker_user_id=f"ALICE{n + 2}")
+    client.force_login(alice)
+    with django_assert_max_num_queries(6):
+        response = client.get(reverse("portal:home"))
+    assert response.content.decode().count("data-account=") == 6
