@@ -231,6 +231,24 @@ class AngelSim:
         with self._lock:
             self._login_refused.clear()
 
+    def configure(self, config: dict[str, Any]) -> None:
+        """Load `{"clients": [{client_code, pin?, totp_secret?, api_key?}], "faults": [{client_code?,
+        ...spec}]}` (the command's --config file)."""
+        unknown = set(config) - {"clients", "faults"}
+        if unknown:
+            raise ValueError(f"unknown configuration keys {sorted(unknown)}")
+        for entry in config.get("clients", []):
+            self.store.register(
+                client_code=str(entry["client_code"]),
+                pin=str(entry.get("pin", "")),
+                totp_secret=str(entry.get("totp_secret", "")),
+                api_key=str(entry.get("api_key", "")),
+            )
+        for spec in config.get("faults", []):
+            spec = dict(spec)
+            client_code = spec.pop("client_code", None)
+            self.set_faults(client_code=client_code, **spec)
+
     def instruments_by_token(self) -> dict[tuple[str, str], PaperInstrument]:
         return {(row.exchange, str(row.instrument_token)): row for row in sim_instrument_list()}
 

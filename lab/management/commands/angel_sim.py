@@ -1,0 +1,72 @@
+"""`manage.py angel_sim --port P [--host 127.0.0.1] [--config sim.json]`: serve the paper exchange
+over HTTP with Angel One SmartAPI's routes (lab.angel_sim), until SIGTERM or Ctrl-C.
+
+Prints the root URL to point `ANGEL_API_ROOT` at. Loopback addresses only. `--config` loads
+clients (client code, PIN, TOTP secret, api key) and faults from a JSON file (see
+`AngelSim.configure`); more can be added at run time through `POST /_sim/clients` and
+`POST /_sim/faults`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from lab.angel_sim.server import AngelSim, RunningSim, start
+from lab.kite_sim.faults import FaultSpecError
+
+
+def run_angel_sim(*, host: str, port: int, config: dict[str, Any] | None = None) -> RunningSim:
+    """Start the simulator (configured) in a background thread; the caller stops it."""
+    sim = AngelSim()
+    if config:
+        sim.configure(config)
+    return start(sim=sim, host=host, port=port)
+
+
+class Command(BaseCommand):
+    help = "Serve the paper exchange with Angel One SmartAPI routes (an Angel simulator) on 127.0.0.1."
+    requires_system_checks: list[str] = []  # no URLconf, templates or admin: as kite_sim
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one).")
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="Loopback address to bind (default 127.0.0.1)."
+        )
+        parser.add_argument("--config", type=Path, help="JSON file with clients and faults to load.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = None
+        if options["config"] is not None:
+            try:
+                config = json.loads(options["config"].read_text())
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"cannot read {options['config']}: {exc}") from None
+        if not 0 <= options["port"] <= 65535:
+            raise CommandError(f"--port must be between 0 and 65535, got {options['port']}")
+        try:
+            running = run_angel_sim(host=options["host"], port=options["port"], config=config)
+        except (ValueError, KeyError, TypeError, FaultSpecError, OSError) as exc:
+            raise CommandError(f"cannot start the Angel simulator: {exc}") from None
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self.stdout.write(running.root)
+        self.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            running.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write("Angel simulator stopped.")
