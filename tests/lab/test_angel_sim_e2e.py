@@ -264,3 +264,27 @@ def test_angel_e2e_engine_moves_only_the_angel_child_whose_login_fails_to_needs_
     assert c1.status == AccountStatus.ACTIVE
     assert not PaperOrder.objects.filter(account__user_id="C5").exists()
     assert desk.positions(FUT) == {**ENTRY, "C5": 0}
+
+
+def test_angel_e2e_engine_write_timing_out_after_accept_is_found_by_tag_and_never_sent_twice(running, desk):
+    move_to_angel(desk.children["C2"], running.sim)
+    settings = {"ANGEL_API_ROOT": running.root, "ANGEL_TIMEOUT_S": 1, "UNKNOWN_GRACE_SECONDS": 30}
+    with override_settings(**settings), engine() as orch:
+        orch.run_tick()
+        running.sim.set_faults(client_code="C2", timeout_after_place={"sleep_s": 2.0, "count": 1})
+        desk.place("BUY", FUT, 150)
+
+        first = orch.run_tick()
+        (c2,) = child_mappings(desk, "C2")
+        assert first.dispatch.unknown == 1
+        assert c2.status == MappingStatus.UNKNOWN
+        time.sleep(1.2)  # the simulator finishes its answer (to nobody)
+        orch.run_tick()
+        orch.run_tick()
+
+    c2.refresh_from_db()
+    order = PaperOrder.objects.get(account__user_id="C2")
+    assert c2.status == MappingStatus.FILLED
+    assert (order.tag, order.order_id, order.status) == (c2.tag, c2.broker_order_id, "COMPLETE")
+    assert running.sim.hit_count(client_code="C2", route=PLACE) == 1
+    assert desk.positions(FUT)["C2"] == ENTRY["C2"]
