@@ -27,6 +27,13 @@ OK = "#16a34a"
 BAD = "#dc2626"
 GRID = "#e5e7eb"
 MUTED = "#6b7280"
+# Width of one character of 12 px label text, generous (digits and capitals of a sans-serif font).
+CHAR_W = Decimal("7.2")
+
+
+def text_width(chars: int) -> int:
+    """Pixels that `chars` characters of 12 px label text take, at most."""
+    return int(CHAR_W * chars) + 1
 
 
 def _n(value: Decimal) -> str:
@@ -168,7 +175,13 @@ def success_bars(
     if not rows:
         return _empty(width, 80, label, empty)
     height = top * 2 + len(rows) * (row_h + gap)
-    left, right = Decimal(120), Decimal(80)
+    # The name column fits the longest name (up to 40% of the width; longer names are cut with an
+    # ellipsis, the full name in the bar's tooltip), the rate column its longest label.
+    longest_name = max(len(name) for name, _, _ in rows)
+    left = min(Decimal(max(60, text_width(longest_name) + 16)), Decimal(width) * Decimal("0.4"))
+    name_chars = int((left - 16) / CHAR_W)
+    longest_rate = max(len(f"100% ({good}/{good + bad})") for _, good, bad in rows)
+    right = Decimal(text_width(longest_rate) + 12)
     plot_w = Decimal(width) - left - right
     parts: list[str] = []
     for i, (name, good, bad) in enumerate(rows):
@@ -176,9 +189,11 @@ def success_bars(
         y0 = Decimal(top + i * (row_h + gap))
         good_w = plot_w * good / total if total else ZERO
         rate = f"{Decimal(good) * 100 / total:.0f}%" if total else "–"
+        shown = name if len(name) <= name_chars else name[: max(1, name_chars - 1)] + "…"
         parts.append(
             format_html(
-                '<text x="{}" y="{}" text-anchor="end" font-size="12" fill="#111827">{}</text>'
+                '<text x="{}" y="{}" text-anchor="end" font-size="12" fill="#111827">'
+                "<title>{}</title>{}</text>"
                 '<rect x="{}" y="{}" width="{}" height="{}" rx="3" fill="{}">'
                 "<title>{}: {} rejected or failed</title></rect>"
                 '<rect x="{}" y="{}" width="{}" height="{}" rx="3" fill="{}">'
@@ -188,6 +203,7 @@ def success_bars(
                 _n(left - 8),
                 _n(y0 + 15),
                 name,
+                shown,
                 _n(left),
                 _n(y0),
                 _n(plot_w),

@@ -75,8 +75,9 @@ def test_chart_text_is_escaped():
 
 def test_success_bars_width_follows_the_rate():
     svg = str(success_bars([("C1", 3, 1), ("C2", 0, 2)], width=720))
-    # plot width 720 - 120 - 80 = 520; C1 accepted 3/4 -> 390, C2 none
-    assert 'width="390.0" height="22" rx="3" fill="#16a34a"' in svg
+    # names need the minimum 60 px, "100% (3/4)" 85 px: plot width 720 - 60 - 85 = 575;
+    # C1 accepted 3/4 -> 431.25, C2 none
+    assert 'width="431.3" height="22" rx="3" fill="#16a34a"' in svg
     assert "75%" in svg and "(3/4)" in svg
     assert 'width="0.0" height="22" rx="3" fill="#16a34a"' in svg and "0%" in svg
 

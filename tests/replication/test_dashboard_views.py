@@ -104,7 +104,9 @@ def test_log_shows_the_allocation_and_every_child_order(staff_client, desk):
     assert response.status_code == 200
     assert f"NFO:{FUT}" in page
     assert "fraction <b>30.00%</b>" in page
-    assert "margin attributed <b>₹3,00,000</b> (delta_u)" in page
+    # The margin source in plain words, its code beside them.
+    source = 'rise in used margin <span class="code mono muted">(delta_u)</span>'
+    assert f"margin attributed <b>₹3,00,000</b> ({source})" in page
     for name, status in (
         ("C1", "filled"),
         ("C2", "filled"),
@@ -264,7 +266,7 @@ def test_child_detail_shows_settings_capital_positions_pnl_orders_and_timeline(s
 
     page = _text(response)
     assert response.status_code == 200
-    assert "Total (used + available)" in page
+    assert "Sizing capital" in page and "total (used + available)" in page
     assert 'aria-label="Capital over the last 30 days"' in page
     assert f'NFO:{FUT}</td><td>NRML</td><td class="num">300</td>' in page
     assert "Today&#x27;s P&amp;L" in page or "Today's P&amp;L" in page

@@ -4,7 +4,8 @@ Dates the staff pick ("today", a day filter) are trading days in Asia/Kolkata; e
 and compared is aware UTC. One module per page, read in this order:
 
 - `_common`: the trading day (`display_zone`, `trading_day`, `day_bounds`), the broker clients
-- `overview`: engine state, the master's funds, the children list, accounts needing a login
+- `overview`: engine state (ticks that did something), the master's funds, the children list
+  (sizing capital, the day's order success and latency), accounts needing a login
 - `log`: the replication log (allocations, child orders, slippage) and its CSV export
 - `reconcile`: expected vs actual per child, allocations awaiting approval
 - `children`: one child's detail (capital curve, broker positions, orders, events)
@@ -53,16 +54,21 @@ from replication.dashboard.selectors.log import (
     slippage,
 )
 from replication.dashboard.selectors.overview import (
+    BUSY_TICKS_WINDOW,
     FUNDS_STALE_AFTER,
     RECENT_TICKS,
     EngineState,
     FundsState,
     MasterFunds,
+    OrderStats,
     accounts_needing_login,
+    broker_order_stats,
     child_list,
+    child_order_stats,
     child_status_counts,
     engine_state,
     master_funds,
+    sizing_capital,
 )
 from replication.dashboard.selectors.reconcile import (
     DriftRow,
@@ -75,6 +81,7 @@ from replication.dashboard.selectors.reconcile import (
 __all__ = [
     "ACCEPTED",
     "BPS",
+    "BUSY_TICKS_WINDOW",
     "CSV_HEADER",
     "CURVE_POINTS_MAX",
     "FUNDS_STALE_AFTER",
@@ -91,16 +98,19 @@ __all__ = [
     "LogFilters",
     "LogGroup",
     "MasterFunds",
+    "OrderStats",
     "SuccessRow",
     "accounts_needing_login",
     "allocation_log",
     "awaiting_approval",
     "broker_clients",
+    "broker_order_stats",
     "broker_positions",
     "capital_curve",
     "child_events",
     "child_get",
     "child_list",
+    "child_order_stats",
     "child_orders",
     "child_status_counts",
     "day_bounds",
@@ -115,6 +125,7 @@ __all__ = [
     "master_average_price",
     "master_funds",
     "reconcile_children",
+    "sizing_capital",
     "slippage",
     "success_by_child",
     "trading_day",

@@ -34,6 +34,7 @@ class ChildDetailView(StaffRequiredMixin, TemplateView):
         return {
             **super().get_context_data(**kwargs),
             "child": child,
+            "sizing_capital": selectors.sizing_capital(child),
             "capital_chart": charts.time_series(
                 curve, label="Capital over the last 30 days", empty="no margin snapshot yet", width=560
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
@@ -53,10 +54,22 @@ def login_url(account: Account) -> str:
     return reverse("admin:accounts_account_change", args=[account.pk])
 
 
+@dataclass(frozen=True, slots=True)
+class ChildRow:
+    """One child of the overview's page: the account, the capital that sizes it, today's orders."""
+
+    child: Account
+    sizing_capital: Decimal | None
+    orders: selectors.OrderStats
+
+
 def overview_context(request: HttpRequest) -> dict[str, Any]:
     funds = selectors.master_funds()
     control = engine_control_get()
     needs_login = list(selectors.accounts_needing_login()[:NEEDS_LOGIN_SHOWN])
+    children = paginate(selectors.child_list(), request, per_page=CHILDREN_PER_PAGE)
+    stats = selectors.child_order_stats(child_ids=[c.pk for c in children])
+    brokers = selectors.broker_order_stats()
     return {
         "engine": selectors.engine_state(),
         "funds": funds,
@@ -70,7 +83,13 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
         "control": control,
         "switches": switches(control),
         "status_counts": selectors.child_status_counts(),
-        "children": paginate(selectors.child_list(), request, per_page=CHILDREN_PER_PAGE),
+        "children": children,
+        "child_rows": [
+            ChildRow(c, selectors.sizing_capital(c), stats.get(c.pk, selectors.OrderStats()))
+            for c in children
+        ],
+        # Success and latency by broker, once the children trade on more than one.
+        "broker_stats": brokers if len(brokers) > 1 else [],
         "needs_login": [(a, login_url(a)) for a in needs_login],
     }
 
