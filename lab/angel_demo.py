@@ -1,35 +1,76 @@
 """Accounts of a demo or test desk moved onto the Angel simulator (the mixed desk of issue 15).
 
-`move_to_angel(account, sim)` registers the account's paper user id as an Angel client code with
-the simulator (a PIN and a TOTP secret made up), and links the account as an Angel One account
-with those credentials (encrypted at rest), so the engine trades it through AngelBroker, the real
-smartapi-python SDK, HTTP and the simulator, on the same paper book.
+`move_to_angel(account, sim)` registers the account's paper user id as an Angel client code with a
+simulator in this process; `angel_demo_config(user_ids)` does the same for `manage.py angel_sim
+--config` in another process (`make run BROKERS=mixed`). Either way the account switches to Angel
+One (accounts' broker-switch service: the old broker's credentials are forgotten) and gets the
+simulator's api key, PIN and TOTP secret (encrypted at rest), so the engine trades it through
+AngelBroker, the real smartapi-python SDK, HTTP and the simulator, on the same paper book.
 """
 
 from __future__ import annotations
 
-from accounts.models import Account, Broker
-from accounts.services import account_set_credentials
+import base64
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from accounts.management.commands.link_account import angel_login_store
+from accounts.models import Account, Broker, Ownership
+from accounts.services import account_set_credentials, account_switch_broker
+from brokers.simcreds import new_angel_simulator_key
 from lab.angel_sim.auth import Client
 from lab.angel_sim.server import AngelSim
 
+ACTOR = "angel-demo"
+MIXED_ANGEL_CHILDREN = ("CHILD1", "CHILD2")  # `make run BROKERS=mixed`: the demo children on Angel
 
-def move_to_angel(account: Account, sim: AngelSim, *, store_login: bool = True) -> Client:
-    """Make `account` an Angel One account served by `sim`; returns the simulator's client.
 
-    `store_login=False` leaves the PIN and TOTP secret out (a client who did not store them): the
-    account then has only a session token, and a dead session needs a login by hand.
-    """
-    client = sim.store.register(client_code=account.broker_user_id)
-    Account.objects.filter(pk=account.pk).update(broker=Broker.ANGEL)
-    account.refresh_from_db()
-    token = "" if store_login else sim.store.open(client.client_code).jwt_token
-    account_set_credentials(
-        account=account, actor="angel-sim", api_key=client.api_key, access_token=token or None
+def link_to_angel(account: Account, client: Client, *, store_login: bool = True, token: str = "") -> Account:
+    """Switch `account` to Angel One with `client`'s credentials (PIN and TOTP secret unless
+    `store_login` is False: then only the session `token`, and a dead session needs a login)."""
+    account = account_switch_broker(account=account, broker=Broker.ANGEL, actor=ACTOR)
+    account = account_set_credentials(
+        account=account, actor=ACTOR, api_key=client.api_key, access_token=token or None
     )
     if store_login:
-        # No accounts service takes the PIN and TOTP secret yet (reported); the encrypted fields
-        # are written as the admin form would, without an audit row.
-        Account.objects.filter(pk=account.pk).update(pin=client.pin, totp_secret=client.totp_secret)
+        account = angel_login_store(account=account, pin=client.pin, totp_secret=client.totp_secret)
+    return account
+
+
+def move_to_angel(account: Account, sim: AngelSim, *, store_login: bool = True) -> Client:
+    """Make `account` an Angel One account served by `sim` (in this process); returns the client."""
+    client = sim.store.register(client_code=account.broker_user_id)
+    token = "" if store_login else sim.store.open(client.client_code).jwt_token
+    moved = link_to_angel(account, client, store_login=store_login, token=token)
     account.refresh_from_db()
+    assert moved.pk == account.pk
     return client
+
+
+def new_client(client_code: str) -> Client:
+    return Client(
+        client_code=client_code.upper(),
+        pin=f"{secrets.randbelow(10000):04d}",
+        totp_secret=base64.b32encode(secrets.token_bytes(20)).decode(),
+        api_key=new_angel_simulator_key(),
+    )
+
+
+def angel_demo_config(*, user_ids: Sequence[str] = MIXED_ANGEL_CHILDREN) -> dict[str, Any]:
+    """Move the settled demo accounts `user_ids` to Angel One with fresh simulator credentials;
+    returns `manage.py angel_sim --config` content serving them (it holds secrets: write it 0600)."""
+    clients = []
+    for user_id in user_ids:
+        account = Account.objects.exclude(ownership=Ownership.PENDING).get(broker_user_id=user_id)
+        client = new_client(account.broker_user_id)
+        link_to_angel(account, client)
+        clients.append(
+            {
+                "client_code": client.client_code,
+                "pin": client.pin,
+                "totp_secret": client.totp_secret,
+                "api_key": client.api_key,
+            }
+        )
+    return {"clients": clients, "faults": []}

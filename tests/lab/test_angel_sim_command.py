@@ -65,3 +65,33 @@ def test_angel_sim_command_refuses_a_bad_config(tmp_path):
     config.write_text(json.dumps({"apps": []}))
     with pytest.raises(CommandError, match="unknown configuration keys"):
         call_command("angel_sim", "--port", "0", "--config", str(config))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_angel_sim_command_links_demo_children_for_the_mixed_demo(tmp_path):
+    from accounts.management.commands.seed_demo import seed_demo
+    from accounts.models import Account, Broker
+    from brokers.angel.budget import forget_budgets
+    from brokers.registry import build_client
+    from lab.management.commands.angel_sim import run_angel_sim
+
+    seed_demo()
+    path = tmp_path / "angel-sim.json"
+    call_command("angel_sim", "--link-demo", "CHILD1,CHILD2", "--write-config", str(path))
+
+    config = json.loads(path.read_text())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [c["client_code"] for c in config["clients"]] == ["CHILD1", "CHILD2"]
+    c1 = Account.objects.get(broker_user_id="CHILD1")
+    assert c1.broker == Broker.ANGEL and c1.secret("pin") == config["clients"][0]["pin"]
+    assert Account.objects.get(broker_user_id="CHILD3").broker == Broker.PAPER
+    forget_budgets()
+    running = run_angel_sim(host="127.0.0.1", port=0, config=config)
+    try:
+        from django.test import override_settings
+
+        with override_settings(ANGEL_API_ROOT=running.root):
+            funds = build_client(c1.broker_credentials()).funds()  # logs in with the stored PIN and TOTP
+    finally:
+        running.stop()
+    assert funds.capital > 0

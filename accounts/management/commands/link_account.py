@@ -119,7 +119,7 @@ class Command(BaseCommand):
                 if settings:
                     account = account_update_settings(account=account, actor="cli", **settings)
                 if any(value is not None for value in angel_login.values()):
-                    account = _store_angel_login(account=account, **angel_login)
+                    account = angel_login_store(account=account, **angel_login)
                 if session is not None:
                     account = account_set_credentials(
                         account=account,
@@ -183,7 +183,7 @@ class Command(BaseCommand):
         return line.strip()
 
 
-def _store_angel_login(*, account: Account, pin: str | None, totp_secret: str | None) -> Account:
+def angel_login_store(*, account: Account, pin: str | None, totp_secret: str | None) -> Account:
     """Store the PIN and TOTP secret (encrypted), audited by field name only.
 
     Belongs in accounts.services.account_set_credentials (which does not take them yet): kept

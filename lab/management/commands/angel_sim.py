@@ -5,12 +5,19 @@ Prints the root URL to point `ANGEL_API_ROOT` at. Loopback addresses only. `--co
 clients (client code, PIN, TOTP secret, api key) and faults from a JSON file (see
 `AngelSim.configure`); more can be added at run time through `POST /_sim/clients` and
 `POST /_sim/faults`.
+
+`manage.py angel_sim --link-demo C1,C2 --write-config .angel-sim.json` serves nothing: it moves
+those demo accounts to Angel One with fresh simulator credentials and writes the `--config` file
+(0600, it holds their PINs and TOTP secrets) the serving command then loads (`make run
+BROKERS=mixed`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -18,6 +25,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.models import Account
+from accounts.validation import AccountError
+from lab.angel_demo import angel_demo_config
 from lab.angel_sim.server import AngelSim, RunningSim, start
 from lab.kite_sim.faults import FaultSpecError
 
@@ -35,13 +45,24 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []  # no URLconf, templates or admin: as kite_sim
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one).")
+        parser.add_argument("--port", type=int, help="TCP port (0 picks a free one); required to serve.")
+        parser.add_argument(
+            "--link-demo",
+            metavar="USER_IDS",
+            help="Comma-separated demo accounts to move to Angel One (with --write-config); serves nothing.",
+        )
+        parser.add_argument("--write-config", type=Path, help="Where --link-demo writes the --config file.")
         parser.add_argument(
             "--host", default="127.0.0.1", help="Loopback address to bind (default 127.0.0.1)."
         )
         parser.add_argument("--config", type=Path, help="JSON file with clients and faults to load.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["link_demo"] is not None:
+            self._link_demo(options["link_demo"], options["write_config"])
+            return
+        if options["port"] is None:
+            raise CommandError("--port is required to serve")
         config = None
         if options["config"] is not None:
             try:
@@ -70,3 +91,33 @@ class Command(BaseCommand):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         self.stdout.write("Angel simulator stopped.")
+
+    def _link_demo(self, user_ids: str, path: Path | None) -> None:
+        if path is None:
+            raise CommandError("--link-demo needs --write-config PATH")
+        wanted = [u.strip() for u in user_ids.split(",") if u.strip()]
+        if not wanted:
+            raise CommandError("--link-demo: no user ids")
+
+        try:
+            config = angel_demo_config(user_ids=wanted)
+        except (Account.DoesNotExist, AccountError) as exc:
+            raise CommandError(f"cannot move {', '.join(wanted)} to Angel One: {exc}") from None
+        write_private_json(path, config)
+        self.stdout.write(
+            f"moved {', '.join(c['client_code'] for c in config['clients'])} to Angel One; wrote {path}"
+        )
+
+
+def write_private_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` atomically with `data` as JSON, readable by its owner only (0600)."""
+    fd, temporary = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
