@@ -4,19 +4,75 @@ replication.selectors.event_last_change)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
-from accounts.models import Account
+from accounts.models import Account, CapitalMode
 from brokers.paper.models import PaperInstrument
+from replication.models import MarginSnapshot
+from replication.selectors import margin_snapshot_latest
+
+
+@dataclass(frozen=True, slots=True)
+class Funds:
+    """An account's funds as the API shows them: the capital that sizes it (with its mode) and
+    the margin of its latest snapshot (used, available). None where nothing was read yet."""
+
+    capital_mode: str
+    sizing_capital: Decimal | None
+    used_margin: Decimal | None
+    available_margin: Decimal | None
+    as_of: datetime | None
+
+
+def _with_latest_snapshot(accounts: QuerySet[Account]) -> QuerySet[Account]:
+    latest = MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at", "-id")
+    return accounts.annotate(
+        snap_used=Subquery(latest.values("used_margin")[:1]),
+        snap_available=Subquery(latest.values("available_margin")[:1]),
+        snap_at=Subquery(latest.values("taken_at")[:1]),
+    )
+
+
+def account_funds(account: Account) -> Funds:
+    """The funds of `account`: from the snapshot annotated by `account_list_visible`, or read now.
+
+    The sizing capital is DESIGN §3.1's C, as `replication.sizing.records.ChildProfile.capital`
+    computes it (this app may not import sizing; a test holds the two equal): the fixed amount in
+    FIXED mode, else U + A (TOTAL) or A (AVAILABLE) of the latest snapshot.
+    """
+    if hasattr(account, "snap_at"):
+        used, available = getattr(account, "snap_used"), getattr(account, "snap_available")  # noqa: B009
+        taken = getattr(account, "snap_at")  # noqa: B009  (annotations, unknown to the model's type)
+    else:
+        snapshot = margin_snapshot_latest(account=account)
+        used, available, taken = (
+            (snapshot.used_margin, snapshot.available_margin, snapshot.taken_at)
+            if snapshot
+            else (None, None, None)
+        )
+    mode = CapitalMode(account.capital_mode)
+    capital: Decimal | None
+    if mode == CapitalMode.FIXED:
+        capital = account.fixed_capital
+    elif used is None or available is None:
+        capital = None
+    elif mode == CapitalMode.AVAILABLE:
+        capital = available
+    else:
+        capital = used + available
+    return Funds(mode.value, capital, used, available, taken)
 
 
 def account_list_visible(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Account]:
     """Staff see every account; anyone else only the accounts they own."""
-    accounts = Account.objects.select_related("owner").order_by("pk")
+    accounts = _with_latest_snapshot(Account.objects.select_related("owner").order_by("pk"))
     if getattr(user, "is_staff", False):
         return accounts
     return accounts.filter(owner_id=user.pk) if user.pk is not None else accounts.none()

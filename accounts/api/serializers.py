@@ -16,6 +16,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.api.selectors import account_funds
 from accounts.models import (
     MARKET_AFTER_SECONDS_MAX,
     Account,
@@ -196,6 +197,27 @@ class TokenOutput(serializers.Serializer[Any]):
     expiry = serializers.DateTimeField(help_text="When the token stops working.")
 
 
+def _rupees(help_text: str) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=18, decimal_places=2, read_only=True, allow_null=True, help_text=help_text
+    )
+
+
+class CapitalOutput(serializers.Serializer[Any]):
+    sizing = _rupees(
+        "The capital C that sizes this account's orders (target = fraction × C × multiplier): "
+        "the fixed amount in `fixed` mode, else from the latest margin snapshot (`total`: used + "
+        "available, `available`: available). null: not read yet.",
+    )
+    mode = serializers.ChoiceField(choices=CapitalMode.choices(), read_only=True)
+
+
+class MarginOutput(serializers.Serializer[Any]):
+    used = _rupees("Used margin (Kite `utilised.debits`).")
+    available = _rupees("Available margin (Kite `net`).")
+    as_of = serializers.DateTimeField(read_only=True, allow_null=True, help_text="The snapshot's time.")
+
+
 class AccountOutput(serializers.ModelSerializer[Account]):
     """An account as the API shows it: settings, state, and only *whether* credentials are stored."""
 
@@ -222,6 +244,8 @@ class AccountOutput(serializers.ModelSerializer[Account]):
     has_access_token = serializers.SerializerMethodField()
     login_required = serializers.SerializerMethodField()
     proxy_url = serializers.SerializerMethodField()
+    capital = serializers.SerializerMethodField()
+    margin = serializers.SerializerMethodField()
 
     class Meta:
         model = Account
@@ -241,6 +265,8 @@ class AccountOutput(serializers.ModelSerializer[Account]):
             "capital_mode",
             "fixed_capital",
             "multiplier",
+            "capital",
+            "margin",
             "dry_run",
             "pending_policy",
             "market_after_seconds",
@@ -274,6 +300,17 @@ class AccountOutput(serializers.ModelSerializer[Account]):
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_login_required(self, account: Account) -> bool:
         return kite_login_required(account)
+
+    @extend_schema_field(CapitalOutput)
+    def get_capital(self, account: Account) -> dict[str, Any]:
+        funds = account_funds(account)
+        return dict(CapitalOutput({"sizing": funds.sizing_capital, "mode": funds.capital_mode}).data)
+
+    @extend_schema_field(MarginOutput)
+    def get_margin(self, account: Account) -> dict[str, Any]:
+        funds = account_funds(account)
+        body = {"used": funds.used_margin, "available": funds.available_margin, "as_of": funds.as_of}
+        return dict(MarginOutput(body).data)
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_proxy_url(self, account: Account) -> str:

@@ -11,12 +11,14 @@ from django.utils import timezone
 from accounts.models import Account, AccountStatus, CapitalMode, Role
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument
 from replication.models import ReplicationEvent
+from replication.sizing.records import ChildProfile
 from tests.api_helpers import (
     API,
     API_KEY,
     API_SECRET,
     seed_allocation,
 )
+from tests.dashboard_factories import MarginSnapshotFactory
 from tests.factories import AccountFactory, KiteAccountFactory, MasterAccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -518,3 +520,83 @@ def test_api_list_queries_do_not_grow_with_accounts(people, django_assert_max_nu
     AccountFactory.create_batch(20, owner=people.alice)
     with django_assert_max_num_queries(few):
         assert len(people.as_staff.get(f"{API}/accounts").json()["results"]) == 22
+
+
+# --- funds (issue 14 item 3) ----------------------------------------------------------------------
+
+
+def test_api_accounts_show_the_sizing_capital_with_its_mode_and_the_margin(people):
+    """GET /api/v1/accounts: the capital that sizes each account (and which mode says so) and the
+    margin of its latest snapshot; an account never read says null, and no secret is shown."""
+    fixed = AccountFactory(
+        owner=people.alice,
+        capital_mode=CapitalMode.FIXED,
+        fixed_capital=Decimal("1000000.00"),
+        multiplier=Decimal("0.5"),
+        api_key="never-shown-key",
+    )
+    total = AccountFactory(owner=people.alice)
+    unread = AccountFactory(owner=people.alice, capital_mode=CapitalMode.AVAILABLE)
+    MarginSnapshotFactory(
+        account=fixed, used_margin=Decimal("200000.00"), available_margin=Decimal("1300000.00")
+    )
+    old = MarginSnapshotFactory(account=total, used_margin=Decimal("1.00"), available_margin=Decimal("1.00"))
+    old.taken_at = timezone.now() - timedelta(minutes=5)
+    old.save(update_fields=["taken_at"])
+    latest = MarginSnapshotFactory(
+        account=total, used_margin=Decimal("150000.00"), available_margin=Decimal("350000.50")
+    )
+
+    response = people.as_alice.get(f"{API}/accounts")
+
+    assert response.status_code == 200
+    rows = {row["id"]: row for row in response.json()["results"]}
+    assert rows[fixed.pk]["capital"] == {"sizing": "1000000.00", "mode": "fixed"}  # not the ₹15,00,000
+    assert rows[fixed.pk]["margin"]["used"] == "200000.00"
+    assert rows[fixed.pk]["margin"]["available"] == "1300000.00"
+    assert rows[total.pk]["capital"] == {"sizing": "500000.50", "mode": "total"}  # U + A, latest
+    assert rows[total.pk]["margin"] == {
+        "used": "150000.00",
+        "available": "350000.50",
+        "as_of": latest.taken_at.isoformat().replace("+00:00", "Z"),
+    }
+    assert rows[unread.pk]["capital"] == {"sizing": None, "mode": "available"}
+    assert rows[unread.pk]["margin"] == {"used": None, "available": None, "as_of": None}
+    assert "never-shown-key" not in response.content.decode()
+    # The same figures on one account, read without the list's annotations.
+    assert people.as_alice.get(_detail(total)).json()["capital"] == rows[total.pk]["capital"]
+    assert people.as_bob.get(_detail(total)).status_code == 404  # someone else's funds stay hidden
+
+
+@pytest.mark.parametrize("mode", list(CapitalMode))
+@pytest.mark.parametrize("read", [True, False])
+def test_api_sizing_capital_is_the_sizing_rules_capital(people, mode, read):
+    """The API's figure is the one sizing uses (replication.sizing's ChildProfile.capital)."""
+    account = AccountFactory(
+        owner=people.alice,
+        capital_mode=mode,
+        fixed_capital=Decimal("750000.00") if mode == CapitalMode.FIXED else None,
+    )
+    used, available = Decimal("123456.78"), Decimal("654321.00")
+    if read:
+        MarginSnapshotFactory(account=account, used_margin=used, available_margin=available)
+    expected = ChildProfile(
+        child_id=account.pk,
+        capital_mode=mode,
+        used=used if read else None,
+        available=available if read else None,
+        fixed_capital=account.fixed_capital,
+    ).capital()
+
+    sizing = people.as_alice.get(_detail(account)).json()["capital"]["sizing"]
+
+    assert sizing == (None if expected is None else f"{expected:.2f}")
+
+
+def test_api_schema_describes_capital_and_margin(people):
+    schema = people.as_staff.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    account = schema["components"]["schemas"]["AccountOutput"]["properties"]
+    assert {"capital", "margin"} <= set(account)
+    capital = schema["components"]["schemas"]["CapitalOutput"]["properties"]
+    margin = schema["components"]["schemas"]["MarginOutput"]["properties"]
+    assert set(capital) == {"sizing", "mode"} and set(margin) == {"used", "available", "as_of"}
