@@ -32,6 +32,11 @@ def _refuse(*args: Any, **kwargs: Any) -> Any:
 
 
 def _import_sdk() -> tuple[type[Any], Any]:
+    import logzero  # type: ignore[import-untyped]
+
+    # The SDK logs through logzero's default logger: request headers (api key, bearer token) on
+    # errors, and its own public-IP lookup at import. Silenced before the import.
+    logzero.logger.disabled = True
     with _IMPORT_LOCK:
         real_get: Callable[..., Any] = requests.get
         requests.get = _refuse  # only for the SDK's class body, which binds `get` by name
@@ -42,9 +47,6 @@ def _import_sdk() -> tuple[type[Any], Any]:
             from SmartApi.smartConnect import SmartConnect  # type: ignore[import-untyped]
         finally:
             requests.get = real_get
-    import logzero  # type: ignore[import-untyped]
-
-    logzero.logger.disabled = True  # it logs request headers (api key, bearer token) on errors
     logging.getLogger("SmartApi.smartConnect").setLevel(logging.WARNING)  # its debug logs quote headers
     return SmartConnect, smartExceptions
 
