@@ -22,8 +22,9 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from accounts.api.selectors import sizing_capital
 from accounts.crypto import CredentialDecryptError, SealedSecret
-from accounts.models import Account, AccountStatus, Broker, Ownership
+from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership
 from accounts.selectors import account_get_master
 from accounts.services import (
     SETTING_NAMES,
@@ -198,6 +199,11 @@ def _rupees(value: Decimal | None) -> str:
     return "—" if value is None else rupees(value)
 
 
+def _short(moment: datetime) -> str:
+    """A time in a list column: `03 Dec 14:05` (DISPLAY_TIME_ZONE)."""
+    return moment.astimezone(ZoneInfo(settings.DISPLAY_TIME_ZONE)).strftime("%d %b %H:%M")
+
+
 def _local(moment: datetime) -> str:
     """A time as staff read it (DISPLAY_TIME_ZONE, Asia/Kolkata by default)."""
     zone = ZoneInfo(settings.DISPLAY_TIME_ZONE)
@@ -208,23 +214,10 @@ def _local(moment: datetime) -> str:
 class AccountAdmin(admin.ModelAdmin):
     form = AccountAdminForm
     exclude = SECRET_FIELDS
-    list_display = (
-        "id",
-        "display_name",
-        "broker",
-        "broker_user_id",
-        "role",
-        "status",
-        "ownership",
-        "capital_mode",
-        "last_used",
-        "last_available",
-        "last_capital",
-        "snapshot_at",
-        "login_state",
-        "consent",
-    )
-    list_display_links = ("id", "display_name")
+    # Short columns that fit a laptop screen (1366 px): who, what state, the capital that sizes it,
+    # the latest margins, the broker session, consent. The full figures are on the change page.
+    list_display = ("account", "role_status", "sizing_capital", "margins", "login_state", "consent")
+    list_display_links = ("account",)
     list_filter = ("broker", "role", "status", "ownership", "capital_mode")
     search_fields = ("broker_user_id", "display_name")
     list_per_page = 100
@@ -343,22 +336,44 @@ class AccountAdmin(admin.ModelAdmin):
 
     # --- columns ------------------------------------------------------------------------------
 
-    @admin.display(description="used", ordering="snap_used")
-    def last_used(self, obj):
-        return _rupees(getattr(obj, "snap_used", None))
+    @admin.display(description="account", ordering="display_name")
+    def account(self, obj):
+        return format_html(
+            '{}<br><span class="quiet">{}:{} · #{}</span>',
+            obj.display_name or obj.broker_user_id,
+            obj.broker,
+            obj.broker_user_id,
+            obj.pk,
+        )
 
-    @admin.display(description="available", ordering="snap_available")
-    def last_available(self, obj):
-        return _rupees(getattr(obj, "snap_available", None))
+    @admin.display(description="role · status", ordering="status")
+    def role_status(self, obj):
+        pending = " · pending proof" if obj.ownership == Ownership.PENDING else ""
+        return f"{obj.role} · {obj.get_status_display()}{pending}"
 
-    @admin.display(description="capital", ordering="snap_capital")
-    def last_capital(self, obj):
-        return _rupees(getattr(obj, "snap_capital", None))
+    @admin.display(description="sizing capital")
+    def sizing_capital(self, obj):
+        capital = sizing_capital(
+            mode=obj.capital_mode,
+            fixed=obj.fixed_capital,
+            used=getattr(obj, "snap_used", None),
+            available=getattr(obj, "snap_available", None),
+        )
+        mode = CapitalMode(obj.capital_mode).value
+        multiplier = "" if obj.multiplier == 1 else f" × {obj.multiplier.normalize()}"
+        return format_html('{}<br><span class="quiet">{}{}</span>', _rupees(capital), mode, multiplier)
 
-    @admin.display(description="snapshot", ordering="snap_taken_at")
-    def snapshot_at(self, obj):
+    @admin.display(description="margins", ordering="snap_used")
+    def margins(self, obj):
         taken_at = getattr(obj, "snap_taken_at", None)
-        return "—" if taken_at is None else _local(taken_at)
+        if taken_at is None:
+            return "—"
+        return format_html(
+            'used {}<br>available {}<br><span class="quiet">{}</span>',
+            _rupees(getattr(obj, "snap_used", None)),
+            _rupees(getattr(obj, "snap_available", None)),
+            _short(taken_at),
+        )
 
     @admin.display(description="login")
     def login_state(self, obj):
@@ -371,8 +386,8 @@ class AccountAdmin(admin.ModelAdmin):
         if obj.token_expires_at is None:
             return "token (expiry unknown)"
         if obj.token_expires_at <= timezone.now():
-            return f"expired {_local(obj.token_expires_at)}"
-        return f"until {_local(obj.token_expires_at)}"
+            return f"expired {_short(obj.token_expires_at)}"
+        return f"until {_short(obj.token_expires_at)}"
 
     @admin.display(description="consent", boolean=True, ordering="consent_given_at")
     def consent(self, obj):

@@ -16,7 +16,6 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from accounts.models import Account, CapitalMode
 from brokers.paper.models import PaperInstrument
 from replication.models import MarginSnapshot
-from replication.selectors import margin_snapshot_latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +30,12 @@ class Funds:
     as_of: datetime | None
 
 
+def _latest(snapshots: QuerySet[MarginSnapshot]) -> QuerySet[MarginSnapshot]:
+    return snapshots.order_by("-taken_at", "-id")
+
+
 def _with_latest_snapshot(accounts: QuerySet[Account]) -> QuerySet[Account]:
-    latest = MarginSnapshot.objects.filter(account=OuterRef("pk")).order_by("-taken_at", "-id")
+    latest = _latest(MarginSnapshot.objects.filter(account=OuterRef("pk")))
     return accounts.annotate(
         snap_used=Subquery(latest.values("used_margin")[:1]),
         snap_available=Subquery(latest.values("available_margin")[:1]),
@@ -40,33 +43,33 @@ def _with_latest_snapshot(accounts: QuerySet[Account]) -> QuerySet[Account]:
     )
 
 
-def account_funds(account: Account) -> Funds:
-    """The funds of `account`: from the snapshot annotated by `account_list_visible`, or read now.
+def sizing_capital(
+    *, mode: str, fixed: Decimal | None, used: Decimal | None, available: Decimal | None
+) -> Decimal | None:
+    """DESIGN §3.1's C, as `replication.sizing.records.ChildProfile.capital` computes it (this app
+    may not import sizing; a test holds the two equal): the fixed amount in FIXED mode, else U + A
+    (TOTAL) or A (AVAILABLE) of the latest snapshot; None when nothing was read."""
+    if mode == CapitalMode.FIXED:
+        return fixed
+    if used is None or available is None:
+        return None
+    return available if mode == CapitalMode.AVAILABLE else used + available
 
-    The sizing capital is DESIGN §3.1's C, as `replication.sizing.records.ChildProfile.capital`
-    computes it (this app may not import sizing; a test holds the two equal): the fixed amount in
-    FIXED mode, else U + A (TOTAL) or A (AVAILABLE) of the latest snapshot.
-    """
+
+def account_funds(account: Account) -> Funds:
+    """The funds of `account`: from the snapshot annotated by `account_list_visible`, or read now."""
     if hasattr(account, "snap_at"):
         used, available = getattr(account, "snap_used"), getattr(account, "snap_available")  # noqa: B009
         taken = getattr(account, "snap_at")  # noqa: B009  (annotations, unknown to the model's type)
     else:
-        snapshot = margin_snapshot_latest(account=account)
+        snapshot = _latest(MarginSnapshot.objects.filter(account=account)).first()
         used, available, taken = (
             (snapshot.used_margin, snapshot.available_margin, snapshot.taken_at)
             if snapshot
             else (None, None, None)
         )
     mode = CapitalMode(account.capital_mode)
-    capital: Decimal | None
-    if mode == CapitalMode.FIXED:
-        capital = account.fixed_capital
-    elif used is None or available is None:
-        capital = None
-    elif mode == CapitalMode.AVAILABLE:
-        capital = available
-    else:
-        capital = used + available
+    capital = sizing_capital(mode=mode, fixed=account.fixed_capital, used=used, available=available)
     return Funds(mode.value, capital, used, available, taken)
 
 

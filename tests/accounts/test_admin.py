@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Role
 from brokers.errors import TokenExpired
@@ -24,6 +28,7 @@ from replication.models import (
     TickRun,
 )
 from tests.accounts_helpers import install_fake_broker
+from tests.browser.conftest import browser, screenshot  # noqa: F401  (fixtures of the browser tests)
 from tests.factories import AccountFactory, KiteAccountFactory, MasterAccountFactory
 
 pytestmark = pytest.mark.django_db
@@ -467,3 +472,68 @@ def test_admin_engine_control_save_writes_audit_row(admin_client):
     assert EngineControl.objects.get().halted is True
     assert ReplicationEvent.objects.filter(kind="engine.control_changed").count() == 2
     assert admin_client.get(reverse("admin:replication_enginecontrol_add")).status_code == 403
+
+
+# --- the account list fits a laptop screen (issue 14 item 3) ----------------------------------------
+
+LAPTOP = (1366, 768)
+
+
+def test_admin_account_list_has_short_columns_with_the_sizing_capital(admin_client):
+    """Six short columns: who, role and status, the capital that sizes it (with its mode), the
+    latest margins, the broker session, consent; C4's fixed ₹10,00,000 is the figure shown."""
+    c4 = AccountFactory(
+        display_name="C4 fixed 10,00,000 x0.5",
+        capital_mode="fixed",
+        fixed_capital=Decimal("1000000"),
+        multiplier=Decimal("0.5"),
+    )
+    MarginSnapshot.objects.create(
+        account=c4, used_margin=Decimal("0"), available_margin=Decimal("1500000"), capital=Decimal("1500000")
+    )
+    content = admin_client.get(reverse(CHANGELIST)).content.decode()
+    headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', content)
+    assert headers == ["account", "role_status", "sizing_capital", "margins", "login_state", "consent"]
+    row = content[content.index("C4 fixed 10,00,000 x0.5") :]
+    row = row[: row.index("</tr>")]
+    assert "₹10,00,000.00<br>" in row and "fixed × 0.5" in row
+    assert "available ₹15,00,000.00" in row  # the account's funds, not presented as the sizing figure
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_admin_account_list_fits_a_laptop_screen(live_server, browser, screenshot):  # noqa: F811
+    """At 1366 × 768 the account list needs no horizontal scrolling (headless Chromium)."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("admin-laptop", "", "pass-for-tests-only")
+    for n in range(6):
+        account = KiteAccountFactory(
+            display_name=f"A client with a rather long display name {n}",
+            broker_user_id=f"ZX{n:04d}",
+            access_token="tok",
+            token_expires_at=timezone.now() + timedelta(hours=6),
+        )
+        MarginSnapshot.objects.create(
+            account=account,
+            used_margin=Decimal("12345678.90"),
+            available_margin=Decimal("98765432.10"),
+            capital=Decimal("111111111.00"),
+        )
+    browser.set_window_size(*LAPTOP)
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/accounts/account/")
+    browser.find_element("id", "id_username").send_keys("admin-laptop")
+    browser.find_element("id", "id_password").send_keys("pass-for-tests-only")
+    browser.find_element("css selector", "input[type=submit]").click()
+    for _ in range(50):
+        if "/admin/accounts/account/" in browser.current_url and "result_list" in browser.page_source:
+            break
+        time.sleep(0.1)
+    assert "result_list" in browser.page_source
+    screenshot("admin-account-list-1366")
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+        " document.getElementById('result_list').getBoundingClientRect().right];"
+    )
+    assert widths[0] <= widths[1], f"page {widths[0]} px wide in a {widths[1]} px window"
+    assert widths[2] <= widths[1]
