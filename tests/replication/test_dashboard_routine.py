@@ -105,10 +105,10 @@ def test_overview_splits_success_and_latency_by_broker_once_there_are_several(st
 def test_overview_shows_the_capital_that_sizes_each_child_with_its_mode(staff_client, desk):
     page = staff_client.get(reverse("dashboard:overview")).content.decode()
     c4 = _row(page, "C4")  # fixed ₹10,00,000 on an account of ₹30,00,000
-    assert "<b>₹10,00,000</b>" in c4 and "fixed allocation" in c4
+    assert '<b>₹10,00,000</b> <span class="muted">fixed</span>' in c4 and "Fixed allocation" in c4
     assert "account ₹30,00,000, not used for sizing" in c4
     c2 = _row(page, "C2")  # total: U + A of its latest snapshot
-    assert "<b>₹20,00,000</b>" in c2 and "total (used + available)" in c2
+    assert '<b>₹20,00,000</b> <span class="muted">total</span>' in c2 and "Total (used + available)" in c2
 
     detail = staff_client.get(reverse("dashboard:child", args=[desk.children["C4"].pk])).content.decode()
     assert "Sizing capital" in detail and "<b>₹10,00,000</b>" in detail

@@ -266,7 +266,7 @@ def test_child_detail_shows_settings_capital_positions_pnl_orders_and_timeline(s
 
     page = _text(response)
     assert response.status_code == 200
-    assert "Sizing capital" in page and "total (used + available)" in page
+    assert "Sizing capital" in page and "Total (used + available)" in page
     assert 'aria-label="Capital over the last 30 days"' in page
     assert f'NFO:{FUT}</td><td>NRML</td><td class="num">300</td>' in page
     assert "Today&#x27;s P&amp;L" in page or "Today's P&amp;L" in page
