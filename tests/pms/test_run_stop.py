@@ -57,8 +57,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _migrate(env: dict[str, str]) -> None:
-    for args in (("migrate", "--noinput"), ("paper", "seed"), ("seed_demo",)):
+def _migrate(env: dict[str, str], *seed_flags: str) -> None:
+    for args in (("migrate", "--noinput"), ("paper", "seed"), ("seed_demo", *seed_flags)):
         done = subprocess.run(
             [str(BASE_DIR / ".venv/bin/python"), "manage.py", *args],
             cwd=BASE_DIR,
@@ -188,6 +188,37 @@ def test_ctrl_c_stops_every_procfile_process_with_exit_0(tmp_path):
     _assert_clean(term.text, code, {"web", "engine", "worker"})
     assert "SIGINT received" in term.text
     assert "orchestrator" in term.text and "stopped after" in term.text  # the tick finished
+
+
+def test_ctrl_c_stops_the_kite_sim_procfile_and_the_order_stream_with_exit_0(tmp_path):
+    """`make run KITE=sim`'s Procfile (the Kite simulator, web, engine on the Kite path, cluster)
+    plus the master's order stream (`master_stream`, Procfile.prod's `stream`): Ctrl-C, exit 0."""
+    env = _env(tmp_path)
+    sim_port = str(_free_port())
+    config = tmp_path / "kite-sim.json"
+    env.update(
+        {
+            "LAB_ENABLED": "true",
+            "KITE_SIM_PORT": sim_port,
+            "KITE_SIM_CONFIG": str(config),
+            "KITE_API_ROOT": f"http://127.0.0.1:{sim_port}",
+            "KITE_LOGIN_URL": f"http://127.0.0.1:{sim_port}/connect/login",
+            "KITE_WS_ROOT": f"ws://127.0.0.1:{sim_port}",
+        }
+    )
+    _migrate(env, "--kite-sim", str(config))
+    procfile = tmp_path / "Procfile"
+    procfile.write_text(
+        (BASE_DIR / "Procfile.kite-sim").read_text()
+        + "stream: exec .venv/bin/python manage.py master_stream --check-every 1\n"
+    )
+    term = Terminal([str(BASE_DIR / ".venv/bin/python"), str(RUNNER), str(procfile)], env)
+    term.wait_for(_ready(env["WEB_PORT"]), 90)
+    term.wait_for(lambda text: "order stream" in text, 30)
+    term.ctrl_c()
+    code = term.finish(40)
+    _assert_clean(term.text, code, {"sim", "web", "engine", "worker", "stream"})
+    assert "Kite simulator stopped." in term.text
 
 
 def test_sigterm_to_the_runner_stops_every_process_with_exit_0(tmp_path):
