@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -48,6 +49,7 @@ from brokers.types import (
     MarginEstimate,
     Order,
     OrderRequest,
+    OrderStatus,
     OrderType,
     Position,
 )
@@ -139,7 +141,9 @@ class AngelBroker:
         self._budgets = budgets or budgets_for(self.client_code)
         self._scrip_url = scrip_url or scrip_master_url(self.root)
         self._scrips = scrip_cache or shared_cache(self._scrip_url)
-        self._varieties: dict[str, str] = {}  # order id -> Angel variety, for modify and cancel
+        # Orders this client placed or modified, as last sent: a modify (Angel wants the whole order
+        # again) and a cancel (it wants the variety) need no book read for them.
+        self._sent: dict[str, Order] = {}
         simulated = any(is_simulator_credential(v) for v in (api_key, access_token) if v)
         self._refusal: BrokerError | None = None
         if simulated and not is_loopback_url(self.root):
@@ -441,7 +445,20 @@ class AngelBroker:
         if req.tag:
             params["ordertag"] = req.tag
         order_id = self._write("place_order", lambda c: c.placeOrderFullResponse(dict(params)))
-        self._varieties[order_id] = variety
+        self._sent[order_id] = Order(
+            order_id=order_id,
+            exchange=req.exchange.upper(),
+            tradingsymbol=req.tradingsymbol.upper(),
+            side=req.side,
+            order_type=req.order_type,
+            product=req.product,
+            quantity=req.quantity,
+            status=OrderStatus.PENDING,
+            price=req.price or Decimal("0"),
+            trigger_price=req.trigger_price or Decimal("0"),
+            validity=req.validity,
+            tag=req.tag,
+        )
         return order_id
 
     def _book_order(self, order_id: str) -> Order:
@@ -460,34 +477,40 @@ class AngelBroker:
         order_type: str | None = None,
         variety: str = "regular",
     ) -> str:
-        """Angel wants the whole order again: the rest comes from the order book (1 read a second)."""
-        current = self._book_order(order_id)
+        """Angel wants the whole order again: the rest is what this client last sent, else the order
+        book (1 read a second). The variety stays the order's own (Angel does not move an order
+        between NORMAL and STOPLOSS)."""
+        current = self._sent.get(order_id) or self._book_order(order_id)
         scrip = self._scrip(current.exchange, current.tradingsymbol)
         try:
             new_type = OrderType(order_type) if order_type else current.order_type
         except ValueError:
             raise InputRejected(f"unknown order type {order_type!r}") from None
+        new_price = price if price is not None else current.price
+        if new_type not in (OrderType.LIMIT, OrderType.SL):
+            new_price = Decimal("0")
+        new_trigger = trigger_price if trigger_price is not None else current.trigger_price
+        new_quantity = quantity if quantity is not None else current.quantity
         params: dict[str, Any] = {
-            "variety": vocab.variety_for(new_type),
+            "variety": vocab.variety_for(current.order_type),
             "orderid": order_id,
             "ordertype": vocab.ORDER_TYPE_TO_ANGEL[new_type],
             "producttype": vocab.PRODUCT_TO_ANGEL[current.product],
             "duration": vocab.VALIDITY_TO_ANGEL.get(current.validity, "DAY"),
-            "price": str(
-                price
-                if price is not None
-                else (current.price if new_type in (OrderType.LIMIT, OrderType.SL) else 0)
-            ),
-            "triggerprice": str(trigger_price if trigger_price is not None else current.trigger_price),
-            "quantity": str(quantity if quantity is not None else current.quantity),
+            "price": str(new_price),
+            "triggerprice": str(new_trigger),
+            "quantity": str(new_quantity),
             "tradingsymbol": scrip.angel_symbol,
             "symboltoken": scrip.token,
             "exchange": scrip.exchange,
         }
-        return self._write("modify_order", lambda c: c.modifyOrder(dict(params)))
+        answer = self._write("modify_order", lambda c: c.modifyOrder(dict(params)))
+        self._sent[order_id] = replace(
+            current, order_type=new_type, price=new_price, trigger_price=new_trigger, quantity=new_quantity
+        )
+        return answer
 
     def cancel_order(self, order_id: str, *, variety: str = "regular") -> str:
-        angel_variety = self._varieties.get(order_id)
-        if angel_variety is None:
-            angel_variety = vocab.variety_for(self._book_order(order_id).order_type)
+        current = self._sent.get(order_id) or self._book_order(order_id)
+        angel_variety = vocab.variety_for(current.order_type)
         return self._write("cancel_order", lambda c: c.cancelOrder(order_id, angel_variety))

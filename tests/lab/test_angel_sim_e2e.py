@@ -119,6 +119,19 @@ def test_angel_e2e_modify_and_cancel_a_resting_limit(running, desk):
     assert (order.price, order.status) == (Decimal("19100"), "CANCELLED")
     assert running.sim.hit_count(client_code="C1", route="modifyOrder", status=200) == 1
     assert running.sim.hit_count(client_code="C1", route="cancelOrder", status=200) == 1
+    assert running.sim.hit_count(client_code="C1", route="getOrderBook") == 0  # its own order: no read
+
+
+def test_angel_e2e_modify_of_an_order_another_process_placed_reads_the_book(running, desk):
+    order_id = broker(running, "C1").place_order(buy(order_type=OrderType.LIMIT, price=Decimal("19000")))
+    other = broker(running, "C1")  # a new client (a restarted engine) knows nothing of it
+
+    other.modify_order(order_id, quantity=150)
+    other.cancel_order(order_id)
+
+    order = PaperOrder.objects.get(order_id=order_id)
+    assert (order.quantity, order.price, order.status) == (150, Decimal("19000"), "CANCELLED")
+    assert running.sim.hit_count(client_code="C1", route="getOrderBook", status=200) == 1
 
 
 def test_angel_e2e_write_timing_out_after_accept_is_unknown_and_found_by_its_tag(running, desk):
