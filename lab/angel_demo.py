@@ -23,13 +23,19 @@ from lab.angel_sim.auth import Client
 from lab.angel_sim.server import AngelSim
 
 ACTOR = "angel-demo"
-MIXED_ANGEL_CHILDREN = ("CHILD1", "CHILD2")  # `make run BROKERS=mixed`: the demo children on Angel
+# `make run BROKERS=mixed`: the master and CHILD4 stay on the Kite simulator, these go to Angel
+# and to the paper exchange. The paper book behind every account is the same whatever its broker.
+MIXED_ANGEL_CHILDREN = ("CHILD1", "CHILD2")
+MIXED_PAPER_CHILDREN = ("CHILD3",)
+SWITCH_REASON = "lab: the mixed demo desk (the same paper book behind every broker)"
 
 
 def link_to_angel(account: Account, client: Client, *, store_login: bool = True, token: str = "") -> Account:
     """Switch `account` to Angel One with `client`'s credentials (PIN and TOTP secret unless
     `store_login` is False: then only the session `token`, and a dead session needs a login)."""
-    account = account_switch_broker(account=account, broker=Broker.ANGEL, actor=ACTOR)
+    account = account_switch_broker(
+        account=account, broker=Broker.ANGEL, actor=ACTOR, force=True, reason=SWITCH_REASON
+    )
     account = account_set_credentials(
         account=account, actor=ACTOR, api_key=client.api_key, access_token=token or None
     )
@@ -57,12 +63,23 @@ def new_client(client_code: str) -> Client:
     )
 
 
-def angel_demo_config(*, user_ids: Sequence[str] = MIXED_ANGEL_CHILDREN) -> dict[str, Any]:
-    """Move the settled demo accounts `user_ids` to Angel One with fresh simulator credentials;
-    returns `manage.py angel_sim --config` content serving them (it holds secrets: write it 0600)."""
+def _settled(user_id: str) -> Account:
+    return Account.objects.exclude(ownership=Ownership.PENDING).get(broker_user_id=user_id)
+
+
+def angel_demo_config(
+    *, user_ids: Sequence[str] = MIXED_ANGEL_CHILDREN, paper_user_ids: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Move the settled demo accounts `user_ids` to Angel One with fresh simulator credentials (and
+    `paper_user_ids` to the paper exchange); returns `manage.py angel_sim --config` content serving
+    the Angel ones (it holds secrets: write it 0600)."""
+    for user_id in paper_user_ids:
+        account_switch_broker(
+            account=_settled(user_id), broker=Broker.PAPER, actor=ACTOR, force=True, reason=SWITCH_REASON
+        )
     clients = []
     for user_id in user_ids:
-        account = Account.objects.exclude(ownership=Ownership.PENDING).get(broker_user_id=user_id)
+        account = _settled(user_id)
         client = new_client(account.broker_user_id)
         link_to_angel(account, client)
         clients.append(

@@ -77,7 +77,9 @@ def test_angel_sim_command_links_demo_children_for_the_mixed_demo(tmp_path):
 
     seed_demo()
     path = tmp_path / "angel-sim.json"
-    call_command("angel_sim", "--link-demo", "CHILD1,CHILD2", "--write-config", str(path))
+    call_command(
+        "angel_sim", "--link-demo", "CHILD1,CHILD2", "--paper-demo", "CHILD3", "--write-config", str(path)
+    )
 
     config = json.loads(path.read_text())
     assert oct(path.stat().st_mode & 0o777) == "0o600"
@@ -85,6 +87,7 @@ def test_angel_sim_command_links_demo_children_for_the_mixed_demo(tmp_path):
     c1 = Account.objects.get(broker_user_id="CHILD1")
     assert c1.broker == Broker.ANGEL and c1.secret("pin") == config["clients"][0]["pin"]
     assert Account.objects.get(broker_user_id="CHILD3").broker == Broker.PAPER
+    assert Account.objects.get(broker_user_id="CHILD4").broker == Broker.PAPER  # untouched
     forget_budgets()
     running = run_angel_sim(host="127.0.0.1", port=0, config=config)
     try:

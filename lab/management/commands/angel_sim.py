@@ -6,10 +6,10 @@ clients (client code, PIN, TOTP secret, api key) and faults from a JSON file (se
 `AngelSim.configure`); more can be added at run time through `POST /_sim/clients` and
 `POST /_sim/faults`.
 
-`manage.py angel_sim --link-demo C1,C2 --write-config .angel-sim.json` serves nothing: it moves
-those demo accounts to Angel One with fresh simulator credentials and writes the `--config` file
-(0600, it holds their PINs and TOTP secrets) the serving command then loads (`make run
-BROKERS=mixed`).
+`manage.py angel_sim --link-demo CHILD1,CHILD2 [--paper-demo CHILD3] --write-config .angel-sim.json`
+serves nothing: it moves those demo accounts to Angel One (and to paper) with fresh simulator
+credentials and writes the `--config` file (0600, it holds their PINs and TOTP secrets) the serving
+command then loads (`make run BROKERS=mixed`).
 """
 
 from __future__ import annotations
@@ -53,13 +53,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--write-config", type=Path, help="Where --link-demo writes the --config file.")
         parser.add_argument(
+            "--paper-demo",
+            metavar="USER_IDS",
+            default="",
+            help="With --link-demo: demo accounts to move to paper.",
+        )
+        parser.add_argument(
             "--host", default="127.0.0.1", help="Loopback address to bind (default 127.0.0.1)."
         )
         parser.add_argument("--config", type=Path, help="JSON file with clients and faults to load.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["link_demo"] is not None:
-            self._link_demo(options["link_demo"], options["write_config"])
+            self._link_demo(options["link_demo"], options["write_config"], options["paper_demo"])
             return
         if options["port"] is None:
             raise CommandError("--port is required to serve")
@@ -92,7 +98,7 @@ class Command(BaseCommand):
                 signal.signal(sig, handler)
         self.stdout.write("Angel simulator stopped.")
 
-    def _link_demo(self, user_ids: str, path: Path | None) -> None:
+    def _link_demo(self, user_ids: str, path: Path | None, paper_ids: str) -> None:
         if path is None:
             raise CommandError("--link-demo needs --write-config PATH")
         wanted = [u.strip() for u in user_ids.split(",") if u.strip()]
@@ -100,7 +106,8 @@ class Command(BaseCommand):
             raise CommandError("--link-demo: no user ids")
 
         try:
-            config = angel_demo_config(user_ids=wanted)
+            paper = [u.strip() for u in paper_ids.split(",") if u.strip()]
+            config = angel_demo_config(user_ids=wanted, paper_user_ids=paper)
         except (Account.DoesNotExist, AccountError) as exc:
             raise CommandError(f"cannot move {', '.join(wanted)} to Angel One: {exc}") from None
         write_private_json(path, config)
