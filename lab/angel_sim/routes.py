@@ -336,7 +336,8 @@ def cancel_order(call: Call) -> Response:
 
 
 def scrip_master(call: Call) -> Response:
-    return Response.json_body([payloads.scrip(row) for row in sim_instrument_list()])
+    rows = [row for row in sim_instrument_list() if row.tradingsymbol not in call.sim.unlisted]
+    return Response.json_body([payloads.scrip(row) for row in rows])
 
 
 def admin_health(call: Call) -> Response:

@@ -99,11 +99,13 @@ class AngelSim:
         faults: Faults | None = None,
         limiter: WriteLimiter | None = None,
         pace_reads: bool = True,
+        unlisted: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store or ClientStore()
         self.faults = faults or Faults()
         self.limiter = limiter or WriteLimiter()
         self.pace_reads = pace_reads
+        self.unlisted = unlisted  # paper trading symbols left out of the scrip master (not at Angel)
         self._lock = threading.Lock()
         self._hidden_until: dict[str, float] = {}
         self._last_read: dict[tuple[str, str], float] = {}

@@ -301,3 +301,24 @@ def test_angel_e2e_engine_write_timing_out_after_accept_is_found_by_tag_and_neve
     assert (order.tag, order.order_id, order.status) == (c2.tag, c2.broker_order_id, "COMPLETE")
     assert running.sim.hit_count(client_code="C2", route=PLACE) == 1
     assert desk.positions(FUT)["C2"] == ENTRY["C2"]
+
+
+def test_angel_e2e_engine_instrument_angel_does_not_list_leaves_that_child_out_with_its_reason(desk):
+    forget_budgets()
+    running = start(sim=AngelSim(unlisted=frozenset({FUT})))
+    try:
+        move_to_angel(desk.children["C1"], running.sim)
+        with override_settings(ANGEL_API_ROOT=running.root), engine() as orch:
+            orch.run_tick()
+            desk.place("BUY", FUT, 150)
+            orch.run_tick()
+            orch.run_tick()
+    finally:
+        running.stop()
+        forget_budgets()
+
+    assert desk.positions(FUT) == {**ENTRY, "C1": 0}  # the others traded
+    assert running.sim.hit_count(client_code="C1", route=PLACE) == 0
+    (mapping,) = OrderMapping.objects.filter(child=desk.children["C1"])
+    assert "NFO:NIFTY25DECFUT is not listed" in mapping.reason, mapping.reason
+    assert mapping.status in (MappingStatus.SKIPPED, MappingStatus.REJECTED, MappingStatus.FAILED)
