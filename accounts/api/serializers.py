@@ -209,7 +209,12 @@ class CapitalOutput(serializers.Serializer[Any]):
         "the fixed amount in `fixed` mode, else from the latest margin snapshot (`total`: used + "
         "available, `available`: available). null: not read yet.",
     )
-    mode = serializers.ChoiceField(choices=CapitalMode.choices(), read_only=True)
+    # Text, not a second enum of the same choices (the schema names each choice set once: the
+    # account's `capital_mode`).
+    mode = serializers.CharField(
+        read_only=True,
+        help_text=f"The account's capital mode: {', '.join(mode.value for mode in CapitalMode)}.",
+    )
 
 
 class MarginOutput(serializers.Serializer[Any]):
