@@ -88,6 +88,21 @@ def test_angel_link_refuses_a_secret_that_is_not_base32(running):
     assert not Account.objects.exists()
 
 
+def test_angel_link_refuses_a_pin_that_is_not_digits(running):
+    with pytest.raises(CommandError, match="4 to 8 digits"):
+        link(
+            "--user-id",
+            "A1237",
+            "--api-key",
+            "angelsimkey1",
+            "--pin",
+            "12ab",
+            "--totp-secret",
+            "JBSWY3DPEHPK3PXP",
+        )
+    assert not Account.objects.exists()
+
+
 def test_angel_login_options_are_refused_for_kite(running):
     with pytest.raises(CommandError, match="Angel One accounts only"):
         call_command(

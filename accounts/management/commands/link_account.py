@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
@@ -24,6 +25,7 @@ from brokers.registry import BrokerCredentials, build_client
 from replication.services.audit_log import EventKind, audit
 
 ANGEL_LOGIN_FIELDS = ("pin", "totp_secret")
+PIN_RE = re.compile(r"[0-9]{4,8}")
 
 HELP = """Link a broker account, or update it when (broker, user id) is already linked.
 
@@ -155,6 +157,9 @@ class Command(BaseCommand):
             if given:
                 raise CommandError(f"--{given[0].replace('_', '-')} is for Angel One accounts only")
             return None
+        pin = login["pin"]
+        if pin is not None and not PIN_RE.fullmatch(pin.strip()):
+            raise CommandError("--pin: Angel One's PIN is 4 to 8 digits")
         totp = login["totp_secret"]
         if totp is not None and not valid_totp_secret(totp):
             raise CommandError("--totp-secret: not a base32 secret (letters A-Z and digits 2-7)")
