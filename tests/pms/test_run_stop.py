@@ -277,7 +277,8 @@ def test_make_run_prints_the_staff_url_and_stops_on_ctrl_c_with_exit_0(tmp_path)
     """`make run` end to end on a throwaway database: it says where to go (/staff/, not /admin/),
     and Ctrl-C ends it with exit 0 and no `make: *** ... Interrupt`."""
     env = _env(tmp_path)
-    env.pop("MAKEFLAGS", None)
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # an outer make (make test) is not this one's
+        env.pop(name, None)
     port = env["WEB_PORT"]
     # -o .env: never write a .env into the working tree (the environment carries the settings).
     term = Terminal(["make", "--no-print-directory", "-o", ".env", "run", f"WEB_PORT={port}"], env)
