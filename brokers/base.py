@@ -19,7 +19,10 @@ class BrokerClient(Protocol):
     instead of comparing broker names.
     """
 
-    capabilities: Capabilities
+    @property
+    def capabilities(self) -> Capabilities:
+        """This broker's record (`brokers.capabilities`)."""
+        ...
 
     def funds(self) -> Funds: ...
 

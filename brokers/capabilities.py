@@ -157,6 +157,13 @@ class Capabilities:
     market_protection: MarketProtection
     session: Session
     slicer_max_slices: int | None = None  # the broker's own slicing (not used by the engine)
+    label: str = ""  # the short human name ("Kite"), for messages
+    symbology: str = "nse"  # how its instruments are named on the wire; "nse": NSE-style symbols
+
+    @property
+    def name(self) -> str:
+        """The label, else the broker kind."""
+        return self.label or self.broker
 
     def fits_tag(self, tag: str) -> bool:
         return self.tag.fits(tag)
@@ -175,6 +182,7 @@ KITE = Capabilities(
     market_protection=MarketProtection.SEND_PARAMETER,
     session=Session(SessionKind.DAILY_REDIRECT, expires_at=time(6, 0)),
     slicer_max_slices=10,
+    label="Kite",
 )
 
 ANGEL = Capabilities(
@@ -190,6 +198,8 @@ ANGEL = Capabilities(
     book_reads=RateBudget(per_second=1),
     market_protection=MarketProtection.BROKER_SIDE,
     session=Session(SessionKind.HEADLESS_TOTP, expires_at=time(0, 0)),
+    label="Angel One",
+    symbology="angel",  # its own trading symbols and symboltokens (scrip master JSON)
 )
 
 PAPER = Capabilities(
@@ -203,6 +213,7 @@ PAPER = Capabilities(
     book_reads=RateBudget(),
     market_protection=MarketProtection.NONE,
     session=Session(SessionKind.NONE),
+    label="paper",
 )
 
 KNOWN: dict[str, Capabilities] = {caps.broker: caps for caps in (KITE, ANGEL, PAPER)}

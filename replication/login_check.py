@@ -1,9 +1,11 @@
-"""Pre-open check: which Kite accounts need their daily login before the market opens.
+"""Pre-open check: which broker accounts need their daily login before the market opens.
 
-Kite access tokens die at about 06:00 IST every morning, and a new one needs an interactive login
-(kite/API.md §1). Scheduled at 08:45 IST (`replication.tasks.SCHEDULES`), the check logs every
-account that will not have a live session at 09:15 IST, writes one audit row per account and, when
-mail is configured (EMAIL_HOST), emails the staff. `accounts_needing_login` is also dashboard data.
+Every broker whose capabilities say it has a session (`brokers.capabilities`: Kite's daily login
+redirect, its token dying at about 06:00 IST; Angel's headless PIN + TOTP login, its token dying at
+midnight) is checked the same way; brokers without one (the paper exchange) never are. Scheduled at
+08:45 IST (`replication.tasks.SCHEDULES`), the check logs every account that will not have a live
+session at 09:15 IST, writes one audit row per account and, when mail is configured (EMAIL_HOST),
+emails the staff. `accounts_needing_login` is also dashboard data.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, Ownership
+from brokers.capabilities import Capabilities, UnknownCapabilities, capabilities_for
 from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,24 @@ def session_deadline(now: datetime) -> datetime:
     return datetime.combine(_next_weekday(local.date()), MARKET_OPEN, tzinfo=IST).astimezone(UTC)
 
 
+def _capabilities(broker: str) -> Capabilities | None:
+    try:
+        return capabilities_for(broker)
+    except UnknownCapabilities:
+        return None
+
+
+def brokers_with_sessions() -> list[str]:
+    """The broker kinds whose accounts hold a session token (a kind without a capability record
+    is counted in: better a needless reminder than a missed login)."""
+    kinds = []
+    for kind in Broker.values:
+        caps = _capabilities(kind)
+        if caps is None or caps.session.needs_token:
+            kinds.append(kind)
+    return kinds
+
+
 def login_reason(account: Account, *, deadline: datetime) -> str | None:
     """Why `account` needs a login before `deadline`, or None when its session will still be live."""
     if account.status == AccountStatus.NEEDS_LOGIN:
@@ -61,17 +82,23 @@ def login_reason(account: Account, *, deadline: datetime) -> str | None:
 
 
 def accounts_needing_login(now: datetime | None = None) -> list[Account]:
-    """Enabled Kite accounts (master and children) without a live session at the next market open
-    (or now, during a session): status needs_login, or token missing, expired or expiring first.
-    Pending claims are left out: a login of a client's unproven claim is not staff's to do."""
+    """Enabled accounts (master and children) at every broker with sessions, without a live session
+    at the next market open (or now, during a session): status needs_login, or token missing,
+    expired or expiring first. Pending claims are left out: a login of a client's unproven claim is
+    not staff's to do."""
     deadline = session_deadline(now or timezone.now())
     accounts = (
-        Account.objects.filter(broker=Broker.KITE)
+        Account.objects.filter(broker__in=brokers_with_sessions())
         .exclude(status=AccountStatus.DISABLED)
         .exclude(ownership=Ownership.PENDING)
         .order_by("pk")
     )
     return [account for account in accounts if login_reason(account, deadline=deadline) is not None]
+
+
+def _interactive(account: Account) -> bool:
+    caps = _capabilities(account.broker)
+    return caps is None or caps.session.interactive
 
 
 def _mail_configured() -> bool:
@@ -83,23 +110,41 @@ def _staff_emails() -> list[str]:
     return sorted({str(email) for email in users.values_list("email", flat=True)})
 
 
-def _login_link(account: Account) -> str:
+def _broker_name(broker: str) -> str:
+    caps = _capabilities(broker)
+    return caps.name if caps is not None else broker
+
+
+def _login_how(account: Account) -> str:
+    """Where the login happens: a page to visit (a login redirect), or the server's own login."""
+    caps = _capabilities(account.broker)
+    if caps is not None and not caps.session.interactive:
+        return "the server logs in with the stored client code, PIN and TOTP: check them"
     base = str(settings.SITE_URL or "").rstrip("/")
-    return f"{base}/accounts/{account.pk}/kite/login/"
+    return f"{base}/accounts/{account.pk}/{account.broker}/login/"
 
 
-def _email(lines: list[str], count: int, deadline: datetime) -> bool:
+def _accounts_word(accounts: list[Account]) -> str:
+    """ "Kite" when every account is at one broker, else "broker"."""
+    kinds = {account.broker for account in accounts}
+    return _broker_name(kinds.pop()) if len(kinds) == 1 else "broker"
+
+
+def _email(lines: list[str], accounts: list[Account], deadline: datetime) -> bool:
     """Email the staff (or ADMINS when no staff user has an address). Returns True when sent."""
     when = deadline.astimezone(IST).strftime("%a %d %b %H:%M IST")
-    subject = f"{count} Kite account{'s' if count != 1 else ''} need a login before {when}"
+    count = len(accounts)
+    word = _accounts_word(accounts)
+    subject = f"{count} {word} account{'s' if count != 1 else ''} need a login before {when}"
+    commands = sorted({f"  manage.py {a.broker}_login ACCOUNT_ID" for a in accounts if _interactive(a)})
     body = "\n".join(
         [
-            f"These Kite accounts will not have a live session at {when}:",
+            f"These {word} accounts will not have a live session at {when}:",
             "",
             *lines,
             "",
             "Log in from each account's link (staff or the account's owner), or on the server run:",
-            "  manage.py kite_login ACCOUNT_ID",
+            *commands,
         ]
     )
     recipients = _staff_emails()
@@ -119,27 +164,31 @@ def login_check_task(now: datetime | None = None) -> str:
     deadline = session_deadline(now)
     needing = [(a, login_reason(a, deadline=deadline)) for a in accounts_needing_login(now)]
     if not needing:
-        return "every Kite account has a live session for the next market open"
+        return "every broker account has a live session for the next market open"
     lines = []
     with transaction.atomic():
         for account, reason in needing:
-            who = f"account {account.pk} {account.broker_user_id} ({account.role}, {account.status})"
-            lines.append(f"- {who}: {reason}\n  {_login_link(account)}")
+            name = _broker_name(account.broker)
+            who = f"account {account.pk} {account.broker_user_id} ({name}, {account.role}, {account.status})"
+            lines.append(f"- {who}: {reason}\n  {_login_how(account)}")
             logger.warning(
-                "Kite account %s (%s) needs a login: %s", account.pk, account.broker_user_id, reason
+                "%s account %s (%s) needs a login: %s", name, account.pk, account.broker_user_id, reason
             )
             audit(
                 kind=EventKind.ACCOUNT_LOGIN_NEEDED,
                 actor="login-check",
                 account=account,
-                message=f"needs a Kite login before {deadline.astimezone(IST):%Y-%m-%d %H:%M} IST: {reason}",
+                message=f"needs a {name} login before {deadline.astimezone(IST):%Y-%m-%d %H:%M} IST: "
+                f"{reason}",
                 data={"reason": reason, "deadline": deadline.isoformat()},
             )
     note = ""
     if _mail_configured():
         try:
-            note = " (staff emailed)" if _email(lines, len(needing), deadline) else " (nobody to email)"
+            sent = _email(lines, [account for account, _ in needing], deadline)
+            note = " (staff emailed)" if sent else " (nobody to email)"
         except (smtplib.SMTPException, OSError) as exc:
             logger.error("login check: the email to staff failed: %s", exc)
             note = " (email failed)"
-    return f"{len(needing)} Kite account(s) need a login{note}"
+    word = _accounts_word([account for account, _ in needing])
+    return f"{len(needing)} {word} account(s) need a login{note}"

@@ -24,7 +24,7 @@ from django.conf import settings
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
-from brokers.capabilities import KITE, Capabilities
+from brokers.capabilities import Capabilities, capabilities_for
 from brokers.credentials import BrokerCredentials
 from brokers.errors import BrokerError, BrokerUnavailable, InputRejected, RateLimited
 from brokers.kite import params, parse
@@ -44,7 +44,10 @@ _SDK_FAILURES = (kex.KiteException, requests.RequestException, *MALFORMED)
 class KiteBroker:
     """A Kite account as a brokers.base.BrokerClient."""
 
-    capabilities: Capabilities = KITE
+    @property
+    def capabilities(self) -> Capabilities:
+        """What Kite can do (the registered record: tests may replace it)."""
+        return capabilities_for("kite")
 
     def __init__(
         self,

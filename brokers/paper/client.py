@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from brokers.capabilities import PAPER, Capabilities
+from brokers.capabilities import Capabilities, capabilities_for
 from brokers.credentials import BrokerCredentials
 from brokers.paper.margin import money
 from brokers.paper.models import IST, PaperInstrument, PaperOrder, PaperPosition
@@ -127,7 +127,10 @@ def position_from_row(row: PaperPosition) -> Position:
 class PaperBroker:
     """A `BrokerClient` for one paper account; `latency_ms` simulates the network round trip."""
 
-    capabilities: Capabilities = PAPER
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the paper exchange can do (the registered record: tests may replace it)."""
+        return capabilities_for("paper")
 
     def __init__(self, user_id: str, *, latency_ms: float = 0.0) -> None:
         self.user_id = user_id

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from brokers.base import BrokerClient
+from brokers.capabilities import Capabilities
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, OrderRequest, Product
 from replication.engine.types import CalculatorAsk
@@ -37,12 +38,29 @@ def calculator_reads(
     if not ask.requests:
         return ask, {}
     reqs = list(ask.requests)
-    reads: dict[str, Callable[[], Any]] = {"margins": lambda: client.order_margins(reqs)}
-    if len(reqs) > 1:
+    reads: dict[str, Callable[[], Any]] = {}
+    unasked = unanswerable(getattr(client, "capabilities", None), len(reqs))
+    if "margins" not in unasked:
+        reads["margins"] = lambda: client.order_margins(reqs)
+    if len(reqs) > 1 and "basket" not in unasked:
         reads["basket"] = lambda: client.basket_margin(reqs)
     if ask.market:
         reads["ltp"] = lambda: client.ltp(list(ask.market))
     return ask, reads
+
+
+def unanswerable(caps: Capabilities | None, legs: int) -> frozenset[str]:
+    """The calculator reads the broker cannot answer (its capabilities' margin calculator): none
+    without a calculator, no basket without a hedge-aware basket or for more legs than one call
+    takes. A client without capabilities is asked everything, as before."""
+    if caps is None:
+        return frozenset()
+    calculator = caps.margin
+    if not calculator.available:
+        return frozenset({"margins", "basket"})
+    if not calculator.basket or (calculator.max_legs is not None and legs > calculator.max_legs):
+        return frozenset({"basket"})
+    return frozenset()
 
 
 def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[str, Any]:

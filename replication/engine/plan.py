@@ -4,6 +4,7 @@ their inputs (instruments, the master's ΔU and capital, the calculator's figure
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,6 +17,8 @@ from replication.events import MasterEvent
 from replication.models import MarginSnapshot
 from replication.services.audit_log import EventKind, audit
 from replication.sizing import Leg, MarginSource, paise_shares, plan_group, ratio, rupees
+
+logger = logging.getLogger(__name__)
 
 PREV_SNAPSHOT_MAX_AGE = timedelta(seconds=300)  # older: no margin reading from just before the tick
 
@@ -94,8 +97,11 @@ def _plan_opening_group(
         answers = prefetched[1]
     else:
         answers = read_together(ctx.pool, reads)
-    margins = answers["margins"]
-    if isinstance(margins, BrokerError):
+    margins = answers.get("margins")
+    if margins is None:
+        estimates = [Decimal("0")] * len(asked.requests)
+        logger.info("no order-margin calculator at %s: the group is sized on ΔU alone", read.master.broker)
+    elif isinstance(margins, BrokerError):
         estimates = [Decimal("0")] * len(asked.requests)
         ctx.error(f"order-margin calculator unavailable: {margins}")
     else:

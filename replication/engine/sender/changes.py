@@ -19,7 +19,7 @@ from replication.models import (
     MappingStatus,
     OrderMapping,
 )
-from replication.ratelimit import DailyBudgetExhausted
+from replication.ratelimit import BudgetExhausted
 from replication.services.outcomes import outcomes_modified
 
 logger = logging.getLogger(__name__)
@@ -54,13 +54,13 @@ class OpenOrderChanges(LookUp):
                 client = self.clients.get(items[0].child)
             except Exception as exc:  # noqa: BLE001 — one child's unreadable credentials never stop the rest
                 return [Outcome(m.pk, m.status, event="cancel_failed", reason=str(exc)[:500]) for m in items]
-            limiter = self.limiters.for_account(items[0].child_id)
+            limiter = self.limiters.for_account(items[0].child_id, items[0].child.broker)
             for m in items:
                 try:
                     limiter.acquire()
                     client.cancel_order(m.broker_order_id)
                     out.append(Outcome(m.pk, m.status, event="cancel_sent", reason=reason))
-                except (BrokerError, DailyBudgetExhausted) as exc:
+                except (BrokerError, BudgetExhausted) as exc:
                     out.append(Outcome(m.pk, m.status, event="cancel_failed", reason=str(exc)))
             return out
 
@@ -91,14 +91,14 @@ class OpenOrderChanges(LookUp):
                 return [
                     Outcome(m.pk, m.status, event="modify_failed", reason=str(exc)[:500]) for m, _ in items
                 ]
-            limiter = self.limiters.for_account(items[0][0].child_id)
+            limiter = self.limiters.for_account(items[0][0].child_id, items[0][0].child.broker)
             out = []
             for m, kwargs in items:
                 try:
                     limiter.acquire()
                     client.modify_order(m.broker_order_id, **kwargs)
                     out.append(Outcome(m.pk, m.status, event="modify_sent", reason=reason))
-                except (BrokerError, DailyBudgetExhausted) as exc:
+                except (BrokerError, BudgetExhausted) as exc:
                     out.append(Outcome(m.pk, m.status, event="modify_failed", reason=str(exc)))
             return out
 

@@ -42,7 +42,7 @@ from replication.models import (
     MappingStatus,
     OrderMapping,
 )
-from replication.ratelimit import DailyBudgetExhausted
+from replication.ratelimit import BudgetExhausted
 from replication.services.intents import intents_claim
 from replication.services.outcomes import outcomes_hold
 
@@ -274,12 +274,12 @@ class Dispatch(OpenOrderChanges):
                 )
                 for m in mappings
             ]
-        limiter = self.limiters.for_account(child.pk)
+        limiter = self.limiters.for_account(child.pk, child.broker)
         outcomes: list[Outcome] = []
         for index, m in enumerate(mappings):
             try:
                 limiter.acquire()
-            except DailyBudgetExhausted as exc:
+            except BudgetExhausted as exc:
                 outcomes.extend(
                     Outcome(r.pk, MappingStatus.PLANNED, reason_code="rate_limited", reason=str(exc))
                     for r in mappings[index:]
