@@ -35,9 +35,13 @@ class Command(BaseCommand):
             .exclude(ownership=Ownership.PENDING)
             .first()
         )
-        seed_demo(broker=master.broker if master is not None else Broker.PAPER)
+        broker = master.broker if master is not None else Broker.PAPER
+        if broker in (Broker.PAPER, Broker.KITE):  # the brokers seed_demo puts the desk on
+            seed_demo(broker=broker)
         deleted = ", ".join(f"{number} {kind}" for kind, number in result.deleted.items()) or "nothing"
         self.stdout.write(f"Demo desk reset: deleted {deleted}.")
+        if broker not in (Broker.PAPER, Broker.KITE):
+            self.stdout.write(f"The demo master is on {broker}: the accounts' settings are left as they are.")
         if result.resumed:
             self.stdout.write(f"Resumed: {', '.join(result.resumed)}.")
         rows = [(user_id, inr(amount)) for user_id, amount in result.cash.items()]
