@@ -1,9 +1,11 @@
-"""Admin for the paper exchange: inspection only, except instrument prices (never places orders)."""
+"""Admin for the brokers app: the freeze-quantity table staff keep; the brokers' instrument masters
+(read-only); the paper exchange (inspection only, except instrument prices; never places orders)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
+from brokers.models import BrokerInstrument, FreezeQuantity
 from brokers.paper.models import PaperAccount, PaperInstrument, PaperOrder, PaperPosition, PaperTrade
 
 
@@ -119,3 +121,36 @@ class PaperPositionAdmin(ReadOnlyAdmin):
     )
     search_fields = ("tradingsymbol", "account__user_id")
     list_select_related = ("account",)
+
+
+@admin.register(FreezeQuantity)
+class FreezeQuantityAdmin(admin.ModelAdmin):
+    """The exchange's quantity freeze limit per underlying: orders above it are sliced. A broker
+    that publishes its own figure wins over this table; `settings.FREEZE_QUANTITIES` overrides it."""
+
+    list_display = ("underlying", "exchange", "quantity", "effective_from", "source", "updated_at")
+    list_editable = ("quantity",)
+    list_filter = ("exchange",)
+    search_fields = ("underlying",)
+    readonly_fields = ("updated_at",)
+
+
+@admin.register(BrokerInstrument)
+class BrokerInstrumentAdmin(ReadOnlyAdmin):
+    """Each broker's instrument master as loaded today (`manage.py refresh_instruments`)."""
+
+    list_display = (
+        "broker",
+        "exchange",
+        "symbol",
+        "underlying",
+        "instrument_type",
+        "expiry",
+        "strike",
+        "lot_size",
+        "broker_token",
+        "broker_symbol",
+        "trading_day",
+    )
+    list_filter = ("broker", "exchange", "instrument_type")
+    search_fields = ("symbol", "underlying", "broker_token", "broker_symbol")

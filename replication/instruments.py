@@ -1,19 +1,19 @@
 """Instrument look-ups (lot size, freeze quantity) from the master's broker, cached per IST day.
 
 A derivative whose broker gives no freeze quantity (Kite's instrument list has none) takes its
-underlying's from `settings.FREEZE_QUANTITIES`, so orders above it are sliced on every broker.
+underlying's from the freeze-quantity table staff keep (`brokers.freeze`: the admin's table, with
+`settings.FREEZE_QUANTITIES` as an override), so orders above it are sliced on every broker.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Mapping
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
-
+from brokers import freeze
 from brokers.base import BrokerClient
 from brokers.types import Instrument, InstrumentKey
 
@@ -21,12 +21,14 @@ IST = ZoneInfo("Asia/Kolkata")
 RELOAD_ON_MISS_AFTER_S = 300.0
 
 
-def with_freeze_quantity(instrument: Instrument, freezes: dict[str, int]) -> Instrument:
-    """The instrument, with its underlying's configured freeze quantity if the broker gave none."""
+def with_freeze_quantity(instrument: Instrument, freezes: Mapping[str, int] | None = None) -> Instrument:
+    """The instrument, with its underlying's freeze quantity if the broker gave none: from
+    `freezes` (a configured override) first, else the staff table (read only when needed)."""
     if instrument.freeze_quantity or not instrument.underlying:
         return instrument
-    configured = freezes.get(instrument.underlying.upper())
-    return replace(instrument, freeze_quantity=configured) if configured else instrument
+    table = freeze.freeze_table()
+    table.update({name.upper(): quantity for name, quantity in (freezes or {}).items()})
+    return freeze.with_freeze_quantity(instrument, table)
 
 
 class InstrumentCache:
@@ -37,8 +39,9 @@ class InstrumentCache:
         self._lock = threading.Lock()
 
     def _load(self, client: BrokerClient) -> None:
-        freezes: dict[str, int] = settings.FREEZE_QUANTITIES
-        self._by_key = {i.key: with_freeze_quantity(i, freezes) for i in client.instruments()}
+        listing = client.instruments()
+        table = freeze.freeze_table()
+        self._by_key = {i.key: freeze.with_freeze_quantity(i, table) for i in listing}
         self._day = datetime.now(IST).date()
         self._loaded_at = time.monotonic()
 

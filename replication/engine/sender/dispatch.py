@@ -21,6 +21,12 @@ from brokers.errors import (
     BrokerUnavailable,
     TokenExpired,
 )
+from brokers.instruments import (
+    NOT_LISTED,
+    listing_reason,
+    master_for,
+    same_symbology,
+)
 from brokers.types import OrderStatus
 from replication.engine.sender.changes import OpenOrderChanges
 from replication.engine.sender.outcomes import (
@@ -38,6 +44,7 @@ from replication.failpoints import failpoint
 from replication.gate import Switches, Verdict, action_for, child_switches, decide
 from replication.lease import lease_check
 from replication.models import (
+    Allocation,
     AllocationStatus,
     MappingStatus,
     OrderMapping,
@@ -174,6 +181,7 @@ class Dispatch(OpenOrderChanges):
         # The claim's lease check extends the lease past this instant, so no other leader can take
         # over before it: orders may go until then, and after it are left for whoever leads next.
         send_until = timezone.now() + self.lease.ttl
+        unlisted = self._unlisted(mappings)  # broker reads: before the claim's transaction
         with transaction.atomic():
             lease_check(self.lease)
             # The send gate, read now: the switches may have changed since the intents were made.
@@ -188,6 +196,8 @@ class Dispatch(OpenOrderChanges):
                     if sw is not None
                     else Verdict(False, code="no_account", reason="the account no longer exists")
                 )
+                if verdict.send and m.pk in unlisted:
+                    verdict = Verdict(False, code=NOT_LISTED, reason=unlisted[m.pk])
                 (passing.append(m) if verdict.send else held.append((m, verdict)))
             if held:
                 self._hold(held)
@@ -228,6 +238,36 @@ class Dispatch(OpenOrderChanges):
             if m.latency_ms is not None:
                 report.latencies_ms.append(m.latency_ms)
         return report
+
+    def _unlisted(self, mappings: Sequence[OrderMapping]) -> dict[int, str]:
+        """Intents for a child whose broker names instruments differently from the master's and
+        does not list this one (its instrument master, read once a day): mapping id -> why.
+        A master that cannot be read stops nothing: the adapter refuses what it cannot map."""
+        masters = self._master_brokers({m.allocation_id for m in mappings})
+        unlisted: dict[int, str] = {}
+        unreadable: set[str] = set()
+        for m in mappings:
+            broker = m.child.broker
+            if broker in unreadable or same_symbology(masters.get(m.allocation_id, broker), broker):
+                continue
+            try:
+                client = self.clients.get(m.child)
+                why = listing_reason(master_for(broker, client.instruments), m.exchange, m.tradingsymbol)
+            except (BrokerError, CredentialDecryptError) as exc:
+                logger.warning("instrument master of %s unavailable: %s", broker, exc)
+                unreadable.add(broker)
+                continue
+            if why:
+                unlisted[m.pk] = why
+        return unlisted
+
+    def _master_brokers(self, allocation_ids: set[int]) -> dict[int, str]:
+        """The master's broker per allocation (an allocation's master never changes: cached)."""
+        known: dict[int, str] = self.__dict__.setdefault("_allocation_master_broker", {})
+        missing = allocation_ids - known.keys()
+        if missing:
+            known.update(Allocation.objects.filter(pk__in=missing).values_list("pk", "master__broker"))
+        return {pk: known[pk] for pk in allocation_ids if pk in known}
 
     def _hold(self, held: Sequence[tuple[OrderMapping, Verdict]]) -> None:
         """Intents the send gate stops at send time: never sent. An entry is skipped for good
