@@ -139,6 +139,8 @@ def converge(
             if not h.pending:
                 row.settled, row.attempts, row.next_attempt_at = True, 0, None
                 report.settled += 1
+            else:  # what is in flight may still leave H beyond E once it fills: followed until then
+                row.settled = False
             row.hold_code, row.hold_reason, row.owed_since = "", "", None
             if verdict.dry_run:
                 row.hold_code, row.hold_reason = DRY_SETTLED, "settled by dry runs: checked again when live"

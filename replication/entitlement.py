@@ -3,10 +3,11 @@
 The entitled quantity E of a child in one instrument is not stored as a running sum that a lost
 update could corrupt: it is replayed from the records, in allocation order, each time it is needed:
 - an entry adds the child's orders of that allocation that filled or are still in flight (planned,
-  sending, unknown, open, or a dry run); what was rejected, failed or cancelled unfilled adds
-  nothing (entries are never chased); once the master's own orders of the entry have all ended,
-  a child is entitled to at most its share of what the master filled (`entry_cap`): a mirror that
-  filled after the master cancelled unfilled (its cancel held back or lost) entitles nothing;
+  sending, unknown, open, or a dry run while the child is still in dry run); what was rejected,
+  failed or cancelled unfilled adds nothing (entries are never chased), nor does what a dry run
+  since lifted planned (it was never sent: an entry not made); once the master's own orders of
+  the entry have all ended, a child is entitled to at most its share of what the master filled
+  (`entry_cap`): a mirror that filled after the master cancelled unfilled entitles nothing;
 - an exit applies the exit rule (§3.4) to E: `E ← E − round(r × E lots)`, halves up; r comes from
   the allocation as it is now (a master exit cancelled unfilled gives its entitlement back);
 - a master flat there sets E = 0 for every child, so the replay starts at the last such exit.
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 
 from django.db.models import Q, Sum
 
+from accounts.models import Account
 from brokers.types import OrderStatus, Side
+from replication.gate import Switches
 from replication.models import (
     Allocation,
     AllocationKind,
@@ -90,6 +93,15 @@ def _master_share(entry_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         ordered[alloc_id] += quantity
         filled[alloc_id] += done
     return {a: (ordered[a], filled[a]) for a in ordered if a not in live}
+
+
+def _in_dry_run(children: set[int]) -> set[int]:
+    """Those of `children` in dry run now (their own switch or the engine's)."""
+    if not children:
+        return set()
+    if Switches.read().dry_run:
+        return set(children)
+    return set(Account.objects.filter(pk__in=list(children), dry_run=True).values_list("pk", flat=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +190,13 @@ def entitled(
         mappings = OrderMapping.objects.filter(allocation_id__in=entry_ids)
         if children is not None:
             mappings = mappings.filter(child_id__in=list(children))
-        for alloc_id, child_id, status, side, quantity, filled in mappings.values_list(
-            "allocation_id", "child_id", "status", "side", "quantity", "filled_quantity"
-        ):
+        rows = list(
+            mappings.values_list("allocation_id", "child_id", "status", "side", "quantity", "filled_quantity")
+        )
+        dry_now = _in_dry_run({row[1] for row in rows if row[2] == MappingStatus.DRY_RUN})
+        for alloc_id, child_id, status, side, quantity, filled in rows:
+            if status == MappingStatus.DRY_RUN and child_id not in dry_now:
+                continue  # a dry run since lifted: what it planned was never sent, an entry not made
             sign = 1 if side == Side.BUY else -1
             contributions[alloc_id][child_id] += sign * entry_contribution(status, quantity, filled)
             if status != MappingStatus.SKIPPED:

@@ -177,3 +177,47 @@ def test_money_exit_held_by_an_engine_halt_after_a_dry_run_goes_out_once_both_ar
     with override_settings(OWED_EXIT_BACKOFF=(0,), CONVERGE_SWEEP_SECONDS=3600):
         settle(orch, 4)
     assert desk.positions(FUT) == FLAT
+
+
+def test_money_entry_planned_in_dry_run_entitles_nothing_once_the_dry_run_is_lifted(desk, orch):
+    """Issue 11 §3.7, entries are never chased and an exit is owed until done (found by the long
+    state machine): in dry run the master sells half (C2's exit of 2 lots is only planned), then buys
+    the half back (C2's re-entry of 2 lots is only planned). Dry run moved C2's entitlement by both
+    plans, back to 4 lots, so once the dry run was lifted C2 kept 4 lots. What a dry run planned was
+    never sent: the re-entry is an entry not made (never chased), the exit is still owed. C2 sells 2
+    lots and holds 2, as entitled; the 1-lot children keep their lot (their half exit rounds to 1,
+    their re-entry was planned and never made: they are entitled to nothing and sell it)."""
+    from replication.controls import engine_control_update
+
+    entry(desk, orch)
+    engine_control_update(actor="money-longrun", dry_run=True)
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    desk.place("BUY", FUT, 75)
+    settle(orch, 2)
+    assert desk.positions(FUT) == HELD  # dry run: nothing sent
+    engine_control_update(actor="money-longrun", dry_run=False)
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 4)
+    assert desk.positions(FUT)["C2"] == 150
+
+
+def test_money_exit_owed_behind_an_entry_in_flight_is_sent_once_the_entry_fills(desk, orch):
+    """Issue 11 §3.7, an exit is owed until done (found by the long state machine): in dry run the
+    master goes flat, so the children's exits are only planned. The dry run is lifted and the master
+    buys again before the next tick. That tick the convergence stage saw C2's new entry in flight
+    (E = the new entry, H = the old position below it) and settled the row with the entry still
+    working: once it filled, C2 held its old 4 lots on top, and no tick looked again. A row stays
+    followed while anything is in flight; C2 ends with the new entry's 4 lots."""
+    from replication.controls import engine_control_update
+
+    entry(desk, orch)
+    engine_control_update(actor="money-longrun", dry_run=True)
+    desk.place("SELL", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT) == HELD  # dry run: nothing sent
+    engine_control_update(actor="money-longrun", dry_run=False)
+    desk.place("BUY", FUT, 150)
+    with override_settings(OWED_EXIT_BACKOFF=(0,), CONVERGE_SWEEP_SECONDS=3600):
+        settle(orch, 6)
+    assert desk.positions(FUT) == HELD
