@@ -466,6 +466,7 @@ class EventKind(models.TextChoices):
     ACCOUNT_CLAIM_VOUCHED = "account.claim_vouched", "Claim vouched"
     ACCOUNT_CLAIM_DROPPED = "account.claim_dropped", "Claim dropped"
     ACCOUNT_CONSENT_GIVEN = "account.consent_given", "Consent given"
+    ACCOUNT_CONSENT_WITHDRAWN = "account.consent_withdrawn", "Consent withdrawn"
     ACCOUNT_CREDENTIALS_CHANGED = "account.credentials_changed", "Credentials changed"
     ACCOUNT_SETTINGS_UPDATED = "account.settings_updated", "Settings updated"
     ACCOUNT_STATUS_CHANGED = "account.status_changed", "Status changed"

@@ -11,9 +11,11 @@ from django.db.models import QuerySet
 
 from accounts.models import Account
 from replication.allocation.positions import replicated_positions
+from replication.entitlement import entitled
 from replication.models import LEGACY_EVENT_KINDS, EventKind, MarginSnapshot, ReplicationEvent
 
 __all__ = [
+    "entitled",
     "event_kind_spellings",
     "event_last_change",
     "event_list",

@@ -29,7 +29,7 @@ from accounts.services.credentials import account_broker_client
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, Side
 from replication.models import Entitlement, MappingStatus, MasterOrder, OrderMapping
-from replication.selectors import replicated_positions
+from replication.selectors import entitled, replicated_positions
 
 logger = logging.getLogger(__name__)
 
@@ -202,13 +202,10 @@ class PositionRow:
 def positions_entitled_held(*, account: Account) -> list[PositionRow]:
     """Every instrument where the client is entitled to, holds, or has working engine orders.
 
-    H and the working orders come from `replication.selectors.replicated_positions`. E comes from
-    the engine's own entitlement row while the convergence stage follows it (an exit happened and
-    has not yet settled: the row's quantity is the replayed E, refreshed every tick). Otherwise E
-    is what the engine's entries hold and have working, `H + pending buys − pending sells`: with
-    no exit to follow, the replay of DESIGN §3.7 adds exactly what filled or is still in flight,
-    and a settled row has H = E with nothing in flight. (Dry-run orders are left out: they are
-    not at the broker.)
+    H and the working orders come from `replication.selectors.replicated_positions`; E is the
+    engine's own replay of DESIGN §3.7 (`replication.selectors.entitled`), the figure the
+    convergence stage steers H to. The engine's entitlement row adds since when an exit has been
+    owed and why it waits.
     """
     held = {
         key[1:]: value for key, value in replicated_positions(children=[account.pk]).items() if any(value)
@@ -217,20 +214,22 @@ def positions_entitled_held(*, account: Account) -> list[PositionRow]:
         (e.exchange, e.tradingsymbol, e.product): e
         for e in Entitlement.objects.filter(child=account).order_by("exchange", "tradingsymbol", "product")
     }
-    followed = {key for key, e in rows.items() if not e.settled and (e.quantity or e.held)}
+    instruments = set(held) | set(rows)
+    e_now = {key[1:]: q for key, q in entitled(instruments, children=[account.pk]).items()}
     out = []
-    for key in sorted(set(held) | followed):
+    for key in sorted(set(held) | set(e_now)):
         h, pending_buy, pending_sell = held.get(key, (0, 0, 0))
-        entitlement = rows.get(key) if key in followed else None
+        row = rows.get(key)
+        owed = row is not None and not row.settled
         out.append(
             PositionRow(
                 *key,
-                entitled=entitlement.quantity if entitlement else h + pending_buy - pending_sell,
+                entitled=e_now.get(key, 0),
                 held=h,
                 pending_buy=pending_buy,
                 pending_sell=pending_sell,
-                owed_since=entitlement.owed_since if entitlement else None,
-                hold_reason=entitlement.hold_reason if entitlement else "",
+                owed_since=row.owed_since if owed and row else None,
+                hold_reason=row.hold_reason if owed and row else "",
             )
         )
     return out

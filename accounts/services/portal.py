@@ -33,10 +33,8 @@ def account_withdraw_consent(*, account: Account, actor: str) -> Account:
         locked.consent_version = ""
         delta = save_changes(locked, before)
         delta["consent"] = "withdrawn"
-        # No kind of its own yet (adding one is a replication migration): an account update whose
-        # data says what changed; `event_last_change(field="consent_given_at")` finds it.
         audit(
-            kind=EventKind.ACCOUNT_UPDATED,
+            kind=EventKind.ACCOUNT_CONSENT_WITHDRAWN,
             message=CONSENT_WITHDRAWN,
             actor=actor,
             data=delta,

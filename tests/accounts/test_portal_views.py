@@ -336,6 +336,7 @@ def test_withdrawing_consent_is_audited_and_giving_it_needs_the_box_ticked(desk,
     c2.refresh_from_db()
     assert c2.consent_given_at is None and c2.consent_version == ""
     withdrawn = ReplicationEvent.objects.filter(account=c2, data__has_key="consent_given_at").latest("id")
+    assert withdrawn.kind == "account.consent_withdrawn"
     assert withdrawn.actor == "carol" and "consent withdrawn" in withdrawn.message
     assert withdrawn.data["consent_given_at"]["after"] is None
 
