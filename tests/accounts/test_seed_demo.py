@@ -81,3 +81,24 @@ def test_seed_demo_leaves_existing_staff_user_alone():
     output = _seed()
     assert PASSWORD_LINE.search(output) is None
     assert get_user_model().objects.get(username="staff").check_password("chosen-by-the-operator")
+
+
+CLIENT_LINE = re.compile(r"Client login \(shown once\): client / (\S+)  at (\S+)")
+
+
+def test_seed_demo_creates_a_client_who_owns_child2_and_signs_in_to_the_portal(client):
+    """Issue 14: `make run`'s demo shows the client portal: a `client` user (not staff), its
+    password shown once, owner of CHILD2; signing in lands on its portal, which lists CHILD2 only."""
+    output = _seed()
+    match = CLIENT_LINE.search(output)
+    assert match is not None and match.group(2).endswith("/my/")
+    user = get_user_model().objects.get(username="client")
+    assert not user.is_staff and user.check_password(match.group(1))
+    assert list(Account.objects.filter(owner=user).values_list("broker_user_id", flat=True)) == ["CHILD2"]
+    response = client.post("/login/", {"username": "client", "password": match.group(1)})
+    assert response.status_code == 302 and response["Location"] == "/my/"
+    page = client.get("/my/").content.decode()
+    assert "CHILD2" in page and "CHILD1" not in page
+    second = _seed()
+    assert CLIENT_LINE.search(second) is None and match.group(1) not in second
+    assert get_user_model().objects.get(username="client").check_password(match.group(1))

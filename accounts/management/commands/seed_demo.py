@@ -36,6 +36,9 @@ from brokers.paper.services import paper_account_open
 from brokers.simcreds import API_KEY_CHARS, is_simulator_credential, new_simulator_credential
 
 STAFF_USERNAME = "staff"
+# A demo client (not staff) who owns one child, so the client portal has someone to show.
+CLIENT_USERNAME = "client"
+CLIENT_OWNS = "CHILD2"
 ACTOR = "seed_demo"
 # Where the simulator's login page sends the browser back to (the web process of `make run`).
 KITE_SIM_REDIRECT_URL = "http://127.0.0.1:8000/accounts/kite/callback/"
@@ -86,6 +89,7 @@ class SeededAccount:
 class SeedResult:
     staff_password: str | None  # set only when this run created the staff user
     accounts: tuple[SeededAccount, ...]
+    client_password: str | None = None  # set only when this run created the demo client user
 
 
 def _new_credentials() -> dict[str, str]:
@@ -154,6 +158,11 @@ def seed_demo(*, broker: str = Broker.PAPER) -> SeedResult:
     if not user_model.objects.filter(username=STAFF_USERNAME).exists():
         password = secrets.token_urlsafe(12)
         user_model.objects.create_superuser(username=STAFF_USERNAME, email="", password=password)
+    client_password: str | None = None
+    demo_client = user_model.objects.filter(username=CLIENT_USERNAME).first()
+    if demo_client is None:
+        client_password = secrets.token_urlsafe(12)
+        demo_client = user_model.objects.create_user(username=CLIENT_USERNAME, password=client_password)
 
     seeded = []
     for spec in DEMO_ACCOUNTS:
@@ -171,6 +180,7 @@ def seed_demo(*, broker: str = Broker.PAPER) -> SeedResult:
             fixed_capital=spec.fixed_capital,
             multiplier=spec.multiplier,
             consent=True,
+            owner=demo_client if spec.user_id == CLIENT_OWNS else None,
             actor=ACTOR,
             api_key=first.get("api_key"),
             api_secret=first.get("api_secret"),
@@ -189,7 +199,7 @@ def seed_demo(*, broker: str = Broker.PAPER) -> SeedResult:
         seeded.append(
             SeededAccount(account=account, paper_cash=paper.cash, created=created, moved_from=moved_from)
         )
-    return SeedResult(staff_password=password, accounts=tuple(seeded))
+    return SeedResult(staff_password=password, accounts=tuple(seeded), client_password=client_password)
 
 
 def kite_sim_config(*, accounts: Iterable[Account]) -> dict[str, Any]:
@@ -269,6 +279,14 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"{STAFF_USERNAME} user exists; reset with manage.py changepassword {STAFF_USERNAME}"
+            )
+        if result.client_password is not None:
+            portal_url = options["site"].rstrip("/") + "/my/"
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Client login (shown once): {CLIENT_USERNAME} / {result.client_password}"
+                    f"  at {portal_url}  (owns {CLIENT_OWNS})"
+                )
             )
         headers = (
             "user id",
