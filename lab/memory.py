@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from decimal import Decimal
 
+from brokers.capabilities import Capabilities, capabilities_for
 from brokers.errors import InputRejected
 from brokers.types import (
     Funds,
@@ -50,6 +51,11 @@ class MemoryExchange:
 
 
 class MemoryBroker:
+    @property
+    def capabilities(self) -> Capabilities:
+        """The paper exchange's record: the bench's memory exchange stands in for it."""
+        return capabilities_for("paper")
+
     def __init__(self, user_id: str, exchange: MemoryExchange, *, latency_ms: float = 0.0) -> None:
         self.user_id = user_id
         self.exchange = exchange
