@@ -20,7 +20,7 @@ from brokers.errors import InputRejected, OutcomeUnknown, RateLimited, TokenExpi
 from brokers.paper.models import PaperOrder
 from brokers.types import InstrumentKey, OrderRequest, OrderStatus, OrderType, Product, Side
 from lab.angel_demo import move_to_angel
-from lab.angel_sim.server import AngelSim, RunningSim, start
+from lab.angel_sim.server import AngelSim, RunningSim, WriteLimiter, start
 from replication.models import MappingStatus, OrderMapping
 from replication.orchestrator import Orchestrator
 from tests.engine_helpers import FUT, build_desk
@@ -165,22 +165,28 @@ def test_angel_e2e_hourly_budget_refuses_the_write_before_sending_it(running, de
     assert PaperOrder.objects.filter(account__user_id="C1").count() == 3
 
 
-def test_angel_e2e_simulator_refuses_the_tenth_write_in_a_second_and_nothing_is_placed(running, desk):
+def test_angel_e2e_simulator_refuses_the_tenth_write_in_a_second_and_nothing_is_placed(desk):
+    forget_budgets()
     budgets = budgets_for("C1")
     budgets.writes = WriteBudget((Window(1.0, 50),))  # the adapter's own budget out of the way
-    client = broker(running, "C1", budgets=budgets)
-    client.funds()
+    frozen = WriteLimiter(clock=lambda: 0.0)  # every write in the same second, however slow the machine
+    running = start(sim=AngelSim(limiter=frozen))
+    try:
+        client = broker(running, "C1", budgets=budgets)
+        outcomes = []
+        for n in range(10):
+            try:
+                client.place_order(buy(tag=f"R{n}C1S0"))
+                outcomes.append("placed")
+            except RateLimited:
+                outcomes.append("refused")
+    finally:
+        running.stop()
+        forget_budgets()
 
-    outcomes = []
-    for n in range(10):
-        try:
-            client.place_order(buy(tag=f"R{n}C1S0"))
-            outcomes.append("placed")
-        except RateLimited:
-            outcomes.append("refused")
-
-    assert outcomes.count("refused") >= 1
-    assert PaperOrder.objects.filter(account__user_id="C1").count() == outcomes.count("placed") <= 9
+    assert outcomes == ["placed"] * 9 + ["refused"]
+    assert running.sim.hit_count(client_code="C1", route=PLACE, status=403) == 1
+    assert PaperOrder.objects.filter(account__user_id="C1").count() == 9
 
 
 def test_angel_e2e_dead_session_logs_in_again_with_the_stored_totp(running, desk):
