@@ -9,7 +9,9 @@ update could corrupt: it is replayed from the records, in allocation order, each
   the entry have all ended, a child is entitled to at most its share of what the master filled
   (`entry_cap`): a mirror that filled after the master cancelled unfilled entitles nothing;
 - an exit applies the exit rule (§3.4) to E: `E ← E − round(r × E lots)`, halves up; r comes from
-  the allocation as it is now (a master exit cancelled unfilled gives its entitlement back);
+  the allocation as it is now (a master exit cancelled unfilled gives its entitlement back); a
+  resting exit that filled after later events is applied where it filled, against the master's
+  position then (`Allocation.replay_after`, set by `allocations_retime_exits`);
 - a master flat there sets E = 0 for every child, so the replay starts at the last such exit.
 Allocations staff rejected before sending, corrective orders and owed exits do not move E; a
 staff flatten sets the flattened child's E to zero there.
@@ -170,11 +172,20 @@ def entitled(
     if upto is not None:
         qs = qs.filter(pk__lte=upto)
     steps: dict[Instrument, list[Step]] = defaultdict(list)
-    for row in qs.values_list("exchange", "tradingsymbol", "product", "group_key", *STEP_FIELDS):
-        step = Step(*row[4:])
+    at: dict[int, tuple[int, int, int]] = {}  # where each step is replayed (a retimed one: after)
+    for row in qs.values_list(
+        "exchange", "tradingsymbol", "product", "group_key", "replay_after", *STEP_FIELDS
+    ):
+        step = Step(*row[5:])
         if row[3].startswith(FLATTEN_GROUP):
-            step = Step(step.pk, FLATTEN, *row[6:])
+            step = Step(step.pk, FLATTEN, *row[7:])
+        replay_after = row[4]
+        if replay_after is not None and upto is not None and replay_after > upto:
+            continue  # a resting exit that filled after `upto`: not part of that prefix
+        at[step.pk] = (step.pk, 0, step.pk) if replay_after is None else (replay_after, 1, step.pk)
         steps[(row[0], row[1], row[2])].append(step)
+    for seq in steps.values():  # a resting exit is replayed where it filled (§3.4: r at its fill)
+        seq.sort(key=lambda s: at[s.pk])
     # A master flat sets everyone to zero: replay from the last one.
     window: dict[Instrument, list[Step]] = {}
     for inst, seq in steps.items():

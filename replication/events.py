@@ -200,7 +200,7 @@ def positions_before_tick(
     return before
 
 
-def _moved_at(order: Order) -> tuple[str, str]:
+def moved_at(order: Order) -> tuple[str, str]:
     """When an order moved the master's position: its last fill (else its placing), then its id."""
     at = order.updated_at if order.filled_quantity else order.placed_at
     at = at or order.placed_at
@@ -244,8 +244,8 @@ def classify(
             continue
         # Orders and fills of known orders, in the exchange's order; a run of orders between two
         # fills is classified (and netted) on its own.
-        timeline = [(_moved_at(o), 0, o, q) for o, q in items]
-        timeline += [(_moved_at(o), 1, o, q) for o, q in moved_by_key[key]]
+        timeline = [(moved_at(o), 0, o, q) for o, q in items]
+        timeline += [(moved_at(o), 1, o, q) for o, q in moved_by_key[key]]
         timeline.sort(key=lambda t: (t[0], t[1]))
         run: list[tuple[Order, int]] = []
         for _, is_move, order, quantity in timeline:

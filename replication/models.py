@@ -158,6 +158,12 @@ class Allocation(FastLoadMixin, models.Model):
     master_lots = models.PositiveIntegerField(default=0)
     unit_lots = models.PositiveIntegerField(default=0, help_text="This leg's lots in one unit of the group.")
     master_position_before = models.IntegerField(default=0)
+    replay_after = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A resting exit that filled after later allocations: the entitlement replay "
+        "applies it after this allocation id (its position before is the one it filled against).",
+    )
 
     master_capital = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     attributed_margin = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)

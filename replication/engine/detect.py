@@ -13,11 +13,13 @@ from replication.engine.context import TickContext
 from replication.engine.master_book import known_orders, master_since, moved
 from replication.engine.types import Detected, MasterRead, Positions
 from replication.events import (
+    BookDiff,
     aggregate,
     classify,
     diff_book,
     effective_quantity,
     engine_tagged,
+    moved_at,
     placed_before,
     positions_before_tick,
     set_aside_earlier_book,
@@ -25,6 +27,27 @@ from replication.events import (
 from replication.models import MasterPosition
 
 IST = ZoneInfo("Asia/Kolkata")  # the exchange's trading day
+
+
+def positions_before_fills(before_tick: Positions, diff: BookDiff) -> dict[str, int]:
+    """The master's position just before each known order's first fill this tick: the position
+    before the tick moved by this tick's fills (new orders' and known ones') that the exchange
+    reported earlier. A resting exit is sized against it when it fills (DESIGN §3.4)."""
+    timeline = [(moved_at(o), o, o.filled_quantity, False) for o in diff.new if o.filled_quantity]
+    timeline += [
+        (moved_at(o), o, o.filled_quantity - k.filled_quantity, k.filled_quantity == 0)
+        for o, k in diff.fills
+        if o.filled_quantity > k.filled_quantity
+    ]
+    timeline.sort(key=lambda t: t[0])
+    running = dict(before_tick)
+    out: dict[str, int] = {}
+    for _, order, quantity, first in timeline:
+        key = (order.exchange, order.tradingsymbol, order.product.value)
+        if first:
+            out[order.order_id] = running.get(key, 0)
+        running[key] = running.get(key, 0) + quantity * order.side.sign
+    return out
 
 
 def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
@@ -82,6 +105,8 @@ def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
     found.existing, found.stored_positions = existing, bool(stored)
     if stored and (fills or aside):
         found.positions_after = moved(stored, aside, fills)
+    if stored and diff.fills:
+        found.fill_before = positions_before_fills(moved(stored, aside), diff)
     if sources:
         # The calculator reads for the opening group go out at once (with the positions read
         # when there is no stored position yet), for the events as they are when nothing

@@ -15,7 +15,7 @@ from replication.engine.types import Detected, EventPlan, MasterRead
 from replication.events import MasterEvent
 from replication.lease import lease_check
 from replication.models import Allocation, AllocationKind, AllocationStatus, MasterOrder
-from replication.services.allocations import allocation_create
+from replication.services.allocations import allocation_create, allocations_retime_exits
 from replication.services.audit_log import EventKind, audit
 from replication.services.master_orders import master_orders_record, master_positions_store
 
@@ -31,6 +31,7 @@ def record_allocations(
     with transaction.atomic():
         lease_check(ctx.lease)
         master_orders_record(master=master, diff=diff, now=now)
+        allocations_retime_exits(master_id=master.pk, fill_before=detected.fill_before)
         if detected.positions_after is not None:  # with the orders whose fills moved it, or not at all
             master_positions_store(
                 master=master,

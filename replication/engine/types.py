@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -51,6 +51,9 @@ class Detected:
     existing: Positions | None = None  # the stored positions, fresh or not
     positions_after: Positions | None = None  # to store with the orders whose fills moved them
     prefetched: Prefetched | None = None
+    # Known orders that filled for the first time this tick: the master's signed position in that
+    # instrument just before the fill (from the stored positions and this tick's earlier fills).
+    fill_before: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

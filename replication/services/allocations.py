@@ -5,7 +5,8 @@ Every change is audited in the transaction that makes it; no broker write happen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from replication.models import (
     Allocation,
+    AllocationKind,
     AllocationStatus,
     EventKind,
     MappingStatus,
@@ -77,6 +79,57 @@ def allocation_resize(*, allocation: Allocation, master_quantity: int) -> None:
         entitlements_unsettle_instrument(
             exchange=allocation.exchange, tradingsymbol=allocation.tradingsymbol, product=allocation.product
         )
+
+
+def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) -> int:
+    """Resting exits of the master that filled for the first time this tick against a position
+    other than the one they were sized against (the master added, or reduced, while they rested):
+    store the position they filled against and replay them after every allocation made so far
+    (DESIGN §3.4: r is taken against the position before the exit). Children's entitlements in
+    those instruments are followed again. Called inside the record stage's lease-checked
+    transaction, before this tick's allocations are made; returns how many were retimed."""
+    if not fill_before:
+        return 0
+    links = Allocation.master_orders.through.objects.filter(
+        masterorder__account_id=master_id,
+        masterorder__broker_order_id__in=list(fill_before),
+        allocation__kind=AllocationKind.CLOSE,
+        allocation__replay_after__isnull=True,
+    ).exclude(allocation__status=AllocationStatus.REJECTED)
+    last = Allocation.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    retimed = 0
+    for alloc_id, order_id in links.values_list("allocation_id", "masterorder__broker_order_id"):
+        allocation = Allocation.objects.get(pk=alloc_id)
+        before = fill_before[order_id]
+        old = allocation.master_position_before
+        if before == old or before == 0 or (before > 0) != (old > 0):
+            continue  # sized against this very position, or no longer an exit of that position
+        ratio = Decimal(min(allocation.master_quantity, abs(before))) / Decimal(abs(before))
+        Allocation.objects.filter(pk=alloc_id).update(
+            master_position_before=before,
+            replay_after=last,
+            exit_ratio=ratio.quantize(Decimal("0.000000000001")),
+        )
+        inst = (allocation.exchange, allocation.tradingsymbol, allocation.product)
+        entitlements_unsettle(  # every child with an engine order there: entries make no row
+            keys={
+                (cid, *inst): allocation.lot_size
+                for cid in OrderMapping.objects.filter(
+                    exchange=inst[0], tradingsymbol=inst[1], product=inst[2]
+                ).values_list("child_id", flat=True)
+            }
+        )
+        entitlements_unsettle_instrument(exchange=inst[0], tradingsymbol=inst[1], product=inst[2])
+        audit(
+            kind=EventKind.ALLOCATION_SIZED,
+            account=allocation.master,
+            allocation=allocation,
+            message=f"resting exit {order_id} filled against a master position of {before} "
+            f"(sized against {old}): exit ratio {ratio:.4f}, applied where it filled",
+            data={"order_id": order_id, "position_before": before, "sized_against": old},
+        )
+        retimed += 1
+    return retimed
 
 
 def allocation_approve(*, allocation: Allocation, actor: str) -> Allocation:

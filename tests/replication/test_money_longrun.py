@@ -223,15 +223,14 @@ def test_money_exit_owed_behind_an_entry_in_flight_is_sent_once_the_entry_fills(
     assert desk.positions(FUT) == HELD
 
 
-@pytest.mark.xfail(strict=True, reason="open defect of issue 11: a resting exit is sized when placed")
 def test_money_resting_exit_that_fills_after_the_master_added_is_a_part_exit(desk, orch):
-    """Issue 11 §3.4/§3.7, OPEN (found by the long state machine, not fixed): the master is short
+    """Issue 11 §3.4/§3.7 (found by the long state machine): the master is short
     1 lot (C2 halted, so C2 holds nothing) and rests a BUY LIMIT target for that lot: an exit of
     everything, planned when it is seen. The master then sells 1 more lot (C2, resumed, follows:
     short 2 lots), and the target fills: it closed half of the master's position, so C2 should buy
     1 of its 2 lots back. The engine sized the target when it was placed (master flat after it), so
-    its entitlement replay starts after it and C2 keeps both lots. The exit ratio of a resting exit
-    must be taken when it fills, from the position then."""
+    its entitlement replay started after it and C2 kept both lots. A resting exit is applied where
+    it filled, with the ratio against the position then: C2 buys 1 lot back."""
     from accounts.models import Account, AccountStatus
 
     orch.run_tick()
