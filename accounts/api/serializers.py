@@ -28,6 +28,12 @@ from accounts.models import (
     Role,
 )
 from accounts.validation import redact_url
+from brokers.capabilities import capabilities_for
+
+INSTRUMENTS_HELP = (
+    'One contract ("NFO:NIFTY25DECFUT") or an underlying ("NFO:NIFTY", or "NIFTY" on any exchange: '
+    "every future and option on it)"
+)
 
 
 class StrictCharField(serializers.CharField):
@@ -139,9 +145,11 @@ class AccountSettingsInput(InputSerializer):
         help_text=f"Whole seconds, 0 to {MARKET_AFTER_SECONDS_MAX}; used by `market_after_seconds` only.",
     )
     allowed_instruments = serializers.ListField(
-        child=StrictCharField(), required=False, allow_null=True, help_text='["NFO:NIFTY25DECFUT", ...]'
+        child=StrictCharField(), required=False, allow_null=True, help_text=INSTRUMENTS_HELP
     )
-    blocked_instruments = serializers.ListField(child=StrictCharField(), required=False, allow_null=True)
+    blocked_instruments = serializers.ListField(
+        child=StrictCharField(), required=False, allow_null=True, help_text=INSTRUMENTS_HELP
+    )
     allowed_products = serializers.ListField(
         child=StrictCharField(), required=False, allow_null=True, help_text='["NRML", "MIS", "CNC", "MTF"]'
     )
@@ -304,7 +312,7 @@ class AccountOutput(serializers.ModelSerializer[Account]):
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_login_required(self, account: Account) -> bool:
-        return kite_login_required(account)
+        return login_required(account)
 
     @extend_schema_field(CapitalOutput)
     def get_capital(self, account: Account) -> dict[str, Any]:
@@ -323,9 +331,11 @@ class AccountOutput(serializers.ModelSerializer[Account]):
         return redact_url(account.proxy_url)
 
 
-def kite_login_required(account: Account) -> bool:
-    """A Kite account without a live access token must log in before it can trade."""
-    if account.broker != Broker.KITE:
+def login_required(account: Account) -> bool:
+    """An account whose broker's login is interactive (a person logs in through the broker's page:
+    Kite's daily redirect) without a live access token must log in before it can trade. A
+    headless login (Angel One) is the server's, and a paper account has no session."""
+    if not capabilities_for(account.broker).session.interactive:
         return False
     if not account.access_token:
         return True
@@ -337,6 +347,6 @@ class AccountLinkOutput(serializers.Serializer[Any]):
     created = serializers.BooleanField()
     login_url = serializers.CharField(
         allow_null=True,
-        help_text="Kite without a live token, or a pending claim: where the client logs in next (the "
-        "first login proves the claim).",
+        help_text="A broker with an interactive login (Kite) without a live token, or a pending claim "
+        "there: where the client logs in next (the first login proves the claim).",
     )

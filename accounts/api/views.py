@@ -48,7 +48,7 @@ from accounts.api.serializers import (
     TokenObtainInput,
     TokenOutput,
     UnlinkQuery,
-    kite_login_required,
+    login_required,
 )
 from accounts.api.tokens.services import token_issue
 from accounts.models import Account, Broker
@@ -68,6 +68,7 @@ from accounts.services import (
 )
 from accounts.services.linking import account_link_target
 from accounts.validation import Errors, clean_reason, clean_status
+from brokers.capabilities import capabilities_for
 
 TAG = "accounts"
 CREDENTIALS = ("api_key", "api_secret", "access_token")
@@ -95,12 +96,13 @@ def _owner(username: str | None, field: str = "owner") -> Any:
     return user
 
 
-def kite_login_url(account: Account) -> str:
-    """Where a Kite account's owner starts the daily login (the Kite login view, when wired)."""
+def interactive_login_url(account: Account) -> str:
+    """Where the owner of an account with an interactive login starts it (the broker's login view,
+    `<broker>:login`, when wired: Kite's)."""
     try:
-        return reverse("kite:login", args=[account.pk])
+        return reverse(f"{account.broker}:login", args=[account.pk])
     except NoReverseMatch:
-        return f"/accounts/{account.pk}/kite/login/"
+        return f"/accounts/{account.pk}/{account.broker}/login/"
 
 
 def _renamed(exc: AccountError, names: dict[str, str]) -> AccountError:
@@ -157,8 +159,8 @@ class AccountLinkView(ApiView):
     once one is proven or vouched for, the other claims are dropped and new ones get 409
     `already_linked`. A paper account behind a linked broker account (same user id) is refused
     (409). Staff may link for any user (`owner`) or for none, and link the first master; staff
-    links are vouched for. A Kite account without a live access token, or still pending, comes
-    back with `login_url`.
+    links are vouched for. An account whose broker's login is interactive (Kite) without a live
+    access token, or still pending, comes back with `login_url`.
     """
 
     throttle_classes = [ScopedRateThrottle]
@@ -199,8 +201,9 @@ class AccountLinkView(ApiView):
         body = {
             "account": account,
             "created": created,
-            "login_url": kite_login_url(account)
-            if kite_login_required(account) or (account.is_pending and account.broker == Broker.KITE)
+            "login_url": interactive_login_url(account)
+            if login_required(account)
+            or (account.is_pending and capabilities_for(account.broker).session.interactive)
             else None,
         }
         return Response(

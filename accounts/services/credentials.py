@@ -10,7 +10,6 @@ from django.utils import timezone
 from accounts.models import Account, AccountStatus, Broker
 from accounts.services._common import (
     clean_actor_or_raise,
-    kite_token_expiry,
     lock,
     refreshed,
     save_changes,
@@ -18,6 +17,7 @@ from accounts.services._common import (
 )
 from accounts.validation import Errors, clean_access_token, clean_api_key, clean_api_secret
 from brokers.base import BrokerClient
+from brokers.capabilities import capabilities_for
 from brokers.registry import build_client
 from replication.models import MarginSnapshot  # the return type only: written by replication.services
 from replication.services.audit_log import EventKind, audit
@@ -35,8 +35,9 @@ def account_set_credentials(
 ) -> Account:
     """Store new credentials: None keeps a value, access_token="" forgets the session.
 
-    A new access token expires at `expires_at` (aware) or else at Kite's next 06:00 IST, and brings a
-    NEEDS_LOGIN account back to ACTIVE. The audit row names the fields that changed, never a value.
+    A new access token expires at `expires_at` (aware) or else when the broker's session dies
+    (`capabilities_for(broker).session`: Kite's next 06:00 IST, Angel One's next midnight IST), and
+    brings a NEEDS_LOGIN account back to ACTIVE. The audit row names the fields that changed, never a value.
     """
     actor = clean_actor_or_raise(actor)
     errors = Errors()
@@ -67,7 +68,8 @@ def account_set_credentials(
         elif token is not None:
             setattr(locked, "access_token", token)  # noqa: B010
             locked.token_obtained_at = now
-            locked.token_expires_at = (expires_at or kite_token_expiry(now)).astimezone(UTC)
+            expiry = expires_at or capabilities_for(locked.broker).session.token_expiry(now)
+            locked.token_expires_at = expiry.astimezone(UTC) if expiry is not None else None
             if locked.status == AccountStatus.NEEDS_LOGIN:
                 locked.status = AccountStatus.ACTIVE
         delta = save_changes(locked, before)

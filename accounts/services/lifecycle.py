@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus, Broker, Role
+from accounts.models import Account, AccountStatus, Role
 from accounts.services._common import (
     clean_actor_or_raise,
     lock,
@@ -29,6 +29,7 @@ from accounts.validation import (
     clean_reason,
     clean_status,
 )
+from brokers.capabilities import SessionKind, capabilities_for
 from replication.services.audit_log import EventKind, audit
 from replication.services.snapshots import master_positions_forget
 
@@ -110,6 +111,24 @@ def _token_live(account: Account, now: datetime) -> bool:
     return account.token_expires_at is None or account.token_expires_at > now
 
 
+def _login_missing(account: Account, now: datetime) -> str:
+    """Why `account` cannot trade for want of a session ("" when it can): its broker's session
+    needs a token, none is live, and the server cannot log in by itself (a headless login needs
+    the stored PIN and TOTP secret)."""
+    session = capabilities_for(account.broker).session
+    if not session.needs_token or _token_live(account, now):
+        return ""
+    name = capabilities_for(account.broker).name
+    if session.kind is SessionKind.HEADLESS_TOTP:
+        if account.pin and account.totp_secret:
+            return ""
+        return (
+            f"the access token is missing or expired and no PIN and TOTP secret are stored for the "
+            f"server's {name} login; store them (or a session) first"
+        )
+    return f"the access token is missing or expired; log in to {name} first"
+
+
 def account_set_status(
     *, account: Account, status: str, actor: str, reason: str = "", force: bool = False
 ) -> Account:
@@ -145,8 +164,8 @@ def account_set_status(
             master = other_enabled_master(exclude_pk=locked.pk)
             if master is not None:
                 raise master_exists_error(master)
-        if new == AccountStatus.ACTIVE and locked.broker == Broker.KITE and not _token_live(locked, now):
-            message = "the access token is missing or expired; log in to Kite first"
+        message = _login_missing(locked, now) if new == AccountStatus.ACTIVE else ""
+        if message:
             raise AccountError("needs_login", message, {"status": message})
         holdings = account_engine_holdings(locked) if new == AccountStatus.DISABLED else []
         if holdings and not force:

@@ -27,7 +27,6 @@ from accounts.services._common import (
     clean_actor_or_raise,
     consent_version_current,
     diff,
-    kite_token_expiry,
     lock,
     master_exists_error,
     other_enabled_master,
@@ -50,6 +49,7 @@ from accounts.validation import (
     flag_cleaner,
     money_cleaner,
 )
+from brokers.capabilities import capabilities_for
 from brokers.paper.selectors import paper_account_exists
 from replication.services.audit_log import EventKind, audit
 
@@ -345,7 +345,7 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
     if data.access_token is not None:
         setattr(account, "access_token", data.access_token)  # noqa: B010  (encrypted field: untyped in stubs)
         account.token_obtained_at = now
-        account.token_expires_at = kite_token_expiry(now)
+        account.token_expires_at = capabilities_for(account.broker).session.token_expiry(now)
         if account.status == AccountStatus.NEEDS_LOGIN:
             account.status = AccountStatus.ACTIVE
     if data.capital_mode is not None:

@@ -16,6 +16,7 @@ from accounts.models import Account, AccountStatus, Broker, Ownership, Role
 from replication.dashboard.charts import percentile
 from replication.dashboard.selectors._common import CURVE_POINTS_MAX, day_bounds, trading_day
 from replication.dashboard.selectors.charts import ACCEPTED, LATENCY_SAMPLE_MAX, REFUSED
+from replication.login_check import brokers_with_sessions
 from replication.models import MappingStatus, MarginSnapshot, OrchestratorLease, OrderMapping, TickRun
 from replication.sizing.records import CapitalMode, ChildProfile
 
@@ -232,13 +233,17 @@ def child_status_counts() -> list[tuple[str, str, int]]:
 
 
 def accounts_needing_login(*, now: datetime | None = None) -> QuerySet[Account]:
-    """Enabled accounts that need a broker login: marked so by the engine, or a Kite token that
-    is missing or past its expiry. Pending claims are left out (a client's login to prove)."""
+    """Enabled accounts that need a broker login: marked so by the engine, or, at a broker whose
+    session has a token (`replication.login_check.brokers_with_sessions`: Kite, Angel One), a
+    token that is missing or past its expiry. Pending claims are left out (a client's login to
+    prove)."""
     now = now or timezone.now()
-    kite_stale = Q(broker=Broker.KITE) & (Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=now))
+    stale = Q(broker__in=brokers_with_sessions()) & (
+        Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=now)
+    )
     return (
         Account.objects.exclude(status=AccountStatus.DISABLED)
         .exclude(ownership=Ownership.PENDING)
-        .filter(Q(status=AccountStatus.NEEDS_LOGIN) | kite_stale)
+        .filter(Q(status=AccountStatus.NEEDS_LOGIN) | stale)
         .order_by("role", "pk")
     )

@@ -8,10 +8,11 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.generic import TemplateView
 
-from accounts.models import Account, Broker
+from accounts.models import Account
+from brokers.capabilities import capabilities_for
 from replication.controls import FLAGS, EngineControlError, engine_control_get, engine_control_update
 from replication.dashboard import charts, selectors
 from replication.dashboard.forms import ControlForm
@@ -48,9 +49,14 @@ def switches(control: EngineControl) -> list[Switch]:
 
 
 def login_url(account: Account) -> str:
-    """Where staff send the account holder to log in again (Kite), or the account in the admin."""
-    if account.broker == Broker.KITE:
-        return reverse("kite:login", args=[account.pk])  # /accounts/<id>/kite/login/
+    """Where staff send the account holder to log in again (a broker whose login is interactive:
+    its login page, Kite's /accounts/<id>/kite/login/), or the account in the admin (a headless
+    login's PIN and TOTP secret, or a broker without a login page)."""
+    if capabilities_for(account.broker).session.interactive:
+        try:
+            return reverse(f"{account.broker}:login", args=[account.pk])
+        except NoReverseMatch:
+            pass
     return reverse("admin:accounts_account_change", args=[account.pk])
 
 
