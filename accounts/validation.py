@@ -22,7 +22,9 @@ KITE_API_KEY_RE = re.compile(r"[A-Za-z0-9]{6,64}")
 KITE_API_SECRET_RE = re.compile(r"[A-Za-z0-9]{6,128}")
 ACCESS_TOKEN_RE = re.compile(r"[A-Za-z0-9_.\-]{6,512}")
 WHOLE_NUMBER_RE = re.compile(r"[+-]?[0-9]{1,12}")
-INSTRUMENT_RE = re.compile(r"[A-Z]{2,8}:[A-Z0-9][A-Z0-9&_.\-]{0,63}")
+# An allowed/blocked instrument filter entry: one contract ("NFO:NIFTY25DECFUT") or an underlying,
+# on one exchange ("NFO:NIFTY") or any ("NIFTY"): `brokers.instruments.matches_filter`'s rule.
+INSTRUMENT_RE = re.compile(r"(?:[A-Z]{2,8}:)?[A-Z0-9][A-Z0-9&_.\-]{0,63}")
 PRODUCTS = ("NRML", "MIS", "CNC", "MTF")
 
 MAX_NAME = 120
@@ -321,7 +323,8 @@ def _as_list(value: Any, *, field: str, code: str) -> list[Any]:
 
 
 def instruments_cleaner(field: str) -> Callable[[Any], list[str]]:
-    """A cleaner for a list of "EXCHANGE:SYMBOL" strings (upper-cased, duplicates dropped)."""
+    """A cleaner for a list of filter entries, "EXCHANGE:SYMBOL" (one contract), "EXCHANGE:UNDERLYING"
+    or "UNDERLYING" (every contract on it) (upper-cased, duplicates dropped)."""
 
     def clean(value: Any) -> list[str]:
         items = _as_list(value, field=field, code="invalid_instruments")
@@ -330,7 +333,9 @@ def instruments_cleaner(field: str) -> Callable[[Any], list[str]]:
             text = item.strip().upper() if isinstance(item, str) else None
             if text is None or not INSTRUMENT_RE.fullmatch(text):
                 raise _field_error(
-                    "invalid_instruments", field, f"{field}: {show(item)} is not an EXCHANGE:SYMBOL string"
+                    "invalid_instruments",
+                    field,
+                    f"{field}: {show(item)} is not EXCHANGE:SYMBOL, EXCHANGE:UNDERLYING or UNDERLYING",
                 )
             cleaned[text] = None
         return list(cleaned)

@@ -156,6 +156,13 @@ class Allocation(FastLoadMixin, models.Model):
         null=True, blank=True, help_text="Exchange freeze quantity: child orders above it are sliced."
     )
     master_lots = models.PositiveIntegerField(default=0)
+    underlying = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="The instrument's underlying (NIFTY for every NIFTY future and option): what an "
+        "allowed/blocked instrument filter may name instead of the contract.",
+    )
     unit_lots = models.PositiveIntegerField(default=0, help_text="This leg's lots in one unit of the group.")
     master_position_before = models.IntegerField(default=0)
     replay_after = models.PositiveIntegerField(
@@ -210,6 +217,7 @@ class Allocation(FastLoadMixin, models.Model):
             self.reference_price or self.price,  # order-value caps: LTP for MARKET (§3.3 step 7)
             order_margin=self.attributed_margin or Decimal(0),
             freeze_quantity=self.freeze_quantity,
+            underlying=self.underlying,
         )
         return LegPlan(
             leg=leg,
@@ -229,6 +237,7 @@ class Allocation(FastLoadMixin, models.Model):
         self.lot_size = plan.leg.lot_size
         self.master_lots = plan.leg.master_lots
         self.freeze_quantity = plan.leg.freeze_quantity
+        self.underlying = plan.leg.underlying
         self.reference_price = plan.leg.price
         self.master_capital = plan.master_capital
         self.attributed_margin = plan.attributed_margin

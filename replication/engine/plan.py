@@ -8,13 +8,14 @@ import logging
 from datetime import timedelta
 from decimal import Decimal
 
+from brokers.base import BrokerClient
 from brokers.errors import BrokerError
-from brokers.types import InstrumentKey
+from brokers.types import Instrument, InstrumentKey, InstrumentType
 from replication.engine.calculator import calculator_reads, read_together
 from replication.engine.context import TickContext
 from replication.engine.types import Detected, EventPlan, MasterRead, Prefetched
 from replication.events import MasterEvent
-from replication.models import MarginSnapshot
+from replication.models import Allocation, MarginSnapshot
 from replication.services.audit_log import EventKind, audit
 from replication.sizing import Leg, MarginSource, paise_shares, plan_group, ratio, rupees
 
@@ -23,6 +24,24 @@ logger = logging.getLogger(__name__)
 PREV_SNAPSHOT_MAX_AGE = timedelta(seconds=300)  # older: no margin reading from just before the tick
 
 Opening = tuple[int, MasterEvent, int, int | None]  # (index in the plans, event, lots, freeze qty)
+
+DERIVATIVES = (InstrumentType.FUT, InstrumentType.CE, InstrumentType.PE)
+UNDERLYING_MAX_LENGTH = int(Allocation._meta.get_field("underlying").max_length or 32)
+
+
+def underlying_of(inst: Instrument | None) -> str:
+    """What an instrument filter entry may name for every contract on it: the broker's underlying,
+    else a derivative's name (Kite's CSV: NIFTY for every NIFTY future and option), else the
+    symbol itself (an equity's name is the company's); "" when the instrument is unknown."""
+    if inst is None:
+        return ""
+    name = inst.underlying or (inst.name if inst.instrument_type in DERIVATIVES else "") or inst.tradingsymbol
+    return name.strip().upper()[:UNDERLYING_MAX_LENGTH]
+
+
+def event_underlying(ctx: TickContext, client: BrokerClient, ev: MasterEvent) -> str:
+    """The underlying of the event's instrument at the master's broker (the tick's cached listing)."""
+    return underlying_of(ctx.instruments.get(client, InstrumentKey(ev.exchange, ev.tradingsymbol)))
 
 
 def plan_allocations(ctx: TickContext, read: MasterRead, detected: Detected) -> list[EventPlan | None]:
@@ -134,6 +153,9 @@ def _plan_opening_group(
                 price,
                 order_margin=est,
                 freeze_quantity=freeze,
+                underlying=underlying_of(
+                    ctx.instruments.get(read.client, InstrumentKey(ev.exchange, ev.tradingsymbol))
+                ),
             )
         )
     used_now = read.funds.used

@@ -25,16 +25,35 @@ class Capped(NamedTuple):
     refused: Refusal | None  # set when the caps allow no unit at all
 
 
+def filter_match(entries: frozenset[str], leg: Leg) -> str | None:
+    """The first filter entry (in sorted order) naming the leg, or None. An entry `E` names it when,
+    with `where, sep, name = E.partition(":")`, `where` is the leg's exchange (or there is no
+    exchange) and `name` is its trading symbol or its underlying: "NFO:NIFTY25DECFUT" one contract,
+    "NFO:NIFTY" or "NIFTY" every NIFTY future and option (`brokers.instruments.matches_filter`'s
+    rule; sizing stays standard-library only)."""
+    exchange, symbol, underlying = leg.exchange.upper(), leg.tradingsymbol.upper(), leg.underlying.upper()
+    for entry in sorted(entries):
+        where, sep, name = entry.strip().upper().partition(":")
+        if not sep:
+            where, name = "", where
+        if (not where or where == exchange) and name and name in (symbol, underlying):
+            return entry
+    return None
+
+
 def instrument_refusal(plan: GroupPlan, limits: ChildLimits) -> Refusal | None:
-    """Allowed and blocked instruments, allowed products: any leg outside them refuses the group."""
+    """Allowed and blocked instruments (a contract or an underlying), allowed products: any leg
+    outside them refuses the group. Entries only: exits are never filtered."""
     for leg in plan.legs:
-        if limits.allowed_instruments and leg.instrument not in limits.allowed_instruments:
+        if limits.allowed_instruments and filter_match(limits.allowed_instruments, leg) is None:
             return (
                 Reason.INSTRUMENT_NOT_ALLOWED,
                 f"{leg.instrument} is not in this child's allowed instruments",
             )
-        if leg.instrument in limits.blocked_instruments:
-            return Reason.INSTRUMENT_BLOCKED, f"{leg.instrument} is blocked for this child"
+        blocked = filter_match(limits.blocked_instruments, leg)
+        if blocked is not None:
+            by = "" if blocked == leg.instrument else f" ({blocked})"
+            return Reason.INSTRUMENT_BLOCKED, f"{leg.instrument} is blocked for this child{by}"
         if limits.allowed_products and leg.product not in limits.allowed_products:
             return Reason.PRODUCT_NOT_ALLOWED, f"product {leg.product} is not allowed for this child"
     return None

@@ -79,6 +79,7 @@ class Leg:
     price: Decimal  # reference price for order value (the order's price, or LTP for MARKET)
     order_margin: Decimal = ZERO  # the broker calculator's margin for the master's order
     freeze_quantity: int | None = None
+    underlying: str = ""  # NIFTY for every NIFTY future and option: what a filter may name
 
     @property
     def instrument(self) -> str:
@@ -135,7 +136,9 @@ class LegPlan:
 
 @dataclass(frozen=True, slots=True)
 class ChildLimits:
-    allowed_instruments: frozenset[str] = frozenset()  # "EXCHANGE:SYMBOL"; empty = all
+    # Filter entries (`caps.filter_match`): "EXCHANGE:SYMBOL" (one contract), "EXCHANGE:UNDERLYING"
+    # or "UNDERLYING" (every contract on it); an empty allow list allows all.
+    allowed_instruments: frozenset[str] = frozenset()
     blocked_instruments: frozenset[str] = frozenset()
     allowed_products: frozenset[str] = frozenset()  # empty = all
     max_lots_per_order: int | None = None
