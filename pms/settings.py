@@ -296,8 +296,10 @@ KITE_API_ROOT = env.str("KITE_API_ROOT", default="https://api.kite.trade")
 KITE_TIMEOUT_S = env.float("KITE_TIMEOUT_S", default=7.0)
 KITE_ALGO_ID = env.str("KITE_ALGO_ID", default="")
 KITE_MARKET_PROTECTION = env.int("KITE_MARKET_PROTECTION", default=-1)  # -1: Kite picks the band
-# Freeze quantity per underlying, for brokers whose instrument list has none (Kite): orders above
-# it are sliced. The paper exchange's own instruments carry theirs.
+# Freeze quantity per underlying (NIFTY=1800,BANKNIFTY=900): an override of the freeze-quantity
+# table staff keep in the admin (Brokers -> Freeze quantities; empty by default). For brokers whose
+# instrument list has none (Kite, Angel One): orders above it are sliced. A broker's own figure (the
+# paper exchange's instruments) wins over both.
 FREEZE_QUANTITIES = parse_freeze_quantities(env.str("FREEZE_QUANTITIES", default=""))
 # Empty (as unset): Kite's own.
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="") or "https://kite.zerodha.com/connect/login"

@@ -2,8 +2,10 @@
 
 Both are sent as whole-lot slices no larger than the instrument's freeze quantity (one intent per
 slice, tags `make_tag(allocation, child, slice_no)`), so a large client is never rejected at the
-exchange. The freeze quantity is read from the child's broker instrument list with the
-configured FREEZE_QUANTITIES filled in (the engine's instrument source, current for the day);
+exchange. The freeze quantity is read from the child's broker instrument list, an underlying its
+broker gives none for taking the freeze-quantity table staff keep in the admin (`brokers.freeze`),
+with FREEZE_QUANTITIES (empty by default) as an override of that table (the engine's instrument
+source, current for the day);
 only when that read fails does the figure recorded on the latest allocation in the instrument
 stand in (it can be weeks old, and the exchange revises freeze quantities).
 
@@ -100,10 +102,11 @@ def freeze_quantities(
 ) -> dict[tuple[str, str], int | None]:
     """Freeze quantity per instrument (None: unknown, the order goes out whole).
 
-    The child's broker instrument list, with the configured FREEZE_QUANTITIES for an underlying its
-    broker gives none for (`replication.instruments`): today's figure, from the broker that
-    enforces it. When the list cannot be read or does not have the instrument, the figure recorded
-    on the latest allocation in that instrument.
+    The child's broker instrument list, an underlying its broker gives none for taking the
+    freeze-quantity table staff keep in the admin, overridden by FREEZE_QUANTITIES (empty by
+    default) (`replication.instruments`): today's figure, from the broker that enforces it. When
+    the list cannot be read or does not have the instrument, the figure recorded on the latest
+    allocation in that instrument.
     """
     wanted = set(instruments)
     found: dict[tuple[str, str], int | None] = {}
