@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from accounts.models import Account, CapitalMode
 from brokers.paper.models import PaperInstrument
@@ -99,13 +99,16 @@ def user_get_by_username(*, username: str) -> AbstractBaseUser | None:
 
 
 def paper_instruments_unknown(*, keys: Iterable[str]) -> list[str]:
-    """The "EXCHANGE:SYMBOL" keys that no paper instrument has, in the order given."""
-    wanted = [key for key in dict.fromkeys(keys) if ":" in key]
-    symbols = {key.split(":", 1)[1] for key in wanted}
-    known = {
-        f"{exchange}:{symbol}"
-        for exchange, symbol in PaperInstrument.objects.filter(tradingsymbol__in=symbols).values_list(
-            "exchange", "tradingsymbol"
-        )
-    }
-    return [key for key in dict.fromkeys(keys) if key not in known]
+    """The filter entries no paper instrument answers to, in the order given: `EXCHANGE:SYMBOL` a
+    contract or an underlying there, a bare `NAME` an underlying (or a contract) on any exchange
+    (the engine's rule, `replication.sizing.caps.filter_match`)."""
+    wanted = list(dict.fromkeys(keys))
+    names = {key.partition(":")[2] or key for key in wanted}
+    known: set[str] = set()
+    for exchange, symbol, underlying in PaperInstrument.objects.filter(
+        Q(tradingsymbol__in=names) | Q(underlying__in=names)
+    ).values_list("exchange", "tradingsymbol", "underlying"):
+        for name in (symbol, underlying):
+            if name:
+                known.update((f"{exchange}:{name}", name))
+    return [key for key in wanted if key not in known]

@@ -44,7 +44,7 @@ class LimitsForm(forms.Form):
         label="Block an instrument",
         max_length=80,
         required=False,
-        help_text="EXCHANGE:SYMBOL, for example NFO:NIFTY25DECFUT",
+        help_text="A contract (NFO:NIFTY25DECFUT) or an underlying (NFO:NIFTY, or NIFTY on any exchange)",
         widget=forms.TextInput(attrs={"placeholder": "NFO:SYMBOL", "autocapitalize": "characters"}),
     )
 

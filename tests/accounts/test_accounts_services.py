@@ -390,7 +390,7 @@ def test_account_update_settings_none_clears_a_limit():
 
 HOSTILE_SETTINGS = [
     ({"allowed_instruments": "NFO:NIFTY"}, "invalid_instruments"),
-    ({"allowed_instruments": ["NIFTY"]}, "invalid_instruments"),
+    ({"allowed_instruments": ["NIFTY 50"]}, "invalid_instruments"),
     ({"allowed_instruments": ["NFO:"]}, "invalid_instruments"),
     ({"blocked_instruments": [42]}, "invalid_instruments"),
     ({"blocked_instruments": ["NSE:<script>"]}, "invalid_instruments"),

@@ -324,6 +324,36 @@ def test_api_patch_instruments_must_exist_on_the_paper_exchange(people):
     assert Account.objects.get(pk=account.pk).allowed_instruments == ["NFO:NIFTY25DECFUT"]
 
 
+def test_api_patch_paper_filters_accept_an_underlying_the_paper_exchange_lists(people):
+    """Issue 15: an underlying (`NIFTY` on any exchange, `NFO:NIFTY`) is a filter entry when a
+    paper instrument has that underlying (there); one no instrument has is still refused."""
+    PaperInstrument.objects.create(
+        exchange="NFO",
+        tradingsymbol="NIFTY25DECFUT",
+        underlying="NIFTY",
+        instrument_type=InstrumentType.FUT,
+        segment="NFO-FUT",
+    )
+    account = AccountFactory(owner=people.alice)
+
+    known = people.as_staff.patch(
+        _detail(account),
+        {"allowed_instruments": ["NIFTY"], "blocked_instruments": ["nfo:nifty"]},
+        format="json",
+    )
+    unknown = people.as_staff.patch(
+        _detail(account), {"blocked_instruments": ["BFO:NIFTY", "NOSUCH"]}, format="json"
+    )
+
+    assert known.status_code == 200, known.json()
+    assert (known.json()["allowed_instruments"], known.json()["blocked_instruments"]) == (
+        ["NIFTY"],
+        ["NFO:NIFTY"],
+    )
+    assert unknown.status_code == 400 and unknown.json()["code"] == "unknown_instrument"
+    assert all(key in unknown.json()["fields"]["blocked_instruments"] for key in ("BFO:NIFTY", "NOSUCH"))
+
+
 def test_api_patch_kite_instruments_only_need_to_be_well_formed(people):
     account = KiteAccountFactory(owner=people.alice)
 
