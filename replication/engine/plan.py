@@ -8,7 +8,6 @@ import logging
 from datetime import timedelta
 from decimal import Decimal
 
-from brokers.base import BrokerClient
 from brokers.errors import BrokerError
 from brokers.types import Instrument, InstrumentKey, InstrumentType
 from replication.engine.calculator import calculator_reads, read_together
@@ -37,11 +36,6 @@ def underlying_of(inst: Instrument | None) -> str:
         return ""
     name = inst.underlying or (inst.name if inst.instrument_type in DERIVATIVES else "") or inst.tradingsymbol
     return name.strip().upper()[:UNDERLYING_MAX_LENGTH]
-
-
-def event_underlying(ctx: TickContext, client: BrokerClient, ev: MasterEvent) -> str:
-    """The underlying of the event's instrument at the master's broker (the tick's cached listing)."""
-    return underlying_of(ctx.instruments.get(client, InstrumentKey(ev.exchange, ev.tradingsymbol)))
 
 
 def plan_allocations(ctx: TickContext, read: MasterRead, detected: Detected) -> list[EventPlan | None]:
@@ -87,7 +81,12 @@ def plan_allocations(ctx: TickContext, read: MasterRead, detected: Detected) -> 
             plans.append(None)
             continue
         lots = ev.quantity // inst.lot_size
-        plan = EventPlan(lot_size=inst.lot_size, master_lots=lots, freeze_quantity=inst.freeze_quantity)
+        plan = EventPlan(
+            lot_size=inst.lot_size,
+            master_lots=lots,
+            freeze_quantity=inst.freeze_quantity,
+            underlying=underlying_of(inst),
+        )
         if ev.kind == "close":
             r = Decimal(ev.quantity) / Decimal(abs(ev.position_before))
             plan.exit_ratio = ratio(min(r, Decimal(1)))

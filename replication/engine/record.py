@@ -11,7 +11,6 @@ from django.db import transaction
 
 from brokers.types import OrderType
 from replication.engine.context import TickContext
-from replication.engine.plan import event_underlying
 from replication.engine.types import Detected, EventPlan, MasterRead
 from replication.events import MasterEvent
 from replication.lease import lease_check
@@ -128,7 +127,7 @@ def _allocation(
         attributed_margin=plan.attributed_margin,
         margin_source=plan.margin_source,
         fraction=plan.fraction,
-        underlying=event_underlying(ctx, read.client, ev),
+        underlying=plan.underlying,
     )
 
 

@@ -69,5 +69,6 @@ class EventPlan:
     master_capital: Decimal | None = None
     attributed_margin: Decimal | None = None
     margin_source: str = ""
+    underlying: str = ""  # of the event's instrument at the master's broker (instrument filters)
     fraction: Decimal | None = None
     reason: str = ""
