@@ -334,7 +334,7 @@ def test_security_claims_pending_state_shows_in_the_api_admin_and_dashboard(alic
     overview = client.get(reverse("dashboard:overview")).content.decode()
 
     assert detail["ownership"] == "pending" and detail["ownership_proven_at"] is None
-    assert "Pending" in _row(admin_list, "ZP2")
+    assert "pending proof" in _row(admin_list, "ZP2").lower()
     assert "pending" in _row(overview, "Alice claim").lower()
     assert "pending" not in _row(overview, ">C1<").lower()
 
