@@ -1,6 +1,7 @@
 # Developer entry points. GNU make; python3.11 from PATH; everything runs from the .venv.
 #   make run       first-run setup, demo data, then web + engine + task cluster (Ctrl-C stops all, exit 0)
 #   make run KITE=sim   the same on the Kite path: demo accounts on Kite, served by the simulator
+#   make run BROKERS=mixed   a mixed desk: master on the Kite simulator, children on Kite, Angel One (simulator) and paper
 #   make demo-reset     the demo desk back to the README's starting balances (engine stopped)
 #   make test      the whole suite on SQLite
 #   make test-pg   the whole suite on a throwaway PostgreSQL cluster
@@ -26,11 +27,36 @@ KITE ?=
 WEB_PORT ?= 8000
 KITE_SIM_PORT ?= 8001
 KITE_SIM_CONFIG := .kite-sim.json
+# `make run BROKERS=mixed`: the Kite-simulator demo, then CHILD1 and CHILD2 move to Angel One (served
+# by manage.py angel_sim on 127.0.0.1:8002) and CHILD3 to the paper exchange; MASTER1 and CHILD4 stay
+# on Kite. Empty (the default): KITE decides, as before.
+BROKERS ?=
+ANGEL_SIM_PORT ?= 8002
+ANGEL_SIM_CONFIG := .angel-sim.json
+MIXED_ANGEL_DEMO := CHILD1,CHILD2
+MIXED_PAPER_DEMO := CHILD3
 STAFF_URL = http://127.0.0.1:$(WEB_PORT)/staff/
 # The processes run under scripts/run_procfile.py (not `honcho start`): Ctrl-C sends each one
 # SIGINT, waits for all of them and exits 0 (docs/operations.md). It loads no env file: Django
 # reads .env itself and never lets it override the environment given here.
-ifeq ($(strip $(KITE)),)
+KITE_SIM_ENV := WEB_PORT=$(WEB_PORT) KITE_SIM_PORT=$(KITE_SIM_PORT) KITE_SIM_CONFIG=$(KITE_SIM_CONFIG) LAB_ENABLED=true KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
+ifneq ($(strip $(BROKERS)),)
+ifneq ($(strip $(BROKERS)),mixed)
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+$(error BROKERS=$(BROKERS) is not a switch of make run: use "make run BROKERS=mixed" (Kite master; Kite, Angel One and paper children, against the simulators) or leave BROKERS empty)
+endif
+else ifneq ($(strip $(KITE)),)
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+$(error BROKERS=mixed and KITE=$(KITE) do not go together: BROKERS=mixed already runs the Kite simulator)
+endif
+endif
+endif
+ifeq ($(strip $(BROKERS)),mixed)
+RUN_PROCFILE := Procfile.mixed
+SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
+# Exported to every process: the Kite simulator's variables plus the Angel simulator's.
+RUN_ENV := $(KITE_SIM_ENV) ANGEL_SIM_PORT=$(ANGEL_SIM_PORT) ANGEL_SIM_CONFIG=$(ANGEL_SIM_CONFIG) ANGEL_API_ROOT=http://127.0.0.1:$(ANGEL_SIM_PORT)
+else ifeq ($(strip $(KITE)),)
 RUN_PROCFILE := Procfile
 SEED_FLAGS :=
 RUN_ENV := WEB_PORT=$(WEB_PORT)
@@ -38,7 +64,7 @@ else ifeq ($(strip $(KITE)),sim)
 RUN_PROCFILE := Procfile.kite-sim
 SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
 # Exported to every process.
-RUN_ENV := WEB_PORT=$(WEB_PORT) KITE_SIM_PORT=$(KITE_SIM_PORT) KITE_SIM_CONFIG=$(KITE_SIM_CONFIG) LAB_ENABLED=true KITE_API_ROOT=http://127.0.0.1:$(KITE_SIM_PORT) KITE_LOGIN_URL=http://127.0.0.1:$(KITE_SIM_PORT)/connect/login FREEZE_QUANTITIES=NIFTY=1800,BANKNIFTY=900
+RUN_ENV := $(KITE_SIM_ENV)
 else ifneq ($(filter run,$(MAKECMDGOALS)),)
 $(error KITE=$(KITE) is not a switch of make run: use "make run KITE=sim" (Kite path against the simulator) or plain "make run" (paper exchange))
 endif
@@ -63,12 +89,16 @@ install: $(STAMP)  ## create .venv and install requirements-dev.txt
 .env: | $(STAMP)
 	$(BIN)/python scripts/bootstrap_env.py
 
-run: $(STAMP) .env  ## migrate, seed the paper demo, start web (http://127.0.0.1:8000/staff/), engine and qcluster (KITE=sim: on the Kite path)
+run: $(STAMP) .env  ## migrate, seed the paper demo, start web (http://127.0.0.1:8000/staff/), engine and qcluster (KITE=sim: on the Kite path; BROKERS=mixed: Kite, Angel One and paper)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) sync_schedules
 	$(MANAGE) paper seed
 	$(MANAGE) seed_demo $(SEED_FLAGS) --site http://127.0.0.1:$(WEB_PORT)
-ifeq ($(RUN_PROCFILE),Procfile.kite-sim)
+ifeq ($(RUN_PROCFILE),Procfile.mixed)
+	LAB_ENABLED=true $(MANAGE) angel_sim --link-demo $(MIXED_ANGEL_DEMO) --paper-demo $(MIXED_PAPER_DEMO) --write-config $(ANGEL_SIM_CONFIG)
+	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), the Angel simulator (http://127.0.0.1:$(ANGEL_SIM_PORT)), web, engine and task cluster on a mixed desk."
+	@echo "MASTER1 and CHILD4 on Kite, $(MIXED_ANGEL_DEMO) on Angel One, $(MIXED_PAPER_DEMO) on paper."
+else ifeq ($(RUN_PROCFILE),Procfile.kite-sim)
 	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), web, engine and task cluster on the Kite path."
 else
 	@echo "Starting web, engine and task cluster."

@@ -304,6 +304,12 @@ FREEZE_QUANTITIES = parse_freeze_quantities(env.str("FREEZE_QUANTITIES", default
 # Empty (as unset): Kite's own.
 KITE_LOGIN_URL = env.str("KITE_LOGIN_URL", default="") or "https://kite.zerodha.com/connect/login"
 KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="") or "wss://ws.kite.trade"
+# Angel One SmartAPI (brokers/angel/, docs/angel.md): the API root (scheme://host:port; the Angel
+# simulator on loopback for offline runs), the adapter's own timeout, and the scrip master's URL
+# (empty: next to a loopback root, else Angel's published OpenAPIScripMaster.json).
+ANGEL_API_ROOT = env.str("ANGEL_API_ROOT", default="https://apiconnect.angelone.in")
+ANGEL_TIMEOUT_S = env.float("ANGEL_TIMEOUT_S", default=7.0)
+ANGEL_SCRIP_MASTER_URL = env.str("ANGEL_SCRIP_MASTER_URL", default="")
 WAKE_FILE = env.str("WAKE_FILE", default=str(BASE_DIR / ".engine-wake"))
 SITE_URL = env.str("SITE_URL", default="")  # prefix for links in emails (login check)
 
