@@ -6,6 +6,8 @@ normalised value or raises :class:`AccountError` for that field. Messages never 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import unicodedata
 from collections.abc import Callable
@@ -20,7 +22,11 @@ T = TypeVar("T")
 USER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KITE_API_KEY_RE = re.compile(r"[A-Za-z0-9]{6,64}")
 KITE_API_SECRET_RE = re.compile(r"[A-Za-z0-9]{6,128}")
-ACCESS_TOKEN_RE = re.compile(r"[A-Za-z0-9_.\-]{6,512}")
+# Angel One's session token is a JWT of several hundred characters (Kite's is 32).
+ACCESS_TOKEN_RE = re.compile(r"[A-Za-z0-9_.\-]{6,4096}")
+PIN_RE = re.compile(r"[0-9]{4,8}")
+# A TOTP secret as authenticator apps show it: base32 (A-Z, 2-7), 80 bits (16 characters) or more.
+TOTP_SECRET_RE = re.compile(r"[A-Z2-7]{16,128}")
 WHOLE_NUMBER_RE = re.compile(r"[+-]?[0-9]{1,12}")
 # An allowed/blocked instrument filter entry: one contract ("NFO:NIFTY25DECFUT") or an underlying,
 # on one exchange ("NFO:NIFTY") or any ("NIFTY"): `brokers.instruments.matches_filter`'s rule.
@@ -143,8 +149,9 @@ def clean_user_id(value: Any, *, broker: str | None = None) -> str:
             "user_id",
             "user id must be 1-64 characters of letters, digits, '_' or '-'",
         )
-    # Zerodha client ids are upper case; normalising prevents linking one real account twice.
-    return text.upper() if broker == Broker.KITE else text
+    # Zerodha client ids and Angel One client codes are upper case; normalising prevents linking
+    # one real account twice.
+    return text.upper() if broker in (Broker.KITE, Broker.ANGEL) else text
 
 
 def clean_name(value: Any) -> str:
@@ -172,8 +179,40 @@ def clean_api_secret(value: Any) -> str:
 
 def clean_access_token(value: Any) -> str:
     return _clean_credential(
-        value, field="access_token", pattern=ACCESS_TOKEN_RE, rule="6-512 letters, digits, '.', '_' or '-'"
+        value, field="access_token", pattern=ACCESS_TOKEN_RE, rule="6-4096 letters, digits, '.', '_' or '-'"
     )
+
+
+def clean_pin(value: Any) -> str:
+    """A broker login PIN (Angel One's: 4 to 8 digits). The message never echoes it."""
+    if not isinstance(value, str):
+        raise _field_error("invalid_credentials", "pin", f"pin must be text, got {type(value).__name__}")
+    text = value.strip()
+    if not PIN_RE.fullmatch(text):
+        raise _field_error(
+            "invalid_credentials", "pin", "pin is ill-formed: Angel One's PIN is 4 to 8 digits"
+        )
+    return text
+
+
+def clean_totp_secret(value: Any) -> str:
+    """A TOTP secret (base32, as an authenticator app shows it: spaces, hyphens, lower case and `=`
+    padding allowed), normalised to upper-case base32 without them. The message never echoes it."""
+    field = "totp_secret"
+    if not isinstance(value, str):
+        raise _field_error("invalid_credentials", field, f"{field} must be text, got {type(value).__name__}")
+    text = value.replace(" ", "").replace("-", "").strip().upper().rstrip("=")
+    try:
+        decodable = bool(text) and bool(base64.b32decode(text + "=" * (-len(text) % 8)))
+    except (ValueError, binascii.Error):
+        decodable = False
+    if not (TOTP_SECRET_RE.fullmatch(text) and decodable):
+        raise _field_error(
+            "invalid_credentials",
+            field,
+            f"{field} is ill-formed: not a base32 secret (letters A-Z and digits 2-7, 16 or more)",
+        )
+    return text
 
 
 CAPITAL_MODES = tuple(mode.value for mode in CapitalMode)

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from accounts.models import RISK_FIELDS, Account, AccountStatus, Role
+from accounts.models import RISK_FIELDS, Account, AccountStatus, Broker, Role
 from accounts.validation import AccountError, Errors, clean_actor, redact_url
+from brokers.capabilities import SessionKind, UnknownCapabilities, capabilities_for
 from replication.services.audit_log import changes
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -57,6 +58,33 @@ def kite_token_expiry(obtained_at: datetime) -> datetime:
     if expiry <= local:
         expiry += timedelta(days=1)
     return expiry.astimezone(UTC)
+
+
+HEADLESS_LOGIN_FIELDS = ("pin", "totp_secret")
+
+
+def has_headless_login(broker: str | None) -> bool:
+    """Whether the broker's session is a headless login with a stored PIN and TOTP secret (Angel One)."""
+    try:
+        return broker is not None and capabilities_for(broker).session.kind is SessionKind.HEADLESS_TOTP
+    except UnknownCapabilities:
+        return False
+
+
+def check_headless_fields(broker: str | None, given: dict[str, Any], errors: Errors) -> None:
+    """A PIN or TOTP secret for a broker without a headless login is refused (field by field)."""
+    if broker is None or has_headless_login(broker):
+        return
+    names = [
+        capabilities_for(kind).name
+        for kind in Broker.values
+        if has_headless_login(kind)  # the brokers that take them, by capability
+    ]
+    for field in HEADLESS_LOGIN_FIELDS:
+        if given.get(field) is not None:
+            errors.add(
+                "credentials_not_allowed", field, f"{field} is for {' and '.join(names)} accounts only"
+            )
 
 
 def state(account: Account) -> dict[str, Any]:

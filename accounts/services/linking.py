@@ -14,7 +14,8 @@ behind that account (the Kite simulator serves paper books) and cannot be linked
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -23,10 +24,12 @@ from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, CapitalMode, Ownership, Role
 from accounts.services._common import (
+    check_headless_fields,
     check_owner,
     clean_actor_or_raise,
     consent_version_current,
     diff,
+    has_headless_login,
     lock,
     master_exists_error,
     other_enabled_master,
@@ -34,6 +37,7 @@ from accounts.services._common import (
     save_changes,
     state,
 )
+from accounts.services.headless import headless_login, login_error, refuse_in_transaction
 from accounts.validation import (
     AccountError,
     Errors,
@@ -45,12 +49,16 @@ from accounts.validation import (
     clean_capital_mode,
     clean_multiplier,
     clean_name,
+    clean_pin,
+    clean_totp_secret,
     clean_user_id,
     flag_cleaner,
     money_cleaner,
 )
 from brokers.capabilities import capabilities_for
+from brokers.errors import BrokerError
 from brokers.paper.selectors import paper_account_exists
+from brokers.registry import BrokerCredentials
 from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
@@ -64,6 +72,8 @@ class _LinkInput:
     api_key: str | None
     api_secret: str | None
     access_token: str | None
+    pin: str | None
+    totp_secret: str | None
     master: bool
     capital_mode: str | None
     fixed_capital: Decimal | None
@@ -72,6 +82,10 @@ class _LinkInput:
     owner: Any
     actor: str
     claim: bool
+    # Set by a successful link-time login (never input): the session's expiry, and that it proves
+    # the user id.
+    token_expires_at: datetime | None = None
+    logged_in: bool = False
 
 
 ALREADY_LINKED = "this broker account is already linked by someone else; ask staff"
@@ -93,6 +107,7 @@ def _clean(**raw: Any) -> _LinkInput:
     credentials = (raw["api_key"], raw["api_secret"], raw["access_token"])
     if broker == Broker.PAPER and any(value is not None for value in credentials):
         errors.add("credentials_not_allowed", "api_key", "paper accounts take no credentials")
+    check_headless_fields(broker, {"pin": raw["pin"], "totp_secret": raw["totp_secret"]}, errors)
     actor = errors.run("actor", clean_actor, raw["actor"])
     if raw["actor"] is None:
         errors.add("invalid_actor", "actor", "actor is required")
@@ -111,6 +126,8 @@ def _clean(**raw: Any) -> _LinkInput:
         api_key=errors.run("api_key", clean_api_key, raw["api_key"]),
         api_secret=errors.run("api_secret", clean_api_secret, raw["api_secret"]),
         access_token=errors.run("access_token", clean_access_token, raw["access_token"]),
+        pin=errors.run("pin", clean_pin, raw["pin"]),
+        totp_secret=errors.run("totp_secret", clean_totp_secret, raw["totp_secret"]),
         master=bool(errors.run("master", flag_cleaner("master"), raw["master"])),
         capital_mode=errors.run("capital_mode", clean_capital_mode, raw["capital_mode"]),
         fixed_capital=errors.run("fixed_capital", money_cleaner("fixed_capital"), raw["fixed_capital"]),
@@ -164,6 +181,8 @@ def account_link_target(*, broker: Any, user_id: Any, owner: Any, claim: bool) -
         api_key=None,
         api_secret=None,
         access_token=None,
+        pin=None,
+        totp_secret=None,
         master=False,
         capital_mode=None,
         fixed_capital=None,
@@ -193,6 +212,17 @@ def _check_against(data: _LinkInput, existing: Account | None) -> None:
     errors = Errors()
     if existing is None and data.broker == Broker.KITE and not (data.api_key and data.api_secret):
         errors.add("credentials_required", "api_key", "a Kite account needs an api key and an api secret")
+    if existing is None and has_headless_login(data.broker):
+        message = (
+            f"an {capabilities_for(data.broker).name} account needs an api key and either its PIN and TOTP "
+            "secret (the server then logs in every day) or an access token"
+        )
+        if not data.api_key:
+            errors.add("credentials_required", "api_key", message)
+        if not (data.pin and data.totp_secret) and not data.access_token:
+            for field in ("pin", "totp_secret"):
+                if not getattr(data, field):
+                    errors.add("credentials_required", field, message)
     if existing is None and data.broker == Broker.PAPER and not paper_account_exists(user_id=data.user_id):
         errors.add(
             "paper_account_unknown",
@@ -233,6 +263,8 @@ def account_link_validate(
     api_key: Any = None,
     api_secret: Any = None,
     access_token: Any = None,
+    pin: Any = None,
+    totp_secret: Any = None,
     master: Any = False,
     capital_mode: Any = None,
     fixed_capital: Any = None,
@@ -250,6 +282,8 @@ def account_link_validate(
         api_key=api_key,
         api_secret=api_secret,
         access_token=access_token,
+        pin=pin,
+        totp_secret=totp_secret,
         master=master,
         capital_mode=capital_mode,
         fixed_capital=fixed_capital,
@@ -270,6 +304,8 @@ def account_link(
     api_key: str | None = None,
     api_secret: str | None = None,
     access_token: str | None = None,
+    pin: str | None = None,
+    totp_secret: str | None = None,
     master: bool = False,
     capital_mode: str | None = None,
     fixed_capital: Decimal | None = None,
@@ -278,6 +314,7 @@ def account_link(
     owner: Any = None,
     actor: str,
     claim: bool = False,
+    check_login: bool = True,
 ) -> tuple[Account, bool]:
     """Create the (broker, user_id) account, or update it when it is already linked.
 
@@ -291,6 +328,15 @@ def account_link(
     by someone else is refused (`already_linked`). Without it (staff, commands, the admin) the
     link is vouched for: a pending claim of `owner` becomes vouched, and the other pending claims
     of the id are dropped.
+
+    A broker with a headless login (Angel One): a new account needs an api key and either the
+    client's PIN and TOTP secret or an access token (`credentials_required`); client codes are
+    upper-cased. When the link gives an api key, PIN or TOTP secret and all three are known (given
+    or stored), `account_link` logs in once at the broker before it writes anything (so call it
+    outside any transaction; `in_transaction` otherwise): a refusal raises `login_refused` (or
+    `login_failed`: unreachable) and stores nothing; a success stores the day's session and
+    proves a pending claim (PROVEN). `check_login=False` skips that login (the admin, whose save
+    runs inside Django's transaction): the server's first login checks the secrets instead.
     """
     data = _clean(
         broker=broker,
@@ -299,6 +345,8 @@ def account_link(
         api_key=api_key,
         api_secret=api_secret,
         access_token=access_token,
+        pin=pin,
+        totp_secret=totp_secret,
         master=master,
         capital_mode=capital_mode,
         fixed_capital=fixed_capital,
@@ -308,11 +356,15 @@ def account_link(
         actor=actor,
         claim=claim,
     )
+    if check_login:
+        data = _link_login(data)
     try:
         with transaction.atomic():
             existing = _target(data, for_update=True)
             _check_against(data, existing)
             account, created = _write(data, existing)
+            if data.logged_in and account.is_pending:
+                account = _settle(account=account, ownership=Ownership.PROVEN, actor=data.actor)
             if not account.is_pending:
                 drop_other_claims(account, actor=data.actor)
             return account, created
@@ -321,6 +373,42 @@ def account_link(
         raise AccountError(
             "conflict", "the account or the master changed at the same time; try again", {}
         ) from exc
+
+
+def _link_login(data: _LinkInput) -> _LinkInput:
+    """For a broker with a headless login: one login with the given (else stored) api key, PIN
+    and TOTP secret, when the link gives one of them and all three are known. Every check that
+    needs no broker runs first, so bad input never spends a login (a wrong PIN tried too often
+    locks the client out). Returns `data` with the session to store."""
+    if not has_headless_login(data.broker):
+        return data
+    if all(getattr(data, field) is None for field in ("api_key", "pin", "totp_secret")):
+        return data
+    existing = _target(data, for_update=False)
+    _check_against(data, existing)
+    stored = existing.broker_credentials() if existing is not None else None
+    api_key = data.api_key or (stored.api_key if stored else "")
+    pin = data.pin or (stored.pin if stored else "")
+    totp_secret = data.totp_secret or (stored.totp_secret if stored else "")
+    if not (api_key and pin and totp_secret):
+        return data
+    refuse_in_transaction("account_link (a login at the broker)")
+    creds = BrokerCredentials(
+        broker=data.broker,
+        user_id=data.user_id,
+        api_key=api_key,
+        proxy_url=existing.proxy_url if existing is not None else "",
+        pin=pin,
+        totp_secret=totp_secret,
+    )
+    try:
+        session = headless_login(creds)
+    except BrokerError as exc:
+        logger.info("link-time login of %s:%s refused (%s)", data.broker, data.user_id, exc.code)
+        raise login_error(exc, broker=data.broker) from None
+    return replace(
+        data, access_token=session.access_token, token_expires_at=session.expires_at, logged_in=True
+    )
 
 
 def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
@@ -339,13 +427,15 @@ def _write(data: _LinkInput, existing: Account | None) -> tuple[Account, bool]:
         account.display_name = data.name
     if data.owner is not None:
         account.owner = data.owner
-    for field in ("api_key", "api_secret"):
+    for field in ("api_key", "api_secret", "pin", "totp_secret"):
         if getattr(data, field) is not None:
             setattr(account, field, getattr(data, field))
     if data.access_token is not None:
         setattr(account, "access_token", data.access_token)  # noqa: B010  (encrypted field: untyped in stubs)
         account.token_obtained_at = now
-        account.token_expires_at = capabilities_for(account.broker).session.token_expiry(now)
+        account.token_expires_at = data.token_expires_at or capabilities_for(
+            account.broker
+        ).session.token_expiry(now)
         if account.status == AccountStatus.NEEDS_LOGIN:
             account.status = AccountStatus.ACTIVE
     if data.capital_mode is not None:

@@ -145,3 +145,40 @@ def test_link_account_audit_rows_never_hold_the_secret():
     text = " ".join(json.dumps(e.data) + e.message for e in ReplicationEvent.objects.all())
     assert SECRET not in text
     assert "kiteapikey9" not in text
+
+
+def test_link_account_angel_needs_pin_and_totp_or_a_token_and_stores_nothing_without():
+    before = _counts()
+    with pytest.raises(CommandError, match="PIN and TOTP secret") as caught:
+        _run("--broker", "angel", "--user-id", "a55", "--api-key", "angelkey01")
+    assert "\n" not in str(caught.value)
+    assert _counts() == before
+
+
+def test_link_account_angel_with_a_token_upper_cases_the_client_code(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJBNTUifQ.c2ln\n"))
+    lines = _run("--broker", "angel", "--user-id", "a55", "--api-key", "angelkey01", "--access-token", "-")
+
+    account = Account.objects.get(broker="angel")
+    assert account.broker_user_id == "A55" and account.secret("access_token").startswith("eyJ")
+    assert lines[1] == f"linked account {account.pk} (angel:A55, child)"
+    assert "logged in" not in "\n".join(lines)  # a token given, no login made
+    assert "next: store the PIN and TOTP secret" in lines[-1]
+
+
+def test_link_account_pin_is_refused_for_kite_by_the_service():
+    before = _counts()
+    with pytest.raises(CommandError, match="Angel One accounts only"):
+        _run(
+            "--broker",
+            "kite",
+            "--user-id",
+            "ZK9",
+            "--api-key",
+            "kiteapikey9",
+            "--api-secret",
+            "kitesecret9",
+            "--totp-secret",
+            "JBSWY3DPEHPK3PXP",
+        )
+    assert _counts() == before

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.utils import timezone
 
-from accounts.models import MARKET_AFTER_SECONDS_MAX, Account, Broker, CapitalMode, PendingPolicy
+from accounts.models import MARKET_AFTER_SECONDS_MAX, Broker, CapitalMode, PendingPolicy
 from accounts.services import (
     AccountError,
     account_link,
-    account_set_credentials,
     account_settings_validate,
     account_update_settings,
 )
-from accounts.services._common import lock, save_changes, state
-from brokers.angel.session import AngelSession, valid_totp_secret
-from brokers.errors import BrokerError
-from brokers.registry import BrokerCredentials, build_client
-from replication.services.audit_log import EventKind, audit
-
-ANGEL_LOGIN_FIELDS = ("pin", "totp_secret")
-PIN_RE = re.compile(r"[0-9]{4,8}")
 
 HELP = """Link a broker account, or update it when (broker, user id) is already linked.
 
@@ -91,44 +81,36 @@ class Command(BaseCommand):
         multiplier = _decimal("--multiplier", options["multiplier"])
         credentials = {
             name: self._credential(options[name])
-            for name in ("api_key", "api_secret", "access_token", *ANGEL_LOGIN_FIELDS)
+            for name in ("api_key", "api_secret", "access_token", "pin", "totp_secret")
         }
-        angel_login = {name: credentials.pop(name) for name in ANGEL_LOGIN_FIELDS}
-        session = self._angel_check(options, credentials, angel_login)
-        # Settings account_link does not take; applied in the same transaction, audited separately.
+        # Settings account_link does not take; checked first, applied right after the link (which
+        # may log in at the broker, so it runs outside any transaction), audited separately.
         settings = {
             name: options[name]
             for name in ("pending_policy", "market_after_seconds")
             if options[name] is not None
         }
+        started = timezone.now()
         try:
             account_settings_validate(account=None, **settings)
-            with transaction.atomic():
-                account, created = account_link(
-                    broker=options["broker"],
-                    user_id=options["user_id"],
-                    name=options["name"],
-                    master=options["master"],
-                    capital_mode=options["capital_mode"],
-                    fixed_capital=fixed_capital,
-                    multiplier=multiplier,
-                    consent=options["consent"],
-                    actor="cli",
-                    api_key=credentials["api_key"],
-                    api_secret=credentials["api_secret"],
-                    access_token=credentials["access_token"],
-                )
-                if settings:
-                    account = account_update_settings(account=account, actor="cli", **settings)
-                if any(value is not None for value in angel_login.values()):
-                    account = angel_login_store(account=account, **angel_login)
-                if session is not None:
-                    account = account_set_credentials(
-                        account=account,
-                        actor="cli",
-                        access_token=session.jwt_token,
-                        expires_at=session.expires_at,
-                    )
+            account, created = account_link(
+                broker=options["broker"],
+                user_id=options["user_id"],
+                name=options["name"],
+                master=options["master"],
+                capital_mode=options["capital_mode"],
+                fixed_capital=fixed_capital,
+                multiplier=multiplier,
+                consent=options["consent"],
+                actor="cli",
+                api_key=credentials["api_key"],
+                api_secret=credentials["api_secret"],
+                access_token=credentials["access_token"],
+                pin=credentials["pin"],
+                totp_secret=credentials["totp_secret"],
+            )
+            if settings:
+                account = account_update_settings(account=account, actor="cli", **settings)
         except AccountError as exc:
             raise CommandError(" ".join(exc.message.split())) from exc
         outcome = "created" if created else "updated"
@@ -138,46 +120,18 @@ class Command(BaseCommand):
         self.stdout.write(f"{verb} account {account.pk} ({where}, {account.role})")
         if account.broker == Broker.KITE and not account.access_token:
             self.stdout.write("next: log in to Kite to store an access token (kite_login)")
-        if session is not None:
+        logged_in = credentials["access_token"] is None and (
+            account.token_obtained_at is not None and account.token_obtained_at >= started
+        )
+        if logged_in and account.token_expires_at is not None:
             self.stdout.write(
-                f"logged in to Angel One: session until {session.expires_at:%Y-%m-%d %H:%M} UTC"
+                f"logged in to {account.get_broker_display()}: session until "
+                f"{account.token_expires_at:%Y-%m-%d %H:%M} UTC"
             )
-        elif account.broker == Broker.ANGEL and not (account.pin and account.totp_secret):
+        if account.broker == Broker.ANGEL and not (account.pin and account.totp_secret):
             self.stdout.write(
                 "next: store the PIN and TOTP secret (--pin - --totp-secret -) for the daily login"
             )
-
-    def _angel_check(
-        self, options: dict[str, Any], credentials: dict[str, str | None], login: dict[str, str | None]
-    ) -> AngelSession | None:
-        """For Angel with an api key, PIN and TOTP secret: one login at Angel (outside any
-        transaction), so a wrong PIN or secret is refused before anything is stored."""
-        given = [name for name, value in login.items() if value is not None]
-        if options["broker"] != Broker.ANGEL:
-            if given:
-                raise CommandError(f"--{given[0].replace('_', '-')} is for Angel One accounts only")
-            return None
-        pin = login["pin"]
-        if pin is not None and not PIN_RE.fullmatch(pin.strip()):
-            raise CommandError("--pin: Angel One's PIN is 4 to 8 digits")
-        totp = login["totp_secret"]
-        if totp is not None and not valid_totp_secret(totp):
-            raise CommandError("--totp-secret: not a base32 secret (letters A-Z and digits 2-7)")
-        if not (credentials["api_key"] and login["pin"] and totp):
-            return None
-        creds = BrokerCredentials(
-            broker=Broker.ANGEL,
-            user_id=options["user_id"].strip().upper(),
-            api_key=credentials["api_key"],
-            pin=login["pin"],
-            totp_secret=totp,
-        )
-        client = build_client(creds)
-        try:
-            session = client.login()  # type: ignore[attr-defined]  # AngelBroker's, not the protocol's
-        except BrokerError as exc:
-            raise CommandError(f"Angel One refused the login, nothing stored: {exc.message}") from None
-        return cast(AngelSession, session)
 
     def _credential(self, value: str | None) -> str | None:
         if value != "-":
@@ -186,28 +140,3 @@ class Command(BaseCommand):
         if not line:
             raise CommandError("expected a credential on standard input, got end of input")
         return line.strip()
-
-
-def angel_login_store(*, account: Account, pin: str | None, totp_secret: str | None) -> Account:
-    """Store the PIN and TOTP secret (encrypted), audited by field name only.
-
-    Belongs in accounts.services.account_set_credentials (which does not take them yet): kept
-    here, on the same lock, diff and audit row kind, until it does.
-    """
-    locked = lock(account)
-    before = state(locked)
-    if pin is not None:
-        setattr(locked, "pin", pin.strip())  # noqa: B010 - encrypted fields are untyped in the stubs
-    if totp_secret is not None:
-        setattr(locked, "totp_secret", totp_secret.replace(" ", "").upper())  # noqa: B010
-    delta = save_changes(locked, before)
-    if delta:
-        audit(
-            kind=EventKind.ACCOUNT_CREDENTIALS_CHANGED,
-            message=f"credentials changed: {', '.join(n for n in ANGEL_LOGIN_FIELDS if n in delta)}",
-            actor="cli",
-            data=delta,
-            account=locked,
-        )
-    locked.refresh_from_db()
-    return locked
