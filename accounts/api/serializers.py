@@ -36,6 +36,17 @@ INSTRUMENTS_HELP = (
 )
 
 
+PIN_HELP = (
+    "Angel One only; write-only, stored encrypted, never shown: the client's PIN (4 to 8 digits). With "
+    "`api_key` and `totp_secret` the link logs in once at Angel One before storing anything (a refusal "
+    "is 400 `login_refused`) and the server logs in by itself every day."
+)
+TOTP_HELP = (
+    "Angel One only; write-only, stored encrypted, never shown: the TOTP secret (base32) the client "
+    "enabled for SmartAPI, from which the server computes each login's code."
+)
+
+
 class StrictCharField(serializers.CharField):
     """Text only: numbers, booleans, lists and objects are refused (DRF would stringify numbers).
 
@@ -99,16 +110,26 @@ class TokenObtainInput(InputSerializer):
 
 class AccountLinkInput(InputSerializer):
     broker = StrictCharField(help_text=f"One of: {', '.join(Broker.values)}.")
-    user_id = StrictCharField(help_text="The broker's client id (Kite ids are upper-cased).")
+    user_id = StrictCharField(
+        help_text="The broker's client id (Kite ids and Angel One client codes are upper-cased)."
+    )
     name = StrictCharField(required=False, allow_null=True)
-    api_key = StrictCharField(required=False, allow_null=True, write_only=True, help_text="Kite only.")
+    api_key = StrictCharField(
+        required=False,
+        allow_null=True,
+        write_only=True,
+        help_text="Kite and Angel One (the SmartAPI key); write-only.",
+    )
     api_secret = StrictCharField(required=False, allow_null=True, write_only=True, help_text="Kite only.")
     access_token = StrictCharField(
         required=False,
         allow_null=True,
         write_only=True,
-        help_text="Kite only; usually stored by the login redirect instead.",
+        help_text="Kite: usually stored by the login redirect instead. Angel One: a session token, "
+        "when no PIN and TOTP secret are given.",
     )
+    pin = StrictCharField(required=False, allow_null=True, write_only=True, help_text=PIN_HELP)
+    totp_secret = StrictCharField(required=False, allow_null=True, write_only=True, help_text=TOTP_HELP)
     master = StrictBooleanField(required=False, help_text="Staff only; refused when a master exists.")
     capital_mode = StrictCharField(
         required=False, allow_null=True, help_text=f"One of: {', '.join(mode.value for mode in CapitalMode)}."
@@ -174,7 +195,13 @@ class AccountSettingsInput(InputSerializer):
     api_key = StrictCharField(required=False, write_only=True, help_text="Kite only; write-only.")
     api_secret = StrictCharField(required=False, write_only=True, help_text="Kite only; write-only.")
     access_token = StrictCharField(
-        required=False, write_only=True, help_text='Kite only; write-only; "" forgets the session.'
+        required=False, write_only=True, help_text='Write-only; "" forgets the session.'
+    )
+    pin = StrictCharField(
+        required=False, write_only=True, help_text="Angel One only; write-only (not checked by a login here)."
+    )
+    totp_secret = StrictCharField(
+        required=False, write_only=True, help_text="Angel One only; write-only (base32)."
     )
 
 
@@ -255,6 +282,8 @@ class AccountOutput(serializers.ModelSerializer[Account]):
     has_api_key = serializers.SerializerMethodField()
     has_api_secret = serializers.SerializerMethodField()
     has_access_token = serializers.SerializerMethodField()
+    has_pin = serializers.SerializerMethodField()
+    has_totp_secret = serializers.SerializerMethodField()
     login_required = serializers.SerializerMethodField()
     proxy_url = serializers.SerializerMethodField()
     capital = serializers.SerializerMethodField()
@@ -287,6 +316,8 @@ class AccountOutput(serializers.ModelSerializer[Account]):
             "has_api_key",
             "has_api_secret",
             "has_access_token",
+            "has_pin",
+            "has_totp_secret",
             "token_obtained_at",
             "token_expires_at",
             "login_required",
@@ -309,6 +340,16 @@ class AccountOutput(serializers.ModelSerializer[Account]):
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_has_access_token(self, account: Account) -> bool:
         return bool(account.access_token)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_pin(self, account: Account) -> bool:
+        """Whether a PIN for the server's own daily login (Angel One) is stored; never the PIN."""
+        return bool(account.pin)
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_has_totp_secret(self, account: Account) -> bool:
+        """Whether a TOTP secret for the server's own daily login (Angel One) is stored."""
+        return bool(account.totp_secret)
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_login_required(self, account: Account) -> bool:

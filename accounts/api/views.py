@@ -71,7 +71,7 @@ from accounts.validation import Errors, clean_reason, clean_status
 from brokers.capabilities import capabilities_for
 
 TAG = "accounts"
-CREDENTIALS = ("api_key", "api_secret", "access_token")
+CREDENTIALS = ("api_key", "api_secret", "access_token", "pin", "totp_secret")
 # Service field names -> this API's names, where they differ.
 SETTINGS_FIELD_NAMES = {"name": "display_name"}
 
@@ -161,6 +161,12 @@ class AccountLinkView(ApiView):
     (409). Staff may link for any user (`owner`) or for none, and link the first master; staff
     links are vouched for. An account whose broker's login is interactive (Kite) without a live
     access token, or still pending, comes back with `login_url`.
+
+    Angel One (`broker: "angel"`, `user_id` the client code): a new account needs `api_key` and
+    either `pin` and `totp_secret` (write-only, stored encrypted: the server logs in every day) or
+    an `access_token`. With the api key, PIN and TOTP secret the link logs in once at Angel One
+    before storing anything: a refusal is 400 `login_refused` (`login_failed`: Angel could not be
+    reached), a success keeps the day's session and proves a client's claim (`proven`).
     """
 
     throttle_classes = [ScopedRateThrottle]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
 
-from accounts.models import Account
+from accounts.models import Account, Broker
+from brokers.models import BrokerInstrument
 from brokers.paper.services import paper_order_place
 from replication.alerts.models import Alert, AlertCursor, AlertDelivery, AlertKind, AlertSubscription, Channel
 from replication.models import (
@@ -31,13 +33,21 @@ from tests.api_helpers import (
     seed_allocation,
 )
 from tests.engine_helpers import FUT, build_desk
-from tests.factories import KiteAccountFactory
+from tests.factories import AccountFactory, KiteAccountFactory
 
 pytestmark = pytest.mark.django_db
 
 PROXY_PASSWORD = "proxypassw0rd99"
 LINKED_SECRET = "linkedviaapisecret5566"
 ROTATED_SECRET = "rotatedsecret77889900"
+# Angel One's headless login: the client's PIN and TOTP secret, write-only like every credential.
+ANGEL_PIN = "86420531"
+ANGEL_TOTP = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+ROTATED_PIN = "97531864"
+ROTATED_TOTP = "MFRGGZDFMZTWQ2LKMFRGGZDFMZTWQ2LK"
+LINKED_PIN = "24681357"
+LINKED_TOTP = "ONSWG4TFOQYTEMZUONSWG4TFOQYTEMZU"
+ANGEL_SECRETS = (ANGEL_PIN, ANGEL_TOTP, ROTATED_PIN, ROTATED_TOTP, LINKED_PIN, LINKED_TOTP)
 
 
 @pytest.fixture
@@ -52,6 +62,16 @@ def seeded(people, monkeypatch):
         access_token=ACCESS_TOKEN,
         proxy_url=f"http://proxyuser:{PROXY_PASSWORD}@10.1.2.3:3128",
         display_name="Seeded kite",
+    )
+    angel = AccountFactory(
+        broker=Broker.ANGEL,
+        broker_user_id="A7788",
+        owner=people.alice,
+        api_key=API_KEY,
+        access_token=ACCESS_TOKEN,
+        pin=ANGEL_PIN,
+        totp_secret=ANGEL_TOTP,
+        display_name="Seeded angel",
     )
     allocation = seed_allocation(desk.master, kite, filled=75)
     paper_order_place(
@@ -111,17 +131,43 @@ def seeded(people, monkeypatch):
         last_error="connection refused",
     )
     AlertCursor.objects.create()
+    # one row of Angel's instrument master, as the day's listing stores it
+    BrokerInstrument.objects.create(
+        broker="angel",
+        exchange="NFO",
+        symbol=FUT,
+        underlying="NIFTY",
+        instrument_type="FUT",
+        lot_size=75,
+        broker_token="35001",
+        trading_day=now.date(),
+    )
     # audit rows about credentials, from the API
     people.as_alice.patch(f"{API}/accounts/{kite.pk}", {"api_secret": ROTATED_SECRET}, format="json")
     people.as_alice.patch(f"{API}/accounts/{kite.pk}", {"api_secret": API_SECRET}, format="json")
-    assert ReplicationEvent.objects.filter(kind="account.credentials_changed").count() == 2
-    return {"kite": kite, "allocation": allocation, "desk": desk}
+    people.as_alice.patch(
+        f"{API}/accounts/{angel.pk}", {"pin": ROTATED_PIN, "totp_secret": ROTATED_TOTP}, format="json"
+    )
+    people.as_alice.patch(
+        f"{API}/accounts/{angel.pk}", {"pin": ANGEL_PIN, "totp_secret": ANGEL_TOTP}, format="json"
+    )
+    assert ReplicationEvent.objects.filter(kind="account.credentials_changed").count() == 4
+    return {"kite": kite, "angel": angel, "allocation": allocation, "desk": desk}
+
+
+def _login_ciphertexts(account):
+    """The stored (encrypted) PIN and TOTP secret of an account, straight from the table."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pin, totp_secret FROM accounts_account WHERE id = %s", [account.pk])
+        row = cursor.fetchone()
+    return [value for value in row if value]
 
 
 def _forbidden_strings(accounts):
     found = [API_KEY, API_SECRET, ACCESS_TOKEN, PROXY_PASSWORD, LINKED_SECRET, ROTATED_SECRET]
+    found += ANGEL_SECRETS
     for account in accounts:
-        found += ciphertexts(account)
+        found += ciphertexts(account) + _login_ciphertexts(account)
     return found
 
 
@@ -131,8 +177,35 @@ def _assert_clean(label, content, forbidden):
 
 
 def test_api_responses_never_contain_secrets(people, seeded):
-    kite, allocation = seeded["kite"], seeded["allocation"]
+    kite, angel, allocation = seeded["kite"], seeded["angel"], seeded["allocation"]
     responses = {}
+    responses["link-angel"] = people.as_alice.post(
+        f"{API}/accounts/link",
+        {"broker": "angel", "user_id": "a7799", "api_key": "linkedkey456", "access_token": "eyJ.tok.en1"},
+        format="json",
+    )
+    responses["link-angel-bad-pin"] = people.as_alice.post(
+        f"{API}/accounts/link",
+        {
+            "broker": "angel",
+            "user_id": "A7799",
+            "pin": f"{LINKED_PIN}x",
+            "totp_secret": LINKED_TOTP,
+        },
+        format="json",
+    )
+    responses["link-angel-bad-totp"] = people.as_alice.post(
+        f"{API}/accounts/link",
+        {"broker": "angel", "user_id": "A7799", "pin": LINKED_PIN, "totp_secret": f"{LINKED_TOTP}1"},
+        format="json",
+    )
+    responses["rotate-angel"] = people.as_alice.patch(
+        f"{API}/accounts/{angel.pk}", {"pin": ROTATED_PIN, "totp_secret": ROTATED_TOTP}, format="json"
+    )
+    responses["rotate-angel-back"] = people.as_alice.patch(
+        f"{API}/accounts/{angel.pk}", {"pin": ANGEL_PIN, "totp_secret": ANGEL_TOTP}, format="json"
+    )
+    responses["angel-detail"] = people.as_alice.get(f"{API}/accounts/{angel.pk}")
     linked = people.as_alice.post(
         f"{API}/accounts/link",
         {"broker": "kite", "user_id": "LINKED1", "api_key": "linkedkey123", "api_secret": LINKED_SECRET},
@@ -175,6 +248,11 @@ def test_api_responses_never_contain_secrets(people, seeded):
 
     assert responses["staff-positions"].json()["positions"][0]["actual"] == 75  # the fake broker was read
     assert responses["link-bad-secret"].status_code == 400
+    assert responses["link-angel"].status_code == 201
+    assert responses["link-angel-bad-pin"].status_code == 400
+    assert responses["link-angel-bad-totp"].status_code == 400
+    assert responses["rotate-angel"].json()["has_pin"] is True
+    assert responses["angel-detail"].json()["has_totp_secret"] is True
     assert responses["unlink-refused"].status_code == 409
     forbidden = _forbidden_strings(Account.objects.all())
     assert len(forbidden) > 6  # the ciphertexts are in the list too
@@ -184,7 +262,13 @@ def test_api_responses_never_contain_secrets(people, seeded):
 
 
 def test_api_audit_rows_never_contain_secrets(people, seeded):
-    kite = seeded["kite"]
+    kite, angel = seeded["kite"], seeded["angel"]
+    people.as_alice.patch(
+        f"{API}/accounts/{angel.pk}", {"pin": ROTATED_PIN, "totp_secret": ROTATED_TOTP}, format="json"
+    )
+    angel_rows = list(ReplicationEvent.objects.filter(account=angel).values_list("message", "data"))
+    assert any("pin, totp_secret" in message for message, _ in angel_rows)
+    _assert_clean("angel audit rows", repr(angel_rows), _forbidden_strings([angel]))
     people.as_alice.patch(f"{API}/accounts/{kite.pk}", {"api_secret": ROTATED_SECRET}, format="json")
     people.as_staff.patch(
         f"{API}/accounts/{kite.pk}", {"proxy_url": f"http://u:{PROXY_PASSWORD}x@10.9.9.9:1"}, format="json"
@@ -218,6 +302,7 @@ def test_admin_pages_never_contain_secrets(admin_client, seeded):
         visited.append(info)
     assert ("accounts", "account") in visited and ("replication", "replicationevent") in visited
     for extra in (
+        reverse("admin:accounts_account_change", args=[seeded["angel"].pk]),
         reverse("admin:accounts_account_add"),
         reverse("admin:accounts_account_history", args=[seeded["kite"].pk]),
         reverse("admin:index"),
