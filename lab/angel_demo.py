@@ -15,7 +15,6 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from accounts.management.commands.link_account import angel_login_store
 from accounts.models import Account, Broker, Ownership
 from accounts.services import account_set_credentials, account_switch_broker
 from brokers.simcreds import new_angel_simulator_key
@@ -36,12 +35,14 @@ def link_to_angel(account: Account, client: Client, *, store_login: bool = True,
     account = account_switch_broker(
         account=account, broker=Broker.ANGEL, actor=ACTOR, force=True, reason=SWITCH_REASON
     )
-    account = account_set_credentials(
-        account=account, actor=ACTOR, api_key=client.api_key, access_token=token or None
+    return account_set_credentials(
+        account=account,
+        actor=ACTOR,
+        api_key=client.api_key,
+        access_token=token or None,
+        pin=client.pin if store_login else None,
+        totp_secret=client.totp_secret if store_login else None,
     )
-    if store_login:
-        account = angel_login_store(account=account, pin=client.pin, totp_secret=client.totp_secret)
-    return account
 
 
 def move_to_angel(account: Account, sim: AngelSim, *, store_login: bool = True) -> Client:
