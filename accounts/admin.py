@@ -41,11 +41,15 @@ from accounts.services import (
     account_update_settings,
     consent_version_current,
 )
+from accounts.services._common import check_headless_fields
 from accounts.services.linking import account_claim_vouch
 from accounts.validation import (
+    Errors,
     clean_access_token,
     clean_api_key,
     clean_api_secret,
+    clean_pin,
+    clean_totp_secret,
     redact_url,
     unredact_url,
 )
@@ -68,6 +72,8 @@ CREDENTIAL_CLEANERS = {
     "api_key": clean_api_key,
     "api_secret": clean_api_secret,
     "access_token": clean_access_token,
+    "pin": clean_pin,
+    "totp_secret": clean_totp_secret,
 }
 PROMOTE_TEMPLATE = "admin/accounts/account/promote_master_confirmation.html"
 
@@ -91,6 +97,8 @@ def _link_arguments(cleaned: dict[str, Any]) -> dict[str, Any]:
         "api_key": cleaned.get("api_key") or None,
         "api_secret": cleaned.get("api_secret") or None,
         "access_token": cleaned.get("access_token") or None,
+        "pin": cleaned.get("pin") or None,
+        "totp_secret": cleaned.get("totp_secret") or None,
         "master": cleaned.get("make_master", False),
         "capital_mode": cleaned.get("capital_mode"),
         "fixed_capital": cleaned.get("fixed_capital"),
@@ -104,6 +112,8 @@ class AccountAdminForm(forms.ModelForm):
     api_key = _secret_input("API key")
     api_secret = _secret_input("API secret")
     access_token = _secret_input("Access token")
+    pin = _secret_input("PIN (Angel One)")
+    totp_secret = _secret_input("TOTP secret (Angel One)")
     make_master = forms.BooleanField(
         label="Master",
         required=False,
@@ -152,7 +162,7 @@ class AccountAdminForm(forms.ModelForm):
 
     def clean_broker_user_id(self) -> str:
         user_id: str = self.cleaned_data["broker_user_id"]
-        if self.cleaned_data.get("broker") == Broker.KITE:
+        if self.cleaned_data.get("broker") in (Broker.KITE, Broker.ANGEL):
             return user_id.strip().upper()  # as account_link stores it, so the unique check sees it
         return user_id.strip()
 
@@ -176,11 +186,15 @@ class AccountAdminForm(forms.ModelForm):
     def _validate_change(self, cleaned: dict[str, Any]) -> None:
         changed = _settings_from(cleaned, set(self.changed_data) & SETTING_NAMES)
         account_settings_validate(account=self.instance, **changed)
+        errors = Errors()
+        given = {name: cleaned.get(name) or None for name in CREDENTIAL_CLEANERS}
         for name, clean in CREDENTIAL_CLEANERS.items():
-            if cleaned.get(name):
+            if given[name]:
                 if self.instance.broker == Broker.PAPER:
                     raise AccountError("credentials_not_allowed", "paper accounts take no credentials", {})
-                clean(cleaned[name])
+                errors.run(name, clean, given[name])
+        check_headless_fields(self.instance.broker, given, errors)
+        errors.raise_if_any()
 
     def _show(self, exc: AccountError) -> None:
         if not exc.fields:
@@ -237,8 +251,8 @@ class AccountAdmin(admin.ModelAdmin):
             {"fields": ("broker", "broker_user_id", "display_name", "owner", *ADD_ONLY)},
         ),
         (
-            "Credentials (Kite only; write-only)",
-            {"fields": ("api_key", "api_secret", "access_token", "proxy_url")},
+            "Credentials (write-only; Kite: key and secret; Angel One: key, PIN and TOTP secret)",
+            {"fields": ("api_key", "api_secret", "access_token", "pin", "totp_secret", "proxy_url")},
         ),
         ("Capital", {"fields": ("capital_mode", "fixed_capital", "multiplier", "dry_run")}),
         (
@@ -295,7 +309,7 @@ class AccountAdmin(admin.ModelAdmin):
         identity = ("broker", "broker_user_id", "display_name", "owner", "role", "status")
         ownership = ("ownership", "ownership_proven_at")
         consent = ("consent_given_at", "consent_version", "give_consent")
-        credentials = ("credentials_state", "api_key", "api_secret", "access_token")
+        credentials = ("credentials_state", "api_key", "api_secret", "access_token", "pin", "totp_secret")
         sessions = ("token_obtained_at", "token_expires_at", "proxy_url")
         fieldsets = [(None, {"fields": identity + ownership}), ("Consent", {"fields": consent})]
         if obj.broker != Broker.PAPER:
@@ -325,7 +339,9 @@ class AccountAdmin(admin.ModelAdmin):
             if data.get("give_consent"):
                 account_give_consent(account=account, version=consent_version_current(), actor=actor)
         else:
-            account, _ = account_link(**_link_arguments(data), actor=actor)
+            # The admin saves inside Django's transaction, where no broker is called: an Angel
+            # One PIN and TOTP secret are checked by the server's first login (the 08:45 check).
+            account, _ = account_link(**_link_arguments(data), actor=actor, check_login=False)
             rest = _settings_from(data, SETTING_NAMES - set(LINK_SETTINGS))
             account_update_settings(account=account, actor=actor, **rest)
             obj.pk = account.pk

@@ -13,7 +13,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Account, AccountStatus, Role
+from accounts.models import Account, AccountStatus, Broker, Ownership, Role
 from brokers.errors import TokenExpired
 from brokers.paper.models import PaperAccount
 from replication.models import (
@@ -59,16 +59,34 @@ def kite_account():
     )
 
 
+ANGEL_PIN = "75319"
+ANGEL_TOTP = "JBSWY3DPEHPK3PXPGEZDGNBVGY3TQOJQ"
+
+
+@pytest.fixture
+def angel_account():
+    return AccountFactory(
+        broker=Broker.ANGEL,
+        broker_user_id="A9001",
+        api_key=API_KEY,
+        access_token=ACCESS_TOKEN,
+        pin=ANGEL_PIN,
+        totp_secret=ANGEL_TOTP,
+        display_name="Angel client",
+    )
+
+
 def _ciphertexts(account: Account) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT api_key, api_secret, access_token FROM accounts_account WHERE id = %s", [account.pk]
+            "SELECT api_key, api_secret, access_token, pin, totp_secret FROM accounts_account WHERE id = %s",
+            [account.pk],
         )
         return [value for value in cursor.fetchone() if value]
 
 
 def _assert_no_secrets(content: str, account: Account) -> None:
-    for secret in (API_KEY, API_SECRET, ACCESS_TOKEN, *_ciphertexts(account)):
+    for secret in (API_KEY, API_SECRET, ACCESS_TOKEN, ANGEL_PIN, ANGEL_TOTP, *_ciphertexts(account)):
         assert secret not in content
 
 
@@ -249,6 +267,8 @@ def _change_form_data(account: Account, **overrides):
         "api_key": "",
         "api_secret": "",
         "access_token": "",
+        "pin": "",
+        "totp_secret": "",
     }
     data.update(overrides)
     return data
@@ -537,3 +557,103 @@ def test_admin_account_list_fits_a_laptop_screen(live_server, browser, screensho
     )
     assert widths[0] <= widths[1], f"page {widths[0]} px wide in a {widths[1]} px window"
     assert widths[2] <= widths[1]
+
+
+# --- Angel One: the PIN and TOTP secret ----------------------------------------------------------
+
+
+def test_admin_angel_pages_never_render_the_pin_or_totp_secret(admin_client, angel_account):
+    pages = [
+        reverse(CHANGELIST),
+        reverse("admin:accounts_account_change", args=[angel_account.pk]),
+        reverse("admin:accounts_account_add"),
+        reverse("admin:accounts_account_history", args=[angel_account.pk]),
+    ]
+    for url in pages:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        _assert_no_secrets(response.content.decode(), angel_account)
+    content = admin_client.get(pages[1]).content.decode()
+    assert "PIN (Angel One)" in content and "TOTP secret (Angel One)" in content
+    assert re.search(r'<input type="password" name="pin"[^>]*>', content)
+    assert re.search(r'<input type="password" name="totp_secret"[^>]*>', content)
+    assert "pin: set" in content and "totp_secret: set" in content
+
+
+def test_admin_angel_pin_and_totp_secret_go_to_the_service_audited_redacted(admin_client, angel_account):
+    url = reverse("admin:accounts_account_change", args=[angel_account.pk])
+
+    response = admin_client.post(
+        url, _change_form_data(angel_account, pin="246802", totp_secret="krsx g5ct mvrx ezlu")
+    )
+
+    assert response.status_code == 302
+    fresh = Account.objects.get(pk=angel_account.pk)
+    assert (fresh.secret("pin"), fresh.secret("totp_secret")) == ("246802", "KRSXG5CTMVRXEZLU")
+    assert fresh.secret("api_key") == API_KEY  # blank inputs keep the stored values
+    event = ReplicationEvent.objects.get(kind="account.credentials_changed")
+    assert event.actor == "admin" and event.message == "credentials changed: pin, totp_secret"
+    assert event.data == {
+        "pin": {"before": "***", "after": "***"},
+        "totp_secret": {"before": "***", "after": "***"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [("pin", "12ab", "4 to 8 digits"), ("totp_secret", "NOT1BASE8", "base32")],
+)
+def test_admin_angel_bad_pin_or_secret_is_a_form_error(admin_client, angel_account, field, value, fragment):
+    url = reverse("admin:accounts_account_change", args=[angel_account.pk])
+    before = ReplicationEvent.objects.count()
+
+    response = admin_client.post(url, _change_form_data(angel_account, **{field: value}))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert fragment in content and value not in content
+    assert ReplicationEvent.objects.count() == before
+    assert Account.objects.get(pk=angel_account.pk).secret(field) in (ANGEL_PIN, ANGEL_TOTP)
+
+
+def test_admin_pin_is_refused_for_a_kite_account(admin_client, kite_account):
+    url = reverse("admin:accounts_account_change", args=[kite_account.pk])
+
+    response = admin_client.post(url, _change_form_data(kite_account, pin="1234"))
+
+    assert response.status_code == 200
+    assert "Angel One accounts only" in response.content.decode()
+    assert Account.objects.get(pk=kite_account.pk).pin == ""
+
+
+def test_admin_adds_an_angel_account_with_pin_and_totp(admin_client):
+    data = _change_form_data(
+        Account(display_name="Angel added", capital_mode="total", multiplier=Decimal("1")),
+        broker="angel",
+        broker_user_id="a9002",
+        api_key="angelkey99",
+        pin="1357",
+        totp_secret=ANGEL_TOTP,
+    )
+
+    response = admin_client.post(reverse("admin:accounts_account_add"), data)
+
+    assert response.status_code == 302
+    account = Account.objects.get(broker=Broker.ANGEL)
+    assert account.broker_user_id == "A9002" and account.ownership == Ownership.VOUCHED
+    assert (account.secret("pin"), account.secret("totp_secret")) == ("1357", ANGEL_TOTP)
+
+
+def test_admin_angel_add_needs_pin_and_totp_or_a_token(admin_client):
+    data = _change_form_data(
+        Account(display_name="Angel bare", capital_mode="total", multiplier=Decimal("1")),
+        broker="angel",
+        broker_user_id="A9003",
+        api_key="angelkey99",
+    )
+
+    response = admin_client.post(reverse("admin:accounts_account_add"), data)
+
+    assert response.status_code == 200
+    assert "PIN and TOTP secret" in response.content.decode()
+    assert not Account.objects.filter(broker=Broker.ANGEL).exists()
