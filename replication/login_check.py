@@ -6,6 +6,10 @@ midnight) is checked the same way; brokers without one (the paper exchange) neve
 08:45 IST (`replication.tasks.SCHEDULES`), the check logs every account that will not have a live
 session at 09:15 IST, writes one audit row per account and, when mail is configured (EMAIL_HOST),
 emails the staff. `accounts_needing_login` is also dashboard data.
+
+A headless login whose PIN and TOTP secret are stored (Angel One) needs nobody: the check logs in
+for it (outside any transaction), stores the day's session and flags the account only when that
+login fails. Without them, or when the engine marked it as needing a login, it is flagged as any.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ from django.core.mail import mail_admins, send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Broker, Ownership
-from brokers.capabilities import Capabilities, UnknownCapabilities, capabilities_for
+from accounts.services import AccountError
+from accounts.services.headless import account_headless_login
+from brokers.capabilities import Capabilities, SessionKind, UnknownCapabilities, capabilities_for
+from brokers.errors import BrokerError
 from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
 
 IST = ZoneInfo("Asia/Kolkata")
+ACTOR = "login-check"
 MARKET_OPEN = time(9, 15)
 MARKET_CLOSE = time(15, 30)
 
@@ -81,12 +90,15 @@ def login_reason(account: Account, *, deadline: datetime) -> str | None:
     return None
 
 
-def accounts_needing_login(now: datetime | None = None) -> list[Account]:
-    """Enabled accounts (master and children) at every broker with sessions, without a live session
-    at the next market open (or now, during a session): status needs_login, or token missing,
-    expired or expiring first. Pending claims are left out: a login of a client's unproven claim is
-    not staff's to do."""
-    deadline = session_deadline(now or timezone.now())
+def server_logs_in(account: Account) -> bool:
+    """The server logs in for this account by itself: its broker's login is headless (TOTP) and
+    its PIN and TOTP secret are stored."""
+    caps = _capabilities(account.broker)
+    headless = caps is not None and caps.session.kind is SessionKind.HEADLESS_TOTP
+    return headless and bool(account.pin) and bool(account.totp_secret)
+
+
+def _without_live_session(deadline: datetime) -> list[Account]:
     accounts = (
         Account.objects.filter(broker__in=brokers_with_sessions())
         .exclude(status=AccountStatus.DISABLED)
@@ -94,6 +106,34 @@ def accounts_needing_login(now: datetime | None = None) -> list[Account]:
         .order_by("pk")
     )
     return [account for account in accounts if login_reason(account, deadline=deadline) is not None]
+
+
+def accounts_needing_login(now: datetime | None = None) -> list[Account]:
+    """Enabled accounts (master and children) at every broker with sessions, without a live session
+    at the next market open (or now, during a session), that a person must log in: status
+    needs_login, or token missing, expired or expiring first, except where the server logs in by
+    itself (`server_logs_in`) and the engine has not marked it. Pending claims are left out: a
+    login of a client's unproven claim is not staff's to do."""
+    deadline = session_deadline(now or timezone.now())
+    return [
+        account
+        for account in _without_live_session(deadline)
+        if account.status == AccountStatus.NEEDS_LOGIN or not server_logs_in(account)
+    ]
+
+
+def _server_login(account: Account) -> str | None:
+    """Log in for `account` with its stored PIN and TOTP secret; None when the session is stored,
+    else why the login failed (the adapter's message, with every secret it knows masked)."""
+    try:
+        account_headless_login(account=account, actor=ACTOR)
+    except BrokerError as exc:
+        return f"the server's login failed ({exc.code}): {exc.message}"
+    except CredentialDecryptError:
+        return "the server's login failed: the stored PIN or TOTP secret cannot be decrypted"
+    except AccountError as exc:
+        return f"the server's login failed: {exc.message}"
+    return None
 
 
 def _interactive(account: Account) -> bool:
@@ -159,12 +199,25 @@ def _email(lines: list[str], accounts: list[Account], deadline: datetime) -> boo
 
 
 def login_check_task(now: datetime | None = None) -> str:
-    """Log, audit and (when mail is configured) email the accounts that need a login. A summary line."""
+    """Log in where the server can (a headless login with its PIN and TOTP secret stored); log,
+    audit and (when mail is configured) email the accounts that still need a login. A summary line."""
     now = now or timezone.now()
     deadline = session_deadline(now)
-    needing = [(a, login_reason(a, deadline=deadline)) for a in accounts_needing_login(now)]
+    needing: list[tuple[Account, str | None]] = []
+    logged_in = 0
+    for account in _without_live_session(deadline):  # broker calls: outside any transaction
+        reason = login_reason(account, deadline=deadline)
+        if server_logs_in(account):
+            failure = _server_login(account)
+            if failure is None:
+                logged_in += 1
+                logger.info("login check: logged in for account %s (%s)", account.pk, account.broker_user_id)
+                continue
+            reason = f"{reason}; {failure}"
+        needing.append((account, reason))
+    done = f"{logged_in} account(s) logged in by the server; " if logged_in else ""
     if not needing:
-        return "every broker account has a live session for the next market open"
+        return f"{done}every broker account has a live session for the next market open"
     lines = []
     with transaction.atomic():
         for account, reason in needing:
@@ -191,4 +244,4 @@ def login_check_task(now: datetime | None = None) -> str:
             logger.error("login check: the email to staff failed: %s", exc)
             note = " (email failed)"
     word = _accounts_word([account for account, _ in needing])
-    return f"{len(needing)} {word} account(s) need a login{note}"
+    return f"{len(needing)} {word} account(s) need a login{note}" + (f"; {done.rstrip('; ')}" if done else "")

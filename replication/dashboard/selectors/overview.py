@@ -10,9 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Case, CharField, Count, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker, Ownership, Role
+from brokers.capabilities import SessionKind, UnknownCapabilities, capabilities_for
 from replication.dashboard.charts import percentile
 from replication.dashboard.selectors._common import CURVE_POINTS_MAX, day_bounds, trading_day
 from replication.dashboard.selectors.charts import ACCEPTED, LATENCY_SAMPLE_MAX, REFUSED
@@ -233,17 +235,33 @@ def child_status_counts() -> list[tuple[str, str, int]]:
 
 
 def accounts_needing_login(*, now: datetime | None = None) -> QuerySet[Account]:
-    """Enabled accounts that need a broker login: marked so by the engine, or, at a broker whose
-    session has a token (`replication.login_check.brokers_with_sessions`: Kite, Angel One), a
-    token that is missing or past its expiry. Pending claims are left out (a client's login to
-    prove)."""
+    """Enabled accounts that need a person to log in: marked so by the engine, or, at a broker
+    whose session has a token (`replication.login_check.brokers_with_sessions`: Kite, Angel One),
+    a token that is missing or past its expiry, except where the server logs in by itself (a
+    headless TOTP login with the PIN and TOTP secret stored, as `login_check.server_logs_in`).
+    Pending claims are left out (a client's login to prove)."""
     now = now or timezone.now()
     stale = Q(broker__in=brokers_with_sessions()) & (
         Q(token_expires_at__isnull=True) | Q(token_expires_at__lte=now)
     )
+    # Empty credentials are stored as "" (never encrypted), so the length says whether one is stored.
+    server_logs_in = Q(broker__in=brokers_with_headless_login(), pin_length__gt=0, totp_length__gt=0)
     return (
         Account.objects.exclude(status=AccountStatus.DISABLED)
         .exclude(ownership=Ownership.PENDING)
-        .filter(Q(status=AccountStatus.NEEDS_LOGIN) | stale)
+        .annotate(pin_length=Length("pin"), totp_length=Length("totp_secret"))
+        .filter(Q(status=AccountStatus.NEEDS_LOGIN) | (stale & ~server_logs_in))
         .order_by("role", "pk")
     )
+
+
+def brokers_with_headless_login() -> list[str]:
+    """The broker kinds whose session is a headless TOTP login the server does itself."""
+    kinds = []
+    for kind in Broker.values:
+        try:
+            if capabilities_for(kind).session.kind is SessionKind.HEADLESS_TOTP:
+                kinds.append(kind)
+        except UnknownCapabilities:
+            continue
+    return kinds
