@@ -12,7 +12,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.generic import TemplateView
 
 from accounts.models import Account
-from brokers.capabilities import capabilities_for
+from brokers.capabilities import SessionKind, capabilities_for
 from replication.controls import FLAGS, EngineControlError, engine_control_get, engine_control_update
 from replication.dashboard import charts, selectors
 from replication.dashboard.forms import ControlForm
@@ -55,9 +55,20 @@ def login_url(account: Account) -> str:
     if capabilities_for(account.broker).session.interactive:
         try:
             return reverse(f"{account.broker}:login", args=[account.pk])
-        except NoReverseMatch:
-            pass
+        except NoReverseMatch:  # the path every broker's login view takes (as the API and the email say)
+            return f"/accounts/{account.pk}/{account.broker}/login/"
     return reverse("admin:accounts_account_change", args=[account.pk])
+
+
+def login_label(account: Account) -> str:
+    """The overview's login button, by the broker's session kind (never its name): a login link
+    for an interactive login, the admin page of its PIN and TOTP secret for a headless one."""
+    session = capabilities_for(account.broker).session
+    if session.interactive:
+        return "Log in"
+    if session.kind is SessionKind.HEADLESS_TOTP:
+        return "Check PIN and TOTP"
+    return "Open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +107,7 @@ def overview_context(request: HttpRequest) -> dict[str, Any]:
         ],
         # Success and latency by broker, once the children trade on more than one.
         "broker_stats": brokers if len(brokers) > 1 else [],
-        "needs_login": [(a, login_url(a)) for a in needs_login],
+        "needs_login": [(a, login_url(a), login_label(a)) for a in needs_login],
     }
 
 
