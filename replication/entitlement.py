@@ -250,6 +250,10 @@ class Holding:
     pending_buy: int = 0  # unfilled remainder of buy orders in flight
     pending_sell: int = 0
     dry: int = 0  # signed quantity of dry-run orders (what a dry-run child would hold on top)
+    # Of the pending, what exits (not entries) have working: an entry resting in the direction of
+    # an owed exit is no exit (it may never fill; E already counts it).
+    exit_buy: int = 0
+    exit_sell: int = 0
 
     @property
     def pending(self) -> bool:
@@ -271,10 +275,10 @@ def holdings(
         qs = qs.filter(_instrument_q(instruments))
     if children is not None:
         qs = qs.filter(child_id__in=list(children))
-    rows = qs.values("child_id", "exchange", "tradingsymbol", "product", "side", "status").annotate(
-        filled=Sum("filled_quantity"), qty=Sum("quantity")
-    )
-    acc: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    rows = qs.values(
+        "child_id", "exchange", "tradingsymbol", "product", "side", "status", "allocation__kind"
+    ).annotate(filled=Sum("filled_quantity"), qty=Sum("quantity"))
+    acc: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
     for r in rows:
         key = (r["child_id"], r["exchange"], r["tradingsymbol"], r["product"])
         sign = 1 if r["side"] == Side.BUY else -1
@@ -282,20 +286,22 @@ def holdings(
         acc[key][0] += sign * filled
         if r["status"] in IN_FLIGHT:
             acc[key][1 if sign > 0 else 2] += max(qty - filled, 0)
+            if r["allocation__kind"] != AllocationKind.OPEN:
+                acc[key][4 if sign > 0 else 5] += max(qty - filled, 0)
         elif r["status"] == MappingStatus.DRY_RUN:
             acc[key][3] += sign * qty
     return {k: Holding(*v) for k, v in acc.items()}
 
 
 def owed_exit(entitled_quantity: int, holding: Holding, *, dry_run: bool = False) -> tuple[str, int] | None:
-    """The exit owed now: (side, quantity) that brings H toward E (never past zero), less what is
-    already working in that direction; None when nothing is owed. A dry-run child counts its dry
-    runs as held, so dry runs show the exits they would send."""
+    """The exit owed now: (side, quantity) that brings H toward E (never past zero), less what exits
+    already have working in that direction (a resting entry is no exit); None when nothing is owed.
+    A dry-run child counts its dry runs as held, so dry runs show the exits they would send."""
     held = holding.held + (holding.dry if dry_run else 0)
     if held > 0:
-        quantity = held - holding.pending_sell - max(entitled_quantity, 0)
+        quantity = held - holding.exit_sell - max(entitled_quantity, 0)
         return (Side.SELL, quantity) if quantity > 0 else None
     if held < 0:
-        quantity = -held - holding.pending_buy - max(-entitled_quantity, 0)
+        quantity = -held - holding.exit_buy - max(-entitled_quantity, 0)
         return (Side.BUY, quantity) if quantity > 0 else None
     return None

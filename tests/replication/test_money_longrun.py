@@ -247,3 +247,27 @@ def test_money_resting_exit_that_fills_after_the_master_added_is_a_part_exit(des
     with override_settings(OWED_EXIT_BACKOFF=(0,)):
         settle(orch, 6)
     assert desk.positions(FUT)["C2"] == -75
+
+
+def test_money_exit_owed_is_sent_though_an_entry_in_that_direction_rests(desk, orch):
+    """Issue 11 §3.7, an exit is owed until done (found by the long state machine): C2's mirror of a
+    master SELL LIMIT entry fills after the master cancelled it (C2's cancel held back), so C2 is
+    short 4 lots it is not entitled to. The master then rests a BUY LIMIT entry far from the market;
+    C2's mirror of it rests too, and the convergence stage took that resting entry as the exit
+    working, so C2 stayed short with the master flat for as long as the entry rested. An entry is
+    not an exit: C2 buys its 4 lots back at once, and its entry keeps resting."""
+    from accounts.models import Account, AccountStatus
+
+    orch.run_tick()
+    order = desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    settle(orch, 2)
+    Account.objects.filter(broker_user_id="C2").update(status=AccountStatus.HALTED)
+    paper_order_cancel(user_id="MASTER", order_id=order)
+    settle(orch, 2)
+    set_price(FUT, "20150")  # C2's held-back mirror fills; the master sold nothing
+    desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19700"))
+    Account.objects.filter(broker_user_id="C2").update(status=AccountStatus.ACTIVE)
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT)["C2"] == 0
+    assert resting("C2").filter(side="BUY", order_type="LIMIT").exists()  # its entry still rests
