@@ -119,7 +119,13 @@ def test_seam_session_api_login_required_and_url_follow_an_interactive_session(p
 def test_seam_session_api_headless_session_needs_no_login_url(people):
     response = people.as_staff.post(
         f"{API}/accounts/link",
-        {"broker": "angel", "user_id": "A555002", "api_key": API_KEY, "owner": "alice"},
+        {
+            "broker": "angel",
+            "user_id": "A555002",
+            "api_key": API_KEY,
+            "owner": "alice",
+            "access_token": "eyJangel.session.token",
+        },
         format="json",
     )
 
