@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.test import override_settings
 
@@ -26,3 +29,11 @@ def rotate_key():
     while stack:
         stack.pop().disable()
     reload_crypter()
+
+
+@pytest.fixture
+def angel_sim() -> Iterator[Any]:
+    """The Angel One simulator on loopback, the adapter pointed at it (tests/angel_helpers.py)."""
+    from tests.angel_helpers import running_angel_sim
+
+    yield from running_angel_sim()

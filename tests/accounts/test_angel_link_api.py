@@ -3,34 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from django.test import override_settings
 
 from accounts.models import Account, Broker, Ownership
-from brokers.angel.budget import forget_budgets
-from lab.angel_sim.server import RunningSim, start
 from tests.api_helpers import API
 from tests.factories import AccountFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def running() -> Iterator[RunningSim]:
-    forget_budgets()
-    sim = start()
-    try:
-        with override_settings(ANGEL_API_ROOT=sim.root):
-            yield sim
-    finally:
-        sim.stop()
-        forget_budgets()
-
-
-def test_a_client_links_angel_with_pin_and_totp_and_is_proven_by_the_login(people, running):
-    client = running.sim.store.register(client_code="A4000")
+def test_a_client_links_angel_with_pin_and_totp_and_is_proven_by_the_login(people, angel_sim):
+    client = angel_sim.sim.store.register(client_code="A4000")
 
     response = people.as_alice.post(
         f"{API}/accounts/link",
@@ -58,8 +41,8 @@ def test_a_client_links_angel_with_pin_and_totp_and_is_proven_by_the_login(peopl
     assert account.owner == people.alice and account.secret("pin") == client.pin
 
 
-def test_a_wrong_pin_is_refused_by_the_login_and_nothing_is_stored(people, running):
-    client = running.sim.store.register(client_code="A4001")
+def test_a_wrong_pin_is_refused_by_the_login_and_nothing_is_stored(people, angel_sim):
+    client = angel_sim.sim.store.register(client_code="A4001")
     wrong = "1111" if client.pin == "0000" else "0000"
 
     response = people.as_alice.post(

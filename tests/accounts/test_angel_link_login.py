@@ -4,18 +4,14 @@ stores nothing, a success keeps the day's session and proves a client's claim.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from django.db import transaction
-from django.test import override_settings
 
 from accounts.models import Account, AccountStatus, Broker, Ownership
 from accounts.services import AccountError, account_link
-from brokers.angel.budget import forget_budgets
 from brokers.angel.session import session_expiry
-from lab.angel_sim.server import RunningSim, start
 from replication.models import ReplicationEvent
 from tests.factories import AccountFactory, UserFactory
 
@@ -24,20 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 LOGIN = "loginByPassword"
 
 
-@pytest.fixture
-def running() -> Iterator[RunningSim]:
-    forget_budgets()
-    sim = start()
-    try:
-        with override_settings(ANGEL_API_ROOT=sim.root):
-            yield sim
-    finally:
-        sim.stop()
-        forget_budgets()
-
-
-def test_a_claim_linked_with_pin_and_totp_logs_in_once_and_is_proven(running):
-    client = running.sim.store.register(client_code="A3000")
+def test_a_claim_linked_with_pin_and_totp_logs_in_once_and_is_proven(angel_sim):
+    client = angel_sim.sim.store.register(client_code="A3000")
     owner = UserFactory()
     rival = AccountFactory(
         broker=Broker.ANGEL, broker_user_id="A3000", ownership=Ownership.PENDING, owner=UserFactory()
@@ -58,7 +42,7 @@ def test_a_claim_linked_with_pin_and_totp_logs_in_once_and_is_proven(running):
     assert account.ownership == Ownership.PROVEN and account.ownership_proven_at is not None
     assert account.secret("access_token")
     assert account.token_expires_at == session_expiry(datetime.now(UTC))
-    assert running.sim.hit_count(route=LOGIN, status=200) == 1
+    assert angel_sim.sim.hit_count(route=LOGIN, status=200) == 1
     kinds = list(ReplicationEvent.objects.filter(account=account).values_list("kind", flat=True))
     assert "account.linked" in kinds and "account.claim_proven" in kinds
     rival.refresh_from_db()
@@ -68,8 +52,8 @@ def test_a_claim_linked_with_pin_and_totp_logs_in_once_and_is_proven(running):
 
 
 @pytest.mark.parametrize("bad", ["pin", "totp_secret"])
-def test_a_refused_login_stores_nothing(running, bad):
-    client = running.sim.store.register(client_code="A3001")
+def test_a_refused_login_stores_nothing(angel_sim, bad):
+    client = angel_sim.sim.store.register(client_code="A3001")
     values = {"pin": client.pin, "totp_secret": client.totp_secret}
     wrong_pin = "1111" if client.pin == "0000" else "0000"
     values[bad] = wrong_pin if bad == "pin" else "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -83,8 +67,8 @@ def test_a_refused_login_stores_nothing(running, bad):
     assert not Account.objects.exists() and not ReplicationEvent.objects.exists()
 
 
-def test_an_update_with_a_new_pin_logs_in_with_the_stored_key_and_secret(running):
-    client = running.sim.store.register(client_code="A3002")
+def test_an_update_with_a_new_pin_logs_in_with_the_stored_key_and_secret(angel_sim):
+    client = angel_sim.sim.store.register(client_code="A3002")
     account = AccountFactory(
         broker=Broker.ANGEL,
         broker_user_id="A3002",
@@ -100,11 +84,11 @@ def test_an_update_with_a_new_pin_logs_in_with_the_stored_key_and_secret(running
     assert updated.secret("pin") == client.pin
     assert updated.secret("access_token") and updated.status == AccountStatus.ACTIVE
     assert updated.ownership == Ownership.VOUCHED  # staff's link stays vouched for
-    assert running.sim.hit_count(route=LOGIN, status=200) == 1
+    assert angel_sim.sim.hit_count(route=LOGIN, status=200) == 1
 
 
-def test_a_link_that_would_log_in_refuses_to_run_inside_a_transaction(running):
-    client = running.sim.store.register(client_code="A3003")
+def test_a_link_that_would_log_in_refuses_to_run_inside_a_transaction(angel_sim):
+    client = angel_sim.sim.store.register(client_code="A3003")
 
     with pytest.raises(AccountError) as caught, transaction.atomic():
         account_link(
@@ -117,4 +101,4 @@ def test_a_link_that_would_log_in_refuses_to_run_inside_a_transaction(running):
         )
 
     assert caught.value.code == "in_transaction"
-    assert running.sim.hit_count(route=LOGIN) == 0
+    assert angel_sim.sim.hit_count(route=LOGIN) == 0

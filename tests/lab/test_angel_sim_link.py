@@ -4,33 +4,17 @@ are checked by one real login (through the SDK) before anything is stored, then 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import override_settings
 
 from accounts.models import Account, Broker
-from brokers.angel.budget import forget_budgets
 from brokers.angel.session import session_expiry
-from lab.angel_sim.server import RunningSim, start
 from replication.models import ReplicationEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def running() -> Iterator[RunningSim]:
-    forget_budgets()
-    sim = start()
-    try:
-        with override_settings(ANGEL_API_ROOT=sim.root):
-            yield sim
-    finally:
-        sim.stop()
-        forget_budgets()
 
 
 def link(*args: str) -> list[str]:
@@ -39,8 +23,8 @@ def link(*args: str) -> list[str]:
     return out.getvalue().splitlines()
 
 
-def test_angel_link_logs_in_once_then_stores_pin_and_totp_encrypted(running, monkeypatch):
-    client = running.sim.store.register(client_code="A1234")
+def test_angel_link_logs_in_once_then_stores_pin_and_totp_encrypted(angel_sim, monkeypatch):
+    client = angel_sim.sim.store.register(client_code="A1234")
     monkeypatch.setattr("sys.stdin", io.StringIO(f"{client.pin}\n{client.totp_secret}\n"))
 
     lines = link("--user-id", "a1234", "--api-key", client.api_key, "--pin", "-", "--totp-secret", "-")
@@ -51,7 +35,7 @@ def test_angel_link_logs_in_once_then_stores_pin_and_totp_encrypted(running, mon
     assert (account.secret("pin"), account.secret("totp_secret")) == (client.pin, client.totp_secret)
     assert account.secret("access_token")  # the day's session from the check
     assert account.token_expires_at == session_expiry(datetime.now(UTC))
-    assert running.sim.hit_count(route="loginByPassword", status=200) == 1
+    assert angel_sim.sim.hit_count(route="loginByPassword", status=200) == 1
     output = "\n".join(lines)
     assert client.pin not in output and client.totp_secret not in output
     with connection.cursor() as cursor:
@@ -63,8 +47,8 @@ def test_angel_link_logs_in_once_then_stores_pin_and_totp_encrypted(running, mon
     assert all(client.totp_secret not in str(e.data) and client.pin not in str(e.data) for e in events)
 
 
-def test_angel_link_with_a_wrong_pin_stores_nothing(running, monkeypatch):
-    client = running.sim.store.register(client_code="A1235")
+def test_angel_link_with_a_wrong_pin_stores_nothing(angel_sim, monkeypatch):
+    client = angel_sim.sim.store.register(client_code="A1235")
     monkeypatch.setattr("sys.stdin", io.StringIO(f"0000\n{client.totp_secret}\n"))
 
     with pytest.raises(CommandError, match="refused the login, nothing stored"):
@@ -73,7 +57,7 @@ def test_angel_link_with_a_wrong_pin_stores_nothing(running, monkeypatch):
     assert not Account.objects.exists()
 
 
-def test_angel_link_refuses_a_secret_that_is_not_base32(running):
+def test_angel_link_refuses_a_secret_that_is_not_base32(angel_sim):
     with pytest.raises(CommandError, match="base32"):
         link(
             "--user-id",
@@ -88,7 +72,7 @@ def test_angel_link_refuses_a_secret_that_is_not_base32(running):
     assert not Account.objects.exists()
 
 
-def test_angel_link_refuses_a_pin_that_is_not_digits(running):
+def test_angel_link_refuses_a_pin_that_is_not_digits(angel_sim):
     with pytest.raises(CommandError, match="4 to 8 digits"):
         link(
             "--user-id",
@@ -103,7 +87,7 @@ def test_angel_link_refuses_a_pin_that_is_not_digits(running):
     assert not Account.objects.exists()
 
 
-def test_angel_login_options_are_refused_for_kite(running):
+def test_angel_login_options_are_refused_for_kite(angel_sim):
     with pytest.raises(CommandError, match="Angel One accounts only"):
         call_command(
             "link_account",

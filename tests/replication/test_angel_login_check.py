@@ -5,18 +5,15 @@ and flags the account only when that login fails; without them it flags as befor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Account, AccountStatus, Broker
-from brokers.angel.budget import forget_budgets
 from brokers.angel.session import session_expiry
-from lab.angel_sim.server import RunningSim, start
+from lab.angel_sim.server import RunningSim
 from replication.login_check import accounts_needing_login, login_check_task
 from replication.models import ReplicationEvent
 from tests.factories import AccountFactory, StaffFactory
@@ -26,20 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 LOGIN = "loginByPassword"
 
 
-@pytest.fixture
-def running() -> Iterator[RunningSim]:
-    forget_budgets()
-    sim = start()
-    try:
-        with override_settings(ANGEL_API_ROOT=sim.root):
-            yield sim
-    finally:
-        sim.stop()
-        forget_budgets()
-
-
-def _angel(running: RunningSim, code: str, *, secrets: bool = True, **kwargs) -> Account:
-    client = running.sim.store.register(client_code=code)
+def _angel(angel_sim: RunningSim, code: str, *, secrets: bool = True, **kwargs) -> Account:
+    client = angel_sim.sim.store.register(client_code=code)
     login = {"pin": client.pin, "totp_secret": client.totp_secret} if secrets else {}
     kwargs.setdefault("access_token", "")
     kwargs.setdefault("token_expires_at", None)
@@ -52,8 +37,8 @@ def _flagged() -> dict[int, str]:
     )
 
 
-def test_the_check_logs_in_for_an_account_with_pin_and_totp_and_stores_the_session(running):
-    account = _angel(running, "A5000")
+def test_the_check_logs_in_for_an_account_with_pin_and_totp_and_stores_the_session(angel_sim):
+    account = _angel(angel_sim, "A5000")
     now = timezone.now()
 
     assert accounts_needing_login(now) == []  # the server logs in for it: nobody needs to
@@ -63,16 +48,16 @@ def test_the_check_logs_in_for_an_account_with_pin_and_totp_and_stores_the_sessi
     account.refresh_from_db()
     assert account.secret("access_token")
     assert account.token_expires_at == session_expiry(datetime.now(UTC))
-    assert running.sim.hit_count(route=LOGIN, status=200) == 1
+    assert angel_sim.sim.hit_count(route=LOGIN, status=200) == 1
     assert _flagged() == {}
     changed = ReplicationEvent.objects.get(account=account, kind="account.credentials_changed")
     assert changed.actor == "login-check" and changed.message == "credentials changed: access_token"
 
 
-def test_a_failed_login_flags_only_that_account(running):
-    refused = _angel(running, "A5001")
-    running.sim.store.register(client_code="A5001", pin="97531", totp_secret=refused.secret("totp_secret"))
-    fine = _angel(running, "A5002")
+def test_a_failed_login_flags_only_that_account(angel_sim):
+    refused = _angel(angel_sim, "A5001")
+    angel_sim.sim.store.register(client_code="A5001", pin="97531", totp_secret=refused.secret("totp_secret"))
+    fine = _angel(angel_sim, "A5002")
     now = timezone.now()
 
     summary = login_check_task(now)
@@ -86,8 +71,8 @@ def test_a_failed_login_flags_only_that_account(running):
     assert fine.secret("access_token")
 
 
-def test_without_pin_and_totp_the_account_is_flagged_as_before(running):
-    bare = _angel(running, "A5003", secrets=False)
+def test_without_pin_and_totp_the_account_is_flagged_as_before(angel_sim):
+    bare = _angel(angel_sim, "A5003", secrets=False)
     now = timezone.now()
 
     assert [a.pk for a in accounts_needing_login(now)] == [bare.pk]
@@ -95,17 +80,17 @@ def test_without_pin_and_totp_the_account_is_flagged_as_before(running):
 
     assert summary.startswith("1 Angel One account(s) need a login")
     assert "no access token" in _flagged()[bare.pk]
-    assert running.sim.hit_count(route=LOGIN) == 0
+    assert angel_sim.sim.hit_count(route=LOGIN) == 0
 
 
-def test_a_live_session_is_left_alone(running):
+def test_a_live_session_is_left_alone(angel_sim):
     later = timezone.now() + timedelta(days=3)
-    _angel(running, "A5004", access_token="eyJ.live.token", token_expires_at=later)
+    _angel(angel_sim, "A5004", access_token="eyJ.live.token", token_expires_at=later)
 
     summary = login_check_task(timezone.now())
 
     assert summary == "every broker account has a live session for the next market open"
-    assert running.sim.hit_count(route=LOGIN) == 0
+    assert angel_sim.sim.hit_count(route=LOGIN) == 0
 
 
 def test_the_overview_lists_only_the_accounts_a_person_must_log_in(client):
