@@ -119,6 +119,7 @@ def converge(
     instruments = {(r.exchange, r.tradingsymbol, r.product) for r in rows}
     child_ids = sorted({r.child_id for r in rows})
     entitled_now = entitled(instruments, children=child_ids)
+    entitled_filled = entitled(instruments, children=child_ids, in_flight=False)
     held_now = holdings(instruments, children=child_ids)
     engine = Switches.read()
     switches = child_switches(child_ids)
@@ -133,7 +134,9 @@ def converge(
         h = held_now.get(key, NO_HOLDING)
         sw = switches.get(row.child_id) or ChildSwitches(row.child_id, "", Role.MASTER)
         verdict = decide(Action.EXIT, engine, sw)
-        owed = owed_exit(e, h, dry_run=verdict.dry_run)
+        # What is owed is judged against what filled: an entry still working (resting far from
+        # the market, or never to fill) neither delays the exit of what is held nor nets with it.
+        owed = owed_exit(entitled_filled.get(key, 0), h, dry_run=verdict.dry_run)
         row.quantity, row.held = e, h.held
         if owed is None:
             if not h.pending:

@@ -59,10 +59,13 @@ NOT_ENTITLING = (CORRECTIVE, OWED)
 FLATTEN_GROUP = "flatten-"
 
 
-def entry_contribution(status: str, quantity: int, filled: int) -> int:
-    """How much of one entry order counts toward E (unsigned)."""
+def entry_contribution(status: str, quantity: int, filled: int, *, in_flight: bool = True) -> int:
+    """How much of one entry order counts toward E (unsigned); with `in_flight=False` an order
+    still working counts only what it filled (the E an owed exit is judged against)."""
     if status == MappingStatus.SKIPPED:
         return 0
+    if status in IN_FLIGHT and not in_flight:
+        return filled
     if status in IN_FLIGHT or status == MappingStatus.DRY_RUN:
         return max(quantity, filled)
     return filled  # FILLED, or final with only what filled (rejected, failed, cancelled)
@@ -154,10 +157,13 @@ def entitled(
     *,
     children: Sequence[int] | None = None,
     upto: int | None = None,
+    in_flight: bool = True,
 ) -> dict[Key, int]:
     """E per (child, instrument) for these instruments, replayed up to allocation `upto` (inclusive).
 
-    Keys with E = 0 may be missing.
+    `in_flight=False`: entries still working count only what they filled. An owed exit is judged
+    against that E: a resting entry may never fill, and the exit of what is already held must not
+    wait for it (or be netted against it). Keys with E = 0 may be missing.
     """
     instruments = list(set(instruments))
     if not instruments:
@@ -209,7 +215,9 @@ def entitled(
             if status == MappingStatus.DRY_RUN and child_id not in dry_now:
                 continue  # a dry run since lifted: what it planned was never sent, an entry not made
             sign = 1 if side == Side.BUY else -1
-            contributions[alloc_id][child_id] += sign * entry_contribution(status, quantity, filled)
+            contributions[alloc_id][child_id] += sign * entry_contribution(
+                status, quantity, filled, in_flight=in_flight
+            )
             if status != MappingStatus.SKIPPED:
                 planned[alloc_id][child_id] += sign * quantity
         lot_sizes = {s.pk: s.lot_size for seq in window.values() for s in seq}

@@ -82,9 +82,10 @@ def allocation_resize(*, allocation: Allocation, master_quantity: int) -> None:
 
 
 def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) -> int:
-    """Resting exits of the master that filled for the first time this tick against a position
-    other than the one they were sized against (the master added, or reduced, while they rested):
-    store the position they filled against and replay them after every allocation made so far
+    """Resting exits of the master that filled for the first time this tick after other events in
+    their instrument, or against a position other than the one they were sized against (the master
+    added, or reduced, while they rested): store the position they filled against and replay them
+    after every allocation made so far
     (DESIGN §3.4: r is taken against the position before the exit). Children's entitlements in
     those instruments are followed again. Called inside the record stage's lease-checked
     transaction, before this tick's allocations are made; returns how many were retimed."""
@@ -98,18 +99,33 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
     ).exclude(allocation__status=AllocationStatus.REJECTED)
     last = Allocation.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     retimed = 0
-    for alloc_id, order_id in links.values_list("allocation_id", "masterorder__broker_order_id"):
+    for alloc_id, order_id, master_order_id in links.values_list(
+        "allocation_id", "masterorder__broker_order_id", "masterorder_id"
+    ):
         allocation = Allocation.objects.get(pk=alloc_id)
         before = fill_before[order_id]
         old = allocation.master_position_before
-        if before == old or before == 0 or (before > 0) != (old > 0):
-            continue  # sized against this very position, or no longer an exit of that position
+        if before == 0 or (before > 0) != (old > 0):
+            continue  # no longer an exit of that position
+        after_it = Allocation.objects.filter(
+            exchange=allocation.exchange,
+            tradingsymbol=allocation.tradingsymbol,
+            product=allocation.product,
+            kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE),
+            pk__gt=alloc_id,
+        )
+        own_parts = after_it.filter(master_orders=master_order_id)  # the open part of a zero crossing
+        if before == old and not after_it.exclude(pk__in=own_parts.values("pk")).exists():
+            continue  # filled against the position it was sized against, with nothing in between
         ratio = Decimal(min(allocation.master_quantity, abs(before))) / Decimal(abs(before))
         Allocation.objects.filter(pk=alloc_id).update(
             master_position_before=before,
             replay_after=last,
             exit_ratio=ratio.quantize(Decimal("0.000000000001")),
         )
+        # The open part of a zero crossing goes with it: right after the close, as the order filled.
+        parts = list(own_parts.values_list("pk", flat=True))
+        Allocation.objects.filter(pk__in=parts).update(replay_after=last)
         inst = (allocation.exchange, allocation.tradingsymbol, allocation.product)
         entitlements_unsettle(  # every child with an engine order there: entries make no row
             keys={

@@ -271,3 +271,57 @@ def test_money_exit_owed_is_sent_though_an_entry_in_that_direction_rests(desk, o
         settle(orch, 6)
     assert desk.positions(FUT)["C2"] == 0
     assert resting("C2").filter(side="BUY", order_type="LIMIT").exists()  # its entry still rests
+
+
+def test_money_exit_owed_is_not_netted_with_an_entry_resting_on_the_same_side(desk, orch):
+    """Issue 11 §3.7, an exit is owed until done (found by the mixed-desk state machine, the same on
+    paper): C2 is short 4 lots and disabled when the master buys back to flat, so its exit is held
+    back. C2 is enabled again as the master rests a new SELL LIMIT entry above the market; C2's
+    mirror rests too. The entitlement counted that resting entry (-4 lots) and C2's old short
+    (-4 lots) looked entitled, so nothing was bought back: when the entry fills C2 would be short
+    8 lots, and until then it is short 4 with the master flat. What is owed is judged against what
+    filled: C2 buys its 4 lots back at once, and its entry keeps resting."""
+    from accounts.models import Account, AccountStatus
+    from accounts.services import account_set_status
+
+    orch.run_tick()
+    desk.place("SELL", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT)["C2"] == -300
+    c2 = Account.objects.get(broker_user_id="C2")
+    account_set_status(
+        account=c2, status=AccountStatus.DISABLED, actor="staff", reason="client left", force=True
+    )
+    desk.place("BUY", FUT, 150)
+    settle(orch, 2)
+    assert desk.positions(FUT)["C2"] == -300  # its exit is held back while it is disabled
+    account_set_status(account=c2, status=AccountStatus.ACTIVE, actor="staff", reason="back")
+    desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT)["C2"] == 0
+    assert resting("C2").filter(side="SELL", order_type="LIMIT").exists()  # its entry still rests
+
+
+def test_money_resting_exit_filling_after_other_events_at_the_same_position_is_applied_last(desk, orch):
+    """Issue 11 §3.4/§3.7 (found by the long state machine): the master is short 1 lot and rests a
+    BUY LIMIT target for it. Before it fills, the master sells 1 more lot and buys 1 back at
+    market: the master is short 1 lot again, the position the target was sized against. The
+    target then fills and the master is flat. The replay applied the target where it was placed
+    (before the add and the part exit), so what the children added after it was never taken back:
+    C2 stayed short with the master flat. A resting exit that fills after other events counts
+    where it fills: every child ends flat."""
+    orch.run_tick()
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    desk.place("BUY", FUT, 75, order_type="LIMIT", price=Decimal("19850"))
+    settle(orch, 2)
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    desk.place("BUY", FUT, 75)
+    settle(orch, 2)
+    set_price(FUT, "19850")
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT) == FLAT
+    assert not resting().exists()

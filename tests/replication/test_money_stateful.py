@@ -868,7 +868,8 @@ def test_soak_money_session_starves_no_exit_and_breaches_no_cap():
 # smartapi-python SDK, whose HTTP calls are answered in this thread by the Angel simulator
 # (lab.angel_sim.AngelSim.handle, the paper book behind it), so they see this test's transaction.
 # Angel's pacing (one book read a second) runs on a fake clock. The machine's fault switches
-# (tests/faulty_broker.Faults) reach only the paper children: FaultyBroker is a PaperBroker.
+# (tests/faulty_broker.Faults) reach every child: the paper ones through FaultyBroker, the Angel
+# ones through FaultyAngel (AngelBroker raising the Angel adapter's own errors).
 import contextlib  # noqa: E402  (this section is appended to the issue 11 module)
 from collections.abc import Iterator  # noqa: E402
 
@@ -940,18 +941,19 @@ def _angel_in_process(monkeypatch: pytest.MonkeyPatch, sim: Any) -> None:
 
 @contextlib.contextmanager
 def _mixed_desk(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Desk, Any]]:
-    """The money machine's desk with MIXED_ANGEL on Angel One, served in-process (above)."""
+    """The money machine's desk with MIXED_ANGEL on Angel One, served in-process (above), each
+    Angel client a FaultyAngel switched by `faults`."""
     from django.conf import settings as django_settings
 
     from brokers import registry
     from brokers.angel.budget import Budgets, Pacer, WriteBudget, forget_budgets
-    from brokers.angel.client import AngelBroker
     from lab.angel_demo import move_to_angel
     from lab.angel_sim.server import AngelSim
+    from tests.faulty_broker import FaultyAngel
 
     clock = _FakeTime()
 
-    def angel_factory(creds: Any) -> AngelBroker:
+    def angel_factory(creds: Any) -> FaultyAngel:
         budgets = Budgets(
             writes=WriteBudget(clock=clock, sleep=clock.sleep),
             book=Pacer(1, clock=clock, sleep=clock.sleep),
@@ -959,7 +961,7 @@ def _mixed_desk(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
             rms=Pacer(2, clock=clock, sleep=clock.sleep),
             login=Pacer(1, clock=clock, sleep=clock.sleep),
         )
-        return AngelBroker(
+        client = FaultyAngel(
             api_key=creds.api_key,
             client_code=creds.user_id,
             pin=creds.pin,
@@ -968,6 +970,8 @@ def _mixed_desk(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
             budgets=budgets,
             sleep=clock.sleep,
         )
+        client.faults = faults
+        return client
 
     sim = AngelSim(pace_reads=False)
     monkeypatch.setattr(django_settings, "ANGEL_API_ROOT", ANGEL_ROOT)
@@ -1016,14 +1020,10 @@ def test_money_rules_hold_on_a_mixed_desk(db, faults, monkeypatch):
         assert sim.hit_count(client_code=name, route="getOrderBook") > 0, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 15 finding: Angel child C2 is left short 2 future lots after the master went flat; "
-    "the same script with every child on paper passes",
-)
 def test_mixed_desk_angel_child_goes_flat_after_a_crash_and_a_disable(db, faults, monkeypatch):
-    """The script Hypothesis found (with the default phases) on the mixed desk, replayed step by step."""
+    """The script Hypothesis found (with the default phases) on the mixed desk, replayed step by step:
+    Angel child C2 was left short 2 lots with the master flat (its held-back exit was netted with
+    an entry resting on the same side; fixed in the convergence stage, see test_money_longrun)."""
     from fractions import Fraction
 
     # The rules call hypothesis.event and note, which only work inside a Hypothesis run.
