@@ -1,4 +1,4 @@
-"""A paper broker with switchable faults, installed through the broker registry."""
+"""Broker clients with switchable faults (paper, Angel One), installed through the broker registry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from brokers import registry
-from brokers.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown, RateLimited, TokenExpired
+from brokers.angel.client import AngelBroker
+from brokers.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    OrderRejected,
+    OutcomeUnknown,
+    RateLimited,
+    TokenExpired,
+)
 from brokers.paper.client import PaperBroker
 from brokers.paper.models import OrderStatus, PaperAccount, PaperInstrument, PaperOrder
 from brokers.paper.placement import order_id_for
@@ -36,54 +44,80 @@ class Faults:
     before_place: Callable[[str, OrderRequest], None] | None = None
 
 
-class FaultyBroker(PaperBroker):
+class FaultsMixin:
+    """The fault switches over a broker client, keyed by its account's `user_id` (put it first in
+    the bases). The errors come from the `_*_error` methods: a broker's subclass returns what its
+    own adapter raises in that situation (FaultyAngel)."""
+
     faults: Faults
+    user_id: str
+
+    # --- the errors (the paper exchange's, shaped like Kite's) ---------------------------------------
+
+    def _token_error(self) -> BrokerError:
+        return TokenExpired("Incorrect `api_key` or `access_token`.")
+
+    def _reads_error(self) -> BrokerError:
+        return BrokerUnavailable("OMS unreachable")
+
+    def _calculator_error(self) -> BrokerError:
+        return BrokerUnavailable("calculator unreachable")
+
+    def _modify_error(self) -> BrokerError:
+        return OrderRejected("The order cannot be modified now.")
+
+    def _rate_error(self) -> BrokerError:
+        return RateLimited("Too many requests")
+
+    def _unknown_error(self) -> BrokerError:
+        return OutcomeUnknown("read timeout after send")
+
+    # --- the calls ----------------------------------------------------------------------------------
 
     def _check_token(self) -> None:
         if self.user_id in self.faults.token_expired:
-            raise TokenExpired("Incorrect `api_key` or `access_token`.")
+            raise self._token_error()
+
+    def _check_reads(self) -> None:
+        self._check_token()
+        if self.user_id in self.faults.reads_down:
+            raise self._reads_error()
 
     def funds(self):  # type: ignore[no-untyped-def]
-        self._check_token()
-        if self.user_id in self.faults.reads_down:
-            raise BrokerUnavailable("OMS unreachable")
-        return super().funds()
+        self._check_reads()
+        return super().funds()  # type: ignore[misc]
 
     def orders(self):  # type: ignore[no-untyped-def]
-        self._check_token()
-        if self.user_id in self.faults.reads_down:
-            raise BrokerUnavailable("OMS unreachable")
+        self._check_reads()
         if self.user_id in self.faults.hide_orders:
             return []
-        return super().orders() + self.faults.extra_orders.get(self.user_id, [])
+        return super().orders() + self.faults.extra_orders.get(self.user_id, [])  # type: ignore[misc]
 
     def positions(self):  # type: ignore[no-untyped-def]
-        self._check_token()
-        if self.user_id in self.faults.reads_down:
-            raise BrokerUnavailable("OMS unreachable")
-        return super().positions()
+        self._check_reads()
+        return super().positions()  # type: ignore[misc]
 
     def _check_calculator(self) -> None:
         if self.user_id in self.faults.calculator_down:
-            raise BrokerUnavailable("calculator unreachable")
+            raise self._calculator_error()
 
     def order_margins(self, reqs):  # type: ignore[no-untyped-def]
         self._check_calculator()
-        return super().order_margins(reqs)
+        return super().order_margins(reqs)  # type: ignore[misc]
 
     def basket_margin(self, reqs):  # type: ignore[no-untyped-def]
         self._check_calculator()
-        return super().basket_margin(reqs)
+        return super().basket_margin(reqs)  # type: ignore[misc]
 
     def ltp(self, keys):  # type: ignore[no-untyped-def]
         self._check_calculator()
-        return super().ltp(keys)
+        return super().ltp(keys)  # type: ignore[misc]
 
     def modify_order(self, order_id, **kwargs):  # type: ignore[no-untyped-def]
         self._check_token()
         if self.user_id in self.faults.modify_refused:
-            raise OrderRejected("The order cannot be modified now.")
-        return super().modify_order(order_id, **kwargs)
+            raise self._modify_error()
+        return super().modify_order(order_id, **kwargs)  # type: ignore[misc]
 
     def place_order(self, req: OrderRequest) -> str:
         self._check_token()
@@ -91,20 +125,20 @@ class FaultyBroker(PaperBroker):
             self.faults.before_place(self.user_id, req)
         if self.user_id in self.faults.rate_limited_once:
             self.faults.rate_limited_once.discard(self.user_id)
-            raise RateLimited("Too many requests")
+            raise self._rate_error()
         if self.user_id in self.faults.unknown_not_placed:
             self.faults.unknown_not_placed.discard(self.user_id)
-            raise OutcomeUnknown("read timeout after send")
+            raise self._unknown_error()
         if self.user_id in self.faults.reject_after_accept:
             self.faults.reject_after_accept.discard(self.user_id)
             order_id = self._store_rejected(req)
             self.faults.places.append((self.user_id, req.tag))
             return order_id
-        order_id = super().place_order(req)
+        order_id = super().place_order(req)  # type: ignore[misc]
         self.faults.places.append((self.user_id, req.tag))
         if self.user_id in self.faults.place_then_unknown:
             self.faults.place_then_unknown.discard(self.user_id)
-            raise OutcomeUnknown("read timeout after send")
+            raise self._unknown_error()
         return order_id
 
     def _store_rejected(self, req: OrderRequest) -> str:
@@ -138,6 +172,43 @@ class FaultyBroker(PaperBroker):
                 updated_at=now,
             )
         return order_id
+
+
+class FaultyBroker(FaultsMixin, PaperBroker):
+    """A paper account with the fault switches."""
+
+
+class FaultyAngel(FaultsMixin, AngelBroker):
+    """An Angel One account (AngelBroker, the real SDK) with the fault switches, keyed by its
+    client code, which the Angel simulator serves as the paper account of that user id (so an
+    order stored REJECTED after accept shows in its Angel book). The errors are the ones the
+    adapter raises (brokers/angel/errors.py): a dead session whose headless login Angel refuses,
+    Angel's 403 rate-limit text, a read timeout on a write, AB1004 for a read, AB4001 for a modify."""
+
+    @property
+    def user_id(self) -> str:
+        return self.client_code
+
+    def _token_error(self) -> BrokerError:
+        return TokenExpired("Angel One refused the login: AB1050: Invalid totp", code="login_refused")
+
+    def _reads_error(self) -> BrokerError:
+        return BrokerUnavailable("AB1004: Something Went Wrong, Please Try After Sometime")
+
+    def _calculator_error(self) -> BrokerError:
+        return BrokerUnavailable("AB1004: Something Went Wrong, Please Try After Sometime")
+
+    def _modify_error(self) -> BrokerError:
+        return OrderRejected("AB4001: The order cannot be modified now.")
+
+    def _rate_error(self) -> BrokerError:
+        return RateLimited(
+            "Angel One refused the request (rate limit): Access denied because of exceeding access rate",
+            http_status=403,
+        )
+
+    def _unknown_error(self) -> BrokerError:
+        return OutcomeUnknown(f"ReadTimeout: Read timed out. (read timeout={self.timeout})")
 
 
 def install(

@@ -1050,3 +1050,53 @@ def test_mixed_desk_angel_child_goes_flat_after_a_crash_and_a_disable(db, faults
             state.master_limit_entry(lots=1, side="SELL")
         finally:
             state.teardown()
+
+
+def test_mixed_desk_faults_reach_the_angel_children(db, faults, monkeypatch):
+    """The machine's faults aimed at the Angel children take effect there (FaultyAngel): an order
+    rejected after accept shows in the Angel book, a timeout after accept is found by its tag and
+    not sent again, an expired session moves the child to needs_login; the money rules hold and
+    every child is flat after the master (teardown)."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *args, **kwargs: None)
+    monkeypatch.setattr(f"{__name__}.note", lambda *args, **kwargs: None)
+    angel = set(MIXED_ANGEL)
+    with _mixed_desk(faults, monkeypatch) as (desk, _sim):
+        state = type("MixedMachine", (MoneyMachine,), {"desk": desk, "faults": faults})()
+        try:
+            state.one_shot_fault(children={"C1"}, kind="reject_after_accept")
+            state.one_shot_fault(children={"C2"}, kind="place_then_unknown")
+            state.master_market(symbol=FUT, side="BUY", lots=2)
+            state.tick()
+            state.no_child_order_twice()
+            rejected = PaperOrder.objects.filter(
+                account__user_id="C1", status=OrderStatus.REJECTED, status_message__contains="after accept"
+            )
+            assert rejected.count() == 1
+            assert PaperOrder.objects.filter(account__user_id="C2").count() == 1  # placed once
+            assert not faults.reject_after_accept and not faults.place_then_unknown
+            state.all_clear()
+            for _ in range(3):
+                state.tick()
+                state.no_child_order_twice()
+            state.one_shot_fault(children={"C2"}, kind="unknown_not_placed")
+            state.master_exit(symbol=FUT, part=1)
+            state.tick()
+            assert not faults.unknown_not_placed  # C2's exit timed out before it was placed
+            state.all_clear()
+            for _ in range(3):
+                state.tick()
+                state.no_child_order_twice()
+            state.expire_tokens(children={"C2"})
+            state.one_shot_fault(children={"C1"}, kind="rate_limited_once")
+            state.master_market(symbol=FUT, side="BUY", lots=2)
+            state.tick()
+            state.no_child_order_twice()
+            assert Account.objects.get(broker_user_id="C2").status == AccountStatus.NEEDS_LOGIN
+            assert not faults.rate_limited_once
+            state.all_clear()
+            for _ in range(3):
+                state.tick()
+                state.no_child_order_twice()
+            assert {user for user, _tag in faults.places} >= angel
+        finally:
+            state.teardown()
