@@ -109,9 +109,10 @@ def exit_mirrors_owed_as_market() -> list[OrderMapping]:
     ]
     if not candidates:
         return []
-    e = entitled(
+    e = entitled(  # from what filled: a new entry resting on the other side entitles nothing yet
         {(m.exchange, m.tradingsymbol, m.product) for m in candidates},
         children=sorted({m.child_id for m in candidates}),
+        in_flight=False,
     )
     due = []
     for m in candidates:

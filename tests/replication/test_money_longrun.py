@@ -325,3 +325,27 @@ def test_money_resting_exit_filling_after_other_events_at_the_same_position_is_a
         settle(orch, 6)
     assert desk.positions(FUT) == FLAT
     assert not resting().exists()
+
+
+def test_money_exit_limit_sent_late_goes_market_though_a_new_entry_rests(desk, orch, faults):
+    """Issue 11 §3.4/§3.7 (found by the long state machine): the master is short 1 lot and its
+    BUY LIMIT target fills (the master is flat); C2's mirror of it timed out unplaced, is proven
+    absent and sent again at the target's price, which the market has left, so it rests. The
+    master then rests a new SELL LIMIT entry. A late exit mirror goes MARKET once the child is
+    entitled to nothing on that side, but the resting entry counted as entitlement (C2 "entitled"
+    short 2 lots), so C2's old short stayed with its mirror resting. Judged against what filled,
+    C2's exit goes MARKET: C2 is flat, its new entry resting."""
+    orch.run_tick()
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    assert desk.positions(FUT)["C2"] == -150
+    desk.place("BUY", FUT, 75, order_type="LIMIT", price=Decimal("19850"))
+    faults.unknown_not_placed.add("C2")
+    orch.run_tick()  # mirrors: C2's place times out, nothing placed
+    set_price(FUT, "19850")  # the master's target fills: flat; so do the other children's mirrors
+    set_price(FUT, "20000")
+    desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20150"))
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+    assert desk.positions(FUT)["C2"] == 0
+    assert resting("C2").filter(side="SELL", order_type="LIMIT").exists()  # its new entry rests
