@@ -85,10 +85,10 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
     """Resting exits of the master that filled for the first time this tick after other events in
     their instrument, or against a position other than the one they were sized against (the master
     added, or reduced, while they rested): store the position they filled against and replay them
-    after every allocation made so far
-    (DESIGN §3.4: r is taken against the position before the exit). Children's entitlements in
-    those instruments are followed again. Called inside the record stage's lease-checked
-    transaction, before this tick's allocations are made; returns how many were retimed."""
+    after every allocation made so far (DESIGN §3.4: r is taken against the position before the
+    exit). Children's entitlements in those instruments are followed again. Called inside the
+    record stage's lease-checked transaction, before this tick's allocations are made; returns how
+    many were retimed."""
     if not fill_before:
         return 0
     links = Allocation.master_orders.through.objects.filter(
