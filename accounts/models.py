@@ -21,6 +21,8 @@ from replication.sizing.records import CapitalMode as CapitalMode
 class Broker(models.TextChoices):
     KITE = "kite", "Zerodha Kite"
     ANGEL = "angel", "Angel One"
+    DHAN = "dhan", "Dhan"
+    ALICE = "alice", "Alice Blue"
     PAPER = "paper", "Paper exchange"
 
 

@@ -115,12 +115,14 @@ class Session:
     """How the day's token is obtained and when it dies.
 
     `expires_at` is the IST wall-clock time a token dies at, on the first such moment after it was
-    obtained (Kite 06:00 the next morning, Angel midnight); None: the token does not expire on a
+    obtained (Kite 06:00 the next morning, Angel midnight); `lifetime` instead, a token that lives
+    that long from when it was obtained (Dhan's 24 hours); neither: the token does not expire on a
     schedule (or there is no token).
     """
 
     kind: SessionKind
     expires_at: time | None = None
+    lifetime: timedelta | None = None  # a token that lives so long from when it was obtained (Dhan 24 h)
 
     @property
     def needs_token(self) -> bool:
@@ -133,6 +135,8 @@ class Session:
 
     def token_expiry(self, obtained_at: datetime) -> datetime | None:
         """When a token obtained at `obtained_at` (aware) dies, aware UTC; None when it does not."""
+        if self.lifetime is not None:
+            return (obtained_at + self.lifetime).astimezone(UTC)
         if self.expires_at is None:
             return None
         local = obtained_at.astimezone(IST)
@@ -202,6 +206,41 @@ ANGEL = Capabilities(
     symbology="angel",  # its own trading symbols and symboltokens (scrip master JSON)
 )
 
+DHAN = Capabilities(
+    broker="dhan",
+    # correlationId: documented 30, one sandbox measurement accepted 25 of [A-Za-z0-9 _-]; the
+    # engine's 19 alphanumerics fit either way.
+    tag=TagRule(max_length=25, charset="A-Za-z0-9 _-"),
+    order_lookup=OrderLookup.BY_TAG,  # GET /orders/external/{correlationId}
+    # /margincalculator/multi: includePosition, includeOrders, hedge benefit.
+    margin=MarginCalculator(MarginCalculatorKind.BASKET_HEDGED, includes_positions=True),
+    freeze_source=FreezeSource.EXCHANGE_TABLE,  # the scrip master has LOT_SIZE, no freeze column
+    write_limits=RateBudget(per_second=10, per_minute=250, per_hour=1000, per_day=7000),
+    write_budget=RateBudget(per_second=8, per_minute=200, per_hour=900, per_day=6500),
+    book_reads=RateBudget(per_second=10),
+    market_protection=MarketProtection.BROKER_SIDE,  # converted to LIMIT with MPP since 21 Mar 2026
+    session=Session(SessionKind.HEADLESS_TOTP, lifetime=timedelta(hours=24)),
+    label="Dhan",
+    symbology="dhan",  # security id and exchange segment (scrip master)
+)
+
+ALICE = Capabilities(
+    broker="alice",
+    tag=TagRule(max_length=50),  # orderTag: 51 characters or more refused (EC971)
+    order_lookup=OrderLookup.BOOK_SCAN,
+    # /orders/checkMargin and /orders/basket/margin; no flag for existing positions.
+    margin=MarginCalculator(MarginCalculatorKind.BASKET_HEDGED, includes_positions=False),
+    freeze_source=FreezeSource.EXCHANGE_TABLE,  # the contract master has lot sizes, no freeze quantity
+    # Orders "NOT LIMITED" by Alice Blue; SEBI's 10 orders a second per client still applies.
+    write_limits=RateBudget(per_second=10),
+    write_budget=RateBudget(per_second=8, per_minute=180, per_day=4500),
+    book_reads=RateBudget(per_minute=120),  # other calls: 1,800 per 15 minutes
+    market_protection=MarketProtection.SEND_PARAMETER,  # marketProtectionPercent
+    session=Session(SessionKind.LONG_TOKEN),  # the vendor userSession's lifetime is not documented
+    label="Alice Blue",
+    symbology="alice",  # its contract master's instrument ids
+)
+
 PAPER = Capabilities(
     broker="paper",
     tag=TagRule(max_length=20),
@@ -216,7 +255,7 @@ PAPER = Capabilities(
     label="paper",
 )
 
-KNOWN: dict[str, Capabilities] = {caps.broker: caps for caps in (KITE, ANGEL, PAPER)}
+KNOWN: dict[str, Capabilities] = {caps.broker: caps for caps in (KITE, ANGEL, DHAN, ALICE, PAPER)}
 _registered: dict[str, Capabilities] = {}
 
 

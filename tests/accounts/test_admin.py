@@ -622,7 +622,7 @@ def test_admin_pin_is_refused_for_a_kite_account(admin_client, kite_account):
     response = admin_client.post(url, _change_form_data(kite_account, pin="1234"))
 
     assert response.status_code == 200
-    assert "Angel One accounts only" in response.content.decode()
+    assert "for Angel One and Dhan accounts only" in response.content.decode()
     assert Account.objects.get(pk=kite_account.pk).pin == ""
 
 

@@ -168,7 +168,7 @@ def test_link_account_angel_with_a_token_upper_cases_the_client_code(monkeypatch
 
 def test_link_account_pin_is_refused_for_kite_by_the_service():
     before = _counts()
-    with pytest.raises(CommandError, match="Angel One accounts only"):
+    with pytest.raises(CommandError, match="for Angel One and Dhan accounts only"):
         _run(
             "--broker",
             "kite",

@@ -88,7 +88,7 @@ def test_angel_link_refuses_a_pin_that_is_not_digits(angel_sim):
 
 
 def test_angel_login_options_are_refused_for_kite(angel_sim):
-    with pytest.raises(CommandError, match="Angel One accounts only"):
+    with pytest.raises(CommandError, match="for Angel One and Dhan accounts only"):
         call_command(
             "link_account",
             "--broker",
