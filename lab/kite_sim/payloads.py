@@ -404,3 +404,22 @@ def basket(*, final: MarginEstimate, orders: Sequence[tuple[str, str, MarginEsti
         ],
         "charges": _charges(),
     }
+
+
+def order_update(
+    row: PaperOrder, *, user_id: str, api_secret: str, market_protection: int | float = 0
+) -> dict[str, Any]:
+    """One order as a postback / WebSocket order update (fixtures/postback.json, API.md §11-§12):
+    the order's fields plus `user_id`, `unfilled_quantity`, `app_id` and the postback checksum,
+    sha256(order_id + order_timestamp + api_secret)."""
+    data = order(row, user_id=user_id, market_protection=market_protection)
+    data.pop("modified", None)
+    data.pop("tags", None)
+    stamp = data["order_timestamp"] or ""
+    data.update(
+        user_id=user_id,
+        unfilled_quantity=data["pending_quantity"],
+        app_id=0,
+        checksum=hashlib.sha256(f"{row.order_id}{stamp}{api_secret}".encode()).hexdigest(),
+    )
+    return data

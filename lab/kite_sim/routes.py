@@ -224,6 +224,7 @@ def order_place(call: Call) -> Response:
         **fields,
     )
     sim.remember_protection(row.order_id, protection)
+    sim.order_updated(session, row, placed=True)
     sim.after_accept(session, order_id=row.order_id, placed=True)
     return Response.ok({"order_id": row.order_id})
 
@@ -247,6 +248,7 @@ def order_modify(call: Call) -> Response:
     )
     if protection is not None:
         sim.remember_protection(row.order_id, protection)
+    sim.order_updated(session, row, placed=False)
     sim.after_accept(session, order_id=row.order_id, placed=False)
     return Response.ok({"order_id": row.order_id})
 
@@ -255,6 +257,7 @@ def order_cancel(call: Call) -> Response:
     session = call.caller
     call.sim.order_write_gate(session)
     row = paper_order_cancel(user_id=session.user_id, order_id=call.args["order_id"])
+    call.sim.order_updated(session, row, placed=False)
     call.sim.after_accept(session, order_id=row.order_id, placed=False)
     return Response.ok({"order_id": row.order_id})
 

@@ -28,8 +28,11 @@ from urllib.parse import parse_qs, urlsplit
 from django.db import connections
 
 from brokers.errors import BrokerError, InputRejected, OrderRejected
+from brokers.paper.models import OrderStatus, PaperOrder
+from lab.kite_sim import payloads
 from lab.kite_sim.auth import AuthError, Session, SessionStore
 from lab.kite_sim.faults import Faults, FaultSpecError, OrderRateLimiter
+from lab.kite_sim.feed import FeedConnection, OrderFeed, accept_key, serve_connection
 from lab.kite_sim.routes import resolve
 from lab.kite_sim.wire import Call, KiteError, Request, Response
 
@@ -87,6 +90,7 @@ class KiteSim:
         self._hidden_until: dict[str, float] = {}  # order id -> monotonic time it shows up
         self._protection: dict[str, int | float] = {}  # order id -> market_protection sent
         self.hits: Counter[Hit] = Counter()  # requests answered, by caller, route and status
+        self.feed = OrderFeed()  # the order-update WebSocket connections (lab.kite_sim.feed)
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -152,6 +156,23 @@ class KiteSim:
                 decision.error_type,
                 ERROR_MESSAGES.get(decision.error_status, "Something went wrong."),
             )
+
+    def order_updated(self, session: Session, row: PaperOrder, *, placed: bool) -> None:
+        """Push the order to the user's order-update WebSockets (API.md §12). Kite pushes nothing
+        at placement, only on a fill, modification, cancellation or rejection: a placement is
+        pushed when the paper exchange filled or rejected it at once."""
+        if not self.feed.wants(session.user_id):
+            return
+        if placed and row.status in (OrderStatus.OPEN, OrderStatus.TRIGGER_PENDING):
+            return
+        app = self.store.app(session.api_key)
+        data = payloads.order_update(
+            row,
+            user_id=session.user_id,
+            api_secret=app.api_secret if app is not None else "",
+            market_protection=self.protection(row.order_id),
+        )
+        self.feed.publish(session.user_id, data)
 
     def visible(self, order_id: str) -> bool:
         """False while a late-book fault keeps the order out of the book."""
@@ -234,6 +255,7 @@ class _Server(ThreadingHTTPServer):
     sim: KiteSim
     in_flight: int
     idle: threading.Condition
+    closing: threading.Event
 
 
 def _handler(sim: KiteSim) -> type[BaseHTTPRequestHandler]:
@@ -243,6 +265,9 @@ def _handler(sim: KiteSim) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
+            if self.command == "GET" and (self.headers.get("Upgrade") or "").lower() == "websocket":
+                self._websocket(parse_qs(parts.query))
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length > 0 else b""
             request = Request(
@@ -274,6 +299,37 @@ def _handler(sim: KiteSim) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 
+        def _websocket(self, query: dict[str, list[str]]) -> None:
+            """Kite's order-update WebSocket (`?api_key=...&access_token=...`, API.md §12)."""
+            self.close_connection = True
+            api_key = (query.get("api_key") or [""])[0]
+            token = (query.get("access_token") or [""])[0]
+            key = self.headers.get("Sec-WebSocket-Key") or ""
+            try:
+                session = sim.store.authenticate(f"token {api_key}:{token}")
+            except AuthError as exc:
+                self._refuse(exc.status, exc.message)
+                return
+            if not key:
+                self._refuse(400, "Missing Sec-WebSocket-Key.")
+                return
+            self.send_response(101, "Switching Protocols")
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept_key(key))
+            self.end_headers()
+            self.wfile.flush()
+            connection = FeedConnection(session.user_id, self.wfile)
+            serve_connection(sim.feed, connection, self.connection, stopping=self.server.closing.is_set)
+
+        def _refuse(self, status: int, message: str) -> None:
+            body = message.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, format: str, *args: Any) -> None:
             """Nothing by default: request lines can carry tokens (`DELETE /session/token?...`)."""
 
@@ -297,8 +353,15 @@ class RunningSim:
         host = str(host)
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    @property
+    def ws_root(self) -> str:
+        """The order-update WebSocket's root (KITE_WS_ROOT): the same port as the HTTP API."""
+        return "ws" + self.root.removeprefix("http")
+
     def stop(self, *, drain_s: float = 5.0) -> None:
-        """Stop accepting, wait (at most `drain_s`) for requests in flight, close the socket."""
+        """Stop accepting, wait (at most `drain_s`) for requests in flight, close the socket
+        (and the order-update WebSockets)."""
+        self.server.closing.set()
         self.server.shutdown()
         deadline = time.monotonic() + drain_s
         with self.server.idle:
@@ -319,6 +382,7 @@ def make_server(sim: KiteSim, *, host: str = "127.0.0.1", port: int = 0) -> _Ser
     server.sim = sim
     server.in_flight = 0
     server.idle = threading.Condition()
+    server.closing = threading.Event()
     return server
 
 

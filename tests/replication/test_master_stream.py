@@ -289,3 +289,64 @@ def test_supervisor_reports_a_refused_stream_once_without_crashing(master, fakes
     supervisor.step()
     assert supervisor.stream is None
     assert lines == ["order stream not opened: simulator credentials are never sent off this machine"]
+
+
+# --- against the simulator's order-update WebSocket on a real socket ---------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_master_stream_on_kite_sim_wakes_the_engine_when_the_master_places_an_order(wake_file):
+    """`master_stream` (supervisor, OrderUpdateStream, KiteTicker) connects to kite_sim's WebSocket on
+    127.0.0.1; the master's order placed through the simulator wakes the orchestrator's wait at once,
+    and the tick it runs replicates the order (polling stays the truth)."""
+    from brokers.kite.client import KiteBroker
+    from brokers.types import OrderRequest, OrderType, Product, Side
+    from lab.demo import FUT, build_desk
+    from replication.models import OrderMapping
+    from replication.orchestrator import Orchestrator
+    from tests.kite_sim_helpers import move_desk_to_kite, running_sim
+
+    with running_sim() as running:
+        kdesk = move_desk_to_kite(build_desk(), running)
+        master_id = kdesk.desk.master.broker_user_id
+        stop = threading.Event()
+        lines: list[str] = []
+        with override_settings(KITE_WS_ROOT=running.ws_root, KITE_API_ROOT=running.root):
+            orch = Orchestrator(holder="stream-test", workers=4)
+            try:
+                orch.run_tick()  # the master's book as it is: nothing to replicate
+                loop = threading.Thread(
+                    target=run_master_stream,
+                    kwargs={"stop": stop, "check_every": 0.2, "write": lines.append},
+                    daemon=True,
+                )
+                loop.start()
+                deadline = time.monotonic() + 15
+                while running.sim.feed.listeners(master_id) == 0:
+                    assert time.monotonic() < deadline, f"the stream never connected: {lines}"
+                    time.sleep(0.05)
+                prime()
+                session = kdesk.sessions[master_id]
+                master = KiteBroker(
+                    api_key=session.api_key, access_token=session.access_token, root=running.root
+                )
+                master.place_order(
+                    OrderRequest(
+                        exchange="NFO",
+                        tradingsymbol=FUT,
+                        side=Side.BUY,
+                        quantity=150,
+                        product=Product.NRML,
+                        order_type=OrderType.MARKET,
+                        tag="byhand1",
+                    )
+                )
+                assert waited(5.0) < 1.0  # woken by the stream, not by the 5 s poll
+                assert running.sim.feed.published >= 1
+                orch.run_tick()
+                assert OrderMapping.objects.filter(quantity__gt=0).exists()
+            finally:
+                stop.set()
+                loop.join(timeout=10)
+                orch.close()
+    assert any("order stream for master" in line and "opened" in line for line in lines)
