@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 SIMULATOR_MARK = "kitesim"
 ANGEL_SIMULATOR_MARK = "angelsim"  # lab.angel_sim's api keys; the Angel adapter keeps them on loopback
+DHAN_SIMULATOR_MARK = "dhansim"  # lab.dhan_sim's api keys and tokens; the Dhan adapter keeps them on loopback
+ALICE_SIMULATOR_MARK = "alicesim"  # lab.alice_sim's app codes; the Alice Blue adapter keeps them on loopback
 TOKEN_CHARS = 32  # Kite's access tokens are 32 letters and digits
 API_KEY_CHARS = 16  # and its api keys 16
 
@@ -29,12 +31,24 @@ def new_simulator_credential(length: int = TOKEN_CHARS) -> str:
 
 
 def is_simulator_credential(value: str) -> bool:
-    return value.startswith((SIMULATOR_MARK, ANGEL_SIMULATOR_MARK))
+    if value.startswith(DHAN_SIMULATOR_MARK):
+        return True
+    return value.startswith((SIMULATOR_MARK, ANGEL_SIMULATOR_MARK)) or value.startswith(ALICE_SIMULATOR_MARK)
 
 
 def new_angel_simulator_key(length: int = 24) -> str:
     """An api key for the Angel simulator (`lab.angel_sim`), carrying its mark."""
     return ANGEL_SIMULATOR_MARK + secrets.token_hex(length)[: length - len(ANGEL_SIMULATOR_MARK)]
+
+
+def new_alice_simulator_key(length: int = 24) -> str:
+    """An app code for the Alice Blue simulator (`lab.alice_sim`), carrying its mark."""
+    return ALICE_SIMULATOR_MARK + secrets.token_hex(length)[: length - len(ALICE_SIMULATOR_MARK)]
+
+
+def new_dhan_simulator_credential(length: int = 32) -> str:
+    """An api key or access token of the Dhan simulator (`lab.dhan_sim`), carrying its mark."""
+    return DHAN_SIMULATOR_MARK + secrets.token_hex(length)[: length - len(DHAN_SIMULATOR_MARK)]
 
 
 def is_loopback_url(url: str) -> bool:
