@@ -43,6 +43,14 @@ def _default_factory(broker: str) -> ClientFactory:
         from brokers.angel.client import AngelBroker
 
         return AngelBroker.for_credentials
+    if broker == "alice":
+        from brokers.alice.client import AliceBroker
+
+        return AliceBroker.for_credentials
+    if broker == "dhan":
+        from brokers.dhan.client import DhanBroker
+
+        return DhanBroker.for_credentials
     raise UnknownBroker(f"unknown broker {broker!r}")
 
 

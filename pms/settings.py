@@ -310,6 +310,23 @@ KITE_WS_ROOT = env.str("KITE_WS_ROOT", default="") or "wss://ws.kite.trade"
 ANGEL_API_ROOT = env.str("ANGEL_API_ROOT", default="https://apiconnect.angelone.in")
 ANGEL_TIMEOUT_S = env.float("ANGEL_TIMEOUT_S", default=7.0)
 ANGEL_SCRIP_MASTER_URL = env.str("ANGEL_SCRIP_MASTER_URL", default="")
+# Alice Blue on Ant-A3 TradeHub (brokers/alice/, docs/alice.md): the API base URL (with its trailing
+# `/`; the simulator: http://127.0.0.1:8003/), the adapter's own timeout, the V2 contract master
+# folder (empty: next to a loopback root, else Alice Blue's published V2 folder), the market
+# protection percent sent on MARKET and SL-M orders, and the exchange-approved algo id (<= 12 chars).
+ALICE_API_ROOT = env.str("ALICE_API_ROOT", default="https://a3.aliceblueonline.com/")
+ALICE_TIMEOUT_S = env.float("ALICE_TIMEOUT_S", default=7.0)
+ALICE_CONTRACT_MASTER_URL = env.str("ALICE_CONTRACT_MASTER_URL", default="")
+ALICE_MARKET_PROTECTION = env.int("ALICE_MARKET_PROTECTION", default=3)
+ALICE_ALGO_ID = env.str("ALICE_ALGO_ID", default="")
+# Dhan (brokers/dhan/, docs/dhan.md): the API root (the adapter adds /v2; a loopback root is the
+# simulator, which also serves the PIN + TOTP login and the security-id master), the adapter's own
+# timeout (the SDK's is 60 s and never raises), the master CSV (empty: next to a loopback root,
+# else Dhan's published compact CSV) and the order-update WebSocket.
+DHAN_API_ROOT = env.str("DHAN_API_ROOT", default="https://api.dhan.co")
+DHAN_TIMEOUT_S = env.float("DHAN_TIMEOUT_S", default=7.0)
+DHAN_SCRIP_MASTER_URL = env.str("DHAN_SCRIP_MASTER_URL", default="")
+DHAN_WS_ROOT = env.str("DHAN_WS_ROOT", default="wss://api-order-update.dhan.co")
 WAKE_FILE = env.str("WAKE_FILE", default=str(BASE_DIR / ".engine-wake"))
 SITE_URL = env.str("SITE_URL", default="")  # prefix for links in emails (login check)
 
