@@ -62,6 +62,8 @@ from brokers.registry import BrokerCredentials
 from replication.services.audit_log import EventKind, audit
 
 logger = logging.getLogger(__name__)
+# Brokers whose headless login takes no api key (Dhan's generateAccessToken: client id, PIN, TOTP).
+KEYLESS_LOGIN = frozenset({Broker.DHAN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,9 @@ def _check_against(data: _LinkInput, existing: Account | None) -> None:
             f"an {capabilities_for(data.broker).name} account needs an api key and either its PIN and TOTP "
             "secret (the server then logs in every day) or an access token"
         )
-        if not data.api_key:
+        if data.broker in KEYLESS_LOGIN:  # Dhan: client id, PIN and TOTP, no api key
+            message = message.replace("an api key and either its", "either its").replace("an Dhan", "a Dhan")
+        elif not data.api_key:
             errors.add("credentials_required", "api_key", message)
         if not (data.pin and data.totp_secret) and not data.access_token:
             for field in ("pin", "totp_secret"):
@@ -390,7 +394,7 @@ def _link_login(data: _LinkInput) -> _LinkInput:
     api_key = data.api_key or (stored.api_key if stored else "")
     pin = data.pin or (stored.pin if stored else "")
     totp_secret = data.totp_secret or (stored.totp_secret if stored else "")
-    if not (api_key and pin and totp_secret):
+    if not ((api_key or data.broker in KEYLESS_LOGIN) and pin and totp_secret):
         return data
     refuse_in_transaction("account_link (a login at the broker)")
     creds = BrokerCredentials(
