@@ -60,4 +60,4 @@ def test_alice_sim_command_serves_login_and_envelopes_and_stops_on_sigterm(tmp_p
 
 def test_alice_sim_command_refuses_a_non_loopback_host():
     with pytest.raises(CommandError):
-        call_command("alice_sim", "--port", "0", "--host", "0.0.0.0")
+        call_command("alice_sim", "--port", "0", "--host", "0.0.0.0")  # noqa: S104 - refused, never bound
