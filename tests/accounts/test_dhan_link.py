@@ -128,3 +128,15 @@ def test_dhan_link_through_the_admin_with_pin_and_totp(admin_client):
     account = Account.objects.get(broker=Broker.DHAN)
     assert account.broker_user_id == "1100000006" and account.ownership == Ownership.VOUCHED
     assert (account.secret("pin"), account.secret("totp_secret")) == ("135790", "JBSWY3DPEHPK3PXP")
+
+
+def test_dhan_link_command_with_a_web_token_says_what_comes_next(dhan_sim, monkeypatch):
+    dhan_sim.sim.store.register(client_id="1100000007")
+    token = dhan_sim.sim.store.open("1100000007").access_token
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{token}\n"))
+
+    lines = link("--user-id", "1100000007", "--access-token", "-")
+
+    assert Account.objects.get(broker=Broker.DHAN).secret("access_token") == token
+    assert any(line.startswith("next: the access token lives 24 hours") for line in lines)
+    assert token not in "\n".join(lines)

@@ -128,6 +128,11 @@ class Command(BaseCommand):
                 f"logged in to {account.get_broker_display()}: session until "
                 f"{account.token_expires_at:%Y-%m-%d %H:%M} UTC"
             )
+        if account.broker == Broker.DHAN and not (account.pin and account.totp_secret):
+            self.stdout.write(
+                "next: the access token lives 24 hours; store the PIN and TOTP secret "
+                "(--pin - --totp-secret -) for the server's own login, or link a new token every day"
+            )
         if account.broker == Broker.ANGEL and not (account.pin and account.totp_secret):
             self.stdout.write(
                 "next: store the PIN and TOTP secret (--pin - --totp-secret -) for the daily login"
