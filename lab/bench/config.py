@@ -13,12 +13,16 @@ FUT = "NIFTYBENCHFUT"
 MASTER_USER_ID = "BMASTER"
 EXCHANGES = ("paper", "memory", "kite-sim")
 MODES = ("threads", "queue")
-SIM_LOCATIONS = ("thread", "process")
+SIM_LOCATIONS = ("memory", "thread", "process")
+DETECTIONS = ("poll", "stream")
+LOOP_USERS = 100  # the sequential loop's accounts: one order each (Kite's 10 orders/s per account)
 EXCHANGE_NOTES = {
     "paper": "children's orders persisted by the paper exchange",
     "memory": "children's orders kept in memory: the engine's own cost",
     "kite-sim": "master and children on the Kite path: the real SDK over HTTP to the simulator on "
-    "127.0.0.1, which adds the latency to every request and persists orders in the paper exchange",
+    "127.0.0.1, which adds the latency to every request (simulator memory: children's orders "
+    "answered from memory on an event loop, the master's persisted in the paper exchange; "
+    "thread/process: every order persisted in the paper exchange)",
 }
 KITE_ORDER_RATE = 10  # the simulator's order writes per second per account (Kite's limit)
 BASE_DIR = Path(settings.BASE_DIR)
@@ -46,7 +50,9 @@ class BenchConfig:
     queue_workers: int = 2  # queue mode: qcluster workers (Q_WORKERS)
     queue_shards: int | None = None  # queue mode: FANOUT_SHARDS; None = as many as workers
     wait_s: float = 300.0  # bound on each wait: subprocess start, the last acknowledgement, recovery
-    sim: str = ""  # kite-sim: "thread" (this process) or "process" (a subprocess); "" = by mode
+    sim: str = ""  # kite-sim: "memory" (the default), "thread" (this process) or "process"
+    detect: str = "poll"  # kite-sim with sim "memory": how the event tick learns of the master order
+    loop_calls: int = LOOP_USERS  # kite-sim with sim "memory": the sequential SDK loop's sample
 
 
 @dataclass(frozen=True)

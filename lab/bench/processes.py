@@ -200,13 +200,16 @@ class Subprocesses:
         self.processes: list[_Process] = []
         self.cluster: _Process | None = None
 
-    def start_sim(self, sessions: list[SimSession]) -> str:
-        """`manage.py kite_sim` on 127.0.0.1 (a free port) with the sessions and the latency; its root."""
+    def start_sim(self, sessions: list[SimSession], *, memory_persist: str | None = None) -> tuple[str, str]:
+        """`manage.py kite_sim` on 127.0.0.1 (a free port) with the sessions and the latency: its
+        root and its order-update WebSocket's root. `memory_persist`: the bench mode
+        (`--memory-orders`), orders of every user but this one answered from memory."""
         sim_config = self.logdir / "kite-sim.json"
         _write_sim_config(sim_config, self.config, sessions)
+        extra = ["--memory-orders", "--persist-user", memory_persist] if memory_persist else []
         sim = _Process(
             "kite_sim",
-            ["kite_sim", "--host", "127.0.0.1", "--port", "0", "--config", str(sim_config)],
+            ["kite_sim", "--host", "127.0.0.1", "--port", "0", "--config", str(sim_config), *extra],
             env=self.env,
             logdir=self.logdir,
             stdout_pipe=True,
@@ -214,11 +217,13 @@ class Subprocesses:
         self.processes.append(sim)
         try:
             root = sim.read_line(timeout=self.config.wait_s)
+            # Printed with the root, so it is in the pipe's buffer already (select would not see it).
+            ws_root = sim.popen.stdout.readline().decode().strip() if sim.popen.stdout else ""
         finally:
             sim_config.unlink()  # loaded (or failed): the tokens need not stay on disk
-        if not root.startswith("http://127.0.0.1:"):
-            raise BenchError(f"unexpected simulator address {root!r}:\n{sim.log_tail()}")
-        return root
+        if not root.startswith("http://127.0.0.1:") or not ws_root.startswith("ws://127.0.0.1:"):
+            raise BenchError(f"unexpected simulator address {root!r} {ws_root!r}:\n{sim.log_tail()}")
+        return root, ws_root
 
     def start_cluster(self, progress: Callable[[str], None], *, kite_root: str | None) -> None:
         """`manage.py qcluster` with K workers, warmed up."""

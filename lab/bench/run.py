@@ -4,9 +4,14 @@ Exchanges (`BenchConfig.exchange`):
 - `paper`: the children's orders are persisted by the paper exchange (PaperBroker, in process);
 - `memory`: the children's orders are kept in memory, to measure the engine's own cost;
 - `kite-sim`: master and children on the Kite path: KiteBroker and the real SDK over HTTP to the
-  Kite simulator on 127.0.0.1, which sleeps `latency_ms` before answering each request. The
-  simulator runs in this process (`sim="thread"`, the default in threads mode) or as a
-  `manage.py kite_sim` subprocess (`sim="process"`, the default in queue mode).
+  Kite simulator on 127.0.0.1, which waits `latency_ms` before answering each request. By default
+  (`sim="memory"`) the simulator is a `manage.py kite_sim --memory-orders` subprocess, an event
+  loop answering the children's orders from memory (the master's are persisted): the rig costs
+  less than the engine per request, so the figures are the engine's. The master's order then goes
+  in through the SDK while the orchestrator loop polls (`detect="poll"`) or listens to the order
+  stream (`detect="stream"`), and the run also times a sequential loop of SDK calls. The older
+  rigs persist every order in the paper exchange: in this process (`sim="thread"`) or as a
+  subprocess (`sim="process"`).
 
 Modes (`BenchConfig.mode`):
 - `threads`: the orchestrator sends from its own bounded pool (FANOUT_WORKERS);
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import statistics
 import time
 from collections import Counter
@@ -56,13 +62,16 @@ from lab.bench.config import (
 )
 from lab.bench.cpu import CpuMeter
 from lab.bench.desk import (
+    SimSession,
     measure_sizing,
     raise_open_file_limit,
     seed_accounts,
     sim_in_process,
     use_memory_exchange,
 )
+from lab.bench.kite import EventTick, LoopResult, event_via_sdk, loop_sessions, sequential_loop, sim_delta
 from lab.bench.processes import Subprocesses, queue_broker_name, shard_count, subprocesses, wait_for_acks
+from lab.kite_sim.fast import stats
 from lab.kite_sim.server import RunningSim
 from lab.memory import MemoryExchange
 from lab.scratch import throwaway_database
@@ -72,9 +81,12 @@ from replication.orchestrator import Orchestrator, TickResult
 logger = logging.getLogger(__name__)
 
 
-def _check_orders(config: BenchConfig, memory: MemoryExchange | None) -> OrderCheck:
-    """How many orders each child has at the exchange (the master's are not counted)."""
-    if memory is not None:
+def _check_orders(config: BenchConfig, memory: MemoryExchange | None, sim_root: str = "") -> OrderCheck:
+    """How many orders each child has at the exchange (the master's are not counted); with the
+    simulator's memory mode, as the simulator counts them."""
+    if sim_root:
+        per_child = Counter({str(u): int(n) for u, n in stats(sim_root)["orders"].items()})
+    elif memory is not None:
         per_child = Counter({user: len(orders) for user, orders in memory.orders.items()})
     else:
         per_child = Counter(
@@ -175,15 +187,18 @@ class _Setup:
     memory: MemoryExchange | None = None  # exchange "memory"
     running: RunningSim | None = None  # exchange "kite-sim" with the simulator in this process
     procs: Subprocesses | None = None  # queue mode, or the simulator as a subprocess
-    sim: str = ""  # where the simulator runs ("thread" or "process"), for the report
+    sim: str = ""  # where the simulator runs ("memory", "thread" or "process"), for the report
+    root: str = ""  # the simulator's HTTP root
+    ws_root: str = ""  # its order-update WebSocket
+    master: SimSession | None = None
+    loop: list[SimSession] | None = None  # the sequential loop's sessions (memory mode)
 
 
 def sim_location(config: BenchConfig) -> str:
-    """`config.sim` or, when it is empty, in this process for threads mode and a subprocess for
-    queue mode (where the bench process also polls the database)."""
+    """`config.sim`, or the memory mode when it is empty."""
     if config.exchange != "kite-sim":
         return ""
-    return config.sim or ("process" if config.mode == "queue" else "thread")
+    return config.sim or "memory"
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> BenchResult:
@@ -218,18 +233,27 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _m: 
             if config.exchange == "memory":
                 setup.memory, restore = use_memory_exchange(config)
                 stack.callback(restore)
-            if queue_mode or setup.sim == "process":
+            if queue_mode or setup.sim in ("process", "memory"):
                 setup.procs = stack.enter_context(subprocesses(config))
             root: str | None = None
-            if setup.sim == "process" and setup.procs is not None:
-                root = setup.procs.start_sim(sessions)
-                progress(f"simulator subprocess serving {root} with {len(sessions)} sessions")
+            if setup.sim in ("process", "memory") and setup.procs is not None:
+                memory = setup.sim == "memory"
+                setup.loop = loop_sessions(config.loop_calls) if memory else []
+                setup.master = next(s for s in sessions if s.user_id == MASTER_USER_ID)
+                root, setup.ws_root = setup.procs.start_sim(
+                    sessions + setup.loop, memory_persist=MASTER_USER_ID if memory else None
+                )
+                progress(
+                    f"simulator subprocess serving {root} ({'orders from memory' if memory else 'paper'}) "
+                    f"with {len(sessions)} sessions"
+                )
             elif setup.sim == "thread":
                 setup.running = stack.enter_context(sim_in_process(config, sessions))
                 root = setup.running.root
                 progress(f"simulator serving {root} in this process with {len(sessions)} sessions")
             if root is not None:
                 overrides["KITE_API_ROOT"] = root
+                setup.root = root
             if queue_mode and setup.procs is not None:
                 setup.procs.start_cluster(progress, kite_root=root)
                 overrides.update(FANOUT_MODE="queue", FANOUT_SHARDS=shard_count(config))
@@ -254,20 +278,32 @@ def _measure(
         idle.append(r.timings_ms.get("total", 0.0) - r.timings_ms.get("master_read", 0.0))
     idle_ms = statistics.median(idle)
     progress(f"idle tick {idle_ms:.1f} ms beyond the master reads")
-    paper_order_place(
-        user_id=MASTER_USER_ID,
-        exchange="NFO",
-        tradingsymbol=FUT,
-        side="BUY",
-        quantity=150,
-        product="NRML",
-        order_type="MARKET",
-    )
     cpu = CpuMeter(setup.procs)
-    cpu.start()
-    wall0, perf0 = time.time(), time.perf_counter()
-    with CaptureQueriesContext(connection) as queries:
-        result = orch.run_tick()
+    event: EventTick | None = None
+    if setup.sim == "memory" and setup.master is not None:
+        before = stats(setup.root)
+        cpu.start()
+        event = event_via_sdk(
+            config, orch, setup.master, root=setup.root, ws_root=setup.ws_root, progress=progress
+        )
+        result, query_count = event.result, event.queries
+        wall0, perf0 = event.tick_wall, event.tick_perf
+        sim_figures = sim_delta(before, stats(setup.root))
+    else:
+        paper_order_place(
+            user_id=MASTER_USER_ID,
+            exchange="NFO",
+            tradingsymbol=FUT,
+            side="BUY",
+            quantity=150,
+            product="NRML",
+            order_type="MARKET",
+        )
+        cpu.start()
+        wall0, perf0 = time.time(), time.perf_counter()
+        with CaptureQueriesContext(connection) as queries:
+            result = orch.run_tick()
+        query_count = len(queries)
     if result.errors:
         raise BenchError("; ".join(result.errors))
     read_done = result.marks.get("master_read_done", 0.0)
@@ -299,6 +335,13 @@ def _measure(
         placed_http = setup.running.sim.hit_count(route="POST /orders/{variety}", status=200)
         notes.append(f"simulator: {placed_http} order writes answered 200 over HTTP")
     notes.append(cpu_line)
+    if event is not None:
+        orders_check = _check_orders(config, setup.memory, setup.root)  # before the loop adds orders
+        notes += _kite_lines(
+            config, event, sim_figures, fanout_s, sequential_loop(setup.root, setup.loop or [])
+        )
+    else:
+        orders_check = _check_orders(config, setup.memory)
     notes.append(_outcomes_line())
     latencies = sorted(
         ms for ms in OrderMapping.objects.values_list("latency_ms", flat=True) if ms is not None
@@ -312,7 +355,7 @@ def _measure(
         idle_tick_ms=idle_ms,
         fanout_s=fanout_s,
         p99_child_ms=float(p99),
-        queries_per_tick=len(queries),
+        queries_per_tick=query_count,
         placed=placed,
         event_tick_ms=float(result.duration_ms),
         sizing_children=config.sizing_children,
@@ -323,9 +366,45 @@ def _measure(
         broker=setup.broker,
         database=_database_label(),
         sim=setup.sim,
-        orders=_check_orders(config, setup.memory),
+        orders=orders_check,
         notes=notes,
     )
+
+
+def _kite_lines(
+    config: BenchConfig, event: EventTick, sim: Any, fanout_s: float, loop: LoopResult
+) -> list[str]:
+    """The Kite path's figures: engine and simulator CPU per order, detection, the sequential
+    loop, the speed-up and the run's limit."""
+    n = config.children
+    sent = max(1, event.result.dispatch.sent)
+    engine_ms = event.cpu_s * 1000 / sent
+    cores = 1  # threads mode: one process, one interpreter lock
+    if config.mode == "queue":
+        cores = min(os.cpu_count() or 1, config.queue_workers)
+    limit_s = loop.median_call_s + event.cpu_s / cores
+    extrapolated = loop.extrapolated_s(n)
+    detection = event.detection_ms
+    return [
+        f"cpu per child order: engine {engine_ms:.2f} ms (this process during the event tick: "
+        f"{event.cpu_s:.2f} s for {sent} orders; SDK and HTTP included), simulator "
+        f"{sim.cpu_ms_per_request:.2f} ms per request ({sim.cpu_s:.2f} s for {sim.requests} requests)",
+        (
+            f"detection ({event.detect}): master order placed -> first child order at the simulator "
+            f"{detection:.0f} ms (poll interval {settings.POLL_INTERVAL:g} s)"
+            if detection is not None
+            else f"detection ({event.detect}): no child order reached the simulator"
+        ),
+        f"sequential loop: {loop.calls} SDK place_order calls in a row took {loop.wall_s:.2f} s "
+        f"({loop.median_call_s * 1000:.1f} ms median per call, "
+        f"{loop.cpu_s * 1000 / max(1, loop.calls):.2f} ms CPU per call); "
+        f"extrapolated to {n} children: {extrapolated:.1f} s (EXTRAPOLATED, not run)",
+        f"speed-up: {extrapolated / fanout_s if fanout_s > 0 else 0:.0f}x (the extrapolated sequential "
+        f"loop / this fan-out's {fanout_s:.3f} s)",
+        f"limit for this run: {limit_s:.3f} s = one round trip {loop.median_call_s * 1000:.0f} ms + "
+        f"{engine_ms:.2f} ms CPU x {n} orders / {cores} core(s) used "
+        f"(fan-out at {limit_s / fanout_s * 100 if fanout_s > 0 else 0:.0f}% of it)",
+    ]
 
 
 def _phases(result: TickResult) -> dict[str, str]:

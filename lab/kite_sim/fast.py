@@ -51,6 +51,7 @@ class MemoryBook:
 
     persist: frozenset[str] = frozenset()  # users whose orders go to the paper exchange
     orders: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    first_at: float | None = None  # wall-clock instant (epoch seconds) of the first order placed
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def answers(self, user_id: str) -> bool:
@@ -75,6 +76,8 @@ class MemoryBook:
                 "Market orders without market protection are not allowed via API. "
                 "Please set `market_protection` or use a Limit order.",
             )
+        if self.first_at is None:
+            self.first_at = time.time()
         order_id = f"{datetime.now():%y%m%d}{next(self._ids):012d}"
         stamp = f"{datetime.now():%Y-%m-%d %H:%M:%S}"
         self.orders.setdefault(user_id, []).append(
@@ -262,6 +265,7 @@ class MemoryFront:
             "from_memory": self.from_memory,
             "cpu_s": time.process_time(),
             "orders": self.book.counts(),
+            "first_order_at": self.book.first_at,
         }
 
     # --- lifecycle -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ scripts/redis_env.sh (which installs redis-server with apt-get when it is missin
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,8 @@ def test_bench_scale_kite_sim_over_http_places_one_order_per_child():
         "5",
         "--exchange",
         "kite-sim",
+        "--sim",
+        "thread",
         "--workers",
         "8",
         "--sizing-children",
@@ -90,6 +93,47 @@ def test_bench_scale_kite_sim_over_http_places_one_order_per_child():
         "orders: 20 children, 20 with exactly one order at the exchange, 0 with none, "
         "0 with more than one" in done.stdout
     )
+
+
+@pytest.mark.parametrize("detect", ["poll", "stream"])
+def test_bench_memory_sim_reports_engine_and_simulator_cpu_detection_loop_and_limit(detect):
+    done = _bench(
+        "--children",
+        "30",
+        "--latency-ms",
+        "20",
+        "--exchange",
+        "kite-sim",
+        "--workers",
+        "8",
+        "--detect",
+        detect,
+        "--sizing-children",
+        "500",
+        "--wait-s",
+        "60",
+        env=_test_settings_env(),
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "simulator=memory" in out
+    assert (
+        "orders: 30 children, 30 with exactly one order at the exchange, 0 with none, "
+        "0 with more than one" in out
+    )
+    lines = {line.split(":")[0]: line for line in out.splitlines()}
+    cpu = re.search(r"engine ([\d.]+) ms .* simulator ([\d.]+) ms per request", out)
+    assert cpu is not None and float(cpu[1]) > 0 and float(cpu[2]) > 0
+    detection = rf"detection \({detect}\): master order placed -> first child order at the simulator \d+ ms"
+    assert re.search(detection, out)
+    assert "sequential loop: 100 SDK place_order calls in a row" in lines["sequential loop"]
+    assert "extrapolated to 30 children" in out and "EXTRAPOLATED" in out
+    assert re.search(r"speed-up: \d+x", out)
+    limit = r"limit for this run: [\d.]+ s = one round trip \d+ ms \+ [\d.]+ ms CPU x 30 orders / 1 core"
+    assert re.search(limit, out)
+    if detect == "stream":
+        assert "order stream connected to ws://127.0.0.1:" in out
 
 
 def test_bench_scale_queue_mode_over_redis_places_one_order_per_child(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lab.bench import EXCHANGES, MODES, SIM_LOCATIONS, BenchConfig, BenchError, run_bench
+from lab.bench import DETECTIONS, EXCHANGES, MODES, SIM_LOCATIONS, BenchConfig, BenchError, run_bench
 
 
 class Command(BaseCommand):
@@ -65,8 +65,24 @@ class Command(BaseCommand):
             "--sim",
             choices=SIM_LOCATIONS,
             default="",
-            help="kite-sim: run the simulator in this process (thread; the default in threads mode) "
-            "or as a `manage.py kite_sim` subprocess (process; the default in queue mode)",
+            help="kite-sim: memory (the default): a `manage.py kite_sim --memory-orders` subprocess "
+            "answering the children's orders from memory on an event loop, so the rig costs less "
+            "than the engine; thread: the simulator in this process, every order persisted in the "
+            "paper exchange; process: the same as a subprocess",
+        )
+        parser.add_argument(
+            "--detect",
+            choices=DETECTIONS,
+            default="poll",
+            help="kite-sim with --sim memory: the master's order goes in through the SDK while the "
+            "orchestrator loop polls every POLL_INTERVAL (poll) or is woken by the master's order "
+            "stream on the simulator's WebSocket (stream); reports master order -> first child order",
+        )
+        parser.add_argument(
+            "--loop-calls",
+            type=int,
+            default=100,
+            help="kite-sim with --sim memory: SDK calls in the sequential loop timed for comparison (>= 100)",
         )
         parser.add_argument(
             "--wait-s",
@@ -88,6 +104,8 @@ class Command(BaseCommand):
             raise CommandError("--queue-shards must be between 1 and 1024")
         if options["wait_s"] <= 0:
             raise CommandError("--wait-s must be positive")
+        if not 100 <= options["loop_calls"] <= 5000:
+            raise CommandError("--loop-calls must be between 100 and 5000")
         if options["sim"] and options["exchange"] != "kite-sim":
             raise CommandError("--sim applies to --exchange kite-sim only")
         if options["mode"] == "queue" and options["exchange"] == "memory":
@@ -104,6 +122,8 @@ class Command(BaseCommand):
             queue_shards=options["queue_shards"],
             wait_s=options["wait_s"],
             sim=options["sim"],
+            detect=options["detect"],
+            loop_calls=options["loop_calls"],
         )
         started = time.perf_counter()
         try:
