@@ -1,4 +1,4 @@
-"""Broker clients with switchable faults (paper, Angel One), installed through the broker registry."""
+"""Broker clients with switchable faults (paper, Angel One, Dhan), installed through the broker registry."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from brokers import registry
 from brokers.angel.client import AngelBroker
+from brokers.dhan.client import DhanBroker
 from brokers.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -205,6 +206,39 @@ class FaultyAngel(FaultsMixin, AngelBroker):
         return RateLimited(
             "Angel One refused the request (rate limit): Access denied because of exceeding access rate",
             http_status=403,
+        )
+
+    def _unknown_error(self) -> BrokerError:
+        return OutcomeUnknown(f"ReadTimeout: Read timed out. (read timeout={self.timeout})")
+
+
+class FaultyDhan(FaultsMixin, DhanBroker):
+    """A Dhan account (DhanBroker, the real dhanhq SDK) with the fault switches, keyed by its client
+    id, which the Dhan simulator serves as the paper account of that user id. The errors are the
+    ones the adapter raises (brokers/dhan/errors.py): a dead token whose PIN + TOTP login Dhan
+    refuses, DH-904, a timeout string on a write (unknown), DH-908 for a read, DH-906 for a modify."""
+
+    @property
+    def user_id(self) -> str:
+        return self.client_id
+
+    def _token_error(self) -> BrokerError:
+        return TokenExpired(
+            "Dhan refused the login: Failed to generate token via PIN/TOTP", code="login_refused"
+        )
+
+    def _reads_error(self) -> BrokerError:
+        return BrokerUnavailable("DH-908: Server was not able to process API request")
+
+    def _calculator_error(self) -> BrokerError:
+        return BrokerUnavailable("DH-908: Server was not able to process API request")
+
+    def _modify_error(self) -> BrokerError:
+        return OrderRejected("DH-906: Incorrect request for order and cannot be processed.")
+
+    def _rate_error(self) -> BrokerError:
+        return RateLimited(
+            "Dhan refused the request (rate limit): DH-904: Too many requests", http_status=429
         )
 
     def _unknown_error(self) -> BrokerError:

@@ -312,3 +312,26 @@ def test_dhan_e2e_engine_write_timing_out_after_accept_is_found_by_tag_and_never
     assert (order.tag, order.order_id, order.status) == (c2.tag, c2.broker_order_id, "COMPLETE")
     assert running.sim.hit_count(client_id="C2", route=PLACE) == 1
     assert desk.positions(FUT)["C2"] == ENTRY["C2"]
+
+
+def test_faulty_dhan_raises_the_dhan_adapters_errors_over_the_simulator(running, desk):
+    from tests.faulty_broker import Faults, FaultyDhan
+
+    client = running.sim.store.register(client_id="C1")
+    faulty = FaultyDhan(
+        client_id="C1",
+        api_key=client.api_key,
+        pin=client.pin,
+        totp_secret=client.totp_secret,
+        root=running.root,
+        scrip_cache=ScripCache(),
+        budget=WriteBudget(),
+    )
+    faulty.faults = Faults(rate_limited_once={"C1"}, token_expired=set())
+    with pytest.raises(RateLimited):
+        faulty.place_order(buy(tag="R1C1S0"))
+    order_id = faulty.place_order(buy(tag="R1C1S0"))
+    assert [o.order_id for o in faulty.orders()] == [order_id]
+    faulty.faults.token_expired.add("C1")
+    with pytest.raises(TokenExpired):
+        faulty.funds()
