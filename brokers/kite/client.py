@@ -1,7 +1,9 @@
 """BrokerClient for Zerodha Kite, on the official kiteconnect SDK (kite/API.md).
 
-One instance per account, holding one SDK client (one requests session). The SDK is not
-thread-safe, so every call on an instance is serialised by the instance's lock.
+One instance per account, holding the account's SDK client, kept warm across ticks and client
+rebuilds (one per account and token) on the shared requests session of its egress route
+(brokers.kite.egress: a connection pool per root, or per explicit proxy_url; the environment's
+proxy settings read once). Every call on an instance is serialised by the instance's lock.
 
 Reads are retried (at most `max_read_attempts`, exponential backoff with jitter) on RateLimited and
 BrokerUnavailable. Writes (place, modify, cancel) are sent once: a RateLimited write placed nothing
@@ -14,6 +16,7 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -27,7 +30,7 @@ from kiteconnect import exceptions as kex
 from brokers.capabilities import Capabilities, capabilities_for
 from brokers.credentials import BrokerCredentials
 from brokers.errors import BrokerError, BrokerUnavailable, InputRejected, RateLimited
-from brokers.kite import params, parse
+from brokers.kite import egress, params, parse
 from brokers.kite.errors import MALFORMED, redact, simulator_refusal, translate
 from brokers.kite.instruments import InstrumentCache, shared_cache
 from brokers.simcreds import is_simulator_credential
@@ -39,6 +42,49 @@ T = TypeVar("T")
 
 LTP_BATCH = 1000  # instruments per /quote/ltp call
 _SDK_FAILURES = (kex.KiteException, requests.RequestException, *MALFORMED)
+
+
+SDK_CACHE_SIZE = 50_000  # KiteConnect clients kept warm (one per account and token)
+_sdk_lock = threading.Lock()
+_sdk_clients: OrderedDict[tuple[str, str, str, float, str], KiteConnect] = OrderedDict()
+
+
+def _warm_sdk_client(
+    api_key: str, access_token: str, *, root: str, timeout: float, proxy_url: str
+) -> KiteConnect:
+    """The SDK client of one account and token, kept across ticks and client rebuilds, on the
+    shared session of its egress route (brokers.kite.egress): an explicit `proxy_url` is its own
+    route; without one, the environment's proxy settings are read once, not on every call.
+
+    A KiteConnect carries no per-call state (the account's headers are built on each call), so
+    the KiteBroker instances of one account may share it."""
+    key = (api_key, access_token, root, timeout, proxy_url)
+    with _sdk_lock:
+        kite = _sdk_clients.get(key)
+        if kite is not None:
+            _sdk_clients.move_to_end(key)
+            return kite
+    proxies = {"http": proxy_url, "https": proxy_url} if proxy_url else None
+    kite = KiteConnect(api_key, access_token=access_token, root=root, timeout=timeout, proxies=proxies)
+    kite.reqsession.close()
+    kite.reqsession = egress.session_for(
+        root, proxy_url, direct=not proxy_url and _simulated(api_key, access_token)
+    )
+    with _sdk_lock:
+        kite = _sdk_clients.setdefault(key, kite)
+        while len(_sdk_clients) > SDK_CACHE_SIZE:
+            _sdk_clients.popitem(last=False)
+    return kite
+
+
+def _simulated(*credentials: str) -> bool:
+    return any(is_simulator_credential(c) for c in credentials)
+
+
+def forget_sdk_clients() -> None:
+    """Drop the warm SDK clients (tests; after a change of settings)."""
+    with _sdk_lock:
+        _sdk_clients.clear()
 
 
 class KiteBroker:
@@ -87,12 +133,13 @@ class KiteBroker:
         self._refusal = simulator_refusal(root=self.root, credentials=(api_key, access_token))
         simulated = is_simulator_credential(api_key) or is_simulator_credential(access_token)
         # The simulator's credentials go straight to it: no account proxy, no proxy from the environment.
-        proxies = {"http": proxy_url, "https": proxy_url} if proxy_url and not simulated else None
-        self._kite = KiteConnect(
-            api_key, access_token=access_token, root=self.root, timeout=self.timeout, proxies=proxies
+        self._kite = _warm_sdk_client(
+            api_key,
+            access_token,
+            root=self.root,
+            timeout=self.timeout,
+            proxy_url="" if simulated else proxy_url,
         )
-        if simulated:
-            self._kite.reqsession.trust_env = False
 
     @classmethod
     def for_credentials(cls, creds: BrokerCredentials) -> KiteBroker:
