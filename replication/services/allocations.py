@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from brokers.types import Side
 from replication.models import (
     Allocation,
     AllocationKind,
@@ -82,60 +83,54 @@ def allocation_resize(*, allocation: Allocation, master_quantity: int) -> None:
 
 
 def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) -> int:
-    """Resting exits of the master that filled for the first time this tick after other events in
-    their instrument, or against a position other than the one they were sized against (the master
-    added, or reduced, while they rested): store the position they filled against and replay them
-    after every allocation made so far (DESIGN §3.4: r is taken against the position before the
-    exit). Children's entitlements in those instruments are followed again. Called inside the
-    record stage's lease-checked transaction, before this tick's allocations are made; returns how
-    many were retimed."""
+    """Resting orders of the master that filled for the first time this tick, judged by the
+    position they filled against (DESIGN §3.2: an order is an entry or an exit by the master's
+    position just before it; §3.4: r is taken against that position):
+    - a resting exit that filled after other events in its instrument, or against a position other
+      than the one it was sized against (the master added, or reduced, while it rested): store the
+      position it filled against and replay it after every allocation made so far;
+    - a resting entry that filled against a position on the other side (the master turned around
+      while it rested) closed that position: it becomes an exit of it, replayed where it filled.
+    Children's entitlements in those instruments are followed again. Called inside the record
+    stage's lease-checked transaction, before this tick's allocations are made; returns how many
+    were retimed."""
     if not fill_before:
         return 0
     links = Allocation.master_orders.through.objects.filter(
         masterorder__account_id=master_id,
         masterorder__broker_order_id__in=list(fill_before),
-        allocation__kind=AllocationKind.CLOSE,
+        allocation__kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE),
         allocation__replay_after__isnull=True,
     ).exclude(allocation__status=AllocationStatus.REJECTED)
     last = Allocation.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     retimed = 0
-    for alloc_id, order_id, master_order_id in links.values_list(
+    for alloc_id, order_id, master_order_id in links.order_by("allocation_id").values_list(
         "allocation_id", "masterorder__broker_order_id", "masterorder_id"
     ):
         allocation = Allocation.objects.get(pk=alloc_id)
+        if allocation.replay_after is not None:
+            continue  # retimed already (an aggregated allocation: one of its other orders)
         before = fill_before[order_id]
+        if allocation.kind == AllocationKind.OPEN:
+            if _entry_turned_exit(allocation, before, master_order_id):
+                _retime_entry_as_exit(allocation, order_id, before, last)
+                retimed += 1
+            continue
         old = allocation.master_position_before
         if before == 0 or (before > 0) != (old > 0):
             continue  # no longer an exit of that position
-        after_it = Allocation.objects.filter(
-            exchange=allocation.exchange,
-            tradingsymbol=allocation.tradingsymbol,
-            product=allocation.product,
-            kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE),
-            pk__gt=alloc_id,
-        )
+        after_it = _allocations_after(allocation)
         own_parts = after_it.filter(master_orders=master_order_id)  # the open part of a zero crossing
         if before == old and not after_it.exclude(pk__in=own_parts.values("pk")).exists():
             continue  # filled against the position it was sized against, with nothing in between
-        ratio = Decimal(min(allocation.master_quantity, abs(before))) / Decimal(abs(before))
+        ratio = _exit_ratio(allocation.master_quantity, before)
         Allocation.objects.filter(pk=alloc_id).update(
-            master_position_before=before,
-            replay_after=last,
-            exit_ratio=ratio.quantize(Decimal("0.000000000001")),
+            master_position_before=before, replay_after=last, exit_ratio=ratio
         )
         # The open part of a zero crossing goes with it: right after the close, as the order filled.
         parts = list(own_parts.values_list("pk", flat=True))
         Allocation.objects.filter(pk__in=parts).update(replay_after=last)
-        inst = (allocation.exchange, allocation.tradingsymbol, allocation.product)
-        entitlements_unsettle(  # every child with an engine order there: entries make no row
-            keys={
-                (cid, *inst): allocation.lot_size
-                for cid in OrderMapping.objects.filter(
-                    exchange=inst[0], tradingsymbol=inst[1], product=inst[2]
-                ).values_list("child_id", flat=True)
-            }
-        )
-        entitlements_unsettle_instrument(exchange=inst[0], tradingsymbol=inst[1], product=inst[2])
+        _follow_instrument(allocation)
         audit(
             kind=EventKind.ALLOCATION_SIZED,
             account=allocation.master,
@@ -146,6 +141,66 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
         )
         retimed += 1
     return retimed
+
+
+def _allocations_after(allocation: Allocation) -> Any:
+    return Allocation.objects.filter(
+        exchange=allocation.exchange,
+        tradingsymbol=allocation.tradingsymbol,
+        product=allocation.product,
+        kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE),
+        pk__gt=allocation.pk,
+    )
+
+
+def _exit_ratio(master_quantity: int, before: int) -> Decimal:
+    ratio = Decimal(min(master_quantity, abs(before))) / Decimal(abs(before))
+    return ratio.quantize(Decimal("0.000000000001"))
+
+
+def _entry_turned_exit(allocation: Allocation, before: int, master_order_id: int) -> bool:
+    """Whether an entry's master order first filled against a position on the other side (an
+    entry to buy filling while the master is short). The open part of a zero crossing made when
+    the order appeared is an entry by design (its close part is the exit), so it is left alone."""
+    buys = allocation.side == Side.BUY
+    if before == 0 or (before < 0) != buys:
+        return False
+    crossing = Allocation.objects.filter(master_orders=master_order_id, kind=AllocationKind.CLOSE)
+    return not crossing.exists()
+
+
+def _retime_entry_as_exit(allocation: Allocation, order_id: str, before: int, last: int) -> None:
+    """The entry closed the master's position: an exit of it (r against the position it filled
+    against), replayed where it filled. Its children's orders are then exits working; a child
+    without one owes the exit (the entitlement rule, §3.7)."""
+    ratio = _exit_ratio(allocation.master_quantity, before)
+    Allocation.objects.filter(pk=allocation.pk).update(
+        kind=AllocationKind.CLOSE, master_position_before=before, replay_after=last, exit_ratio=ratio
+    )
+    _follow_instrument(allocation)
+    audit(
+        kind=EventKind.ALLOCATION_SIZED,
+        account=allocation.master,
+        allocation=allocation,
+        message=f"resting entry {order_id} filled against a master position of {before}: it "
+        f"closed that position, an exit with ratio {ratio:.4f}, applied where it filled",
+        data={"order_id": order_id, "position_before": before, "was": AllocationKind.OPEN.value},
+    )
+
+
+def _follow_instrument(allocation: Allocation) -> None:
+    """Every child with an engine order in the allocation's instrument is followed again (entries
+    make no entitlement row)."""
+    inst = (allocation.exchange, allocation.tradingsymbol, allocation.product)
+    entitlements_unsettle(
+        keys={
+            (cid, *inst): allocation.lot_size
+            for cid in OrderMapping.objects.filter(
+                exchange=inst[0], tradingsymbol=inst[1], product=inst[2]
+            ).values_list("child_id", flat=True)
+        }
+    )
+    entitlements_unsettle_instrument(exchange=inst[0], tradingsymbol=inst[1], product=inst[2])
 
 
 def allocation_approve(*, allocation: Allocation, actor: str) -> Allocation:

@@ -351,16 +351,14 @@ def test_money_exit_limit_sent_late_goes_market_though_a_new_entry_rests(desk, o
     assert resting("C2").filter(side="SELL", order_type="LIMIT").exists()  # its new entry rests
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11, open: a resting entry that fills as a close is not reclassified"
-)
 def test_money_resting_entry_that_fills_after_the_master_turned_around_is_a_close(desk, orch):
-    """Issue 11 §3.2/§3.7, OPEN (found by the long state machine, not fixed): the master is long 1
+    """Issue 11 §3.2/§3.7 (found by the long state machine): the master is long 1
     lot and rests a BUY LIMIT to add a lot (an entry; C2 is halted, so C2 gets no mirror). The
     master then sells 2 lots at market (flat, then short 1 lot; C2, resumed, goes short 2 lots).
     The resting BUY fills: at that moment it closes the master's short, and the master is flat.
-    The engine still treats it as the entry it was when placed, so C2 stays short with the master
-    flat. A resting order is an entry or an exit by the position it fills against."""
+    The engine treated it as the entry it was when placed, so C2 stayed short with the master
+    flat. A resting order is an entry or an exit by the position it fills against: it is now an
+    exit (r = 1 against the short it closed), so C2 owes and sends its exit."""
     from accounts.models import Account, AccountStatus
 
     orch.run_tick()
