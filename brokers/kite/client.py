@@ -44,6 +44,7 @@ LTP_BATCH = 1000  # instruments per /quote/ltp call
 _SDK_FAILURES = (kex.KiteException, requests.RequestException, *MALFORMED)
 
 
+_JITTER = random.Random()
 SDK_CACHE_SIZE = 50_000  # KiteConnect clients kept warm (one per account and token)
 _sdk_lock = threading.Lock()
 _sdk_clients: OrderedDict[tuple[str, str, str, float, str], KiteConnect] = OrderedDict()
@@ -124,7 +125,7 @@ class KiteBroker:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER  # backoff jitter only: one generator for all (seeding costs per client)
         self._lock = threading.Lock()
         self._secrets = self._secrets_of(access_token, proxy_url)
         self._instruments = instrument_cache or shared_cache(self.root)
