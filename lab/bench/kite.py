@@ -72,6 +72,11 @@ class EventTick:
     detect: str
 
     @property
+    def tick_lag_ms(self) -> float:
+        """Placement -> the start of the tick that acted on it (negative: the tick was under way)."""
+        return (self.tick_wall - self.placed_wall) * 1000
+
+    @property
     def detection_ms(self) -> float | None:
         if self.first_child_wall is None:
             return None

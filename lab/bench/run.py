@@ -391,7 +391,9 @@ def _kite_lines(
         f"{sim.cpu_ms_per_request:.2f} ms per request ({sim.cpu_s:.2f} s for {sim.requests} requests)",
         (
             f"detection ({event.detect}): master order placed -> first child order at the simulator "
-            f"{detection:.0f} ms (poll interval {settings.POLL_INTERVAL:g} s)"
+            f"{detection:.0f} ms (the event tick started {event.tick_lag_ms:.0f} ms after the placement, "
+            f"poll interval {settings.POLL_INTERVAL:g} s; the rest is the tick's work before its first "
+            f"send: reads, diff, sizing, intents, claim, clients)"
             if detection is not None
             else f"detection ({event.detect}): no child order reached the simulator"
         ),
@@ -403,7 +405,7 @@ def _kite_lines(
         f"loop / this fan-out's {fanout_s:.3f} s)",
         f"limit for this run: {limit_s:.3f} s = one round trip {loop.median_call_s * 1000:.0f} ms + "
         f"{engine_ms:.2f} ms CPU x {n} orders / {cores} core(s) used "
-        f"(fan-out at {limit_s / fanout_s * 100 if fanout_s > 0 else 0:.0f}% of it)",
+        f"(this fan-out took {fanout_s / limit_s if limit_s > 0 else 0:.2f}x the limit)",
     ]
 
 
