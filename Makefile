@@ -1,7 +1,7 @@
 # Developer entry points. GNU make; python3.11 from PATH; everything runs from the .venv.
 #   make run       first-run setup, demo data, then web + engine + task cluster (Ctrl-C stops all, exit 0)
 #   make run KITE=sim   the same on the Kite path: demo accounts on Kite, served by the simulator
-#   make run BROKERS=mixed   a mixed desk: master on the Kite simulator, children on Kite, Angel One (simulator) and paper
+#   make run BROKERS=mixed   a mixed desk: master on the Kite simulator, children on Angel One, Dhan, Alice Blue (simulators) and paper
 #   make demo-reset     the demo desk back to the README's starting balances (engine stopped)
 #   make test      the whole suite on SQLite
 #   make test-pg   the whole suite on a throwaway PostgreSQL cluster
@@ -28,12 +28,21 @@ WEB_PORT ?= 8000
 KITE_SIM_PORT ?= 8001
 KITE_SIM_CONFIG := .kite-sim.json
 # `make run BROKERS=mixed`: the Kite-simulator demo, then CHILD1 and CHILD2 move to Angel One (served
-# by manage.py angel_sim on 127.0.0.1:8002) and CHILD3 to the paper exchange; MASTER1 and CHILD4 stay
-# on Kite. Empty (the default): KITE decides, as before.
+# by manage.py angel_sim on 127.0.0.1:8002), CHILD5 (C5 of the worked example, added) to Dhan
+# (dhan_sim on 8003, order updates on 8004), CHILD4 to Alice Blue (alice_sim on 8005, order feed on
+# 8006) and CHILD3 to the paper exchange; MASTER1 stays on Kite. Empty (the default): KITE decides.
 BROKERS ?=
 ANGEL_SIM_PORT ?= 8002
 ANGEL_SIM_CONFIG := .angel-sim.json
+DHAN_SIM_PORT ?= 8003
+DHAN_SIM_WS_PORT ?= 8004
+DHAN_SIM_CONFIG := .dhan-sim.json
+ALICE_SIM_PORT ?= 8005
+ALICE_SIM_WS_PORT ?= 8006
+ALICE_SIM_CONFIG := .alice-sim.json
 MIXED_ANGEL_DEMO := CHILD1,CHILD2
+MIXED_DHAN_DEMO := CHILD5
+MIXED_ALICE_DEMO := CHILD4
 MIXED_PAPER_DEMO := CHILD3
 STAFF_URL = http://127.0.0.1:$(WEB_PORT)/staff/
 # The processes run under scripts/run_procfile.py (not `honcho start`): Ctrl-C sends each one
@@ -43,7 +52,7 @@ KITE_SIM_ENV := WEB_PORT=$(WEB_PORT) KITE_SIM_PORT=$(KITE_SIM_PORT) KITE_SIM_CON
 ifneq ($(strip $(BROKERS)),)
 ifneq ($(strip $(BROKERS)),mixed)
 ifneq ($(filter run,$(MAKECMDGOALS)),)
-$(error BROKERS=$(BROKERS) is not a switch of make run: use "make run BROKERS=mixed" (Kite master; Kite, Angel One and paper children, against the simulators) or leave BROKERS empty)
+$(error BROKERS=$(BROKERS) is not a switch of make run: use "make run BROKERS=mixed" (Kite master; Angel One, Dhan, Alice Blue and paper children, against the simulators) or leave BROKERS empty)
 endif
 else ifneq ($(strip $(KITE)),)
 ifneq ($(filter run,$(MAKECMDGOALS)),)
@@ -54,8 +63,10 @@ endif
 ifeq ($(strip $(BROKERS)),mixed)
 RUN_PROCFILE := Procfile.mixed
 SEED_FLAGS := --kite-sim $(KITE_SIM_CONFIG)
-# Exported to every process: the Kite simulator's variables plus the Angel simulator's.
-RUN_ENV := $(KITE_SIM_ENV) ANGEL_SIM_PORT=$(ANGEL_SIM_PORT) ANGEL_SIM_CONFIG=$(ANGEL_SIM_CONFIG) ANGEL_API_ROOT=http://127.0.0.1:$(ANGEL_SIM_PORT)
+# Exported to every process: the Kite simulator's variables plus the Angel, Dhan and Alice Blue ones.
+RUN_ENV := $(KITE_SIM_ENV) ANGEL_SIM_PORT=$(ANGEL_SIM_PORT) ANGEL_SIM_CONFIG=$(ANGEL_SIM_CONFIG) ANGEL_API_ROOT=http://127.0.0.1:$(ANGEL_SIM_PORT) \
+	DHAN_SIM_PORT=$(DHAN_SIM_PORT) DHAN_SIM_WS_PORT=$(DHAN_SIM_WS_PORT) DHAN_SIM_CONFIG=$(DHAN_SIM_CONFIG) DHAN_API_ROOT=http://127.0.0.1:$(DHAN_SIM_PORT) DHAN_WS_ROOT=ws://127.0.0.1:$(DHAN_SIM_WS_PORT) \
+	ALICE_SIM_PORT=$(ALICE_SIM_PORT) ALICE_SIM_WS_PORT=$(ALICE_SIM_WS_PORT) ALICE_SIM_CONFIG=$(ALICE_SIM_CONFIG) ALICE_API_ROOT=http://127.0.0.1:$(ALICE_SIM_PORT)/
 else ifeq ($(strip $(KITE)),)
 RUN_PROCFILE := Procfile
 SEED_FLAGS :=
@@ -89,15 +100,17 @@ install: $(STAMP)  ## create .venv and install requirements-dev.txt
 .env: | $(STAMP)
 	$(BIN)/python scripts/bootstrap_env.py
 
-run: $(STAMP) .env  ## migrate, seed the paper demo, start web (http://127.0.0.1:8000/staff/), engine and qcluster (KITE=sim: on the Kite path; BROKERS=mixed: Kite, Angel One and paper)
+run: $(STAMP) .env  ## migrate, seed the paper demo, start web (http://127.0.0.1:8000/staff/), engine and qcluster (KITE=sim: on the Kite path; BROKERS=mixed: Kite, Angel One, Dhan, Alice Blue and paper)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) sync_schedules
 	$(MANAGE) paper seed
 	$(MANAGE) seed_demo $(SEED_FLAGS) --site http://127.0.0.1:$(WEB_PORT)
 ifeq ($(RUN_PROCFILE),Procfile.mixed)
 	LAB_ENABLED=true $(MANAGE) angel_sim --link-demo $(MIXED_ANGEL_DEMO) --paper-demo $(MIXED_PAPER_DEMO) --write-config $(ANGEL_SIM_CONFIG)
-	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), the Angel simulator (http://127.0.0.1:$(ANGEL_SIM_PORT)), web, engine and task cluster on a mixed desk."
-	@echo "MASTER1 and CHILD4 on Kite, $(MIXED_ANGEL_DEMO) on Angel One, $(MIXED_PAPER_DEMO) on paper."
+	LAB_ENABLED=true $(MANAGE) dhan_sim --link-demo $(MIXED_DHAN_DEMO) --write-config $(DHAN_SIM_CONFIG)
+	LAB_ENABLED=true $(MANAGE) alice_sim --link-demo $(MIXED_ALICE_DEMO) --write-config $(ALICE_SIM_CONFIG)
+	@echo "Starting the simulators of Kite (http://127.0.0.1:$(KITE_SIM_PORT)), Angel One (http://127.0.0.1:$(ANGEL_SIM_PORT)), Dhan (http://127.0.0.1:$(DHAN_SIM_PORT)) and Alice Blue (http://127.0.0.1:$(ALICE_SIM_PORT)/), web, engine and task cluster on a mixed desk."
+	@echo "MASTER1 on Kite, $(MIXED_ANGEL_DEMO) on Angel One, $(MIXED_DHAN_DEMO) on Dhan, $(MIXED_ALICE_DEMO) on Alice Blue, $(MIXED_PAPER_DEMO) on paper."
 else ifeq ($(RUN_PROCFILE),Procfile.kite-sim)
 	@echo "Starting the Kite simulator (http://127.0.0.1:$(KITE_SIM_PORT)), web, engine and task cluster on the Kite path."
 else
