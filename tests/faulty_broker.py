@@ -1,14 +1,18 @@
-"""Broker clients with switchable faults (paper, Angel One, Dhan), installed through the broker registry."""
+"""Broker clients with switchable faults (paper, Angel One, Dhan, Alice Blue), installed through the
+broker registry; `serve_in_process` answers a simulator's HTTP calls in the calling thread."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.db import transaction
 from django.utils import timezone
 
 from brokers import registry
+from brokers.alice.client import AliceBroker
 from brokers.angel.client import AngelBroker
 from brokers.dhan.client import DhanBroker
 from brokers.errors import (
@@ -41,6 +45,9 @@ class Faults:
     extra_orders: dict[str, list[Order]] = field(default_factory=dict)  # injected book entries
     # The next order is accepted (its id returned), then shows REJECTED in the book (RMS, margin).
     reject_after_accept: set[str] = field(default_factory=set)
+    # A query by tag (Dhan's GET /orders/external/{id}) answers "none" although the order is in the
+    # book: Dhan does so for an order still in TRANSIT (FACTS.md). Brokers without one: no effect.
+    by_tag_misses: set[str] = field(default_factory=set)
     places: list[tuple[str, str]] = field(default_factory=list)  # (user, tag) of every accepted place
     before_place: Callable[[str, OrderRequest], None] | None = None
 
@@ -243,6 +250,100 @@ class FaultyDhan(FaultsMixin, DhanBroker):
 
     def _unknown_error(self) -> BrokerError:
         return OutcomeUnknown(f"ReadTimeout: Read timed out. (read timeout={self.timeout})")
+
+    def order_by_tag(self, tag: str) -> Order | None:
+        """The adapter's query by correlation id under the same switches as the book: a dead token,
+        reads down, a late book (nothing yet), injected orders; `by_tag_misses` answers none."""
+        self._check_reads()
+        if self.user_id in self.faults.hide_orders:
+            return None
+        found = super().order_by_tag(tag)
+        if self.user_id in self.faults.by_tag_misses:
+            return None  # asked, and answered 404 as for an order in TRANSIT
+        if found is None:
+            found = next((o for o in self.faults.extra_orders.get(self.user_id, []) if o.tag == tag), None)
+        return found
+
+
+class FaultyAlice(FaultsMixin, AliceBroker):
+    """An Alice Blue account (AliceBroker, the real Ant-A3 SDK) with the fault switches, keyed by its
+    user id, which the Alice Blue simulator serves as the paper account of that user id. The errors
+    are the ones the adapter raises (brokers/alice/errors.py): EC087 for a dead session (the client
+    must log in again), EC003 for a read, EC838 for a modify, HTTP 429 for the rate limit and a read
+    timeout on a write (unknown)."""
+
+    def _token_error(self) -> BrokerError:
+        return TokenExpired("Alice Blue session refused: EC087: Session Expired", code="token_expired")
+
+    def _reads_error(self) -> BrokerError:
+        return BrokerUnavailable("EC003: An error occurred. Please try again later.")
+
+    def _calculator_error(self) -> BrokerError:
+        return BrokerUnavailable("EC003: An error occurred. Please try again later.")
+
+    def _modify_error(self) -> BrokerError:
+        return OrderRejected("EC838: Order cannot be modified.")
+
+    def _rate_error(self) -> BrokerError:
+        return RateLimited(
+            "Alice Blue refused the request (rate limit): no error code: Too many requests", http_status=429
+        )
+
+    def _unknown_error(self) -> BrokerError:
+        return OutcomeUnknown(
+            f"ReadTimeout: HTTPSConnectionPool: Read timed out. (read timeout={self.timeout})"
+        )
+
+
+def serve_in_process(monkeypatch: Any, root: str, sim: Any) -> None:
+    """Every `requests` call to a URL under `root` (Session.request, which requests.get, .post and
+    the SDKs' own sessions all go through) answered by `sim.handle` in this thread, so the simulator
+    sees the test's transaction; other URLs go on as before. Undone with `monkeypatch`."""
+    import requests
+
+    from lab.kite_sim.wire import Request
+
+    previous = requests.Session.request
+    root = root.rstrip("/")
+
+    def request(
+        self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if not (url == root or url.startswith(root + "/")):
+            return previous(self, method, url, *args, **kwargs)
+        names = ("params", "data", "headers", "cookies", "files", "auth")
+        options = dict(zip(names, args, strict=False)) | kwargs
+        prepared = self.prepare_request(
+            requests.Request(
+                method.upper(),
+                url,
+                params=options.get("params"),
+                data=options.get("data"),
+                json=options.get("json"),
+                headers=options.get("headers"),
+            )
+        )
+        parts = urlsplit(prepared.url or url)
+        body = prepared.body or b""
+        reply = sim.handle(
+            Request(
+                method=method.upper(),
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in prepared.headers.items()},
+                body=body.encode() if isinstance(body, str) else body,
+            )
+        )
+        response = requests.Response()
+        response.status_code = reply.status
+        response._content = reply.body
+        response.headers["Content-Type"] = reply.content_type
+        response.encoding = "utf-8"
+        response.url = prepared.url or url
+        response.request = prepared
+        return response
+
+    monkeypatch.setattr(requests.Session, "request", request)
 
 
 def install(

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from accounts.crypto import CredentialDecryptError
+from brokers.base import BrokerClient
+from brokers.capabilities import OrderLookup
 from brokers.errors import (
     BrokerError,
     TokenExpired,
@@ -22,6 +26,13 @@ from replication.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class FindsByTag(Protocol):
+    """A client that answers a query by tag (Dhan: GET /orders/external/{correlationId})."""
+
+    def order_by_tag(self, tag: str) -> Order | None: ...
 
 
 class LookUp(WriteBack):
@@ -60,11 +71,15 @@ class LookUp(WriteBack):
 
     def _look_up_child(self, mappings: list[OrderMapping]) -> list[Outcome]:
         child = mappings[0].child
-        # The clock is read before the book: "absent" must mean absent from a book read at least
-        # the grace period after the send, however long the read itself took.
+        # The clock is read before any read: "absent" must mean absent from a book read at least
+        # the grace period after the send, however long the reads themselves took.
         now = self.now()
         try:
-            book = self.clients.get(child).orders()
+            client = self.clients.get(child)
+            asked = self._ask_by_tag(client, mappings)
+            book: list[Order] | None = None
+            if any(m.pk not in asked or self._may_be_absent(m, asked[m.pk], now) for m in mappings):
+                book = client.orders()
         except (BrokerError, CredentialDecryptError) as exc:
             logger.warning("order book of child %s unavailable: %s", child.pk, exc)
             if isinstance(exc, TokenExpired):
@@ -72,18 +87,20 @@ class LookUp(WriteBack):
             return []
         by_tag: dict[str, list[Order]] = defaultdict(list)
         by_id: dict[str, Order] = {}
-        for entry in book:
+        for entry in book or ():
             if entry.tag:
                 by_tag[entry.tag].append(entry)
             by_id[entry.order_id] = entry
         outcomes = []
         for m in mappings:
-            order: Order | None = by_id.get(m.broker_order_id) if m.broker_order_id else None
-            if order is None:
-                found = by_tag.get(m.tag, [])
-                if len(found) > 1:
-                    logger.error("tag %s has %d orders at the broker", m.tag, len(found))
-                order = found[0] if found else None
+            order: Order | None = asked.get(m.pk)
+            if order is None and book is not None:
+                order = by_id.get(m.broker_order_id) if m.broker_order_id else None
+                if order is None:
+                    found = by_tag.get(m.tag, [])
+                    if len(found) > 1:
+                        logger.error("tag %s has %d orders at the broker", m.tag, len(found))
+                    order = found[0] if found else None
             if order is not None:
                 outcomes.append(
                     Outcome(
@@ -100,8 +117,9 @@ class LookUp(WriteBack):
                     )
                 )
             elif m.status in (MappingStatus.UNKNOWN, MappingStatus.SENDING):
-                sent_at = m.sent_at or m.created_at
-                if now - sent_at >= self.unknown_grace:
+                # Absent only as proven by the book (a query by tag that found nothing is no proof:
+                # Dhan answers 404 for an order still in TRANSIT) read the grace period after the send.
+                if book is not None and self._past_grace(m, now):
                     if m.attempts >= MAX_SEND_ATTEMPTS:
                         outcomes.append(
                             Outcome(
@@ -134,3 +152,27 @@ class LookUp(WriteBack):
                     )
         failpoint("mid_reconciliation")
         return outcomes
+
+    def _past_grace(self, m: OrderMapping, now: datetime) -> bool:
+        return now - (m.sent_at or m.created_at) >= self.unknown_grace
+
+    def _may_be_absent(self, m: OrderMapping, found: Order | None, now: datetime) -> bool:
+        """Whether only the book can settle this mapping: its tag was not found by the query and
+        the grace period is over (absence is proven by the book alone)."""
+        return found is None and self._past_grace(m, now)
+
+    @staticmethod
+    def _ask_by_tag(client: BrokerClient, mappings: list[OrderMapping]) -> dict[int, Order | None]:
+        """Unknown outcomes asked for one by one where the broker answers a query by tag
+        (capabilities `OrderLookup.BY_TAG` and an `order_by_tag`); {} for a book-scan broker.
+        Mappings open at the broker are refreshed from its book as before."""
+        capabilities = getattr(client, "capabilities", None)
+        if not isinstance(client, FindsByTag) or capabilities is None:
+            return {}
+        if capabilities.order_lookup is not OrderLookup.BY_TAG:
+            return {}
+        return {
+            m.pk: client.order_by_tag(m.tag)
+            for m in mappings
+            if m.status in (MappingStatus.UNKNOWN, MappingStatus.SENDING) and m.tag
+        }
