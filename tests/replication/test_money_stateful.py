@@ -67,7 +67,14 @@ from lab.soak import SoakConfig, run_soak
 from replication import failpoints
 from replication.controls import engine_control_get, engine_control_update
 from replication.failpoints import FailpointTriggered
-from replication.models import Allocation, AllocationKind, MasterOrder, OrchestratorLease, OrderMapping
+from replication.models import (
+    Allocation,
+    AllocationKind,
+    MappingStatus,
+    MasterOrder,
+    OrchestratorLease,
+    OrderMapping,
+)
 from replication.orchestrator import Orchestrator
 from tests.engine_helpers import CALL, CHILDREN, FUT, Desk, build_desk
 from tests.faulty_broker import Faults
@@ -863,18 +870,25 @@ def test_soak_money_session_starves_no_exit_and_breaches_no_cap():
     assert " starved=0 cap_breaches=0 " in report.line()
 
 
-# --- Issue 15: the same invariants on a mixed desk -------------------------------------------------
-# C1 and C2 are Angel One accounts: the engine trades them through AngelBroker and the real
-# smartapi-python SDK, whose HTTP calls are answered in this thread by the Angel simulator
-# (lab.angel_sim.AngelSim.handle, the paper book behind it), so they see this test's transaction.
-# Angel's pacing (one book read a second) runs on a fake clock. The machine's fault switches
-# (tests/faulty_broker.Faults) reach every child: the paper ones through FaultyBroker, the Angel
-# ones through FaultyAngel (AngelBroker raising the Angel adapter's own errors).
+# --- Issues 15 and 16: the same invariants on a mixed desk ------------------------------------------
+# C1 and C2 are Angel One accounts, C4 a Dhan account, C5 an Alice Blue account, C3 stays on the
+# paper exchange. The engine trades them through each broker's adapter and real SDK
+# (smartapi-python, dhanhq, Ant-A3), whose HTTP calls are answered in this thread by that broker's
+# simulator (AngelSim / DhanSim / AliceSim `.handle`, the paper book behind each), so they see this
+# test's transaction. Angel's pacing (one book read a second) runs on a fake clock, Dhan's and
+# Alice Blue's budgets on a clock that moves a second a look (they are not under test here). The
+# machine's fault switches (tests/faulty_broker.Faults) reach every child: the paper one through
+# FaultyBroker, the others through FaultyAngel, FaultyDhan and FaultyAlice (each adapter raising
+# its own errors).
 import contextlib  # noqa: E402  (this section is appended to the issue 11 module)
 from collections.abc import Iterator  # noqa: E402
 
 MIXED_ANGEL = ("C1", "C2")
+MIXED_DHAN = ("C4",)
+MIXED_ALICE = ("C5",)  # the child capped at one lot per order: its orders are sliced
 ANGEL_ROOT = "http://127.0.0.1:9"  # loopback (the simulator's credentials stay here); nothing listens
+DHAN_ROOT = "http://127.0.0.1:10"
+ALICE_ROOT = "http://127.0.0.1:12"
 
 
 class _FakeTime:
@@ -886,6 +900,14 @@ class _FakeTime:
 
     def sleep(self, seconds: float) -> None:
         self.now += max(0.0, seconds)
+
+
+class _TickingTime(_FakeTime):
+    """A fake clock that moves a second each time it is read."""
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
 
 
 def _angel_in_process(monkeypatch: pytest.MonkeyPatch, sim: Any) -> None:
@@ -939,19 +961,38 @@ def _angel_in_process(monkeypatch: pytest.MonkeyPatch, sim: Any) -> None:
     monkeypatch.setattr(requests, "get", get)
 
 
+@dataclass
+class MixedSims:
+    angel: Any
+    dhan: Any
+    alice: Any
+
+
 @contextlib.contextmanager
-def _mixed_desk(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Desk, Any]]:
-    """The money machine's desk with MIXED_ANGEL on Angel One, served in-process (above), each
-    Angel client a FaultyAngel switched by `faults`."""
+def _mixed_desk(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Desk, MixedSims]]:
+    """The money machine's desk with MIXED_ANGEL on Angel One, MIXED_DHAN on Dhan and MIXED_ALICE
+    on Alice Blue, served in-process (above; tests.faulty_broker.serve_in_process), each client a
+    FaultyAngel / FaultyDhan / FaultyAlice switched by `faults`. The registry and the process-wide
+    budgets are put back afterwards."""
     from django.conf import settings as django_settings
 
     from brokers import registry
+    from brokers.alice import budget as alice_budget
+    from brokers.alice.scrip import ContractCache
     from brokers.angel.budget import Budgets, Pacer, WriteBudget, forget_budgets
+    from brokers.dhan import budget as dhan_budget
+    from brokers.dhan.scrip import ScripCache
+    from lab.alice_demo import move_to_alice
+    from lab.alice_sim.server import AliceSim
     from lab.angel_demo import move_to_angel
     from lab.angel_sim.server import AngelSim
-    from tests.faulty_broker import FaultyAngel
+    from lab.dhan_demo import move_to_dhan
+    from lab.dhan_sim.server import DhanSim
+    from tests.faulty_broker import FaultyAlice, FaultyAngel, FaultyDhan, serve_in_process
 
     clock = _FakeTime()
+    ticking = _TickingTime()
+    scrips, contracts = ScripCache(), ContractCache()
 
     def angel_factory(creds: Any) -> FaultyAngel:
         budgets = Budgets(
@@ -973,33 +1014,80 @@ def _mixed_desk(faults: Faults, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         client.faults = faults
         return client
 
-    sim = AngelSim(pace_reads=False)
+    def dhan_factory(creds: Any) -> FaultyDhan:
+        client = FaultyDhan(
+            client_id=creds.user_id,
+            access_token=creds.access_token,
+            pin=creds.pin,
+            totp_secret=creds.totp_secret,
+            api_key=creds.api_key,
+            root=DHAN_ROOT,
+            scrip_cache=scrips,
+            scrip_url=DHAN_ROOT + "/api-data/api-scrip-master.csv",
+            budget=dhan_budget.WriteBudget(clock=ticking, sleep=ticking.sleep),
+            sleep=ticking.sleep,
+        )
+        client.faults = faults
+        return client
+
+    def alice_factory(creds: Any) -> FaultyAlice:
+        client = FaultyAlice(
+            user_id=creds.user_id,
+            api_key=creds.api_key,
+            access_token=creds.access_token,
+            root=ALICE_ROOT,
+            contract_cache=contracts,
+            contract_url=ALICE_ROOT + "/restpy/static/contract_master/V2/",
+            budgets=alice_budget.Budgets(
+                writes=alice_budget.Budget(alice_budget.ORDER_WRITES, clock=ticking, sleep=ticking.sleep),
+                other=alice_budget.Budget(alice_budget.OTHER_CALLS, clock=ticking, sleep=ticking.sleep),
+            ),
+            sleep=ticking.sleep,
+        )
+        client.faults = faults
+        return client
+
+    sims = MixedSims(angel=AngelSim(pace_reads=False), dhan=DhanSim(), alice=AliceSim())
     monkeypatch.setattr(django_settings, "ANGEL_API_ROOT", ANGEL_ROOT)
-    _angel_in_process(monkeypatch, sim)
-    previous = registry.register("angel", angel_factory)
-    forget_budgets()
+    monkeypatch.setattr(django_settings, "DHAN_API_ROOT", DHAN_ROOT)
+    monkeypatch.setattr(django_settings, "ALICE_API_ROOT", ALICE_ROOT + "/")
+    _angel_in_process(monkeypatch, sims.angel)
+    serve_in_process(monkeypatch, DHAN_ROOT, sims.dhan)
+    serve_in_process(monkeypatch, ALICE_ROOT, sims.alice)
+    factories = {"angel": angel_factory, "dhan": dhan_factory, "alice": alice_factory}
+    previous = {kind: registry.register(kind, factory) for kind, factory in factories.items()}
+    forgets = (forget_budgets, dhan_budget.forget_budgets, alice_budget.forget_budgets)
+    for forget in forgets:
+        forget()
     try:
         desk = build_desk()
         for name, caps in CAPS.items():
             Account.objects.filter(pk=desk.children[name].pk).update(**caps)
         for name in MIXED_ANGEL:
-            move_to_angel(desk.children[name], sim)
-        yield desk, sim
+            move_to_angel(desk.children[name], sims.angel)
+        for name in MIXED_DHAN:
+            move_to_dhan(desk.children[name], sims.dhan)
+        for name in MIXED_ALICE:
+            move_to_alice(desk.children[name], sims.alice)
+        yield desk, sims
     finally:
-        if previous is None:
-            registry.unregister("angel")
-        else:
-            registry.register("angel", previous)
-        forget_budgets()
+        for kind, before in previous.items():
+            if before is None:
+                registry.unregister(kind)
+            else:
+                registry.register(kind, before)
+        for forget in forgets:
+            forget()
 
 
 def test_money_rules_hold_on_a_mixed_desk(db, faults, monkeypatch):
-    """Issue 15, proof: the money machine with C1 and C2 on Angel One (real SDK, the Angel
-    simulator) and C3-C5 on the paper exchange: no order twice, no naked hedge leg, caps, gates,
-    entitlement bound, flat after the master. 5 examples of 20 steps, derandomized, not shrunk."""
+    """Issues 15 and 16, proof: the money machine on a desk mixing every broker, C1 and C2 on Angel
+    One, C4 on Dhan, C5 on Alice Blue (real SDKs, their simulators) and C3 on the paper exchange: no
+    order twice, no naked hedge leg, caps, gates, entitlement bound, flat after the master.
+    5 examples of 20 steps (MONEY_MIXED_EXAMPLES), derandomized, not shrunk."""
     from hypothesis import Phase
 
-    with _mixed_desk(faults, monkeypatch) as (desk, sim):
+    with _mixed_desk(faults, monkeypatch) as (desk, sims):
         machine = type("MixedMachine", (MoneyMachine,), {"desk": desk, "faults": faults})
         run_state_machine_as_test(
             machine,
@@ -1017,7 +1105,15 @@ def test_money_rules_hold_on_a_mixed_desk(db, faults, monkeypatch):
         )
     for name in MIXED_ANGEL:
         assert Account.objects.get(broker_user_id=name).broker == "angel"
-        assert sim.hit_count(client_code=name, route="getOrderBook") > 0, name
+        assert sims.angel.hit_count(client_code=name, route="getOrderBook") > 0, name
+    for name in MIXED_DHAN:
+        assert Account.objects.get(broker_user_id=name).broker == "dhan"
+        assert sims.dhan.hit_count(client_id=name, route="POST /v2/orders", status=200) > 0, name
+        assert sims.dhan.hit_count(client_id=name, route="GET /v2/orders") > 0, name
+    for name in MIXED_ALICE:
+        assert Account.objects.get(broker_user_id=name).broker == "alice"
+        assert sims.alice.hit_count(user_id=name, route="orders/placeorder", status=200) > 0, name
+        assert sims.alice.hit_count(user_id=name, route="orders/book") > 0, name
 
 
 def test_mixed_desk_angel_child_goes_flat_after_a_crash_and_a_disable(db, faults, monkeypatch):
@@ -1098,5 +1194,99 @@ def test_mixed_desk_faults_reach_the_angel_children(db, faults, monkeypatch):
                 state.tick()
                 state.no_child_order_twice()
             assert {user for user, _tag in faults.places} >= angel
+        finally:
+            state.teardown()
+
+
+def _mapping_of(name: str, **filters: Any) -> OrderMapping:
+    return OrderMapping.objects.filter(child__broker_user_id=name, quantity__gt=0, **filters).latest("id")
+
+
+def _held_lots(name: str) -> int:
+    held = PaperPosition.objects.filter(account__user_id=name, tradingsymbol=FUT)
+    return sum(held.values_list("quantity", flat=True)) // LOT
+
+
+def test_mixed_desk_faults_reach_the_dhan_and_alice_children(db, faults, monkeypatch):
+    """Issue 16: the machine's faults aimed at the Dhan child (C4, FaultyDhan) and the Alice Blue
+    child (C5, FaultyAlice) take effect there. A timeout after accept is found by its tag and not sent
+    again (on Dhan by GET /orders/external/{id}, on Alice Blue in the order book); a timeout before
+    the order reached the broker and a 429 leave the exit owed, sent once when the child can trade;
+    an expired session moves only that child to needs_login; an order rejected after accept shows
+    REJECTED in the broker's book as the engine reads it. The money rules hold after every step and
+    every child is flat after the master (teardown)."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *args, **kwargs: None)
+    monkeypatch.setattr(f"{__name__}.note", lambda *args, **kwargs: None)
+    dhan, alice = MIXED_DHAN[0], MIXED_ALICE[0]
+    by_tag = "GET /v2/orders/external/{id}"
+
+    def settle(state: MoneyMachine, ticks: int = 3) -> None:
+        state.all_clear()
+        for _ in range(ticks):
+            state.tick()
+            state.no_child_order_twice()
+            state.no_naked_hedge_sell_leg()
+
+    with _mixed_desk(faults, monkeypatch) as (desk, sims):
+        state = type("MixedMachine", (MoneyMachine,), {"desk": desk, "faults": faults})()
+        try:
+            # A timeout after the broker took the entry: found by tag, never sent again.
+            state.one_shot_fault(children={dhan, alice}, kind="place_then_unknown")
+            state.master_market(symbol=FUT, side="BUY", lots=2)
+            state.tick()
+            assert not faults.place_then_unknown
+            for name in (dhan, alice):
+                assert _mapping_of(name).status == MappingStatus.UNKNOWN, name
+            asked_before = sims.dhan.hit_count(client_id=dhan, route=by_tag)
+            book_before = sims.dhan.hit_count(client_id=dhan, route="GET /v2/orders")
+            alice_book_before = sims.alice.hit_count(user_id=alice, route="orders/book")
+            settle(state)
+            assert sims.dhan.hit_count(client_id=dhan, route=by_tag) > asked_before
+            assert sims.dhan.hit_count(client_id=dhan, route="GET /v2/orders") == book_before
+            assert sims.alice.hit_count(user_id=alice, route="orders/book") > alice_book_before
+            for name in (dhan, alice):
+                entry = _mapping_of(name)
+                assert entry.status == MappingStatus.FILLED, name
+                assert PaperOrder.objects.filter(account__user_id=name, tag=entry.tag).count() == 1, name
+                assert _held_lots(name) == 1, name
+
+            # The exit: Dhan's times out before it reaches Dhan, Alice Blue answers 429.
+            state.one_shot_fault(children={dhan}, kind="unknown_not_placed")
+            state.one_shot_fault(children={alice}, kind="rate_limited_once")
+            state.master_exit(symbol=FUT, part=1)
+            state.tick()
+            assert not faults.unknown_not_placed and not faults.rate_limited_once
+            settle(state)
+            for name in (dhan, alice):
+                assert _held_lots(name) == 0, name
+
+            # Sessions expire: only those two children need a login; the entry is not chased.
+            state.expire_tokens(children={dhan, alice})
+            state.master_market(symbol=FUT, side="BUY", lots=2)
+            state.tick()
+            for name in NAMES:
+                status = Account.objects.get(broker_user_id=name).status
+                expected = AccountStatus.NEEDS_LOGIN if name in (dhan, alice) else AccountStatus.ACTIVE
+                assert status == expected, name
+            settle(state)
+            state.master_exit(symbol=FUT, part=1)
+            settle(state)
+
+            # Rejected after accept: REJECTED in each broker's book, read back through its adapter.
+            state.one_shot_fault(children={dhan, alice}, kind="reject_after_accept")
+            state.master_market(symbol=FUT, side="BUY", lots=2)
+            state.tick()
+            assert not faults.reject_after_accept
+            settle(state)
+            for name in (dhan, alice):
+                rejected = PaperOrder.objects.filter(
+                    account__user_id=name,
+                    status=OrderStatus.REJECTED,
+                    status_message__contains="after accept",
+                )
+                assert rejected.count() == 1, name
+                assert _mapping_of(name, tag=rejected.get().tag).status == MappingStatus.REJECTED, name
+                assert _held_lots(name) == 0, name
+            assert {user for user, _tag in faults.places} >= {dhan, alice}
         finally:
             state.teardown()
