@@ -85,6 +85,9 @@ def test_make_run_brokers_mixed_reproduces_the_worked_example_on_every_broker(tm
         env.pop(name, None)
     for name in ("DHAN_WS_ROOT", "ALICE_API_ROOT"):
         env.pop(name, None)
+    # A scheduled alert scan holds a worker up to ALERT_SCAN_SPAN_SECONDS (40): longer than the
+    # runner's 20 s stop timeout when Ctrl-C lands during one (the scanner does not stop early).
+    env["ALERT_SCAN_SPAN_SECONDS"] = "5"
     port, kite_port, angel_port = env["WEB_PORT"], str(_free_port()), str(_free_port())
     dhan_port, dhan_ws, alice_port, alice_ws = (str(_free_port()) for _ in range(4))
     kite_config, angel_config = tmp_path / "kite-sim.json", tmp_path / "angel-sim.json"
