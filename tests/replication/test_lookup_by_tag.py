@@ -191,3 +191,49 @@ def test_an_unknown_write_that_never_reached_dhan_is_sent_again_once(dhan, fault
         assert _at_broker() == [mapping.tag]
     finally:
         orch.close()
+
+
+def test_a_crash_before_the_acks_are_written_is_recovered_by_tag(dhan, faults):
+    """The engine dies after every place call went out and before their answers were written (all
+    mappings SENDING). The restarted engine looks C4's tag up by its correlation id, finds the
+    order without reading C4's book, and sends nothing twice; the book-scan children are found in
+    their books as before."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from replication import failpoints
+    from replication.failpoints import FailpointTriggered
+    from replication.models import OrchestratorLease
+
+    desk, sim = dhan
+    first = Orchestrator(holder="first", workers=0)
+    try:
+        assert first.run_tick().leader
+        desk.place("BUY", FUT, 150)
+        failpoints.configure({"before_ack_commit": "raise:1"})
+        with pytest.raises(FailpointTriggered):
+            first.run_tick()
+    finally:
+        failpoints.reset()
+        first.close()
+    sent = OrderMapping.objects.filter(quantity__gt=0)
+    assert set(sent.values_list("status", flat=True)) == {MappingStatus.SENDING}
+    tag_before, book_before = _hits(sim)
+
+    OrchestratorLease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    second = Orchestrator(holder="second", workers=0)
+    try:
+        assert second.run_tick().leader
+    finally:
+        second.close()
+
+    tag_after, book_after = _hits(sim)
+    assert tag_after - tag_before == 1
+    assert book_after == book_before
+    mapping = OrderMapping.objects.get(child__broker_user_id=CHILD, quantity__gt=0)
+    assert mapping.status == MappingStatus.FILLED
+    assert _at_broker() == [mapping.tag]
+    for m in sent:
+        assert m.status == MappingStatus.FILLED
+        assert PaperOrder.objects.filter(tag=m.tag).count() == 1, m.tag
