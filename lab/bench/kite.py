@@ -58,6 +58,39 @@ def sim_delta(before: dict[str, Any], after: dict[str, Any]) -> SimFigures:
     )
 
 
+class CpuSampler:
+    """This process's CPU clock sampled every few milliseconds (a daemon thread), to tell how much
+    CPU went into a window of the tick given as perf_counter() instants (the send phase)."""
+
+    def __init__(self, every_s: float = 0.005) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._every = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append((time.perf_counter(), time.process_time()))
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _at(self, perf: float) -> float:
+        before = [cpu for t, cpu in self.samples if t <= perf]
+        after = [cpu for t, cpu in self.samples if t >= perf]
+        if before:
+            return before[-1]
+        return after[0] if after else 0.0
+
+    def between(self, start: float, end: float) -> float:
+        return max(0.0, self._at(end) - self._at(start))
+
+
 @dataclass
 class EventTick:
     """The tick that replicated the master's order, and how long detection took."""
@@ -70,6 +103,7 @@ class EventTick:
     placed_wall: float  # the master's place_order call returned (the order is in its book)
     first_child_wall: float | None  # the simulator received the first child order
     detect: str
+    send_cpu_s: float = 0.0  # this process's CPU during the send phase (SDK, HTTP, the workers)
 
     @property
     def tick_lag_ms(self) -> float:
@@ -139,6 +173,7 @@ def event_via_sdk(
             connections.close_all()
 
     thread = threading.Thread(target=loop, name="bench-orchestrator-loop", daemon=True)
+    sampler = CpuSampler().__enter__()
     thread.start()
     try:
         time.sleep(config.rng.uniform(0.1, interval))  # a random phase of the poll interval
@@ -161,6 +196,7 @@ def event_via_sdk(
     finally:
         stop.set()
         thread.join(timeout=30)
+        sampler.__exit__()
         if stream is not None:
             stream.stop()
     if failures:
@@ -168,7 +204,14 @@ def event_via_sdk(
     if "result" not in found:
         raise BenchError(f"no tick acted on the master's order within {config.wait_s:.0f} s")
     first = stats(root).get("first_order_at")
+    dispatch = found["result"].dispatch
+    send_cpu = (
+        sampler.between(dispatch.send_started, dispatch.last_send_done)
+        if dispatch.send_started is not None and dispatch.last_send_done is not None
+        else 0.0
+    )
     return EventTick(
+        send_cpu_s=send_cpu,
         result=found["result"],
         queries=found["queries"],
         cpu_s=found["cpu"],

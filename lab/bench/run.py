@@ -389,6 +389,10 @@ def _kite_lines(
         f"cpu per child order: engine {engine_ms:.2f} ms (this process during the event tick: "
         f"{event.cpu_s:.2f} s for {sent} orders; SDK and HTTP included), simulator "
         f"{sim.cpu_ms_per_request:.2f} ms per request ({sim.cpu_s:.2f} s for {sim.requests} requests)",
+        f"engine cpu by phase: send phase {event.send_cpu_s * 1000 / sent:.2f} ms per order (the "
+        f"workers: SDK, HTTP, limiter, outcome), the rest of the tick "
+        f"{(event.cpu_s - event.send_cpu_s) * 1000 / sent:.2f} ms per order (reads, diff, sizing, "
+        f"intents, claim, clients, write-back)",
         (
             f"detection ({event.detect}): master order placed -> first child order at the simulator "
             f"{detection:.0f} ms (the event tick started {event.tick_lag_ms:.0f} ms after the placement, "
