@@ -21,7 +21,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 from brokers.paper.models import LIVE_STATUSES, PaperAccount, PaperInstrument, PaperOrder, PaperPosition
-from pms.sqlvalues import COPY_UPDATE_MIN_ROWS, copy_rows, copy_update, row_reader, value_adapters
+from pms.sqlvalues import copy_rows, row_reader, value_adapters
 
 INSTRUMENT_FIELDS = (
     "id",
@@ -317,23 +317,39 @@ def insert(instance: models.Model) -> None:
 
 
 def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
-    """INSERT new instances of one model, 500 rows per statement (without `key` on PostgreSQL:
-    one COPY).
+    """INSERT new instances of one model and mark them saved.
 
-    With `key` (a unique column, or "id") their primary keys are set from `RETURNING id, key`:
-    neither backend promises RETURNING rows in VALUES order, so rows are matched by that key.
+    SQLite: 500 rows per statement; with `key` (a unique column, or "id") their primary keys are
+    set from `RETURNING id, key` (matched by that key: RETURNING rows come in no promised order).
+    PostgreSQL: one COPY. With `key` the ids are first taken from the table's sequence, ascending
+    in the instances' order, and sent with the rows: two short statements, where a multi-row
+    INSERT's thousand parameters cost psycopg more to parse and quote in Python than the whole
+    COPY. A single instance with `key` is one `INSERT ... RETURNING`.
     """
     if not instances:
         return
     model = type(instances[0])
     fields = _insert_fields(model)
     db = _db()
-    read = row_reader([f.attname for f in fields], value_adapters(fields, db))
-    if not key and db.vendor == "postgresql":  # no ids to read back: one COPY
-        copy_rows(db, model._meta.db_table, [f.column for f in fields], (read(i) for i in instances))
+    names = [f.attname for f in fields]
+    adapters = value_adapters(fields, db)
+    if db.vendor == "postgresql" and (not key or len(instances) > 1):
+        columns = [f.column for f in fields]
+        if key:
+            for instance, pk in zip(instances, _next_ids(model, len(instances)), strict=True):
+                instance.pk = pk
+            pk_field = model._meta.pk
+            columns, names, adapters = (
+                [pk_field.column, *columns],
+                [pk_field.attname, *names],
+                [_key, *adapters],
+            )
+        read = row_reader(names, adapters)
+        copy_rows(db, model._meta.db_table, columns, (read(i) for i in instances))
         for instance in instances:
             _saved(instance)
         return
+    read = row_reader(names, adapters)
     returning = "id" if key == "id" else f"id, {db.ops.quote_name(key)}" if key else ""
     with db.cursor() as cursor:
         for chunk in _chunks(instances):
@@ -349,6 +365,28 @@ def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
         _saved(instance)
 
 
+def _key(value: Any) -> Any:
+    return value
+
+
+@cache
+def _sequence_sql(model: type[models.Model]) -> str:
+    """PostgreSQL: new ids from the primary key's sequence (identity or serial), `%s` of them."""
+    table = _table(model).replace("'", "''")
+    column = model._meta.pk.column.replace("'", "''")
+    return (
+        f"SELECT nextval(pg_get_serial_sequence('{table}', '{column}')) "  # noqa: S608 (model names)
+        "FROM generate_series(1, %s)"
+    )
+
+
+def _next_ids(model: type[models.Model], count: int) -> list[int]:
+    """PostgreSQL: `count` new primary keys, ascending."""
+    with _db().cursor() as cursor:
+        cursor.execute(_sequence_sql(model), [count])
+        return sorted(pk for (pk,) in cursor.fetchall())
+
+
 @cache
 def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
     by_name = {f.attname: f for f in model._meta.concrete_fields}
@@ -362,8 +400,9 @@ def update(instance: models.Model, names: Sequence[str]) -> None:
 
 
 def update_many(instances: Sequence[models.Model], names: Sequence[str]) -> None:
-    """UPDATE the named fields of saved instances of one model (one executemany; on PostgreSQL
-    many rows through a temporary table, `copy_update`)."""
+    """UPDATE the named fields of saved instances of one model: one executemany on SQLite (or for
+    a single row); on PostgreSQL one `UPDATE ... FROM unnest(<an array per column>)` per 500 rows
+    (a short statement: one round trip where a temporary table took six)."""
     if not instances:
         return
     model = type(instances[0])
@@ -371,9 +410,27 @@ def update_many(instances: Sequence[models.Model], names: Sequence[str]) -> None
     db = _db()
     read = row_reader(names, value_adapters([by_name[name] for name in names], db))
     params = [[*read(instance), instance.pk] for instance in instances]
-    if db.vendor == "postgresql" and len(instances) >= COPY_UPDATE_MIN_ROWS:
-        columns = [by_name[name].column for name in names]
-        copy_update(db, model._meta.db_table, model._meta.pk.column, columns, params)
-        return
     with db.cursor() as cursor:
+        if db.vendor == "postgresql" and len(instances) > 1:
+            sql = _update_from_arrays_sql(model, tuple(names))
+            for chunk in _chunks(params):
+                cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
+            return
         cursor.executemany(_update_sql(model, tuple(names)), params)
+
+
+@cache
+def _update_from_arrays_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
+    db = _db()
+    quote = db.ops.quote_name
+    by_name = {f.attname: f for f in model._meta.concrete_fields}
+    fields = [by_name[name] for name in names]
+    types = [*(f.db_type(db) for f in fields), model._meta.pk.db_type(db)]
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    aliases = ", ".join(f"c{n}" for n in range(len(types)))
+    assignments = ", ".join(f"{quote(f.column)} = v.c{n}" for n, f in enumerate(fields))
+    table = _table(model)
+    return (
+        f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({aliases}) "  # noqa: S608
+        f"WHERE {table}.{quote(model._meta.pk.column)} = v.c{len(fields)}"
+    )

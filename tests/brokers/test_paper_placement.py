@@ -145,8 +145,8 @@ def test_batch_input_errors_take_no_order_number_and_leave_the_rest_placed(marke
 @pytest.mark.parametrize(
     ("smaller", "larger"),
     [
-        (range(2), range(10, 18)),  # both below pms.sqlvalues.COPY_UPDATE_MIN_ROWS
-        (range(20, 45), range(50, 100)),  # both above it (PostgreSQL: updates via a temporary table)
+        (range(2), range(10, 18)),  # small batches
+        (range(20, 45), range(50, 100)),  # both above it
     ],
 )
 def test_batch_statements_do_not_grow_with_the_batch(market, smaller, larger):
@@ -162,6 +162,37 @@ def test_batch_statements_do_not_grow_with_the_batch(market, smaller, larger):
     # First orders (no books to read), then second orders (books read) of fewer and more accounts.
     assert statements(smaller) == statements(larger)
     assert statements(smaller) == statements(larger)
+
+
+def test_batch_rows_are_numbered_in_arrival_order_and_read_back_as_written(market):
+    users = [f"PN{n:04d}" for n in range(30)]
+    for user in users:
+        paper_account_open(user_id=user, cash=D("1000000"))
+    # Accounts in reverse order of creation, each with two orders: a fill and a resting order.
+    sent = [
+        o
+        for user in reversed(users)
+        for o in (order(user), order(user, order_type="LIMIT", price=D("19000")))
+    ]
+    placed = paper_orders_place(sent)
+    ids = [o.pk for o in placed]  # type: ignore[union-attr]
+    assert ids == sorted(ids) and len(set(ids)) == len(sent)
+    stored = {o.pk: o for o in PaperOrder.objects.filter(pk__in=ids)}
+    assert [(stored[o.pk].order_id, stored[o.pk].tag, stored[o.pk].status) for o in placed] == [  # type: ignore[union-attr]
+        (o.order_id, o.tag, o.status)
+        for o in placed  # type: ignore[union-attr]
+    ]
+    assert [o.order_id[-7:] for o in placed[:2]] == ["0000001", "0000002"]  # type: ignore[union-attr]
+    trades = PaperTrade.objects.filter(account__user_id__in=users)
+    assert {(t.order_id, t.quantity) for t in trades} == {(o.pk, 75) for o in placed[::2]}  # type: ignore[union-attr]
+    assert all(a.order_seq == 2 for a in PaperAccount.objects.filter(user_id__in=users))
+    # Second orders: the positions are updated in place, the accounts' numbers go on.
+    again = paper_orders_place([order(user, side="SELL") for user in users])
+    assert all(o.status == "COMPLETE" for o in again)  # type: ignore[union-attr]
+    assert all(o.order_id.endswith("0000003") for o in again)  # type: ignore[union-attr]
+    assert set(
+        PaperPosition.objects.filter(account__user_id__in=users).values_list("quantity", flat=True)
+    ) == {0}
 
 
 def test_batch_database_error_rolls_back_every_order(market, monkeypatch):
