@@ -22,8 +22,9 @@ from lab.angel_sim.auth import Client
 from lab.angel_sim.server import AngelSim
 
 ACTOR = "angel-demo"
-# `make run BROKERS=mixed`: the master and CHILD4 stay on the Kite simulator, these go to Angel
-# and to the paper exchange. The paper book behind every account is the same whatever its broker.
+# `make run BROKERS=mixed`: the master stays on the Kite simulator, these go to Angel and to the
+# paper exchange (CHILD4 to Alice Blue, CHILD5 to Dhan: lab.alice_demo, lab.dhan_demo). The paper
+# book behind every account is the same whatever its broker.
 MIXED_ANGEL_CHILDREN = ("CHILD1", "CHILD2")
 MIXED_PAPER_CHILDREN = ("CHILD3",)
 SWITCH_REASON = "lab: the mixed demo desk (the same paper book behind every broker)"

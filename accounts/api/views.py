@@ -167,6 +167,14 @@ class AccountLinkView(ApiView):
     an `access_token`. With the api key, PIN and TOTP secret the link logs in once at Angel One
     before storing anything: a refusal is 400 `login_refused` (`login_failed`: Angel could not be
     reached), a success keeps the day's session and proves a client's claim (`proven`).
+
+    Dhan (`broker: "dhan"`, `user_id` the client id): `pin` and `totp_secret` (no `api_key`
+    needed; the link logs in once as for Angel One and the server makes each day's 24-hour token),
+    or an `access_token` made on web.dhan.co (lives 24 hours; a new one each day).
+
+    Alice Blue (`broker: "alice"`): `api_key` the App Code, `api_secret`, and `access_token` the
+    vendor login's `userSession` (long-lived; stored as given, no login at link time). An expired
+    session (EC087) moves the account to `needs_login` until a new one is stored.
     """
 
     throttle_classes = [ScopedRateThrottle]
