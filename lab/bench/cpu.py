@@ -84,6 +84,15 @@ class CpuMeter:
         if self.postgres_pid is not None:
             self.postgres = tree_cpu_s(self.postgres_pid)
 
+    def group_delta(self, name: str) -> float:
+        """CPU seconds a subprocess (by name: "qcluster", "kite_sim") used since `start()`."""
+        if self.procs is None:
+            return 0.0
+        for p in self.procs.processes:
+            if p.name == name:
+                return group_cpu_s(p.popen.pid) - self.groups.get(name, 0.0)
+        return 0.0
+
     def report(self) -> str:
         wall = time.perf_counter() - self.wall
         parts = [f"bench process {time.process_time() - self.own:.1f} s"]
