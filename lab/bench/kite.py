@@ -22,7 +22,6 @@ from brokers.kite.stream import OrderUpdateStream
 from brokers.types import Order, OrderRequest, OrderType, Product, Side
 from lab.bench.config import FUT, MASTER_USER_ID, BenchConfig, BenchError
 from lab.bench.desk import SimSession
-from lab.kite_sim.fast import stats
 from replication.engine.result import TickResult
 from replication.orchestrator import Orchestrator
 from replication.wakeup import wait_for_wakeup, wake
@@ -203,7 +202,6 @@ def event_via_sdk(
         raise BenchError(f"the orchestrator loop failed: {failures[0]!r}") from failures[0]
     if "result" not in found:
         raise BenchError(f"no tick acted on the master's order within {config.wait_s:.0f} s")
-    first = stats(root).get("first_order_at")
     dispatch = found["result"].dispatch
     send_cpu = (
         sampler.between(dispatch.send_started, dispatch.last_send_done)
@@ -218,7 +216,7 @@ def event_via_sdk(
         tick_wall=found["wall"],
         tick_perf=found["perf"],
         placed_wall=placed_wall,
-        first_child_wall=float(first) if first is not None else None,
+        first_child_wall=None,  # read from the simulator once the fan-out is over
         detect=config.detect,
     )
 

@@ -288,7 +288,6 @@ def _measure(
         )
         result, query_count = event.result, event.queries
         wall0, perf0 = event.tick_wall, event.tick_perf
-        sim_figures = sim_delta(before, stats(setup.root))
     else:
         paper_order_place(
             user_id=MASTER_USER_ID,
@@ -323,6 +322,11 @@ def _measure(
         fanout_s = last - read_done
         workers = str(config.workers if config.workers is not None else settings.FANOUT_WORKERS)
     cpu_line = cpu.report()
+    if event is not None:  # after the last acknowledgement (in queue mode the workers send later)
+        after = stats(setup.root)
+        sim_figures = sim_delta(before, after)
+        first = after.get("first_order_at")
+        event.first_child_wall = float(first) if first is not None else None
     workers_cpu_s = cpu.group_delta("qcluster")  # queue mode: the workers send the orders
     recovery = _recover(config, orch, setup)
     if recovery:
