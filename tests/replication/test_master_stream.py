@@ -350,3 +350,65 @@ def test_master_stream_on_kite_sim_wakes_the_engine_when_the_master_places_an_or
                 loop.join(timeout=10)
                 orch.close()
     assert any("order stream for master" in line and "opened" in line for line in lines)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_master_stream_command_process_on_kite_sim_wakes_the_orchestrator(wake_file):
+    """`manage.py master_stream` as its own process, on the test database, against kite_sim's
+    WebSocket: the master's order placed through the simulator touches the wake file at once;
+    SIGTERM stops it cleanly."""
+    import signal
+
+    from django.db import connection
+
+    from brokers.kite.client import KiteBroker
+    from brokers.types import OrderRequest, OrderType, Product, Side
+    from lab.demo import FUT, build_desk
+    from tests.kite_sim_helpers import move_desk_to_kite, running_sim
+
+    with running_sim() as running:
+        kdesk = move_desk_to_kite(build_desk(), running)
+        master_id = kdesk.desk.master.broker_user_id
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "pms.settings_test",
+            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "KITE_WS_ROOT": running.ws_root,
+            "WAKE_FILE": str(wake_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+        child = subprocess.Popen(
+            [sys.executable, "manage.py", "master_stream", "--check-every", "0.5"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while running.sim.feed.listeners(master_id) == 0:
+                assert child.poll() is None, child.communicate()
+                assert time.monotonic() < deadline, "the command's stream never connected"
+                time.sleep(0.05)
+            prime()
+            session = kdesk.sessions[master_id]
+            KiteBroker(
+                api_key=session.api_key, access_token=session.access_token, root=running.root
+            ).place_order(
+                OrderRequest(
+                    exchange="NFO",
+                    tradingsymbol=FUT,
+                    side=Side.BUY,
+                    quantity=75,
+                    product=Product.NRML,
+                    order_type=OrderType.MARKET,
+                    tag="byhand2",
+                )
+            )
+            assert waited(5.0) < 1.0
+        finally:
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert f"order stream for master {master_id} opened ({running.ws_root})" in out
