@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from brokers.errors import InputRejected
 from brokers.paper import rows
-from brokers.paper.margin import ZERO, portfolio_margin
+from brokers.paper.margin import ZERO, MarginBreakdown, portfolio_margin
 from brokers.paper.matching import (
     book_fill,
     choice_input,
@@ -52,6 +52,7 @@ from brokers.paper.models import (
 from brokers.paper.selectors import AccountBook, margin_rates, order_leg, spot_prices
 
 MAX_TAG_LENGTH = 20
+NO_MARGIN = MarginBreakdown()  # what an account with no positions and no live orders blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,7 @@ def _place(cleaned: list[_Clean], results: list[PaperOrder | InputRejected | Non
         results[c.index] = order
         view = book.view(spots)
         existing = view.legs()
-        before = portfolio_margin(existing, rates)
+        before = portfolio_margin(existing, rates) if existing else NO_MARGIN
         after = portfolio_margin([*existing, order_leg(order, spots)], rates)
         required = after.total - before.total
         capital = view.capital

@@ -5,7 +5,8 @@ Callers queue their orders; one of them at a time, the *leader*, places what is 
 arrival order, in one transaction (`placement.paper_orders_place`) while it holds the turn, then
 wakes the callers of that batch, each of which picks up its own result. A leader that finds its
 own order placed hands the lead to the oldest caller still queued (or gives it up when none is),
-so no caller places orders for others for long and none waits for a turn only to read its result.
+so no caller places orders for others for long and none waits for a turn only to read its result;
+a caller whose thread has led before (its database connection is open) is preferred.
 No thread of its own: the leader does the work on its own database connection.
 
 A batch that fails in the database (nothing committed, or a commit whose outcome is not known)
@@ -26,10 +27,11 @@ MAX_BATCH = 500
 
 
 class _Slot:
-    __slots__ = ("done", "error", "lead", "order", "result", "woken")
+    __slots__ = ("done", "error", "lead", "order", "result", "thread", "woken")
 
     def __init__(self, order: NewOrder) -> None:
         self.order = order
+        self.thread = threading.get_ident()
         self.done = False
         self.lead = False  # handed the lead: place the queue's next batch
         self.woken = threading.Event()
@@ -54,6 +56,10 @@ class OrderSequencer:
         self._queue_lock = threading.Lock()
         self._leading = False  # a caller is placing batches (or has been handed the lead)
         self.batches = 0  # batches placed so far (for tests and the benchmark's report)
+        # Threads that have led: each has its own database connection open (Django's are per
+        # thread), so the lead goes to one of them when one is queued, rather than to a thread
+        # that would first have to connect (milliseconds of CPU each, on the placement's path).
+        self._connected: set[int] = set()
 
     def place(self, order: NewOrder) -> PaperOrder:
         slot = _Slot(order)
@@ -73,6 +79,7 @@ class OrderSequencer:
     def _lead(self, own: _Slot) -> None:
         """Place batches until our own order is placed, then pass the lead on."""
         batch: list[_Slot] = []
+        self._connected.add(own.thread)
         try:
             while True:
                 with self._queue_lock:
@@ -96,7 +103,8 @@ class OrderSequencer:
                 if own in self._queue:  # interrupted before our own batch: it is never placed
                     self._queue.remove(own)
                 if self._queue:
-                    successor = self._queue[0]
+                    # Any queued caller's order goes in the next batch, whoever leads it.
+                    successor = next((s for s in self._queue if s.thread in self._connected), self._queue[0])
                     successor.lead = True
                     successor.woken.set()
                 else:

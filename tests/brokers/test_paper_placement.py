@@ -287,6 +287,56 @@ def test_sequencer_leader_returns_once_its_own_order_is_placed_and_hands_the_lea
     assert not sequencer._leading and not sequencer._queue  # the last leader gave the lead up
 
 
+def test_sequencer_hands_the_lead_to_a_caller_that_has_led_before():
+    """Its thread already has a database connection; the order of the oldest caller still goes
+    in that same next batch."""
+    placed: list[tuple[str, list[str]]] = []  # (thread that placed the batch, its orders)
+    hold, again = threading.Event(), threading.Event()
+
+    def place(orders):
+        if orders[0].tag == "b":
+            hold.wait(5)
+        placed.append((threading.current_thread().name, [o.tag for o in orders]))
+        return [PaperOrder(order_id=f"id-{o.tag}") for o in orders]
+
+    sequencer = OrderSequencer(threading.Lock(), place_batch=place)
+    results: dict[str, str] = {}
+
+    def send(tag: str) -> None:
+        results[tag] = sequencer.place(order("X", tag=tag)).order_id
+
+    def twice() -> None:
+        send("a1")
+        again.wait(5)
+        send("a2")
+
+    def until(condition) -> None:
+        for _ in range(5000):
+            if condition():
+                return
+            threading.Event().wait(0.001)
+        raise AssertionError("timed out")
+
+    threads = [
+        threading.Thread(target=twice, name="A"),
+        threading.Thread(target=send, args=("b",), name="B"),
+        threading.Thread(target=send, args=("c",), name="C"),
+    ]
+    threads[0].start()
+    until(lambda: placed)  # A has led once
+    threads[1].start()
+    until(lambda: sequencer.batches == 2)  # B leads, its batch held
+    threads[2].start()
+    until(lambda: len(sequencer._queue) == 1)  # C queued first ...
+    again.set()
+    until(lambda: len(sequencer._queue) == 2)  # ... then A
+    hold.set()
+    for thread in threads:
+        thread.join(5)
+    assert placed == [("A", ["a1"]), ("B", ["b"]), ("A", ["c", "a2"])]
+    assert results == {tag: f"id-{tag}" for tag in ("a1", "b", "c", "a2")}
+
+
 def test_sequencer_interrupted_batch_releases_its_callers_and_the_lead():
     def interrupted(orders):
         raise KeyboardInterrupt
