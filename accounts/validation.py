@@ -149,9 +149,9 @@ def clean_user_id(value: Any, *, broker: str | None = None) -> str:
             "user_id",
             "user id must be 1-64 characters of letters, digits, '_' or '-'",
         )
-    # Zerodha client ids and Angel One client codes are upper case; normalising prevents linking
-    # one real account twice.
-    return text.upper() if broker in (Broker.KITE, Broker.ANGEL) else text
+    # Zerodha client ids, Angel One client codes and Alice Blue user ids are upper case (Dhan's are
+    # digits); normalising prevents linking one real account twice.
+    return text.upper() if broker in (Broker.KITE, Broker.ANGEL, Broker.DHAN, Broker.ALICE) else text
 
 
 def clean_name(value: Any) -> str:

@@ -155,12 +155,6 @@ def test_admin_renews_an_alice_session_and_refuses_a_pin(admin_client, running):
     assert account.pin == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect: accounts.validation.clean_user_id upper-cases Kite and Angel ids only; an Alice "
-    "Blue id typed in lower case is stored as typed, so one real account can be linked twice "
-    "(the adapter itself upper-cases the id)",
-)
 def test_admin_alice_user_id_is_upper_cased_like_kite_and_angel(admin_client, running):
     client, session = _session(running, "AB127")
     data = _admin_data(

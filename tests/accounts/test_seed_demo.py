@@ -25,7 +25,7 @@ def _seed() -> str:
     return out.getvalue()
 
 
-def test_seed_demo_creates_staff_master_and_four_consenting_children():
+def test_seed_demo_creates_staff_master_and_five_consenting_children():
     output = _seed()
     match = PASSWORD_LINE.search(output)
     assert match is not None
@@ -35,7 +35,7 @@ def test_seed_demo_creates_staff_master_and_four_consenting_children():
     assert staff.check_password(match.group(1))
 
     accounts = {a.broker_user_id: a for a in Account.objects.all()}
-    assert sorted(accounts) == ["CHILD1", "CHILD2", "CHILD3", "CHILD4", "MASTER1"]
+    assert sorted(accounts) == ["CHILD1", "CHILD2", "CHILD3", "CHILD4", "CHILD5", "MASTER1"]
     assert all(a.broker == Broker.PAPER and a.has_consent and a.is_enabled for a in accounts.values())
     assert [a.broker_user_id for a in accounts.values() if a.role == Role.MASTER] == ["MASTER1"]
     c4 = accounts["CHILD4"]
@@ -51,6 +51,7 @@ def test_seed_demo_creates_staff_master_and_four_consenting_children():
         "CHILD2": Decimal("2000000.00"),
         "CHILD3": Decimal("250000.00"),
         "CHILD4": Decimal("1500000.00"),
+        "CHILD5": Decimal("700000.00"),
     }
     for user_id in cash:
         assert re.search(rf"^{user_id} .* created$", output, re.MULTILINE)  # one table row each
@@ -71,7 +72,7 @@ def test_seed_demo_twice_creates_nothing_new_and_hides_password():
     assert get_user_model().objects.get(username="staff").check_password(password)
     after = list(Account.objects.order_by("id").values_list("id", "broker_user_id", "role", "multiplier"))
     assert after == before
-    assert PaperAccount.objects.count() == 5
+    assert PaperAccount.objects.count() == 6
     assert PaperAccount.objects.get(user_id="CHILD1").cash == Decimal("123.45")  # balance kept
     assert re.search(r"^CHILD1 .* exists$", second, re.MULTILINE)
 

@@ -29,7 +29,7 @@ from replication.models import OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator
 from tests.kite_sim_helpers import kite_settings
 
-DEMO_IDS = ["CHILD1", "CHILD2", "CHILD3", "CHILD4", "MASTER1"]
+DEMO_IDS = ["CHILD1", "CHILD2", "CHILD3", "CHILD4", "CHILD5", "MASTER1"]
 REDIRECT_URL = "http://127.0.0.1:8000/accounts/kite/callback/"
 PLACE = "POST /orders/{variety}"
 
@@ -111,9 +111,9 @@ def test_seed_demo_kite_sim_round_trips_kite_and_paper_without_duplicates(tmp_pa
     before = stored_credentials()
     again = seed("--kite-sim", str(config))
     assert stored_credentials() == before
-    assert Account.objects.count() == 5
+    assert Account.objects.count() == 6
     assert_config_matches_accounts(config)
-    assert len(re.findall(r"^[A-Z0-9]+ +kite .* exists$", again, re.MULTILINE)) == 5
+    assert len(re.findall(r"^[A-Z0-9]+ +kite .* exists$", again, re.MULTILINE)) == 6
 
     # Plain `make run` afterwards: paper again, credentials gone, same rows.
     back = seed()
@@ -126,11 +126,11 @@ def test_seed_demo_kite_sim_round_trips_kite_and_paper_without_duplicates(tmp_pa
     )
     assert "moved from kite" in back
     switches = ReplicationEvent.objects.filter(kind="account.broker_switched")
-    assert switches.count() == 10  # five accounts, there and back
+    assert switches.count() == 12  # six accounts, there and back
 
     # And onto Kite once more: fresh credentials (the old ones were forgotten).
     seed("--kite-sim", str(config))
-    assert Account.objects.count() == 5
+    assert Account.objects.count() == 6
     assert all(stored_credentials()[user_id][2] != before[user_id][2] for user_id in DEMO_IDS)
     assert_config_matches_accounts(config)
 
@@ -169,7 +169,7 @@ def test_seed_demo_kite_sim_from_scratch_creates_kite_accounts(tmp_path):
     accounts = demo_accounts()
     assert sorted(accounts) == DEMO_IDS
     assert all(a.broker == Broker.KITE and a.status == AccountStatus.ACTIVE for a in accounts.values())
-    assert len(re.findall(r"^[A-Z0-9]+ +kite .* created$", output, re.MULTILINE)) == 5
+    assert len(re.findall(r"^[A-Z0-9]+ +kite .* created$", output, re.MULTILINE)) == 6
     assert_config_matches_accounts(config)  # replaced, and no longer world-readable
     assert [p.name for p in tmp_path.iterdir()] == ["sim.json"]  # no temporary file left
 
@@ -222,7 +222,7 @@ def test_seed_demo_kite_sim_config_serves_the_engine_end_to_end(kite_demo):
 
     sim = kite_demo.sim
     assert sim.hit_count(user_id="MASTER1", route="GET /orders", status=200) >= 3
-    expected = {"CHILD1": 75, "CHILD2": 300, "CHILD4": 75}  # DESIGN §3.6; CHILD3 below one lot
+    expected = {"CHILD1": 75, "CHILD2": 300, "CHILD4": 75, "CHILD5": 75}  # DESIGN §3.6; CHILD3 below one lot
     for user_id, quantity in expected.items():
         mapping = OrderMapping.objects.get(child__broker_user_id=user_id, quantity__gt=0)
         order = PaperOrder.objects.get(account__user_id=user_id)

@@ -35,6 +35,7 @@ START = {
     "CHILD2": Decimal("2000000.00"),
     "CHILD3": Decimal("250000.00"),
     "CHILD4": Decimal("1500000.00"),
+    "CHILD5": Decimal("700000.00"),
 }
 
 
@@ -122,8 +123,8 @@ def test_demo_reset_restores_the_starting_desk_and_the_worked_example_reproduces
     assert not MarginSnapshot.objects.exists()
     assert Account.objects.get(broker_user_id="CHILD1").status == AccountStatus.ACTIVE
     # The audit log keeps every row and records the reset for each demo account.
-    assert ReplicationEvent.objects.count() == events_before + 5 + 1  # + CHILD1's resume
-    assert ReplicationEvent.objects.filter(actor="demo_reset", message__startswith="demo reset").count() == 5
+    assert ReplicationEvent.objects.count() == events_before + 6 + 1  # + CHILD1's resume
+    assert ReplicationEvent.objects.filter(actor="demo_reset", message__startswith="demo reset").count() == 6
     assert "make demo-reset" not in _run("seed_demo")  # nothing traded since
 
     # The second `make run`: the same example gives the same result.

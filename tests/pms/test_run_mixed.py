@@ -1,7 +1,7 @@
 """Issues 15 and 16: `make run BROKERS=mixed`, the demo on a desk mixing all four brokers.
 
 `MASTER1` on the Kite simulator, `CHILD1` and `CHILD2` on the Angel simulator (the real
-smartapi-python SDK over HTTP), `CHILD5` (C5 of the worked example, which the mixed demo adds) on
+smartapi-python SDK over HTTP), `CHILD5` (C5 of the worked example) on
 the Dhan simulator (dhanhq), `CHILD4` on the Alice Blue simulator (Ant-A3), `CHILD3` on the paper
 exchange. The master's order is placed as the README says (`manage.py paper order MASTER1 buy
 NFO:<future> 2 --lots`); the engine sees it through Kite's order book and every child gets the
@@ -28,9 +28,9 @@ from tests.pms.test_run_stop import BASE_DIR, Terminal, _assert_clean, _env, _fr
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups and ptys of Linux")
 
 PYTHON = str(BASE_DIR / ".venv/bin/python")
-# The accounts seed_demo makes; the mixed demo adds CHILD5.
-DEMO = ("MASTER1", "CHILD1", "CHILD2", "CHILD3", "CHILD4")
-MIXED_DEMO = (*DEMO, "CHILD5")
+# The accounts seed_demo makes (the master and C1-C5 of the worked example).
+DEMO = ("MASTER1", "CHILD1", "CHILD2", "CHILD3", "CHILD4", "CHILD5")
+MIXED_DEMO = DEMO
 MIXED_BROKERS = {
     "MASTER1": Broker.KITE,
     "CHILD1": Broker.ANGEL,
@@ -221,7 +221,7 @@ def test_after_the_mixed_demo_make_run_puts_the_demo_back(tmp_path, kite_sim):
     call_command("seed_demo", *flags, stdout=open(os.devnull, "w"))  # noqa: SIM115
 
     want = Broker.KITE if kite_sim else Broker.PAPER
-    # seed_demo knows the five accounts it makes; CHILD5, which the mixed demo added, stays on Dhan.
+    # seed_demo puts every demo account back, CHILD5 from Dhan included.
     accounts = list(Account.objects.filter(broker_user_id__in=DEMO))
     assert sorted(a.broker_user_id for a in accounts) == sorted(DEMO)  # moved, not duplicated
     assert {a.broker_user_id: a.broker for a in accounts} == dict.fromkeys(DEMO, want)

@@ -60,7 +60,7 @@ class DemoAccount:
     multiplier: Decimal = Decimal("1")
 
 
-# The master and children C1-C4 of the worked example in DESIGN §3.6.
+# The master and children C1-C5 of the worked example in DESIGN §3.6.
 DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount("MASTER1", "Master (paper)", Decimal("1000000.00"), master=True),
     DemoAccount("CHILD1", "C1 total 5,00,000", Decimal("500000.00")),
@@ -74,6 +74,7 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
         fixed_capital=Decimal("1000000.00"),
         multiplier=Decimal("0.5"),
     ),
+    DemoAccount("CHILD5", "C5 total 7,00,000", Decimal("700000.00")),
 )
 
 

@@ -1,6 +1,6 @@
 """`manage.py demo_reset`: the demo desk of `make run` back to the README's starting balances.
 
-The demo accounts (MASTER1, CHILD1-4 of `seed_demo`) get their paper cash back, lose their paper
+The demo accounts (MASTER1, CHILD1-5 of `seed_demo`) get their paper cash back, lose their paper
 orders and positions and the engine's rows (lab.demo.demo_desk_reset), and their capital settings
 are seeded again, so that the README's worked example reproduces on the next `make run`. Refused
 while the engine runs. `make demo-reset` runs it.
@@ -20,7 +20,7 @@ from lab.demo import DemoResetRefused, demo_desk_reset
 
 class Command(BaseCommand):
     help = (
-        "Put the demo desk (MASTER1, CHILD1-4) back to the README's starting balances: paper cash, "
+        "Put the demo desk (MASTER1, CHILD1-5) back to the README's starting balances: paper cash, "
         "no paper orders or positions, no engine rows of theirs. Stop `make run` first."
     )
 
