@@ -122,6 +122,8 @@ def net_legs(legs: Iterable[Leg]) -> list[Leg]:
 
     The netted leg is valued at the quantity-weighted price of the legs on the side that remains.
     """
+    if isinstance(legs, list | tuple) and len(legs) == 1:  # an account's first order: nothing to net
+        return [leg for leg in legs if leg.quantity]
     groups: dict[tuple[str, str], list[Leg]] = defaultdict(list)
     for leg in legs:
         if leg.quantity:

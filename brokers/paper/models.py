@@ -17,6 +17,7 @@ from brokers.types import OrderType as OrderType
 from brokers.types import Product as Product
 from brokers.types import Side as Side
 from brokers.types import Validity as Validity
+from pms.fastload import FastLoadMixin
 
 IST = ZoneInfo("Asia/Kolkata")  # the exchange's clock: trading dates and order-id dates
 MONEY: dict[str, Any] = {"max_digits": 18, "decimal_places": 2}
@@ -51,7 +52,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class PaperAccount(models.Model):
+class PaperAccount(FastLoadMixin, models.Model):
     """A simulated trading account. `cash` is the opening capital ledger."""
 
     user_id = models.CharField(max_length=64, unique=True)
@@ -66,7 +67,7 @@ class PaperAccount(models.Model):
         return self.user_id
 
 
-class PaperInstrument(models.Model):
+class PaperInstrument(FastLoadMixin, models.Model):
     """A tradable instrument (or an index, for its price). Keyed by (exchange, tradingsymbol)."""
 
     exchange = models.CharField(max_length=8)
@@ -113,7 +114,7 @@ class PaperInstrument(models.Model):
         return self.instrument_type in (InstrumentType.FUT, InstrumentType.CE, InstrumentType.PE)
 
 
-class PaperOrder(models.Model):
+class PaperOrder(FastLoadMixin, models.Model):
     """One order in a paper account's book; statuses move only through `set_status`."""
 
     account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="orders")
@@ -165,7 +166,7 @@ class PaperOrder(models.Model):
             self.status_message = message
 
 
-class PaperTrade(models.Model):
+class PaperTrade(FastLoadMixin, models.Model):
     """One fill of one order."""
 
     trade_id = models.CharField(max_length=40, unique=True)
@@ -188,7 +189,7 @@ class PaperTrade(models.Model):
         )
 
 
-class PaperPosition(models.Model):
+class PaperPosition(FastLoadMixin, models.Model):
     """Net position per (account, instrument, product); quantity is signed (short < 0)."""
 
     account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="positions")

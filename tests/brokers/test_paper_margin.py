@@ -117,3 +117,9 @@ def test_pricing_delta_signs_and_round_to_tick():
     assert abs(call - D("0.5")) < D("0.01")
     assert abs(put + D("0.5")) < D("0.01")
     assert round_to_tick(D("100.03"), D("0.05")) == D("100.05")
+
+
+def test_net_legs_of_one_leg_is_that_leg_as_netting_gives_it():
+    for leg in (fut(75, "20000.05"), fut(-150, "19999.95")):
+        assert net_legs([leg]) == net_legs(iter([leg])) == [leg]  # an iterator takes the netting path
+    assert net_legs([fut(0)]) == net_legs(iter([fut(0)])) == []

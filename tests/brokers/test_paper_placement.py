@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from brokers.errors import InputRejected, OutcomeUnknown
 from brokers.paper import placement, rows
 from brokers.paper.client import PaperBroker
-from brokers.paper.models import PaperAccount, PaperOrder, PaperPosition, PaperTrade
+from brokers.paper.models import PaperAccount, PaperInstrument, PaperOrder, PaperPosition, PaperTrade
 from brokers.paper.placement import NewOrder, paper_orders_place
 from brokers.paper.sequencer import OrderSequencer
 from brokers.paper.services import paper_account_open, paper_order_place
@@ -221,6 +221,25 @@ def test_build_gives_what_the_model_constructor_gives(market):
     fields = [f.attname for f in PaperPosition._meta.concrete_fields if f.attname != "updated_at"]
     assert [getattr(built, f) for f in fields] == [getattr(made, f) for f in fields]
     assert built.account is account and built._state.adding and built.updated_at is not None
+
+
+def test_the_paper_models_load_without_model_init(market):
+    """The placement reads accounts, books and instruments for every batch (pms.fastload)."""
+    from pms.fastload import FastLoadMixin
+
+    assert all(
+        issubclass(m, FastLoadMixin)
+        for m in (PaperAccount, PaperInstrument, PaperOrder, PaperPosition, PaperTrade)
+    )
+    paper_account_open(user_id="PF0001", cash=D("1000000"))
+    (placed,) = paper_orders_place([order("PF0001")])
+    loaded = PaperOrder.objects.only("status").get(pk=placed.pk)  # type: ignore[union-attr]
+    assert loaded.get_deferred_fields() >= {"order_id", "quantity"}
+    assert (loaded.status, loaded.quantity, loaded.account.user_id) == ("COMPLETE", 75, "PF0001")
+    loaded.status_message = "checked"
+    loaded.save(update_fields=["status_message"])  # an UPDATE of the loaded row, not an INSERT
+    assert PaperOrder.objects.get(pk=placed.pk).status_message == "checked"  # type: ignore[union-attr]
+    assert PaperOrder.objects.count() == 1
 
 
 # --- The sequencer --------------------------------------------------------------------------------
