@@ -319,6 +319,8 @@ ALICE_TIMEOUT_S = env.float("ALICE_TIMEOUT_S", default=7.0)
 ALICE_CONTRACT_MASTER_URL = env.str("ALICE_CONTRACT_MASTER_URL", default="")
 ALICE_MARKET_PROTECTION = env.int("ALICE_MARKET_PROTECTION", default=3)
 ALICE_ALGO_ID = env.str("ALICE_ALGO_ID", default="")
+# Alice Blue's order feed (master_stream for an Alice Blue master); empty: Alice Blue's own.
+ALICE_WS_URL = env.str("ALICE_WS_URL", default="")
 # Dhan (brokers/dhan/, docs/dhan.md): the API root (the adapter adds /v2; a loopback root is the
 # simulator, which also serves the PIN + TOTP login and the security-id master), the adapter's own
 # timeout (the SDK's is 60 s and never raises), the master CSV (empty: next to a loopback root,

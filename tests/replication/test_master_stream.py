@@ -182,7 +182,7 @@ def test_supervisor_does_nothing_for_a_paper_master(fakes):
     lines: list[str] = []
     MasterStreamSupervisor(write=lines.append, stream_factory=FakeStream).step()
     assert fakes == []
-    assert "paper account" in lines[0]
+    assert "is on paper: no order stream, polled only" in lines[0]
 
 
 @pytest.mark.django_db

@@ -1,9 +1,13 @@
-"""`manage.py master_stream`: listen to the master's Kite order updates and wake the orchestrator.
+"""`manage.py master_stream`: listen to the master's order updates and wake the orchestrator.
 
-Kite's WebSocket pushes every order update of the master (from web, mobile or the API), seconds
-before a poll would see it; each update wakes the orchestrator loop (another process, same host)
-through `replication.wakeup.wake_remote`. Polling stays the source of truth: this only shortens
-the wait. Run it as its own process; one connection per api key of the three Kite allows.
+The broker's order-update socket pushes every order update of the master (from web, mobile or the
+API), seconds before a poll would see it; each update wakes the orchestrator loop (another
+process, same host) through `replication.wakeup.wake_remote`. Polling stays the source of truth:
+this only shortens the wait. Run it as its own process.
+
+Kite: the WebSocket (`KITE_WS_ROOT`; one of the three connections per api key). Dhan: the
+order-update socket (`DHAN_WS_ROOT`; it covers orders from every platform). Alice Blue: the order
+feed (`ALICE_WS_URL`). Angel One and paper masters are polled only.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -24,14 +28,35 @@ from django.utils import timezone
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, Broker
 from accounts.selectors import account_get_master
+from brokers.alice.client import AliceBroker
+from brokers.alice.stream import DEFAULT_WS_URL as ALICE_DEFAULT_WS_URL
+from brokers.alice.stream import OrderUpdateStream as AliceOrderStream
+from brokers.capabilities import KNOWN, capabilities_for
+from brokers.dhan.stream import DhanOrderStream
 from brokers.errors import BrokerError
 from brokers.kite.stream import DEFAULT_WS_ROOT, OrderUpdateStream, stop_reactor
+from brokers.registry import build_client
 from brokers.types import Order
 from replication.wakeup import wake_remote
 
 logger = logging.getLogger("replication.master_stream")
 
 StreamFactory = Callable[..., OrderUpdateStream]
+
+
+class OrderStream(Protocol):
+    """What the supervisor needs of a broker's order stream (Kite's, Dhan's, Alice Blue's)."""
+
+    gave_up: threading.Event
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# The brokers whose order updates can be streamed, and what each needs besides the token.
+STREAMED = (Broker.KITE, Broker.DHAN, Broker.ALICE)
+NEEDS_API_KEY = (Broker.KITE,)
 
 
 def on_master_order(order: Order) -> None:
@@ -51,19 +76,20 @@ class MasterSession:
 
 
 def master_session() -> tuple[MasterSession | None, str]:
-    """The enabled master's live Kite session, or None and why there is none."""
+    """The enabled master's live session on a broker with an order stream, or None and why."""
     master = account_get_master()
     if master is None:
         return None, "no master account is linked"
-    if master.broker != Broker.KITE:
-        return None, f"the master {master.broker_user_id} is a {master.broker} account: nothing to stream"
+    if master.broker not in STREAMED:
+        where = capabilities_for(master.broker).name if master.broker in KNOWN else master.broker
+        return None, f"the master {master.broker_user_id} is on {where}: no order stream, polled only"
     if master.token_expires_at is not None and master.token_expires_at <= timezone.now():
         return None, f"the master {master.broker_user_id}'s session expired: waiting for its daily login"
     try:
         api_key, token = master.secret("api_key"), master.secret("access_token")
     except CredentialDecryptError:
         return None, f"the master {master.broker_user_id}'s credentials cannot be decrypted"
-    if not (api_key and token):
+    if not token or (master.broker in NEEDS_API_KEY and not api_key):
         return None, f"the master {master.broker_user_id} has no access token: waiting for its daily login"
     return MasterSession(master, api_key, token), ""
 
@@ -81,7 +107,7 @@ class MasterStreamSupervisor:
     ) -> None:
         self.write = write
         self.stream_factory = stream_factory
-        self.stream: OrderUpdateStream | None = None
+        self.stream: OrderStream | None = None
         self.started = 0
         self._token = ""
         self._account_pk: int | None = None
@@ -105,16 +131,37 @@ class MasterStreamSupervisor:
         if self.stream is None:
             self._open(session)
 
-    def _open(self, session: MasterSession) -> None:
+    def _build(self, session: MasterSession) -> tuple[OrderStream, str]:
+        """The stream for the master's broker (not started) and where it connects."""
+        account = session.account
+        if account.broker == Broker.DHAN:
+            root = str(settings.DHAN_WS_ROOT)
+            stream: OrderStream = DhanOrderStream(
+                client_id=account.broker_user_id,
+                access_token=session.access_token,
+                on_order=on_master_order,
+                root=root,
+            )
+            return stream, root
+        if account.broker == Broker.ALICE:
+            url = str(settings.ALICE_WS_URL or ALICE_DEFAULT_WS_URL)
+            client = build_client(account.broker_credentials())
+            if not isinstance(client, AliceBroker):
+                raise BrokerError("the Alice Blue master's client has no order feed", code="no_stream")
+            return AliceOrderStream(broker=client, on_order=on_master_order, ws_url=url), url
         root = str(settings.KITE_WS_ROOT or DEFAULT_WS_ROOT)
         stream = self.stream_factory(
             api_key=session.api_key,
             access_token=session.access_token,
             on_order=on_master_order,
             root=root,
-            user_id=session.account.broker_user_id,
+            user_id=account.broker_user_id,
         )
+        return stream, root
+
+    def _open(self, session: MasterSession) -> None:
         try:
+            stream, root = self._build(session)
             stream.start()
         except BrokerError as exc:  # e.g. simulator credentials pointed at a real root: say so, once
             why = f"order stream not opened: {exc.message}"
@@ -162,8 +209,9 @@ def run_master_stream(
 
 class Command(BaseCommand):
     help = (
-        "Listen to the master's Kite order updates (WebSocket, KITE_WS_ROOT) and wake the orchestrator "
-        "on each one. Follows the master's daily login by itself. SIGTERM or Ctrl-C stops it."
+        "Listen to the master's order updates (Kite: KITE_WS_ROOT; Dhan: DHAN_WS_ROOT; Alice Blue: "
+        "ALICE_WS_URL) and wake the orchestrator on each one. Follows the master's daily login by "
+        "itself. SIGTERM or Ctrl-C stops it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
