@@ -10,7 +10,8 @@ values with each field's own `get_db_prep_save`; there are no signals or save() 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -331,25 +332,18 @@ def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
     model = type(instances[0])
     fields = _insert_fields(model)
     db = _db()
-    names = [f.attname for f in fields]
-    adapters = value_adapters(fields, db)
     if db.vendor == "postgresql" and (not key or len(instances) > 1):
-        columns = [f.column for f in fields]
+        copied = list(fields)
         if key:
             for instance, pk in zip(instances, _next_ids(model, len(instances)), strict=True):
                 instance.pk = pk
-            pk_field = model._meta.pk
-            columns, names, adapters = (
-                [pk_field.column, *columns],
-                [pk_field.attname, *names],
-                [_key, *adapters],
-            )
-        read = row_reader(names, adapters)
-        copy_rows(db, model._meta.db_table, columns, (read(i) for i in instances))
+            copied.insert(0, model._meta.pk)
+        copy_read = _copy_reader(tuple(copied), db)
+        copy_rows(db, model._meta.db_table, [f.column for f in copied], (copy_read(i) for i in instances))
         for instance in instances:
             _saved(instance)
         return
-    read = row_reader(names, adapters)
+    read = row_reader([f.attname for f in fields], value_adapters(fields, db))
     returning = "id" if key == "id" else f"id, {db.ops.quote_name(key)}" if key else ""
     with db.cursor() as cursor:
         for chunk in _chunks(instances):
@@ -365,8 +359,54 @@ def insert_many(instances: Sequence[ModelT], *, key: str = "") -> None:
         _saved(instance)
 
 
-def _key(value: Any) -> Any:
-    return value
+# COPY takes Python's own ints, Decimals and datetimes, which Django's PostgreSQL adapters pass
+# through unchanged (integers are only wrapped for server-side binding): text and keys get a look.
+_AS_IS = frozenset(
+    {
+        "IntegerField",
+        "SmallIntegerField",
+        "BigIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "PositiveBigIntegerField",
+        "DecimalField",
+        "DateTimeField",
+    }
+)
+
+
+def _copy_reader(
+    fields: tuple[models.Field[Any, Any], ...], db: BaseDatabaseWrapper
+) -> Callable[[models.Model], list[Any]]:
+    """PostgreSQL COPY: an instance's values of `fields`, as `value_adapters` would give them."""
+    get = operator.attrgetter(*(f.attname for f in fields))
+    texts: list[int] = []
+    keys: list[int] = []
+    others: list[tuple[int, Callable[[Any], Any]]] = []
+    for n, (field, adapt) in enumerate(zip(fields, value_adapters(fields, db), strict=True)):
+        kind = type(field).__name__
+        if field.primary_key or isinstance(field, models.ForeignKey):
+            keys.append(n)
+        elif kind in ("CharField", "TextField"):
+            texts.append(n)
+        elif kind not in _AS_IS:
+            others.append((n, adapt))
+
+    def read(instance: models.Model) -> list[Any]:
+        row = list(get(instance))
+        for n in texts:
+            value = row[n]
+            if value is not None and type(value) is not str:
+                row[n] = str(value)
+        for n in keys:
+            value = row[n]
+            if value is not None and type(value) is not int:
+                row[n] = int(value)
+        for n, adapt in others:
+            row[n] = adapt(row[n])
+        return row
+
+    return read
 
 
 @cache

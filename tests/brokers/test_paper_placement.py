@@ -242,6 +242,22 @@ def test_the_paper_models_load_without_model_init(market):
     assert PaperOrder.objects.count() == 1
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY rows are PostgreSQL's")
+def test_copy_rows_hold_the_values_django_would_send(market):
+    paper_account_open(user_id="PC0001", cash=D("1000000"))
+    (placed,) = paper_orders_place([order("PC0001", tag="copy")])
+    trade = PaperTrade.objects.get(order=placed)
+    position = PaperPosition.objects.get(account__user_id="PC0001")
+    for instance in (placed, trade, position):
+        fields = tuple(type(instance)._meta.concrete_fields)
+        django = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
+        copied = rows._copy_reader(fields, connection)(instance)
+        # The same values, as plain ints and strs (psycopg's int wrappers, enums' text).
+        assert copied == django
+        plain = [int if isinstance(v, int) else str if isinstance(v, str) else type(v) for v in django]
+        assert [type(v) for v in copied] == plain
+
+
 # --- The sequencer --------------------------------------------------------------------------------
 
 
