@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from django.db.models import Count, Max
+
 from accounts.crypto import CredentialDecryptError
-from accounts.models import Account
+from accounts.models import Account, Role
 from brokers.base import BrokerClient
 from brokers.credentials import BrokerCredentials
 from brokers.registry import build_client
@@ -29,6 +31,7 @@ class ClientCache:
     def __init__(self) -> None:
         self._clients: dict[int, tuple[object, BrokerClient]] = {}
         self._lock = threading.Lock()
+        self._children_seen: tuple[object, ...] | None = None
 
     def get(self, account: Account) -> BrokerClient:
         version = account.updated_at
@@ -60,6 +63,21 @@ class ClientCache:
         with self._lock:
             self._clients.update(built)
 
+    def warm_children(self) -> int:
+        """Build the clients of every child that has none (or an outdated one), so that the next
+        master event spends its time sending, not decrypting credentials and building SDK clients.
+        Called by idle ticks: one aggregate query when nothing changed since the last call.
+        Returns how many children were looked at (0 when nothing changed)."""
+        children = Account.objects.filter(role=Role.CHILD)
+        seen = tuple(children.aggregate(n=Count("pk"), last=Max("updated_at"), top=Max("pk")).values())
+        if seen == self._children_seen:
+            return 0
+        accounts = list(children.only("pk", "updated_at"))
+        self.warm(accounts)
+        self._children_seen = seen
+        return len(accounts)
+
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
+            self._children_seen = None

@@ -1,0 +1,71 @@
+"""An idle tick builds the children's broker clients ahead of the next master event (issue 17:
+the first event of the day spent about a tenth of its fan-out decrypting credentials and building
+SDK clients, child by child, while every child waited for its order)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from accounts.models import Account
+from brokers import registry
+from brokers.paper.client import PaperBroker
+from replication.orchestrator import Orchestrator
+from tests.engine_helpers import FUT, build_desk
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def builds():
+    """How many clients were built per user id."""
+    built: Counter[str] = Counter()
+
+    def counting(creds):
+        built[creds.user_id] += 1
+        return PaperBroker.for_credentials(creds)
+
+    previous = registry.register("paper", counting)
+    yield built
+    if previous is None:
+        registry.unregister("paper")
+    else:
+        registry.register("paper", previous)
+
+
+def test_an_idle_tick_builds_every_child_client_so_the_event_tick_builds_none(builds):
+    desk = build_desk()
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        idle = orch.run_tick()
+        assert idle.events == 0
+        children = set(desk.children[name].broker_user_id for name in desk.children)
+        assert children <= set(builds)  # every child's client is ready
+        before = sum(builds[c] for c in children)
+
+        orch.run_tick()  # nothing changed: nothing rebuilt, one cheap look
+        assert sum(builds[c] for c in children) == before
+
+        desk.place("BUY", FUT, 150)
+        event = orch.run_tick()
+        assert event.events == 1 and event.intents >= 3
+        assert sum(builds[c] for c in children) == before  # the event tick built no client
+    finally:
+        orch.close()
+
+
+def test_a_changed_child_gets_a_new_client_at_the_next_idle_tick(builds):
+    desk = build_desk()
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        orch.run_tick()
+        child = desk.children["C2"]
+        first = builds[child.broker_user_id]
+        account = Account.objects.get(pk=child.pk)
+        account.proxy_url = ""
+        account.save()  # any saved change (a new token, a new proxy) bumps updated_at
+        orch.run_tick()
+        assert builds[child.broker_user_id] == first + 1
+    finally:
+        orch.close()
