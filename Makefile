@@ -159,7 +159,7 @@ test-browser: $(STAMP)  ## browser tests in headless Chromium (installs Debian's
 	$(BIN)/pytest -m browser tests/browser
 
 .PHONY: scale
-scale: $(STAMP)  ## scale benchmarks: bench_fanout over HTTP to kite_sim (1,000 and 5,000 children), queue mode on Redis (2, 4 workers)
+scale: $(STAMP)  ## scale benchmarks: bench_fanout over HTTP to kite_sim (memory simulator: 1,000 and 5,000 children, poll and stream; the paper-persisting simulator; queue mode on Redis, 2 and 4 workers)
 	scripts/scale.sh
 
 .PHONY: soak

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The scale benchmarks (DESIGN §7, §8): `manage.py bench_fanout` on the Kite path against the Kite
-# simulator over HTTP with 1,000 and 5,000 children (the simulator in the bench process, then
-# 1,000 with the simulator as a process of its own), then in queue mode across a django-q2 cluster
+# simulator over HTTP: first with the memory simulator (`kite_sim --memory-orders`: children's
+# orders answered from memory, so the figures measure the engine) with 1,000 and 5,000 children,
+# detection by polling and by the order stream; then with the paper-persisting simulator (in the
+# bench process, then as a process of its own), then in queue mode across a django-q2 cluster
 # with a Redis broker, with 2 and 4 workers. Prints each run's figures and a summary of last lines.
 #
 # Every run keeps 64 order requests in flight at most (FANOUT_WORKERS; in queue mode 64 / K per
@@ -13,7 +15,7 @@
 # a SQLite file in WAL mode instead), the benchmark's own database, generated credentials.
 #
 #   scripts/scale.sh
-#   SCALE_HTTP_CHILDREN="1000 5000" SCALE_SIM_PROCESS_CHILDREN=1000 SCALE_QUEUE_CHILDREN=1000 \
+#   SCALE_MEMORY_CHILDREN="1000 5000" SCALE_HTTP_CHILDREN="1000 5000" SCALE_SIM_PROCESS_CHILDREN=1000 SCALE_QUEUE_CHILDREN=1000 \
 #     SCALE_QUEUE_WORKERS="2 4" SCALE_QUEUE_SHARDS= SCALE_IN_FLIGHT=64 SCALE_LATENCY_MS=50 \
 #     SCALE_DB=postgres scripts/scale.sh
 #   (an empty list skips those runs: SCALE_HTTP_CHILDREN= SCALE_SIM_PROCESS_CHILDREN= runs queue mode only)
@@ -27,6 +29,7 @@ if [[ -z ${PMS_SCALE_IN_REDIS_ENV:-} ]]; then
   PMS_SCALE_IN_REDIS_ENV=1 exec scripts/redis_env.sh "$0" "$@"
 fi
 
+MEMORY_CHILDREN=${SCALE_MEMORY_CHILDREN-1000 5000}
 HTTP_CHILDREN=${SCALE_HTTP_CHILDREN-1000 5000}
 SIM_PROCESS_CHILDREN=${SCALE_SIM_PROCESS_CHILDREN-1000}
 IN_FLIGHT=${SCALE_IN_FLIGHT:-64}
@@ -140,7 +143,7 @@ run() {
   printf 'load average before the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
   local started=$SECONDS status=0
   "$PYTHON" manage.py bench_fanout --latency-ms "$LATENCY_MS" "$@" >"$out" 2>&1 || status=$?
-  grep -E '^(run:|event tick phases:|fan-out:|queue:|first pass:|recovery:|simulator:|cpu during|outcomes:|orders:|bench:)' "$out" || true
+  grep -E '^(run:|event tick phases:|fan-out:|queue:|first pass:|recovery:|simulator:|cpu during|outcomes:|orders:|bench:|cpu per child order:|engine cpu by phase:|detection|sequential loop:|speed-up:|limit for this run:)' "$out" || true
   if [[ $status -ne 0 ]]; then
     failed=1
     log "$label failed ($status) after $((SECONDS - started)) s:"
@@ -152,6 +155,12 @@ run() {
   summary+=("$label :: $(tail -n 1 "$out")")
 }
 
+for n in $MEMORY_CHILDREN; do
+  for detect in poll stream; do
+    run "kite-sim over HTTP, threads mode ($IN_FLIGHT threads), memory simulator, detection by $detect: $n children" \
+      --children "$n" --exchange kite-sim --mode threads --sim memory --detect "$detect" --workers "$IN_FLIGHT"
+  done
+done
 for n in $HTTP_CHILDREN; do
   run "kite-sim over HTTP, threads mode ($IN_FLIGHT threads), simulator in the bench process: $n children" \
     --children "$n" --exchange kite-sim --mode threads --sim thread --workers "$IN_FLIGHT"
@@ -165,7 +174,7 @@ for k in $QUEUE_WORKERS; do
   shards=${QUEUE_SHARDS:-$k}
   run "kite-sim over HTTP, queue mode, redis broker, $k qcluster workers x $pool threads, $shards shards: $QUEUE_CHILDREN children" \
     --children "$QUEUE_CHILDREN" --exchange kite-sim --mode queue --queue-workers "$k" --workers "$pool" \
-    --queue-shards "$shards"
+    --queue-shards "$shards" --sim "${SCALE_QUEUE_SIM:-memory}"
 done
 
 printf '\n== summary (database: %s, latency %s ms, %s cores) ==\n' "$DB" "$LATENCY_MS" "$(nproc)"
