@@ -9,17 +9,23 @@ member is refused (`UnknownEventKind`) before anything is written.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from replication.bulk import insert_rows
 from replication.models import LEGACY_EVENT_KINDS, EventKind, ReplicationEvent
 
 __all__ = [
     "REDACTED",
+    "AuditRow",
     "EventKind",
     "UnknownEventKind",
     "audit",
     "audit_row",
+    "audit_row_for",
     "audit_rows",
     "changes",
     "event_kind",
@@ -56,6 +62,43 @@ def audit_row(
     return ReplicationEvent(kind=event_kind(kind), message=message, actor=actor, data=data or {}, **links)
 
 
+@dataclass(slots=True)
+class AuditRow:
+    """An unsaved `ReplicationEvent` as `audit_rows` inserts it (attribute names are the table's
+    columns; `created_at` stamped when built, as the model's default does): for the engine's
+    per-order rows, which need no model instance."""
+
+    kind: EventKind
+    account_id: int | None = None
+    allocation_id: int | None = None
+    mapping_id: int | None = None
+    master_order_id: int | None = None
+    message: str = ""
+    actor: str = "engine"
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=timezone.now)
+
+
+def audit_row_for(
+    *,
+    kind: EventKind | str,
+    account_id: int | None = None,
+    allocation_id: int | None = None,
+    mapping_id: int | None = None,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+) -> AuditRow:
+    """`audit_row` by ids, for `audit_rows`: the same row, without building a model instance."""
+    return AuditRow(
+        kind=event_kind(kind),
+        account_id=account_id,
+        allocation_id=allocation_id,
+        mapping_id=mapping_id,
+        message=message,
+        data=data or {},
+    )
+
+
 def audit(
     *,
     kind: EventKind | str,
@@ -70,10 +113,10 @@ def audit(
     return row
 
 
-def audit_rows(rows: Iterable[ReplicationEvent]) -> int:
-    """Append a batch of rows built by `audit_row`; returns how many. Kinds are checked again (a row
-    built elsewhere is refused). One INSERT without reading ids back (`replication.bulk.insert_rows`):
-    the engine writes one row per order outcome."""
+def audit_rows(rows: Iterable[ReplicationEvent | AuditRow]) -> int:
+    """Append a batch of rows built by `audit_row` or `audit_row_for`; returns how many. Kinds are
+    checked again (a row built elsewhere is refused). One INSERT without reading ids back
+    (`replication.bulk.insert_rows`): the engine writes one row per order outcome."""
     batch = list(rows)
     for row in batch:
         row.kind = event_kind(row.kind)

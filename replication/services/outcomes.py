@@ -27,7 +27,7 @@ from replication.engine.sender.outcomes import status_from_order
 from replication.lease import Lease, lease_check
 from replication.models import EventKind, MappingStatus, OrderMapping, ReplicationEvent
 from replication.services.accounts import accounts_mark_needs_login, accounts_record_send_results
-from replication.services.audit_log import audit, audit_rows
+from replication.services.audit_log import AuditRow, audit, audit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def outcomes_record(
     *,
     lease: Lease,
     mappings: Sequence[OrderMapping],
-    events: Sequence[ReplicationEvent],
+    events: Sequence[ReplicationEvent | AuditRow],
     needs_login: Collection[int],
     failed: Collection[int],
     ok: Collection[int],
@@ -75,14 +75,14 @@ def outcomes_record(
             )
 
 
-def outcomes_hold(*, mappings: Sequence[OrderMapping], events: Sequence[ReplicationEvent]) -> None:
+def outcomes_hold(*, mappings: Sequence[OrderMapping], events: Sequence[ReplicationEvent | AuditRow]) -> None:
     """Intents the send gate stopped at send time (status, reason, finished_at set in memory) and
     their audit rows. Called inside the claim's transaction (`intents_claim`'s caller checked the lease)."""
     update_rows(mappings, ["status", "reason", "reason_code", "finished_at", "updated_at"])
     audit_rows(events)
 
 
-def outcomes_audit(*, lease: Lease, events: Sequence[ReplicationEvent]) -> None:
+def outcomes_audit(*, lease: Lease, events: Sequence[ReplicationEvent | AuditRow]) -> None:
     """Audit rows of broker calls that changed no intent row (cancels sent or failed, held), in a
     lease-checked transaction."""
     with transaction.atomic():
@@ -91,7 +91,7 @@ def outcomes_audit(*, lease: Lease, events: Sequence[ReplicationEvent]) -> None:
 
 
 def outcomes_modified(
-    *, lease: Lease, mappings: Sequence[OrderMapping], events: Sequence[ReplicationEvent]
+    *, lease: Lease, mappings: Sequence[OrderMapping], events: Sequence[ReplicationEvent | AuditRow]
 ) -> None:
     """Open intents whose modification the broker took (order type, prices, quantity changed in
     memory) and the audit rows of every modification tried, in one lease-checked transaction."""

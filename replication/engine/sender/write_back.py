@@ -19,9 +19,9 @@ from replication.engine.sender.outcomes import ACCEPTED, Outcome
 from replication.failpoints import failpoint
 from replication.fanout import FanOut
 from replication.lease import Lease
-from replication.models import OrderMapping, ReplicationEvent
+from replication.models import OrderMapping
 from replication.ratelimit import LimiterRegistry
-from replication.services.audit_log import audit_row
+from replication.services.audit_log import AuditRow, audit_row_for
 from replication.services.outcomes import outcomes_audit, outcomes_record
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class WriteBack:
         by_id: dict[int, OrderMapping],
         *,
         previous: dict[int, tuple[str, int]] | None = None,
-    ) -> list[ReplicationEvent]:
+    ) -> list[AuditRow]:
         """One unsaved audit row per outcome with an event. An order update is recorded when the status or
         the filled quantity moved (fills, partial fills, rejections, cancellations) or it says why;
         `previous` is each mapping's (status, filled quantity) before the write."""
@@ -156,7 +156,7 @@ class WriteBack:
                 else ""
             )
             events.append(
-                audit_row(
+                audit_row_for(
                     kind=o.event,
                     account_id=m.child_id,
                     allocation_id=m.allocation_id,
