@@ -16,26 +16,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
-
-from django.db import connections
 
 from brokers.errors import BrokerError, InputRejected, OrderRejected
 from brokers.paper.models import PaperInstrument
+from lab import sim_http
 from lab.alice_sim import payloads
 from lab.alice_sim.auth import AliceAuthError, ClientStore
 from lab.alice_sim.routes import WRITES, AliceError, Call, refusal, resolve
 from lab.alice_sim.ws import OrderFeed
 from lab.kite_sim.faults import Faults, FaultSpecError
 from lab.kite_sim.selectors import sim_instrument_list
-from lab.kite_sim.server import check_loopback
 from lab.kite_sim.wire import Request, Response
+from lab.sim_http import RunningHttp, ServerFault, SimServer
+from lab.sim_http import WriteLimiter as SimWriteLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -52,31 +48,10 @@ class Hit(NamedTuple):
     status: int
 
 
-class WriteLimiter:
+class WriteLimiter(SimWriteLimiter):
     """The order-write window per user id. A refused write does not count."""
 
-    def __init__(
-        self,
-        windows: tuple[tuple[float, int], ...] = WRITE_WINDOWS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.windows = windows
-        self._clock = clock
-        self._writes: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, user_id: str) -> bool:
-        now = self._clock()
-        longest = max(span for span, _ in self.windows)
-        with self._lock:
-            sent = self._writes.setdefault(user_id, deque())
-            while sent and sent[0] <= now - longest:
-                sent.popleft()
-            for span, cap in self.windows:
-                if sum(1 for t in sent if t > now - span) >= cap:
-                    return False
-            sent.append(now)
-            return True
+    default_windows = WRITE_WINDOWS
 
 
 def _broker_error(exc: BrokerError) -> Response:
@@ -88,12 +63,6 @@ def _broker_error(exc: BrokerError) -> Response:
     if isinstance(exc, OrderRejected):
         return refusal("EC993", exc.message)
     return refusal("EC003", "An error occurred. Please try again later.")
-
-
-class _ServerFault(Exception):
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
 
 
 class AliceSim:
@@ -143,7 +112,7 @@ class AliceSim:
             response = refusal(exc.code, exc.message, exc.http_status)
         except FaultSpecError as exc:
             response = Response.json_body({"message": str(exc)}, 400)
-        except _ServerFault as exc:
+        except ServerFault as exc:
             response = Response(status=exc.status, body=b"<html>Bad Gateway</html>", content_type="text/html")
         except BrokerError as exc:
             response = _broker_error(exc)
@@ -187,7 +156,7 @@ class AliceSim:
         if decision.sleep_s > 0:
             time.sleep(decision.sleep_s)
         if decision.error_status is not None:
-            raise _ServerFault(decision.error_status)
+            raise ServerFault(decision.error_status)
 
     def record_protection(self, order_id: str, protection: Decimal | None) -> None:
         with self._lock:
@@ -237,62 +206,16 @@ class AliceSim:
         return {(row.exchange, payloads.alice_symbol(row)): row for row in sim_instrument_list()}
 
 
-# --- the HTTP server ----------------------------------------------------------------------------
+# --- the HTTP server (lab.sim_http) ----------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    sim: AliceSim
-
-
-def _handler(sim: AliceSim) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
-            request = Request(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={name.lower(): value for name, value in self.headers.items()},
-                body=body,
-            )
-            try:
-                response = sim.handle(request)
-            finally:
-                connections.close_all()
-            try:
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                self.wfile.write(response.body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Nothing: request lines and bodies can carry checksums and sessions."""
-
-    return Handler
-
-
-@dataclass
-class RunningSim:
-    sim: AliceSim
-    server: _Server
-    thread: threading.Thread
+class RunningSim(RunningHttp[AliceSim]):
+    """The Alice Blue simulator served on 127.0.0.1, with its order feed."""
 
     @property
     def root(self) -> str:
         """The base URL the SDK wants (with its trailing `/`)."""
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        return f"{super().root}/"
 
     @property
     def ws_root(self) -> str:
@@ -300,16 +223,11 @@ class RunningSim:
 
     def stop(self) -> None:
         self.sim.feed.stop()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().stop()
 
 
-def make_server(sim: AliceSim, *, host: str = "127.0.0.1", port: int = 0) -> _Server:
-    check_loopback(host)
-    server = _Server((host, port), _handler(sim))
-    server.sim = sim
-    return server
+def make_server(sim: AliceSim, *, host: str = "127.0.0.1", port: int = 0) -> SimServer:
+    return sim_http.make_server(sim, host=host, port=port)
 
 
 def start(
@@ -323,10 +241,7 @@ def start(
     """Serve `sim` on host:port (0 = any free port), and its order feed on host:ws_port."""
     sim = sim or AliceSim()
     server = make_server(sim, host=host, port=port)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="alice-sim", daemon=True
-    )
-    thread.start()
+    thread = sim_http.serve(server, name="alice-sim")
     if feed:
         sim.feed.start(host=host, port=ws_port)
     return RunningSim(sim=sim, server=server, thread=thread)

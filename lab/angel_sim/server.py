@@ -16,23 +16,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
-
-from django.db import connections
 
 from brokers.errors import BrokerError, InputRejected, OrderRejected
 from brokers.paper.models import PaperInstrument
+from lab import sim_http
 from lab.angel_sim.auth import AngelAuthError, ClientStore
 from lab.angel_sim.routes import WRITES, AngelError, Call, refusal, resolve
 from lab.kite_sim.faults import Faults, FaultSpecError
 from lab.kite_sim.selectors import sim_instrument_list
-from lab.kite_sim.server import check_loopback
 from lab.kite_sim.wire import Request, Response
+from lab.sim_http import RunningHttp, ServerFault, SimServer
+from lab.sim_http import WriteLimiter as SimWriteLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -51,31 +47,10 @@ class Hit(NamedTuple):
     status: int
 
 
-class WriteLimiter:
+class WriteLimiter(SimWriteLimiter):
     """Angel's order-write windows per client code. A refused write does not count."""
 
-    def __init__(
-        self,
-        windows: tuple[tuple[float, int], ...] = WRITE_WINDOWS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.windows = windows
-        self._clock = clock
-        self._writes: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client_code: str) -> bool:
-        now = self._clock()
-        longest = max(span for span, _ in self.windows)
-        with self._lock:
-            sent = self._writes.setdefault(client_code, deque())
-            while sent and sent[0] <= now - longest:
-                sent.popleft()
-            for span, cap in self.windows:
-                if sum(1 for t in sent if t > now - span) >= cap:
-                    return False
-            sent.append(now)
-            return True
+    default_windows = WRITE_WINDOWS
 
 
 def _broker_error(exc: BrokerError) -> Response:
@@ -146,7 +121,7 @@ class AngelSim:
             response = refusal(exc.code, exc.message, exc.http_status)
         except FaultSpecError as exc:
             response = Response.json_body({"message": str(exc)}, 400)
-        except _ServerFault as exc:
+        except ServerFault as exc:
             response = Response(status=exc.status, body=b"<html>Bad Gateway</html>", content_type="text/html")
         except BrokerError as exc:
             response = _broker_error(exc)
@@ -201,7 +176,7 @@ class AngelSim:
         if decision.sleep_s > 0:
             time.sleep(decision.sleep_s)
         if decision.error_status is not None:
-            raise _ServerFault(decision.error_status)
+            raise ServerFault(decision.error_status)
 
     def visible(self, order_id: str) -> bool:
         with self._lock:
@@ -255,90 +230,22 @@ class AngelSim:
         return {(row.exchange, str(row.instrument_token)): row for row in sim_instrument_list()}
 
 
-class _ServerFault(Exception):
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
+# --- the HTTP server (lab.sim_http) ----------------------------------------------------------
 
 
-# --- the HTTP server ----------------------------------------------------------------------------
+class RunningSim(RunningHttp[AngelSim]):
+    """The Angel simulator served on 127.0.0.1: `root` for the adapter, `stop()`."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    sim: AngelSim
-
-
-def _handler(sim: AngelSim) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
-            request = Request(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={name.lower(): value for name, value in self.headers.items()},
-                body=body,
-            )
-            try:
-                response = sim.handle(request)
-            finally:
-                connections.close_all()
-            try:
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                self.wfile.write(response.body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Nothing: request lines and bodies can carry PINs and tokens."""
-
-    return Handler
-
-
-@dataclass
-class RunningSim:
-    sim: AngelSim
-    server: _Server
-    thread: threading.Thread
-
-    @property
-    def root(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-def make_server(sim: AngelSim, *, host: str = "127.0.0.1", port: int = 0) -> _Server:
-    check_loopback(host)
-    server = _Server((host, port), _handler(sim))
-    server.sim = sim
-    return server
+def make_server(sim: AngelSim, *, host: str = "127.0.0.1", port: int = 0) -> SimServer:
+    return sim_http.make_server(sim, host=host, port=port)
 
 
 def start(*, sim: AngelSim | None = None, host: str = "127.0.0.1", port: int = 0) -> RunningSim:
     """Serve `sim` (a new one by default) on host:port (0 = any free port) in a daemon thread."""
     sim = sim or AngelSim()
     server = make_server(sim, host=host, port=port)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="angel-sim", daemon=True
-    )
-    thread.start()
-    return RunningSim(sim=sim, server=server, thread=thread)
+    return RunningSim(sim=sim, server=server, thread=sim_http.serve(server, name="angel-sim"))
 
 
 __all__ = ["WRITES", "AngelSim", "RunningSim", "WriteLimiter", "make_server", "start"]

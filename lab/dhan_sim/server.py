@@ -20,12 +20,9 @@ import json
 import logging
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
 
 from django.db import connections
 from websockets.exceptions import ConnectionClosed
@@ -34,12 +31,14 @@ from websockets.sync.server import ServerConnection, serve
 
 from brokers.errors import BrokerError, InputRejected, OrderRejected
 from brokers.paper.models import PaperInstrument
+from lab import sim_http
 from lab.dhan_sim.auth import ClientStore, DhanAuthError
 from lab.dhan_sim.routes import WRITES, Call, DhanError, order_alert, refusal, resolve, segment_of
 from lab.kite_sim.faults import Faults, FaultSpecError
 from lab.kite_sim.selectors import sim_instrument_list, sim_order_list
-from lab.kite_sim.server import check_loopback
 from lab.kite_sim.wire import Request, Response
+from lab.sim_http import RunningHttp, ServerFault
+from lab.sim_http import WriteLimiter as SimWriteLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -52,37 +51,10 @@ class Hit(NamedTuple):
     status: int
 
 
-class WriteLimiter:
+class WriteLimiter(SimWriteLimiter):
     """Dhan's order-write windows per client id. A refused write does not count."""
 
-    def __init__(
-        self,
-        windows: tuple[tuple[float, int], ...] = WRITE_WINDOWS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.windows = windows
-        self._clock = clock
-        self._writes: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client_id: str) -> bool:
-        now = self._clock()
-        longest = max(span for span, _ in self.windows)
-        with self._lock:
-            sent = self._writes.setdefault(client_id, deque())
-            while sent and sent[0] <= now - longest:
-                sent.popleft()
-            for span, cap in self.windows:
-                if sum(1 for t in sent if t > now - span) >= cap:
-                    return False
-            sent.append(now)
-            return True
-
-
-class _ServerFault(Exception):
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
+    default_windows = WRITE_WINDOWS
 
 
 def _broker_error(exc: BrokerError) -> Response:
@@ -142,7 +114,7 @@ class DhanSim:
             response = refusal(exc.code, exc.message, exc.status)
         except FaultSpecError as exc:
             response = Response.json_body({"message": str(exc)}, 400)
-        except _ServerFault as exc:
+        except ServerFault as exc:
             response = Response(status=exc.status, body=b"<html>Bad Gateway</html>", content_type="text/html")
         except BrokerError as exc:
             response = _broker_error(exc)
@@ -186,7 +158,7 @@ class DhanSim:
         if decision.sleep_s > 0:
             time.sleep(decision.sleep_s)
         if decision.error_status is not None:
-            raise _ServerFault(decision.error_status)
+            raise ServerFault(decision.error_status)
 
     def visible(self, order_id: str) -> bool:
         with self._lock:
@@ -314,65 +286,17 @@ class OrderFeed:
                     break
 
 
-# --- the HTTP server ----------------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    sim: DhanSim
-
-
-def _handler(sim: DhanSim) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
-            request = Request(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={name.lower(): value for name, value in self.headers.items()},
-                body=body,
-            )
-            try:
-                response = sim.handle(request)
-            finally:
-                connections.close_all()
-            try:
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                self.wfile.write(response.body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Nothing: the login's query string carries the PIN and TOTP."""
-
-    return Handler
+# --- the HTTP server (lab.sim_http) ----------------------------------------------------------
 
 
 @dataclass
-class RunningSim:
-    sim: DhanSim
-    server: _Server
-    thread: threading.Thread
+class RunningSim(RunningHttp[DhanSim]):
+    """The Dhan simulator served on 127.0.0.1, with its order-update socket and the feed's watcher."""
+
     ws_server: WsServer
     ws_thread: threading.Thread
     feed: OrderFeed
     feed_thread: threading.Thread
-
-    @property
-    def root(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def ws_root(self) -> str:
@@ -381,9 +305,7 @@ class RunningSim:
     def stop(self) -> None:
         self.feed.stop.set()
         self.ws_server.shutdown()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().stop()
         self.ws_thread.join(timeout=5)
         self.feed_thread.join(timeout=5)
 
@@ -392,21 +314,17 @@ def start(
     *, sim: DhanSim | None = None, host: str = "127.0.0.1", port: int = 0, ws_port: int = 0
 ) -> RunningSim:
     """Serve `sim` (a new one by default) on host:port and its socket on host:ws_port (0 = free)."""
-    check_loopback(host)
     sim = sim or DhanSim()
-    server = _Server((host, port), _handler(sim))
-    server.sim = sim
+    server = sim_http.make_server(sim, host=host, port=port)
     feed = OrderFeed(sim)
     ws_server = serve(feed.serve, host, ws_port)
     ws_host, ws_bound = ws_server.socket.getsockname()[:2]
     sim.ws_root = f"ws://{ws_host}:{ws_bound}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="dhan-sim", daemon=True
-    )
     ws_thread = threading.Thread(target=ws_server.serve_forever, name="dhan-sim-ws", daemon=True)
     feed_thread = threading.Thread(target=feed.watch, name="dhan-sim-feed", daemon=True)
-    for t in (thread, ws_thread, feed_thread):
+    for t in (ws_thread, feed_thread):
         t.start()
+    thread = sim_http.serve(server, name="dhan-sim")
     return RunningSim(sim, server, thread, ws_server, ws_thread, feed, feed_thread)
 
 
