@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from brokers.daily_cache import DailyCache, PerSource
 from brokers.types import Instrument, InstrumentKey, InstrumentType
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -256,33 +255,12 @@ class ContractMaster:
         return [contract.instrument for contract in self._by_key.values()]
 
 
-class ContractCache:
+class ContractCache(DailyCache[ContractMaster]):
     """One contract master per source and IST day, shared by every account's client (thread-safe)."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._clock = clock
-        self._master: ContractMaster | None = None
-        self._day: date | None = None
-        self._lock = threading.Lock()
 
-    def get(self, load: Callable[[], ContractMaster]) -> ContractMaster:
-        today = self._clock().astimezone(IST).date()
-        with self._lock:
-            if self._master is None or self._day != today:
-                self._master = load()
-                self._day = today
-            return self._master
-
-    def clear(self) -> None:
-        with self._lock:
-            self._master = None
-            self._day = None
-
-
-_caches: dict[str, ContractCache] = defaultdict(ContractCache)
-_caches_lock = threading.Lock()
+_caches: PerSource[ContractCache] = PerSource(ContractCache)
 
 
 def shared_cache(source: str) -> ContractCache:
-    with _caches_lock:
-        return _caches[source]
+    return _caches.get(source)

@@ -14,15 +14,14 @@ indices, "" for equity), exch_seg (NSE, NFO, BSE, BFO, MCX, CDS; the documentati
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from brokers.daily_cache import DailyCache, PerSource
 from brokers.types import Instrument, InstrumentKey, InstrumentType
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -262,34 +261,13 @@ class ScripMaster:
         return [scrip.instrument for scrip in self._by_key.values()]
 
 
-class ScripCache:
+class ScripCache(DailyCache[ScripMaster]):
     """One scrip master per source and IST day, shared by every account's client (thread-safe)."""
 
-    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._clock = clock
-        self._master: ScripMaster | None = None
-        self._day: date | None = None
-        self._lock = threading.Lock()
 
-    def get(self, load: Callable[[], ScripMaster]) -> ScripMaster:
-        today = self._clock().astimezone(IST).date()
-        with self._lock:
-            if self._master is None or self._day != today:
-                self._master = load()
-                self._day = today
-            return self._master
-
-    def clear(self) -> None:
-        with self._lock:
-            self._master = None
-            self._day = None
-
-
-_caches: dict[str, ScripCache] = defaultdict(ScripCache)
-_caches_lock = threading.Lock()
+_caches: PerSource[ScripCache] = PerSource(ScripCache)
 
 
 def shared_cache(source: str) -> ScripCache:
     """The process-wide cache of the scrip master downloaded from `source`."""
-    with _caches_lock:
-        return _caches[source]
+    return _caches.get(source)
