@@ -14,22 +14,14 @@ command then loads (`make run BROKERS=mixed`).
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import tempfile
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import Account
-from accounts.validation import AccountError
 from lab.angel_demo import angel_demo_config
 from lab.angel_sim.server import AngelSim, RunningSim, start
-from lab.kite_sim.faults import FaultSpecError
+from lab.sim_command import START_ERRORS, check_ports, link_demo, read_config, serve_until_signalled
 
 
 def run_angel_sim(*, host: str, port: int, config: dict[str, Any] | None = None) -> RunningSim:
@@ -65,66 +57,22 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["link_demo"] is not None:
-            self._link_demo(options["link_demo"], options["write_config"], options["paper_demo"])
+            paper = [u.strip() for u in options["paper_demo"].split(",") if u.strip()]
+            link_demo(
+                self,
+                user_ids=options["link_demo"],
+                path=options["write_config"],
+                broker="Angel One",
+                account_field="client_code",
+                make_config=lambda wanted: angel_demo_config(user_ids=wanted, paper_user_ids=paper),
+            )
             return
         if options["port"] is None:
             raise CommandError("--port is required to serve")
-        config = None
-        if options["config"] is not None:
-            try:
-                config = json.loads(options["config"].read_text())
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"cannot read {options['config']}: {exc}") from None
-        if not 0 <= options["port"] <= 65535:
-            raise CommandError(f"--port must be between 0 and 65535, got {options['port']}")
+        config = read_config(options["config"])
+        check_ports(options, ("port",))
         try:
             running = run_angel_sim(host=options["host"], port=options["port"], config=config)
-        except (ValueError, KeyError, TypeError, FaultSpecError, OSError) as exc:
+        except START_ERRORS as exc:
             raise CommandError(f"cannot start the Angel simulator: {exc}") from None
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        self.stdout.write(running.root)
-        self.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        finally:
-            running.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        self.stdout.write("Angel simulator stopped.")
-
-    def _link_demo(self, user_ids: str, path: Path | None, paper_ids: str) -> None:
-        if path is None:
-            raise CommandError("--link-demo needs --write-config PATH")
-        wanted = [u.strip() for u in user_ids.split(",") if u.strip()]
-        if not wanted:
-            raise CommandError("--link-demo: no user ids")
-
-        try:
-            paper = [u.strip() for u in paper_ids.split(",") if u.strip()]
-            config = angel_demo_config(user_ids=wanted, paper_user_ids=paper)
-        except (Account.DoesNotExist, AccountError) as exc:
-            raise CommandError(f"cannot move {', '.join(wanted)} to Angel One: {exc}") from None
-        write_private_json(path, config)
-        self.stdout.write(
-            f"moved {', '.join(c['client_code'] for c in config['clients'])} to Angel One; wrote {path}"
-        )
-
-
-def write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` atomically with `data` as JSON, readable by its owner only (0600)."""
-    fd, temporary = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        serve_until_signalled(self, running, lines=[running.root], label="Angel")

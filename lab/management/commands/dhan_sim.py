@@ -13,21 +13,14 @@ it holds their PINs and TOTP secrets) the serving command then loads.
 
 from __future__ import annotations
 
-import json
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.models import Account
-from accounts.validation import AccountError
 from lab.dhan_demo import dhan_demo_config
 from lab.dhan_sim.server import DhanSim, RunningSim, start
-from lab.kite_sim.faults import FaultSpecError
-from lab.management.commands.angel_sim import write_private_json
+from lab.sim_command import START_ERRORS, check_ports, link_demo, read_config, serve_until_signalled
 
 
 def run_dhan_sim(
@@ -60,56 +53,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["link_demo"] is not None:
-            self._link_demo(options["link_demo"], options["write_config"])
+            link_demo(
+                self,
+                user_ids=options["link_demo"],
+                path=options["write_config"],
+                broker="Dhan",
+                account_field="client_id",
+                make_config=lambda wanted: dhan_demo_config(user_ids=wanted),
+            )
             return
         if options["port"] is None:
             raise CommandError("--port is required to serve")
-        for name in ("port", "ws_port"):
-            if not 0 <= options[name] <= 65535:
-                raise CommandError(
-                    f"--{name.replace('_', '-')} must be between 0 and 65535, got {options[name]}"
-                )
-        config = None
-        if options["config"] is not None:
-            try:
-                config = json.loads(options["config"].read_text())
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"cannot read {options['config']}: {exc}") from None
+        check_ports(options, ("port", "ws_port"))
+        config = read_config(options["config"])
         try:
             running = run_dhan_sim(
                 host=options["host"], port=options["port"], ws_port=options["ws_port"], config=config
             )
-        except (ValueError, KeyError, TypeError, FaultSpecError, OSError) as exc:
+        except START_ERRORS as exc:
             raise CommandError(f"cannot start the Dhan simulator: {exc}") from None
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        self.stdout.write(running.root)
-        self.stdout.write(running.ws_root)
-        self.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        finally:
-            running.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        self.stdout.write("Dhan simulator stopped.")
-
-    def _link_demo(self, user_ids: str, path: Path | None) -> None:
-        if path is None:
-            raise CommandError("--link-demo needs --write-config PATH")
-        wanted = [u.strip() for u in user_ids.split(",") if u.strip()]
-        if not wanted:
-            raise CommandError("--link-demo: no user ids")
-        try:
-            config = dhan_demo_config(user_ids=wanted)
-        except (Account.DoesNotExist, AccountError) as exc:
-            raise CommandError(f"cannot move {', '.join(wanted)} to Dhan: {exc}") from None
-        write_private_json(path, config)
-        self.stdout.write(
-            f"moved {', '.join(c['client_id'] for c in config['clients'])} to Dhan; wrote {path}"
-        )
+        serve_until_signalled(self, running, lines=[running.root, running.ws_root], label="Dhan")
