@@ -100,15 +100,22 @@ def intents_claim(*, mappings: Sequence[OrderMapping], epoch: int, now: datetime
     decisions; the broker calls come after that transaction commits.
     """
     ids = [m.pk for m in mappings]
-    OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.PLANNED).update(
+    won = OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.PLANNED).update(
         status=MappingStatus.SENDING,
         epoch=epoch,
         sent_at=now,
         attempts=F("attempts") + 1,
     )
-    claimed = set(
-        OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.SENDING, epoch=epoch).values_list(
-            "pk", flat=True
+    unique = set(ids)
+    # Every intent was PLANNED and is now SENDING under this epoch (the update holds them until
+    # the transaction commits): they are all ours, no need to read them back.
+    claimed = (
+        unique
+        if won == len(unique)
+        else set(
+            OrderMapping.objects.filter(pk__in=ids, status=MappingStatus.SENDING, epoch=epoch).values_list(
+                "pk", flat=True
+            )
         )
     )
     Allocation.objects.filter(
