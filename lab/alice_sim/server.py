@@ -30,6 +30,7 @@ from lab.alice_sim.ws import OrderFeed
 from lab.kite_sim.faults import Faults, FaultSpecError
 from lab.kite_sim.selectors import sim_instrument_list
 from lab.kite_sim.wire import Request, Response
+from lab.sim_faults import AcceptedWrites
 from lab.sim_http import RunningHttp, ServerFault, SimServer
 from lab.sim_http import WriteLimiter as SimWriteLimiter
 
@@ -82,7 +83,7 @@ class AliceSim:
         self.unlisted = unlisted  # paper trading symbols left out of the contract master
         self.feed = OrderFeed()
         self._lock = threading.Lock()
-        self._hidden_until: dict[str, float] = {}
+        self._accepted = AcceptedWrites(self.faults)
         self.protection: dict[str, Decimal | None] = {}  # order id -> marketProtectionPercent sent
         self.hits: Counter[Hit] = Counter()
 
@@ -147,30 +148,14 @@ class AliceSim:
             raise RateLimitBreach()
 
     def after_accept(self, user_id: str, *, order_id: str, placed: bool) -> None:
-        if placed:
-            late = self.faults.late_book_s(user_id)
-            if late > 0:
-                with self._lock:
-                    self._hidden_until[order_id] = time.monotonic() + late
-        decision = self.faults.after_accept(user_id)
-        if decision.sleep_s > 0:
-            time.sleep(decision.sleep_s)
-        if decision.error_status is not None:
-            raise ServerFault(decision.error_status)
+        self._accepted.after_accept(user_id, order_id=order_id, placed=placed)
 
     def record_protection(self, order_id: str, protection: Decimal | None) -> None:
         with self._lock:
             self.protection[order_id] = protection
 
     def visible(self, order_id: str) -> bool:
-        with self._lock:
-            until = self._hidden_until.get(order_id)
-            if until is None:
-                return True
-            if time.monotonic() >= until:
-                del self._hidden_until[order_id]
-                return True
-            return False
+        return self._accepted.visible(order_id)
 
     def set_faults(self, *, user_id: str | None = None, **spec: Any) -> dict[str, Any]:
         """lab.kite_sim's fault spec, per user id (or global)."""

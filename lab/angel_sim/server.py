@@ -27,6 +27,7 @@ from lab.angel_sim.routes import WRITES, AngelError, Call, refusal, resolve
 from lab.kite_sim.faults import Faults, FaultSpecError
 from lab.kite_sim.selectors import sim_instrument_list
 from lab.kite_sim.wire import Request, Response
+from lab.sim_faults import AcceptedWrites
 from lab.sim_http import RunningHttp, ServerFault, SimServer
 from lab.sim_http import WriteLimiter as SimWriteLimiter
 
@@ -82,7 +83,7 @@ class AngelSim:
         self.pace_reads = pace_reads
         self.unlisted = unlisted  # paper trading symbols left out of the scrip master (not at Angel)
         self._lock = threading.Lock()
-        self._hidden_until: dict[str, float] = {}
+        self._accepted = AcceptedWrites(self.faults)
         self._last_read: dict[tuple[str, str], float] = {}
         self._login_refused: set[str] = set()
         self.hits: Counter[Hit] = Counter()
@@ -167,26 +168,10 @@ class AngelSim:
             raise RateLimitBreach()
 
     def after_accept(self, client_code: str, *, order_id: str, placed: bool) -> None:
-        if placed:
-            late = self.faults.late_book_s(client_code)
-            if late > 0:
-                with self._lock:
-                    self._hidden_until[order_id] = time.monotonic() + late
-        decision = self.faults.after_accept(client_code)
-        if decision.sleep_s > 0:
-            time.sleep(decision.sleep_s)
-        if decision.error_status is not None:
-            raise ServerFault(decision.error_status)
+        self._accepted.after_accept(client_code, order_id=order_id, placed=placed)
 
     def visible(self, order_id: str) -> bool:
-        with self._lock:
-            until = self._hidden_until.get(order_id)
-            if until is None:
-                return True
-            if time.monotonic() >= until:
-                del self._hidden_until[order_id]
-                return True
-            return False
+        return self._accepted.visible(order_id)
 
     def faults_login_refused(self, client_code: str) -> bool:
         with self._lock:

@@ -37,6 +37,7 @@ from lab.dhan_sim.routes import WRITES, Call, DhanError, order_alert, refusal, r
 from lab.kite_sim.faults import Faults, FaultSpecError
 from lab.kite_sim.selectors import sim_instrument_list, sim_order_list
 from lab.kite_sim.wire import Request, Response
+from lab.sim_faults import AcceptedWrites
 from lab.sim_http import RunningHttp, ServerFault
 from lab.sim_http import WriteLimiter as SimWriteLimiter
 
@@ -84,7 +85,7 @@ class DhanSim:
         self.unlisted = unlisted
         self.ws_root = ""
         self._lock = threading.Lock()
-        self._hidden_until: dict[str, float] = {}
+        self._accepted = AcceptedWrites(self.faults)
         self._login_refused: set[str] = set()
         self.hits: Counter[Hit] = Counter()
 
@@ -149,26 +150,10 @@ class DhanSim:
             )
 
     def after_accept(self, client_id: str, *, order_id: str, placed: bool) -> None:
-        if placed:
-            late = self.faults.late_book_s(client_id)
-            if late > 0:
-                with self._lock:
-                    self._hidden_until[order_id] = time.monotonic() + late
-        decision = self.faults.after_accept(client_id)
-        if decision.sleep_s > 0:
-            time.sleep(decision.sleep_s)
-        if decision.error_status is not None:
-            raise ServerFault(decision.error_status)
+        self._accepted.after_accept(client_id, order_id=order_id, placed=placed)
 
     def visible(self, order_id: str) -> bool:
-        with self._lock:
-            until = self._hidden_until.get(order_id)
-            if until is None:
-                return True
-            if time.monotonic() >= until:
-                del self._hidden_until[order_id]
-                return True
-            return False
+        return self._accepted.visible(order_id)
 
     def login_refused(self, client_id: str) -> bool:
         with self._lock:
