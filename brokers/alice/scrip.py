@@ -17,12 +17,13 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from brokers.daily_cache import DailyCache, PerSource
+from brokers.scrip_rows import engine_instrument, is_monthly, last_expiries
 from brokers.types import Instrument, InstrumentKey, InstrumentType
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -163,21 +164,10 @@ def _read(row: Mapping[str, Any]) -> _Row | None:
     )
 
 
-def _expiry_utc(day: date | None) -> datetime | None:
-    if day is None:
-        return None
-    return datetime.combine(day, time(15, 30), tzinfo=IST).astimezone(UTC)
-
-
 def contracts_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Contract]:
     """The contract master's rows as Contracts (rows the engine cannot trade are left out)."""
     read = [r for r in (_read(row) for row in rows) if r is not None]
-    last_expiry: dict[tuple[str, str, int, int], date] = {}
-    for r in read:
-        if r.expiry is not None:
-            month = (r.exchange, r.name, r.expiry.year, r.expiry.month)
-            if month not in last_expiry or r.expiry > last_expiry[month]:
-                last_expiry[month] = r.expiry
+    last_expiry = last_expiries(read)
     contracts = []
     for r in read:
         if r.instrument_type is InstrumentType.EQ:
@@ -185,35 +175,23 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Contract]:
         elif r.instrument_type is InstrumentType.INDEX:
             tradingsymbol = r.name
         else:
-            monthly = (
-                r.expiry is not None
-                and last_expiry.get((r.exchange, r.name, r.expiry.year, r.expiry.month)) == r.expiry
-            )
             tradingsymbol = neutral_symbol(
                 name=r.name,
                 instrument_type=r.instrument_type,
                 expiry=r.expiry,
                 strike=r.strike,
-                monthly=monthly,
+                monthly=is_monthly(r, last_expiry),
             )
-        derivative = r.instrument_type in (InstrumentType.FUT, InstrumentType.CE, InstrumentType.PE)
-        segment = (
-            f"{r.exchange}-{'FUT' if r.instrument_type is InstrumentType.FUT else 'OPT'}"
-            if derivative
-            else r.exchange
-        )
-        instrument = Instrument(
+        instrument = engine_instrument(
             exchange=r.exchange,
             tradingsymbol=tradingsymbol,
-            instrument_token=int(r.token) if r.token.isdigit() else 0,
+            token=r.token,
             name=r.name,
             instrument_type=r.instrument_type,
-            segment=segment,
             lot_size=r.lot_size,
             tick_size=r.tick_size,
-            expiry=_expiry_utc(r.expiry),
+            expiry=r.expiry,
             strike=r.strike,
-            underlying=r.name if derivative else "",
         )
         contracts.append(Contract(token=r.token, alice_symbol=r.symbol, instrument=instrument))
     return contracts

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from brokers.daily_cache import DailyCache, PerSource
+from brokers.scrip_rows import engine_instrument, is_monthly, last_expiries
 from brokers.types import Instrument, InstrumentKey, InstrumentType
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -181,52 +182,32 @@ def _neutral(row: _Row, last_expiry: Mapping[tuple[str, str, int, int], date]) -
         return row.symbol
     if row.instrument_type is InstrumentType.INDEX:
         return row.name or row.symbol
-    expiry = row.expiry
-    monthly = (
-        expiry is not None and last_expiry.get((row.exchange, row.name, expiry.year, expiry.month)) == expiry
-    )
     return neutral_symbol(
-        name=row.name, instrument_type=row.instrument_type, expiry=expiry, strike=row.strike, monthly=monthly
+        name=row.name,
+        instrument_type=row.instrument_type,
+        expiry=row.expiry,
+        strike=row.strike,
+        monthly=is_monthly(row, last_expiry),
     )
-
-
-def _expiry_utc(day: date | None) -> datetime | None:
-    """The contract's last trading moment (15:30 IST on its expiry day), aware UTC."""
-    if day is None:
-        return None
-    return datetime.combine(day, time(15, 30), tzinfo=IST).astimezone(UTC)
 
 
 def scrips_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Scrip]:
     """The scrip master's rows as Scrips (rows the engine cannot trade are left out)."""
     read = [r for r in (_read(row) for row in rows) if r is not None]
-    last_expiry: dict[tuple[str, str, int, int], date] = {}
-    for r in read:
-        if r.expiry is not None:
-            month = (r.exchange, r.name, r.expiry.year, r.expiry.month)
-            if month not in last_expiry or r.expiry > last_expiry[month]:
-                last_expiry[month] = r.expiry
+    last_expiry = last_expiries(read)
     scrips = []
     for r in read:
         tradingsymbol = _neutral(r, last_expiry)
-        derivative = r.instrument_type in (InstrumentType.FUT, InstrumentType.CE, InstrumentType.PE)
-        segment = (
-            f"{r.exchange}-{'FUT' if r.instrument_type is InstrumentType.FUT else 'OPT'}"
-            if derivative
-            else r.exchange
-        )
-        instrument = Instrument(
+        instrument = engine_instrument(
             exchange=r.exchange,
             tradingsymbol=tradingsymbol,
-            instrument_token=int(r.token) if r.token.isdigit() else 0,
+            token=r.token,
             name=r.name,
             instrument_type=r.instrument_type,
-            segment=segment,
             lot_size=r.lot_size,
             tick_size=r.tick_size,
-            expiry=_expiry_utc(r.expiry),
+            expiry=r.expiry,
             strike=r.strike,
-            underlying=r.name if derivative else "",
         )
         scrips.append(Scrip(token=r.token, angel_symbol=r.symbol, instrument=instrument))
     return scrips

@@ -21,13 +21,14 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from brokers.angel.scrip import neutral_symbol
 from brokers.daily_cache import DailyCache, PerSource
+from brokers.scrip_rows import DERIVATIVES, engine_instrument, is_monthly, last_expiries
 from brokers.types import Instrument, InstrumentKey, InstrumentType
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -156,31 +157,14 @@ def _read(row: Mapping[str, Any]) -> _Row | None:
     )
 
 
-def _expiry_utc(day: date | None) -> datetime | None:
-    if day is None:
-        return None
-    return datetime.combine(day, time(15, 30), tzinfo=IST).astimezone(UTC)
-
-
 def scrips_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Scrip]:
     """The master's rows as Scrips (rows the engine cannot trade are left out)."""
     read = [r for r in (_read(row) for row in rows) if r is not None]
-    last_expiry: dict[tuple[str, str, int, int], date] = {}
-    for r in read:
-        if r.expiry is not None:
-            month = (r.exchange, r.name, r.expiry.year, r.expiry.month)
-            if month not in last_expiry or r.expiry > last_expiry[month]:
-                last_expiry[month] = r.expiry
+    last_expiry = last_expiries(read)
     scrips = []
     for r in read:
-        derivative = r.instrument_type in (InstrumentType.FUT, InstrumentType.CE, InstrumentType.PE)
-        if derivative:
-            monthly = (
-                not r.weekly
-                if r.weekly is not None
-                else r.expiry is not None
-                and last_expiry.get((r.exchange, r.name, r.expiry.year, r.expiry.month)) == r.expiry
-            )
+        if r.instrument_type in DERIVATIVES:
+            monthly = not r.weekly if r.weekly is not None else is_monthly(r, last_expiry)
             tradingsymbol = neutral_symbol(
                 name=r.name,
                 instrument_type=r.instrument_type,
@@ -188,21 +172,18 @@ def scrips_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Scrip]:
                 strike=r.strike,
                 monthly=monthly,
             )
-            segment = f"{r.exchange}-{'FUT' if r.instrument_type is InstrumentType.FUT else 'OPT'}"
         else:
-            tradingsymbol, segment = r.symbol, r.exchange
-        instrument = Instrument(
+            tradingsymbol = r.symbol
+        instrument = engine_instrument(
             exchange=r.exchange,
             tradingsymbol=tradingsymbol,
-            instrument_token=int(r.security_id) if r.security_id.isdigit() else 0,
+            token=r.security_id,
             name=r.name,
             instrument_type=r.instrument_type,
-            segment=segment,
             lot_size=r.lot_size,
             tick_size=r.tick_size,
-            expiry=_expiry_utc(r.expiry),
+            expiry=r.expiry,
             strike=r.strike,
-            underlying=r.name if derivative else "",
         )
         scrips.append(
             Scrip(security_id=r.security_id, segment=r.segment, dhan_symbol=r.symbol, instrument=instrument)
