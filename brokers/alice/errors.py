@@ -18,9 +18,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import requests
-from urllib3.exceptions import NewConnectionError
-
 from brokers.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -30,6 +27,9 @@ from brokers.errors import (
     RateLimited,
     TokenExpired,
 )
+from brokers.wire_errors import MALFORMED as MALFORMED
+from brokers.wire_errors import redact as redact
+from brokers.wire_errors import sent_nothing
 
 CODE = re.compile(r"\bEC\d{3}\b")
 TOKEN_CODES = frozenset({"EC087"})  # Session Expired
@@ -73,25 +73,6 @@ REJECTED_CODES = frozenset(
 )
 NOT_FOUND_CODES = frozenset({"EC979", "EC992", "EC994", "EC997", "EC998", "EC999", "EC815"})
 RATE_LIMIT_TEXT = ("rate limit", "too many requests")
-
-MALFORMED = (TypeError, KeyError, ValueError, AttributeError, IndexError, ArithmeticError)
-_NOT_SENT = (
-    requests.exceptions.ConnectTimeout,
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader,
-)
-MAX_MESSAGE_CHARS = 300
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[: MAX_MESSAGE_CHARS - 3] + "..."
-    return text
 
 
 def succeeded(body: Any) -> bool:
@@ -141,34 +122,9 @@ def body_error(body: Any, *, status: int | None, write: bool, secrets: Iterable[
     return InputRejected(detail, http_status=status)
 
 
-def _sent_nothing(exc: BaseException) -> bool:
-    """True when requests failed before the request could reach the server."""
-    if isinstance(exc, _NOT_SENT):
-        return True
-    if isinstance(exc, requests.exceptions.ProxyError):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        seen: set[int] = set()
-        stack: list[object] = [exc]
-        while stack:
-            item = stack.pop()
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            if isinstance(item, NewConnectionError):
-                return True
-            if isinstance(item, BaseException):
-                stack.extend(item.args)
-                stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-            reason = getattr(item, "reason", None)
-            if reason is not None:
-                stack.append(reason)
-    return False
-
-
 def transport_error(exc: BaseException, *, write: bool, secrets: Iterable[str] = ()) -> BrokerError:
     """The error for a request that got no answer (timeout, connection, proxy)."""
     text = redact(f"{type(exc).__name__}: {exc}", tuple(secrets))
-    if _sent_nothing(exc):
+    if sent_nothing(exc):
         return BrokerUnavailable(f"not sent: {text}")
     return (OutcomeUnknown if write else BrokerUnavailable)(text)

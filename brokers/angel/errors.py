@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from brokers.errors import (
     BrokerError,
@@ -27,6 +26,9 @@ from brokers.errors import (
     RateLimited,
     TokenExpired,
 )
+from brokers.wire_errors import MALFORMED as MALFORMED
+from brokers.wire_errors import redact as redact
+from brokers.wire_errors import sent_nothing
 
 # The session is dead: log in again (headless if the client stored a PIN and TOTP secret).
 TOKEN_CODES = frozenset({"AG8001", "AG8002", "AG8003", "AB1010", "AB1011", "AB8050", "AB8051"})
@@ -35,25 +37,6 @@ SERVER_CODES = frozenset({"AB1004", "AB1007", "AB2000", "AB2001"})
 # The request itself was wrong: nothing was placed and sending it again will not help.
 INPUT_CODES = frozenset({"AB1008", "AB1009", "AB1012", "AB1013", "AB1014", "AB1016", "AB1018", "AB4008"})
 RATE_LIMIT_TEXT = "exceeding access rate"
-
-MALFORMED = (TypeError, KeyError, ValueError, AttributeError, IndexError, ArithmeticError)
-_NOT_SENT = (
-    requests.exceptions.ConnectTimeout,
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader,
-)
-MAX_MESSAGE_CHARS = 300
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[: MAX_MESSAGE_CHARS - 3] + "..."
-    return text
 
 
 def succeeded(body: Any) -> bool:
@@ -87,31 +70,6 @@ def envelope_error(body: Any, *, write: bool, secrets: Iterable[str] = ()) -> Br
     return OrderRejected(detail)
 
 
-def _sent_nothing(exc: requests.RequestException) -> bool:
-    """True when requests failed before the request could reach the server."""
-    if isinstance(exc, _NOT_SENT):
-        return True
-    if isinstance(exc, requests.exceptions.ProxyError):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        seen: set[int] = set()
-        stack: list[object] = [exc]
-        while stack:
-            item = stack.pop()
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            if isinstance(item, NewConnectionError):
-                return True
-            if isinstance(item, BaseException):
-                stack.extend(item.args)
-                stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-            reason = getattr(item, "reason", None)
-            if reason is not None:
-                stack.append(reason)
-    return False
-
-
 def translate(
     exc: BaseException,
     *,
@@ -128,7 +86,7 @@ def translate(
         return (OutcomeUnknown if write else BrokerUnavailable)(f"{type(exc).__name__}: {text}")
     if isinstance(exc, requests.RequestException):
         text = redact(f"{type(exc).__name__}: {exc}", secrets)
-        if _sent_nothing(exc):
+        if sent_nothing(exc):
             return BrokerUnavailable(f"not sent: {text}")
         return (OutcomeUnknown if write else BrokerUnavailable)(text)
     if isinstance(exc, MALFORMED):

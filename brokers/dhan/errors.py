@@ -16,9 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import requests
-from urllib3.exceptions import NewConnectionError
-
 from brokers.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -28,6 +25,9 @@ from brokers.errors import (
     RateLimited,
     TokenExpired,
 )
+from brokers.wire_errors import MALFORMED as MALFORMED
+from brokers.wire_errors import redact as redact
+from brokers.wire_errors import sent_nothing
 
 TOKEN_CODES = frozenset({"DH-901"})  # invalid or expired client id / access token
 RATE_LIMIT_CODES = frozenset({"DH-904"})
@@ -36,24 +36,6 @@ INPUT_CODES = frozenset({"DH-905"})
 DATA_CODES = frozenset({"DH-907"})  # "no data present" (an unknown order or correlation id)
 SERVER_CODES = frozenset({"DH-908", "DH-909", "DH-910"})
 ORDER_CODE = "DH-906"  # documented "order error"; measured live answering an expired token too
-MAX_MESSAGE_CHARS = 300
-MALFORMED = (TypeError, KeyError, ValueError, AttributeError, IndexError, ArithmeticError)
-_NOT_SENT = (
-    requests.exceptions.ConnectTimeout,
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader,
-)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[: MAX_MESSAGE_CHARS - 3] + "..."
-    return text
 
 
 def succeeded(body: Any) -> bool:
@@ -65,33 +47,6 @@ def remarks_code(body: Any) -> str:
     if isinstance(remarks, Mapping):
         return str(remarks.get("error_code") or "").strip().upper()
     return ""
-
-
-def sent_nothing(exc: BaseException | None) -> bool:
-    """True when requests failed before the request could reach the server."""
-    if exc is None:
-        return False
-    if isinstance(exc, _NOT_SENT):
-        return True
-    if isinstance(exc, requests.exceptions.ProxyError):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        seen: set[int] = set()
-        stack: list[object] = [exc]
-        while stack:
-            item = stack.pop()
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            if isinstance(item, NewConnectionError):
-                return True
-            if isinstance(item, BaseException):
-                stack.extend(item.args)
-                stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-            reason = getattr(item, "reason", None)
-            if reason is not None:
-                stack.append(reason)
-    return False
 
 
 def failure_error(
