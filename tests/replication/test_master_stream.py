@@ -352,6 +352,20 @@ def test_master_stream_on_kite_sim_wakes_the_engine_when_the_master_places_an_or
     assert any("order stream for master" in line and "opened" in line for line in lines)
 
 
+def _test_database_url(connection: Any) -> str:
+    """The URL of the test database this test runs on (a SQLite file or PostgreSQL), for a child
+    process."""
+    from urllib.parse import quote
+
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    auth = quote(settings["USER"] or "")
+    if settings.get("PASSWORD"):
+        auth += ":" + quote(settings["PASSWORD"])
+    return f"postgres://{auth}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_master_stream_command_process_on_kite_sim_wakes_the_orchestrator(wake_file):
     """`manage.py master_stream` as its own process, on the test database, against kite_sim's
@@ -372,7 +386,7 @@ def test_master_stream_command_process_on_kite_sim_wakes_the_orchestrator(wake_f
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "pms.settings_test",
-            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "DATABASE_URL": _test_database_url(connection),
             "KITE_WS_ROOT": running.ws_root,
             "WAKE_FILE": str(wake_file),
             "PYTHONUNBUFFERED": "1",
