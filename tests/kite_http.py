@@ -55,6 +55,7 @@ class Reply:
     content_type: str | None = "application/json"
     delay_s: float = 0.0  # sleep before answering (read-timeout tests)
     drop: bool = False  # close the connection without any answer
+    headers: tuple[tuple[str, str], ...] = ()  # further response headers (a redirect's Location)
 
     @classmethod
     def ok(cls, data: Any) -> Reply:
@@ -211,6 +212,8 @@ class KiteHTTPServer:
                     self.send_response(reply.status)
                     if reply.content_type is not None:
                         self.send_header("Content-Type", reply.content_type)
+                    for name, value in reply.headers:
+                        self.send_header(name, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
