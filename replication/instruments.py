@@ -7,6 +7,7 @@ underlying's from the freeze-quantity table staff keep (`brokers.freeze`: the ad
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -15,7 +16,10 @@ from zoneinfo import ZoneInfo
 
 from brokers import freeze
 from brokers.base import BrokerClient
+from brokers.errors import BrokerError
 from brokers.types import Instrument, InstrumentKey
+
+logger = logging.getLogger(__name__)
 
 IST = ZoneInfo("Asia/Kolkata")
 RELOAD_ON_MISS_AFTER_S = 300.0
@@ -54,6 +58,20 @@ class InstrumentCache:
                 self._load(client)
                 found = self._by_key.get(key)
             return found
+
+    def warm(self, client: BrokerClient) -> bool:
+        """Load the day's listing ahead of the day's first event (idle ticks), so that its
+        detection does not wait for the broker's instrument dump. False when the read failed:
+        the event that needs the listing reads it again."""
+        with self._lock:
+            if self._day == datetime.now(IST).date():
+                return True
+            try:
+                self._load(client)
+            except BrokerError as exc:
+                logger.warning("instrument list not loaded ahead of the first event: %s", exc)
+                return False
+            return True
 
     def invalidate(self) -> None:
         with self._lock:

@@ -3,7 +3,7 @@
 One instance per account, holding the account's SDK client, kept warm across ticks and client
 rebuilds (one per account and token) on the shared requests session of its egress route
 (brokers.kite.egress: a connection pool per root, or per explicit proxy_url; the environment's
-proxy settings read once). Every call on an instance is serialised by the instance's lock.
+proxy settings read once). Writes on an instance go one at a time (its lock); reads may overlap.
 
 Reads are retried (at most `max_read_attempts`, exponential backoff with jitter) on RateLimited and
 BrokerUnavailable. Writes (place, modify, cancel) are sent once: a RateLimited write placed nothing
@@ -168,16 +168,21 @@ class KiteBroker:
     # --- plumbing ------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[KiteConnect], T], *, write: bool) -> T:
-        """Run one SDK call under the instance lock, translating its failures. Credentials issued
-        by the simulator are refused (before any request) for a root off this machine."""
+        """Run one SDK call, translating its failures. Writes of one instance go one at a time
+        (under its lock, in the order they were asked); reads may overlap (the master's funds and
+        book go out together): the SDK client keeps no per-call state and the route's session is
+        a thread-safe connection pool shared by every account. Credentials issued by the
+        simulator are refused (before any request) for a root off this machine."""
         if self._refusal is not None:
             logger.warning("kite call for %s refused: %s", self.user_id, self._refusal.code)
             raise self._refusal
-        with self._lock:
-            try:
+        try:
+            if not write:
                 return fn(self._kite)
-            except _SDK_FAILURES as exc:
-                raise self._translate(exc, write=write) from self._cause(exc)
+            with self._lock:
+                return fn(self._kite)
+        except _SDK_FAILURES as exc:
+            raise self._translate(exc, write=write) from self._cause(exc)
 
     def _translate(self, exc: BaseException, *, write: bool) -> BrokerError:
         return translate(exc, write=write, secrets=self._secrets)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from accounts.crypto import CredentialDecryptError
 from accounts.models import Account, AccountStatus, Role
 from brokers.errors import BrokerError
+from replication.engine.calculator import read_together
 from replication.engine.context import TickContext
 from replication.engine.types import MasterRead
 from replication.models import MarginSnapshot
@@ -24,13 +25,22 @@ def read_master(ctx: TickContext) -> MasterRead | None:
         return None
     try:
         client = ctx.clients.get(master)
-        funds = client.funds()
-        book = client.orders()
+        # Funds and book in one round trip (concurrently in the pool, inline without workers).
+        answers = read_together(ctx.pool, {"funds": client.funds, "book": client.orders})
+        failed = [answer for answer in answers.values() if isinstance(answer, BrokerError)]
+        if failed:
+            raise failed[0]
     except (BrokerError, CredentialDecryptError) as exc:
         ctx.error(f"master read failed, nothing decided this tick: {exc}")
         audit(kind=EventKind.MASTER_READ_FAILED, account=master, message=str(exc)[:500])
         return None
-    return MasterRead(master=master, client=client, funds=funds, book=book, prev=_latest_snapshot(master))
+    return MasterRead(
+        master=master,
+        client=client,
+        funds=answers["funds"],
+        book=answers["book"],
+        prev=_latest_snapshot(master),
+    )
 
 
 def snapshot_margins(ctx: TickContext, read: MasterRead) -> None:

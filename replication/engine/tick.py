@@ -71,8 +71,10 @@ def run_tick(ctx: TickContext) -> None:
         cancel_stale_mirrors(ctx)
     # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
     # second round of order-book reads would double the tick for a thousand children.
-    # 12. An idle tick builds the children's broker clients ahead of the next master event.
+    # 12. An idle tick builds the children's broker clients and loads the day's instruments
+    # ahead of the next master event.
     if not (result.events or result.intents):
         with phase(timings, "warm_clients"):
             ctx.clients.warm_children()
+            ctx.instruments.warm(read.client)
     timings["total"] = (time.perf_counter() - started) * 1000

@@ -377,20 +377,38 @@ def test_connection_refused_read_message_says_not_sent(sleeps):
         broker.positions()
 
 
-def test_calls_on_one_account_are_serialised(server, broker):
+def _peak_in_flight(server, method: str, path: str, reply: Reply) -> list[int]:
     in_flight, peak = [0], [0]
     guard = threading.Lock()
 
-    def slow_margins(request: Recorded) -> Reply:
+    def slow(request: Recorded) -> Reply:
         with guard:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
         time.sleep(0.05)
         with guard:
             in_flight[0] -= 1
-        return Reply.fixture("margins.json")
+        return reply
 
-    server.respond("GET", "/user/margins", slow_margins)
+    server.respond(method, path, slow)
+    return peak
+
+
+def test_writes_on_one_account_go_one_at_a_time(server, broker):
+    peak = _peak_in_flight(server, "POST", "/orders/regular", Reply.fixture("order_response.json"))
+    threads = [threading.Thread(target=broker.place_order, args=(order(),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(server.calls("POST", "/orders/regular")) == 4
+    assert peak[0] == 1
+
+
+def test_reads_on_one_account_may_overlap(server, broker):
+    """The master's funds and order book go out together (issue 17): reads are not serialised."""
+    peak = _peak_in_flight(server, "GET", "/user/margins", Reply.fixture("margins.json"))
     threads = [threading.Thread(target=broker.funds) for _ in range(4)]
     for thread in threads:
         thread.start()
@@ -398,4 +416,4 @@ def test_calls_on_one_account_are_serialised(server, broker):
         thread.join()
 
     assert len(server.calls("GET", "/user/margins")) == 4
-    assert peak[0] == 1  # the SDK session is never used by two threads at once
+    assert peak[0] > 1

@@ -69,3 +69,58 @@ def test_a_changed_child_gets_a_new_client_at_the_next_idle_tick(builds):
         assert builds[child.broker_user_id] == first + 1
     finally:
         orch.close()
+
+
+def test_an_idle_tick_loads_the_days_instruments_so_the_event_tick_reads_none(monkeypatch):
+    """The instrument list (lot sizes) was read by the first event of the day, inside its
+    detection, a round trip and a parse that every child waited for (issue 17)."""
+    desk = build_desk()
+    reads: list[str] = []
+    listing = PaperBroker.instruments
+
+    def counted(self):
+        reads.append(self.user_id if hasattr(self, "user_id") else "?")
+        return listing(self)
+
+    monkeypatch.setattr(PaperBroker, "instruments", counted)
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        orch.run_tick()
+        assert len(reads) == 1  # loaded by the idle tick
+        orch.run_tick()
+        assert len(reads) == 1  # once a day
+
+        desk.place("BUY", FUT, 150)
+        event = orch.run_tick()
+        assert event.events == 1 and event.intents >= 3
+        assert len(reads) == 1  # the event tick read no instrument list
+    finally:
+        orch.close()
+
+
+def test_an_idle_tick_whose_instrument_read_fails_is_still_an_idle_tick_and_the_event_reads_again(
+    monkeypatch,
+):
+    from brokers.errors import BrokerUnavailable
+
+    desk = build_desk()
+    listing = PaperBroker.instruments
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise BrokerUnavailable("instrument dump unavailable")
+        return listing(self)
+
+    monkeypatch.setattr(PaperBroker, "instruments", flaky)
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        idle = orch.run_tick()
+        assert idle.events == 0 and not idle.errors
+        desk.place("BUY", FUT, 150)
+        event = orch.run_tick()
+        assert event.events == 1 and event.intents >= 3
+        assert calls["n"] == 2
+    finally:
+        orch.close()
