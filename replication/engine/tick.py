@@ -11,6 +11,7 @@ PLANNED intents are sent, SENDING / UNKNOWN ones are looked up by tag first.
 
 from __future__ import annotations
 
+import gc
 import time
 
 from replication.engine.context import TickContext
@@ -75,6 +76,12 @@ def run_tick(ctx: TickContext) -> None:
     # ahead of the next master event.
     if not (result.events or result.intents):
         with phase(timings, "warm_clients"):
-            ctx.clients.warm_children()
+            built = ctx.clients.warm_children()
             ctx.instruments.warm(read.client)
+            if built:
+                # What the clients and the process hold from now on is long-lived: out of the
+                # collector's way, so that the event tick's garbage collections scan only what
+                # the tick itself makes (a full collection was ~90 ms inside a 1,000-child fan-out).
+                gc.collect()
+                gc.freeze()
     timings["total"] = (time.perf_counter() - started) * 1000

@@ -35,13 +35,14 @@ from brokers.errors import BrokerError
 from brokers.kite.client import KiteBroker
 from brokers.kite.instruments import InstrumentCache
 from brokers.simcreds import API_KEY_CHARS, new_simulator_credential
-import requests
+from urllib3 import HTTPConnectionPool
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 sent = []
-def send(adapter, request, *args, **kwargs):
-    sent.append(request.url)
-    raise requests.ConnectionError("no network in this probe")
-requests.adapters.HTTPAdapter.send = send
+def urlopen(pool, method, url, *args, **kwargs):  # every path of the SDK goes through here
+    sent.append(url if "://" in url else f"{pool.scheme}://{pool.host}:{pool.port}{url}")
+    raise MaxRetryError(pool, url, NewConnectionError(None, "no network in this probe"))
+HTTPConnectionPool.urlopen = urlopen
 
 client = KiteBroker(
     api_key=new_simulator_credential(API_KEY_CHARS),

@@ -124,3 +124,20 @@ def test_an_idle_tick_whose_instrument_read_fails_is_still_an_idle_tick_and_the_
         assert calls["n"] == 2
     finally:
         orch.close()
+
+
+def test_an_idle_tick_that_built_clients_moves_the_long_lived_heap_out_of_the_collectors_way(builds):
+    import gc
+
+    build_desk()
+    gc.unfreeze()
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        orch.run_tick()
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        orch.run_tick()  # nothing built: nothing frozen again
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        orch.close()

@@ -9,6 +9,8 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 from django.test import override_settings
+from urllib3 import HTTPConnectionPool
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from accounts.management.commands.seed_demo import seed_demo
 from accounts.models import Account, Broker
@@ -25,16 +27,19 @@ REAL_ROOT = "https://api.kite.trade"
 
 
 class Wire:
-    """Every HTTP request the process tries to make, refused (there is no network here anyway)."""
+    """Every HTTP request the process tries to make, refused (there is no network here anyway).
+    Caught at urllib3's connection pool, which every path of the Kite SDK goes through (the
+    requests adapter and the egress's direct path alike)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.urls: list[str] = []
 
-        def send(adapter, request, *args, **kwargs):
-            self.urls.append(request.url)
-            raise requests.ConnectionError(f"test: no network for {request.url}")
+        def urlopen(pool, method, url, *args, **kwargs):
+            full = url if "://" in url else f"{pool.scheme}://{pool.host}:{pool.port}{url}"
+            self.urls.append(full)
+            raise MaxRetryError(pool, url, NewConnectionError(None, f"test: no network for {full}"))
 
-        monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+        monkeypatch.setattr(HTTPConnectionPool, "urlopen", urlopen)
 
     @property
     def off_machine(self) -> list[str]:

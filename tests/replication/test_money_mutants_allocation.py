@@ -121,6 +121,7 @@ def test_money_mutants_allocation_sizing_error_is_recorded_per_child(desk, orch)
     orch.run_tick()
     desk.place("BUY", FUT, 150)
     PaperInstrument.objects.filter(tradingsymbol=FUT).update(freeze_quantity=70)
+    orch.instruments.invalidate()  # the idle tick read the day's list: the engine reads the new one
     settle(orch, 2)
     rows = OrderMapping.objects.filter(tradingsymbol=FUT).order_by("child_id")
     assert {(m.child.broker_user_id, m.status, m.reason_code) for m in rows} == {
