@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 
 import pytest
-import requests
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from urllib3 import HTTPConnectionPool
