@@ -78,6 +78,7 @@ def run_tick(ctx: TickContext) -> None:
         with phase(timings, "warm_clients"):
             built = ctx.clients.warm_children()
             ctx.instruments.warm(read.client)
+            ctx.pool.start()
             if built:
                 # What the clients and the process hold from now on is long-lived: out of the
                 # collector's way, so that the event tick's garbage collections scan only what
