@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -116,7 +117,11 @@ class _Route:
 class KiteHTTPServer:
     """Scripted replies per (method, path); the last reply of a route repeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_timeout_s: float | None = None, tls: ssl.SSLContext | None = None) -> None:
+        """`idle_timeout_s`: the server closes a kept-alive connection idle that long (as real
+        servers do); `tls`: serve https with this server-side context."""
+        self.idle_timeout_s = idle_timeout_s
+        self.tls = tls
         self._routes: dict[tuple[str, str], _Route] = {}
         self._lock = threading.Lock()
         self.requests: list[Recorded] = []
@@ -146,11 +151,15 @@ class KiteHTTPServer:
         if self._server is None:
             raise RuntimeError("server not started")
         host, port = self._server.server_address[:2]
+        if self.tls is not None:
+            return f"https://localhost:{port}"  # the name in the test certificate
         return f"http://{host!s}:{port}"
 
     def start(self) -> KiteHTTPServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         server.daemon_threads = True
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="kite-http", daemon=True
@@ -188,6 +197,7 @@ class KiteHTTPServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = owner.idle_timeout_s  # None: a kept-alive connection stays open
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)

@@ -11,12 +11,17 @@ the environment (`trust_env`), which is over half the CPU of a `place_order` (is
   route's session is made): the per-call re-read goes; a CA bundle named by REQUESTS_CA_BUNDLE or
   CURL_CA_BUNDLE is still used (set as the session's `verify`);
 - no cookies are kept: the session is shared between accounts, and Kite's API sets none;
-- a plain call (no proxy, no environment settings) goes straight to the adapter's urllib3 pool
-  (`LeanSession._direct`): same pool, TLS settings, retries, timeout, and failures mapped to the
-  exceptions requests would raise, so brokers.kite.errors still tells "not sent" from "unknown";
-  without requests' prepared request, cookie jar, hooks and redirect machinery (they were a third
-  of a `place_order`'s CPU, and more under the fan-out's threads). A redirect is returned to the
-  SDK, not followed: Kite's API does not redirect, and an order is never sent twice by this layer.
+- a plain call (no proxy, no environment settings) goes on the origin's own kept-alive
+  http.client connections (`Origin`, one per scheme, host, port and TLS settings): the same
+  headers, timeout and TLS verification (certifi's bundle, or the CA bundle named), and failures
+  raised as the requests exceptions requests would raise, so brokers.kite.errors still tells
+  "not sent" (no connection made) from "unknown" (the request may have left); without requests'
+  prepared request, cookie jar, hooks and redirect machinery and urllib3's per-request objects
+  (together over half of a `place_order`'s CPU, more under the fan-out's threads). A connection
+  the server closed while idle is dropped before use, as urllib3 does. A redirect is returned to
+  the SDK, not followed: Kite's API does not redirect, and an order is never sent twice here.
+- calls through a proxy (an account's `proxy_url`, or the environment's) stay on requests and
+  urllib3 unchanged (`Session.send`: CONNECT tunnels, proxy authentication).
 
 The SDK stays the only way orders reach Kite: KiteConnect's own `reqsession` is replaced by the
 route's session (`KiteConnect.reqsession` is public, and the SDK passes every request through it).
@@ -24,11 +29,16 @@ route's session (`KiteConnect.reqsession` is public, and the SDK passes every re
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json as jsonlib
 import os
 import re
+import select
+import ssl
 import threading
 import urllib.request
+import zlib
 from collections.abc import Mapping
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -38,22 +48,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
-from urllib3 import HTTPConnectionPool
-from urllib3.exceptions import (
-    ClosedPoolError,
-    ConnectTimeoutError,
-    HTTPError,
-    InvalidHeader,
-    LocationValueError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ProxyError,
-    ReadTimeoutError,
-    ResponseError,
-    SSLError,
-)
-from urllib3.util import Timeout
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.exceptions import NewConnectionError
 
 POOL_SIZE = 256  # connections kept per route (the fan-out's threads share them)
 
@@ -114,33 +110,155 @@ class DirectResponse:
         return jsonlib.loads(self.content, **kwargs)
 
 
-def _requests_error(exc: Exception) -> Exception:
-    """The requests exception for a urllib3 failure, as `requests.adapters.HTTPAdapter.send`
-    maps it (brokers.kite.errors judges from it whether the request may have left)."""
-    if isinstance(exc, ClosedPoolError):
-        return requests.exceptions.ConnectionError(exc)
-    if isinstance(exc, MaxRetryError):
-        reason = exc.reason
-        if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
-            return requests.exceptions.ConnectTimeout(exc)
-        if isinstance(reason, ResponseError):
-            return requests.exceptions.RetryError(exc)
-        if isinstance(reason, ProxyError):
-            return requests.exceptions.ProxyError(exc)
-        if isinstance(reason, SSLError):
-            return requests.exceptions.SSLError(exc)
-        return requests.exceptions.ConnectionError(exc)
-    if isinstance(exc, ProxyError):
-        return requests.exceptions.ProxyError(exc)
-    if isinstance(exc, SSLError):
-        return requests.exceptions.SSLError(exc)
-    if isinstance(exc, ReadTimeoutError):
-        return requests.exceptions.ReadTimeout(exc)
-    if isinstance(exc, InvalidHeader):
-        return requests.exceptions.InvalidHeader(exc)
-    if isinstance(exc, ProtocolError | OSError):
-        return requests.exceptions.ConnectionError(exc)
-    return exc
+class _Headers(dict[str, str]):
+    """Response headers by lower-cased name: `headers["Content-Type"]` as requests answers it
+    (KeyError when absent, which the SDK's callers already treat as a malformed response)."""
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+class _TLSConnection(http.client.HTTPConnection):
+    """An http.client connection whose socket the origin wraps in TLS itself (after the TCP
+    connect, so that a failure to connect is told apart from a failure of the handshake)."""
+
+    default_port = http.client.HTTPS_PORT
+
+
+class Origin:
+    """Kept-alive HTTP/1.1 connections to one origin (scheme, host, port, TLS settings), taken by
+    one request at a time. What urllib3's pool does for a plain call, without its per-request
+    machinery (retries object, timeout clones, response wrapper): a third of an order's CPU."""
+
+    def __init__(self, scheme: str, host: str, port: int | None, verify: Any) -> None:
+        self.host = host
+        self.https = scheme == "https"
+        self.port = port or (http.client.HTTPS_PORT if self.https else http.client.HTTP_PORT)
+        self.context = _tls_context(verify) if self.https else None
+        self.opened = 0  # connections made (tests, diagnostics)
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def take(self, timeout: float | None) -> http.client.HTTPConnection:
+        """An idle connection the server has not closed, else a new one. Failing to make one
+        raises what requests raises when nothing was sent (ConnectTimeout, or ConnectionError
+        over urllib3's NewConnectionError), or SSLError for the TLS handshake."""
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if _alive(conn):
+                    conn.sock.settimeout(timeout)
+                    return conn
+                conn.close()
+        conn = (_TLSConnection if self.https else http.client.HTTPConnection)(
+            self.host, self.port, timeout=timeout
+        )
+        try:
+            conn.connect()  # TCP only (the TLS wrap follows)
+        except TimeoutError as exc:
+            conn.close()
+            raise requests.exceptions.ConnectTimeout(f"connect to {self.host}:{self.port} timed out") from exc
+        except OSError as exc:
+            conn.close()
+            raise requests.exceptions.ConnectionError(
+                NewConnectionError(None, f"Failed to establish a new connection: {exc}")  # type: ignore[arg-type]
+            ) from exc
+        if self.context is not None:
+            try:
+                conn.sock = self.context.wrap_socket(conn.sock, server_hostname=self.host)
+            except ssl.SSLError as exc:
+                conn.close()
+                raise requests.exceptions.SSLError(exc) from exc
+            except OSError as exc:
+                conn.close()
+                raise requests.exceptions.ConnectionError(exc) from exc
+        with self._lock:
+            self.opened += 1
+        return conn
+
+    def give_back(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def send(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], timeout: float | None
+    ) -> tuple[int, _Headers, bytes, str]:
+        """One request and its whole answer (status, headers, decoded body, reason). Once the
+        request may have left, every failure is one requests gives for an unknown outcome
+        (ReadTimeout, ConnectionError): a write is then looked up by tag, never re-sent."""
+        conn = self.take(timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            reply = conn.getresponse()
+            data = reply.read()
+        except TimeoutError as exc:
+            conn.close()
+            raise requests.exceptions.ReadTimeout(f"{self.host}:{self.port} read timed out") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise requests.exceptions.ConnectionError(exc) from exc
+        if reply.will_close:
+            conn.close()
+        else:
+            self.give_back(conn)
+        found = _Headers((name.lower(), value) for name, value in reply.getheaders())
+        return reply.status, found, _decoded(data, found.get("content-encoding", "")), reply.reason
+
+
+def _alive(conn: http.client.HTTPConnection) -> bool:
+    """False when the server closed the idle connection (or sent something unasked): readable."""
+    if conn.sock is None:
+        return False
+    poller = select.poll()
+    poller.register(conn.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return not poller.poll(0)
+
+
+def _tls_context(verify: Any) -> ssl.SSLContext:
+    """The TLS settings requests would use: the CA bundle requests ships (certifi) by default,
+    a CA bundle file or directory when `verify` names one, no verification when it is False."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return ssl.create_default_context(cafile=DEFAULT_CA_BUNDLE_PATH)
+
+
+def _decoded(data: bytes, encoding: str) -> bytes:
+    encoding = encoding.strip().lower()
+    if not encoding or encoding == "identity" or not data:
+        return data
+    try:
+        if encoding == "gzip":
+            return gzip.decompress(data)
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(data)
+            except zlib.error:
+                return zlib.decompress(data, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    except (OSError, EOFError, zlib.error) as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    raise requests.exceptions.ContentDecodingError(f"unsupported content encoding {encoding!r}")
 
 
 class LeanSession(requests.Session):
@@ -155,7 +273,8 @@ class LeanSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._pools: dict[tuple[str, str, Any], HTTPConnectionPool] = {}
+        self._origins: dict[tuple[str, str, Any], Origin] = {}
+        self._origins_lock = threading.Lock()
 
     def request(  # type: ignore[override]
         self,
@@ -235,28 +354,39 @@ class LeanSession(requests.Session):
             cert=None,
         )
 
-    def _pool(self, url: str, verify: Any) -> tuple[HTTPConnectionPool, str]:
-        """The connection pool of `url`'s origin, as the mounted adapter would pick it (its TLS
-        settings included), looked up once per origin; and the path to request there."""
+    def _origin(self, url: str, verify: Any) -> tuple[Origin, str]:
+        """The kept-alive connections of `url`'s origin (one per scheme, host, port and TLS
+        settings), and the path to request there."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc, verify if isinstance(verify, bool | str) else repr(verify))
+        origin = self._origins.get(key)
+        if origin is None:
+            try:
+                port = parts.port
+            except ValueError as exc:
+                raise requests.exceptions.InvalidURL(f"bad port in {url!r}") from exc
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise requests.exceptions.InvalidURL(f"not an http(s) URL: {url!r}")
+            with self._origins_lock:
+                origin = self._origins.get(key)
+                if origin is None:
+                    origin = self._origins[key] = Origin(parts.scheme, parts.hostname, port, verify)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        pool = self._pools.get(key)
-        if pool is None or pool.pool is None:  # evicted and closed by the pool manager
-            adapter = self.get_adapter(url)
-            if not isinstance(adapter, HTTPAdapter):
-                raise TypeError(f"no direct path through {type(adapter).__name__}")
-            probe = requests.PreparedRequest()
-            probe.url = url
-            try:
-                pool = adapter.get_connection_with_tls_context(probe, verify)
-            except LocationValueError as exc:
-                raise requests.exceptions.InvalidURL(exc) from None
-            adapter.cert_verify(pool, url, verify, None)
-            self._pools[key] = pool
-        return pool, path
+        return origin, path
+
+    def origins(self) -> list[Origin]:
+        """The origins this session has connections to (tests, diagnostics)."""
+        with self._origins_lock:
+            return list(self._origins.values())
+
+    def close(self) -> None:
+        with self._origins_lock:
+            origins, self._origins = list(self._origins.values()), {}
+        for origin in origins:
+            origin.close()
+        super().close()
 
     def _direct(
         self,
@@ -267,11 +397,11 @@ class LeanSession(requests.Session):
         timeout: Any,
         verify: Any,
     ) -> DirectResponse:
-        """One request straight on the adapter's urllib3 pool: what `Session.send` and
-        `HTTPAdapter.send` do for a plain call (same pool, TLS settings, retries, timeout and
-        error mapping), without the prepared request, cookies, hooks and redirect machinery. A
-        redirect is returned, not followed (Kite's API does not redirect; a write is never sent
-        twice by this layer)."""
+        """One request on the origin's kept-alive connections (`Origin`): what `Session.send`
+        does for a plain call (same headers, timeout, TLS verification, and failures raised as
+        requests raises them, so brokers.kite.errors still tells "not sent" from "unknown"),
+        without requests' and urllib3's per-request machinery. A redirect is returned, not
+        followed (Kite's API does not redirect; a write is never sent twice by this layer)."""
         for name, value in headers.items():
             requests.utils.check_header_validity((name, value))
         if isinstance(body, str):
@@ -280,23 +410,9 @@ class LeanSession(requests.Session):
             headers["Content-Length"] = str(len(body))
         elif method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = "0"
-        pool, path = self._pool(url, verify)
-        try:
-            reply = pool.urlopen(
-                method,
-                path,
-                body=body,
-                headers=dict(headers),
-                redirect=False,
-                assert_same_host=False,
-                preload_content=True,
-                decode_content=True,
-                retries=self.get_adapter(url).max_retries,  # type: ignore[attr-defined]
-                timeout=Timeout(connect=timeout, read=timeout),
-            )
-        except (ClosedPoolError, MaxRetryError, HTTPError, OSError) as exc:
-            raise _requests_error(exc) from exc
-        return DirectResponse(reply.status, reply.headers, reply.data, url, reply.reason)
+        origin, path = self._origin(url, verify)
+        status, found, content, reason = origin.send(method, path, body, dict(headers), timeout)
+        return DirectResponse(status, found, content, url, reason)
 
 
 def _new_session(root: str, proxy_url: str, direct: bool) -> requests.Session:

@@ -4,22 +4,23 @@ environment's proxy is read once per route, not on every call."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import time
 from decimal import Decimal
 from urllib.parse import urlencode
 
 import pytest
 import requests
-import urllib3.exceptions as u3
 from hypothesis import given
 from hypothesis import strategies as st
 
 from brokers.errors import BrokerUnavailable, OutcomeUnknown
 from brokers.kite import egress
 from brokers.kite.client import KiteBroker, forget_sdk_clients
-from brokers.kite.errors import translate
 from brokers.kite.instruments import InstrumentCache
 from brokers.types import InstrumentKey, OrderRequest, OrderType, Product, Side
-from tests.kite_http import KiteHTTPServer, Reply
+from tests.kite_http import KiteHTTPServer, Reply, fixture_json
 
 
 @pytest.fixture(autouse=True)
@@ -74,8 +75,7 @@ def order(tag: str = "t1") -> OrderRequest:
 
 
 def connections_opened(root: str) -> int:
-    adapter = egress.session_for(root).get_adapter(root)
-    return sum(pool.num_connections for pool in adapter.poolmanager.pools._container.values())
+    return sum(origin.opened for origin in egress.session_for(root).origins())
 
 
 def test_accounts_on_one_route_share_one_kept_alive_connection(server):
@@ -167,70 +167,6 @@ def test_a_redirect_answering_an_order_is_not_followed_and_the_outcome_is_unknow
     assert server.calls("POST", "/orders/amo") == []  # never sent twice by the transport
 
 
-def test_a_pool_closed_by_the_pool_manager_is_looked_up_again_and_the_order_sent_once(server):
-    b = broker(server.root, 1)
-    b.place_order(order("first"))
-    session = egress.session_for(server.root)
-    session.get_adapter(server.root).poolmanager.clear()  # evicts and closes every pool
-    b.place_order(order("second"))
-
-    assert [c.form["tag"] for c in server.calls("POST", "/orders/regular")] == [["first"], ["second"]]
-
-
-def _pool():
-    from urllib3 import HTTPConnectionPool
-
-    return HTTPConnectionPool("127.0.0.1", 9)
-
-
-@pytest.mark.parametrize(
-    ("failure", "kind", "sent"),
-    [
-        (
-            lambda: u3.MaxRetryError(_pool(), "/", u3.NewConnectionError(None, "refused")),
-            requests.ConnectionError,
-            False,
-        ),
-        (
-            lambda: u3.MaxRetryError(_pool(), "/", u3.ConnectTimeoutError("slow connect")),
-            requests.ConnectTimeout,
-            False,
-        ),
-        (lambda: u3.ClosedPoolError(_pool(), "closed"), requests.ConnectionError, True),
-        (lambda: u3.ReadTimeoutError(_pool(), "/", "read timed out"), requests.ReadTimeout, True),
-        (
-            lambda: u3.ProtocolError("Connection aborted.", ConnectionResetError()),
-            requests.ConnectionError,
-            True,
-        ),
-        (lambda: ConnectionResetError("reset"), requests.ConnectionError, True),
-        (
-            lambda: u3.MaxRetryError(_pool(), "/", u3.ProxyError("proxy", OSError())),
-            requests.exceptions.ProxyError,
-            True,
-        ),
-        (lambda: u3.SSLError("bad certificate"), requests.exceptions.SSLError, True),
-        (
-            lambda: u3.MaxRetryError(_pool(), "/", u3.ResponseError("too many")),
-            requests.exceptions.RetryError,
-            True,
-        ),
-    ],
-)
-def test_urllib3_failures_become_the_requests_errors_and_verdicts_requests_would_give(failure, kind, sent):
-    """A write is judged "not sent" only when the connection was never made; every other failure
-    of a write is an unknown outcome (looked up by tag, never re-sent)."""
-    mapped = egress._requests_error(failure())
-
-    assert type(mapped) is kind
-    verdict = translate(mapped, write=True)
-    if sent:
-        assert isinstance(verdict, OutcomeUnknown)
-    else:
-        assert type(verdict) is BrokerUnavailable
-        assert "not sent" in str(verdict)
-
-
 _form_values = st.one_of(
     st.text(),
     st.integers(),
@@ -245,3 +181,121 @@ _form_values = st.one_of(
 @given(st.dictionaries(st.one_of(st.text(), st.integers()), _form_values, max_size=8))
 def test_form_encoding_is_urlencode_byte_for_byte(data):
     assert egress.form_encode(data) == urlencode(data, doseq=True)
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_and_the_order_goes_once():
+    """Servers close idle kept-alive connections; the next order must not be written into one
+    (it would come back as an unknown outcome): it is checked before use and a new one made."""
+    with KiteHTTPServer(idle_timeout_s=0.2) as srv:
+        srv.add("POST", "/orders/regular", Reply.fixture("order_response.json"))
+        b = broker(srv.root, 1)
+        b.place_order(order("first"))
+        time.sleep(0.6)  # the server has closed the idle connection by now
+        b.place_order(order("second"))
+
+        assert [c.form["tag"] for c in srv.calls("POST", "/orders/regular")] == [["first"], ["second"]]
+        assert connections_opened(srv.root) == 2
+
+
+def test_a_connection_the_server_asks_to_close_is_not_kept(server):
+    server.add(
+        "POST",
+        "/orders/regular",
+        Reply(body=fixture_json("order_response.json"), headers=(("Connection", "close"),)),
+        Reply.fixture("order_response.json"),
+    )
+    b = broker(server.root, 1)
+    b.place_order(order("first"))
+    b.place_order(order("second"))
+    assert len(server.calls("POST", "/orders/regular")) == 2
+    assert connections_opened(server.root) == 2
+
+
+def test_a_connect_timeout_is_not_sent(server, monkeypatch):
+    import http.client
+
+    def slow_connect(self):
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", slow_connect)
+    with pytest.raises(BrokerUnavailable, match="not sent"):
+        broker(server.root, 1).place_order(order("never"))
+    assert server.calls("POST", "/orders/regular") == []
+
+
+def test_a_gzip_answer_is_decoded(server):
+    body = gzip.compress(json.dumps(fixture_json("order_response.json")).encode())
+    server.add("POST", "/orders/regular", Reply(body=body, headers=(("Content-Encoding", "gzip"),)))
+    assert broker(server.root, 1).place_order(order("zipped")) == "151220000000000"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for localhost and 127.0.0.1, and its key."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def _tls_server(tls_files):
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    return KiteHTTPServer(tls=context)
+
+
+def test_https_with_the_ca_bundle_named_by_the_environment(tls_files, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files[0])
+    egress.reset()
+    with _tls_server(tls_files) as srv:
+        srv.add("POST", "/orders/regular", Reply.fixture("order_response.json"))
+        b = broker(srv.root, 1)
+        assert b.place_order(order("tls1")) == "151220000000000"
+        assert b.place_order(order("tls2")) == "151220000000000"
+        assert len(srv.calls("POST", "/orders/regular")) == 2
+        assert connections_opened(srv.root) == 1  # kept alive over TLS too
+
+
+def test_https_with_a_certificate_nobody_trusts_sends_nothing(tls_files):
+    egress.reset()
+    with _tls_server(tls_files) as srv:
+        srv.add("POST", "/orders/regular", Reply.fixture("order_response.json"))
+        with pytest.raises(OutcomeUnknown) as caught:  # as requests: an SSLError is not "not sent"
+            broker(srv.root, 1).place_order(order("untrusted"))
+        assert "SSLError" in str(caught.value)
+        assert srv.calls("POST", "/orders/regular") == []

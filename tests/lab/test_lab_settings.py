@@ -35,14 +35,13 @@ from brokers.errors import BrokerError
 from brokers.kite.client import KiteBroker
 from brokers.kite.instruments import InstrumentCache
 from brokers.simcreds import API_KEY_CHARS, new_simulator_credential
-from urllib3 import HTTPConnectionPool
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+import socket
 
 sent = []
-def urlopen(pool, method, url, *args, **kwargs):  # every path of the SDK goes through here
-    sent.append(url if "://" in url else f"{pool.scheme}://{pool.host}:{pool.port}{url}")
-    raise MaxRetryError(pool, url, NewConnectionError(None, "no network in this probe"))
-HTTPConnectionPool.urlopen = urlopen
+def getaddrinfo(host, port, *args, **kwargs):  # every HTTP path resolves before it connects
+    sent.append(f"{host}:{port}")
+    raise socket.gaierror(socket.EAI_NONAME, "no network in this probe")
+socket.getaddrinfo = getaddrinfo
 
 client = KiteBroker(
     api_key=new_simulator_credential(API_KEY_CHARS),

@@ -4,12 +4,11 @@ whatever the environment of the command (KITE_API_ROOT unset = the real Kite).""
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
-from urllib3 import HTTPConnectionPool
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from accounts.management.commands.seed_demo import seed_demo
 from accounts.models import Account, Broker
@@ -26,19 +25,18 @@ REAL_ROOT = "https://api.kite.trade"
 
 
 class Wire:
-    """Every HTTP request the process tries to make, refused (there is no network here anyway).
-    Caught at urllib3's connection pool, which every path of the Kite SDK goes through (the
-    requests adapter and the egress's direct path alike)."""
+    """Every connection the process tries to make, refused (there is no network here anyway).
+    Caught at name resolution (`socket.getaddrinfo`), which every HTTP path goes through before
+    connecting (the SDK's requests and urllib3 path, the egress's own connections, a proxy)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.urls: list[str] = []
 
-        def urlopen(pool, method, url, *args, **kwargs):
-            full = url if "://" in url else f"{pool.scheme}://{pool.host}:{pool.port}{url}"
-            self.urls.append(full)
-            raise MaxRetryError(pool, url, NewConnectionError(None, f"test: no network for {full}"))
+        def getaddrinfo(host, port, *args, **kwargs):
+            self.urls.append(f"http://{host}:{port}")
+            raise socket.gaierror(socket.EAI_NONAME, f"test: no network for {host}")
 
-        monkeypatch.setattr(HTTPConnectionPool, "urlopen", urlopen)
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
     @property
     def off_machine(self) -> list[str]:
