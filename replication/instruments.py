@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 IST = ZoneInfo("Asia/Kolkata")
 RELOAD_ON_MISS_AFTER_S = 300.0
+WARM_RETRY_AFTER_S = 60.0  # an idle tick whose read of the list failed tries again this much later
 
 
 def with_freeze_quantity(instrument: Instrument, freezes: Mapping[str, int] | None = None) -> Instrument:
@@ -36,10 +37,12 @@ def with_freeze_quantity(instrument: Instrument, freezes: Mapping[str, int] | No
 
 
 class InstrumentCache:
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._by_key: dict[InstrumentKey, Instrument] = {}
         self._day: date | None = None
         self._loaded_at = 0.0
+        self._warm_failed_at: float | None = None
         self._lock = threading.Lock()
 
     def _load(self, client: BrokerClient) -> None:
@@ -47,14 +50,14 @@ class InstrumentCache:
         table = freeze.freeze_table()
         self._by_key = {i.key: freeze.with_freeze_quantity(i, table) for i in listing}
         self._day = datetime.now(IST).date()
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._clock()
 
     def get(self, client: BrokerClient, key: InstrumentKey) -> Instrument | None:
         with self._lock:
             if self._day != datetime.now(IST).date():
                 self._load(client)
             found = self._by_key.get(key)
-            if found is None and time.monotonic() - self._loaded_at > RELOAD_ON_MISS_AFTER_S:
+            if found is None and self._clock() - self._loaded_at > RELOAD_ON_MISS_AFTER_S:
                 self._load(client)
                 found = self._by_key.get(key)
             return found
@@ -66,11 +69,16 @@ class InstrumentCache:
         with self._lock:
             if self._day == datetime.now(IST).date():
                 return True
+            failed = self._warm_failed_at
+            if failed is not None and self._clock() - failed < WARM_RETRY_AFTER_S:
+                return False  # not every idle tick: once a minute while the broker fails
             try:
                 self._load(client)
             except BrokerError as exc:
+                self._warm_failed_at = self._clock()
                 logger.warning("instrument list not loaded ahead of the first event: %s", exc)
                 return False
+            self._warm_failed_at = None
             return True
 
     def invalidate(self) -> None:

@@ -141,3 +141,29 @@ def test_an_idle_tick_that_built_clients_moves_the_long_lived_heap_out_of_the_co
     finally:
         gc.unfreeze()
         orch.close()
+
+
+def test_a_failing_instrument_list_is_tried_once_a_minute_by_idle_ticks_not_every_tick(monkeypatch):
+    from brokers.errors import BrokerUnavailable
+    from replication import instruments
+
+    build_desk()
+    calls = {"n": 0}
+
+    def down(self):
+        calls["n"] += 1
+        raise BrokerUnavailable("instrument dump unavailable")
+
+    monkeypatch.setattr(PaperBroker, "instruments", down)
+    clock = {"t": 1000.0}
+    orch = Orchestrator(holder="warm", workers=0)
+    orch.instruments._clock = lambda: clock["t"]
+    try:
+        for _ in range(5):
+            orch.run_tick()
+        assert calls["n"] == 1
+        clock["t"] += instruments.WARM_RETRY_AFTER_S + 1
+        orch.run_tick()
+        assert calls["n"] == 2
+    finally:
+        orch.close()
