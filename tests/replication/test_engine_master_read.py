@@ -15,6 +15,16 @@ from tests.engine_helpers import FUT, build_desk
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def event_tick(desk):
+    """The master places an order; one tick with a pool of 4 reads it."""
+    desk.place("BUY", FUT, 150)
+    orch = Orchestrator(holder="read", workers=4)
+    try:
+        return orch.run_tick()
+    finally:
+        orch.close()
+
+
 def test_funds_and_orders_of_the_master_are_in_flight_at_the_same_time(monkeypatch):
     desk = build_desk()
     master_id = desk.master.broker_user_id
@@ -31,12 +41,7 @@ def test_funds_and_orders_of_the_master_are_in_flight_at_the_same_time(monkeypat
 
     monkeypatch.setattr(PaperBroker, "funds", meeting(funds))
     monkeypatch.setattr(PaperBroker, "orders", meeting(orders))
-    desk.place("BUY", FUT, 150)
-    orch = Orchestrator(holder="read", workers=4)
-    try:
-        result = orch.run_tick()
-    finally:
-        orch.close()
+    result = event_tick(desk)
     assert not result.errors
     assert result.events == 1 and result.intents >= 3
 
@@ -53,11 +58,6 @@ def test_either_master_read_failing_decides_nothing_this_tick(monkeypatch, faili
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(PaperBroker, failing, broken)
-    desk.place("BUY", FUT, 150)
-    orch = Orchestrator(holder="read", workers=4)
-    try:
-        result = orch.run_tick()
-    finally:
-        orch.close()
+    result = event_tick(desk)
     assert result.events == 0 and result.intents == 0
     assert any("master read failed" in e and f"{failing} unavailable" in e for e in result.errors)
