@@ -11,7 +11,9 @@ update could corrupt: it is replayed from the records, in allocation order, each
 - an exit applies the exit rule (§3.4) to E: `E ← E − round(r × E lots)`, halves up; r comes from
   the allocation as it is now (a master exit cancelled unfilled gives its entitlement back); a
   resting exit that filled after later events is applied where it filled, against the master's
-  position then (`Allocation.replay_after`, set by `allocations_retime_exits`);
+  position then (`Allocation.replay_after`, set by `allocations_retime_exits`, and moved after
+  the allocations of the same tick's orders that filled before it by
+  `allocations_replay_after_new`);
 - a master flat there sets E = 0 for every child, so the replay starts at the last such exit.
 Allocations staff rejected before sending, corrective orders and owed exits do not move E; a
 staff flatten sets the flattened child's E to zero there.

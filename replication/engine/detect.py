@@ -33,21 +33,42 @@ def positions_before_fills(before_tick: Positions, diff: BookDiff) -> dict[str, 
     """The master's position just before each known order's first fill this tick: the position
     before the tick moved by this tick's fills (new orders' and known ones') that the exchange
     reported earlier. A resting exit is sized against it when it fills (DESIGN §3.4)."""
-    timeline = [(moved_at(o), o, o.filled_quantity, False) for o in diff.new if o.filled_quantity]
-    timeline += [
-        (moved_at(o), o, o.filled_quantity - k.filled_quantity, k.filled_quantity == 0)
-        for o, k in diff.fills
-        if o.filled_quantity > k.filled_quantity
-    ]
-    timeline.sort(key=lambda t: t[0])
     running = dict(before_tick)
     out: dict[str, int] = {}
-    for _, order, quantity, first in timeline:
+    for order, quantity, first, _new in _fill_timeline(diff):
         key = (order.exchange, order.tradingsymbol, order.product.value)
         if first:
             out[order.order_id] = running.get(key, 0)
         running[key] = running.get(key, 0) + quantity * order.side.sign
     return out
+
+
+def new_fills_before(diff: BookDiff) -> dict[str, tuple[str, ...]]:
+    """For each known order that first filled this tick, this tick's new orders in its instrument
+    whose fills the exchange reported earlier (the same timeline as `positions_before_fills`): a
+    resting order retimed at its fill is replayed after their allocations (§3.4, §3.7)."""
+    seen: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    out: dict[str, tuple[str, ...]] = {}
+    for order, _quantity, first, new in _fill_timeline(diff):
+        key = (order.exchange, order.tradingsymbol, order.product.value)
+        if first and seen[key]:
+            out[order.order_id] = tuple(seen[key])
+        if new:
+            seen[key].append(order.order_id)
+    return out
+
+
+def _fill_timeline(diff: BookDiff) -> list[tuple[Order, int, bool, bool]]:
+    """This tick's fills in the order the exchange reported them: (order, quantity, whether it is
+    a known order's first fill, whether it is a new order); new orders first among equal times."""
+    timeline = [(moved_at(o), o, o.filled_quantity, False, True) for o in diff.new if o.filled_quantity]
+    timeline += [
+        (moved_at(o), o, o.filled_quantity - k.filled_quantity, k.filled_quantity == 0, False)
+        for o, k in diff.fills
+        if o.filled_quantity > k.filled_quantity
+    ]
+    timeline.sort(key=lambda t: t[0])
+    return [(order, quantity, first, new) for _, order, quantity, first, new in timeline]
 
 
 def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
@@ -107,6 +128,7 @@ def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
         found.positions_after = moved(stored, aside, fills)
     if stored and diff.fills:
         found.fill_before = positions_before_fills(moved(stored, aside), diff)
+        found.new_fills_before = new_fills_before(diff)
     if sources:
         # The calculator reads for the opening group go out at once (with the positions read
         # when there is no stored position yet), for the events as they are when nothing

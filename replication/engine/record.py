@@ -15,7 +15,11 @@ from replication.engine.types import Detected, EventPlan, MasterRead
 from replication.events import MasterEvent
 from replication.lease import lease_check
 from replication.models import Allocation, AllocationKind, AllocationStatus, MasterOrder
-from replication.services.allocations import allocation_create, allocations_retime_exits
+from replication.services.allocations import (
+    allocation_create,
+    allocations_replay_after_new,
+    allocations_retime_exits,
+)
 from replication.services.audit_log import EventKind, audit
 from replication.services.master_orders import master_orders_record, master_positions_store
 
@@ -83,6 +87,8 @@ def record_allocations(
                 },
             )
             made += 1
+        # A resting order retimed above that filled after this tick's new orders: after them.
+        allocations_replay_after_new(master_id=master.pk, new_fills_before=detected.new_fills_before)
     return made
 
 

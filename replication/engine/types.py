@@ -54,6 +54,9 @@ class Detected:
     # Known orders that filled for the first time this tick: the master's signed position in that
     # instrument just before the fill (from the stored positions and this tick's earlier fills).
     fill_before: dict[str, int] = field(default_factory=dict)
+    # Of those, the ones whose fill came after fills of this tick's new orders in the instrument:
+    # those new orders' ids (the retimed allocation is replayed after theirs).
+    new_fills_before: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -92,8 +92,10 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
     - a resting entry that filled against a position on the other side (the master turned around
       while it rested) closed that position: it becomes an exit of it, replayed where it filled.
     Children's entitlements in those instruments are followed again. Called inside the record
-    stage's lease-checked transaction, before this tick's allocations are made; returns how many
-    were retimed."""
+    stage's lease-checked transaction, before this tick's allocations are made (so "every
+    allocation made so far" is the earlier ticks'; `allocations_replay_after_new` then moves the
+    ones that filled after this tick's own new orders behind those); returns how many were
+    retimed."""
     if not fill_before:
         return 0
     links = Allocation.master_orders.through.objects.filter(
@@ -141,6 +143,48 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
         )
         retimed += 1
     return retimed
+
+
+def allocations_replay_after_new(*, master_id: int, new_fills_before: Mapping[str, tuple[str, ...]]) -> int:
+    """Resting orders retimed this tick whose first fill came after fills of this tick's new
+    orders in the same instrument (`allocations_retime_exits` runs before this tick's allocations
+    exist, so it placed them before): replayed after those orders' allocations instead, where the
+    exchange filled them. Called in the record stage's transaction, after this tick's allocations
+    are made; returns how many moved."""
+    if not new_fills_before:
+        return 0
+    moved = 0
+    links = Allocation.master_orders.through.objects.filter(
+        masterorder__account_id=master_id,
+        masterorder__broker_order_id__in=list(new_fills_before),
+        allocation__replay_after__isnull=False,
+    ).exclude(allocation__status=AllocationStatus.REJECTED)
+    for alloc_id, order_id, master_order_id in links.values_list(
+        "allocation_id", "masterorder__broker_order_id", "masterorder_id"
+    ):
+        allocation = Allocation.objects.get(pk=alloc_id)
+        earlier = (
+            Allocation.objects.filter(
+                master_orders__account_id=master_id,
+                master_orders__broker_order_id__in=new_fills_before[order_id],
+                exchange=allocation.exchange,
+                tradingsymbol=allocation.tradingsymbol,
+                product=allocation.product,
+                kind__in=(AllocationKind.OPEN, AllocationKind.CLOSE),
+            )
+            .order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if earlier is None or allocation.replay_after is None or earlier <= allocation.replay_after:
+            continue
+        # With it, the open part of its zero crossing (made from the same order), if any.
+        Allocation.objects.filter(master_orders=master_order_id, replay_after=allocation.replay_after).update(
+            replay_after=earlier
+        )
+        _follow_instrument(allocation)
+        moved += 1
+    return moved
 
 
 def _allocations_after(allocation: Allocation) -> Any:

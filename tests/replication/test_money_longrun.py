@@ -374,3 +374,23 @@ def test_money_resting_entry_that_fills_after_the_master_turned_around_is_a_clos
     with override_settings(OWED_EXIT_BACKOFF=(0,)):
         settle(orch, 6)
     assert desk.positions(FUT) == FLAT
+
+
+def test_money_resting_entry_that_closes_a_position_opened_in_the_same_tick_is_replayed_after_it(desk, orch):
+    """Issue 17 session, found by the long state machine (`make test-slow`): the master rests a
+    BUY LIMIT (an entry; the children's mirrors rest too). Between two ticks it sells 1 lot at
+    market (short) and then the resting BUY fills, closing that short: the master is flat. Both
+    are seen by one tick. The BUY was retimed as an exit (the fix above) but replayed before the
+    SELL of the same tick, which filled first: the replay ended on the SELL, every child was
+    "entitled" to its short and C2 was driven short 2 lots with the master flat. A retimed exit is
+    replayed after the allocations of this tick's orders that filled before it."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 75, order_type="LIMIT", price=Decimal("19850"))
+    settle(orch, 2)
+    assert resting().exists()  # the children's mirrors rest with it
+    desk.place("SELL", FUT, 75)  # fills at once: the master is short 1 lot
+    set_price(FUT, "19850")  # then the resting BUY fills: flat (and so do the children's)
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 8)
+    assert desk.positions(FUT) == FLAT
+    assert not resting().exists()
