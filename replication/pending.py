@@ -25,7 +25,14 @@ from brokers.types import OrderStatus, OrderType, Side
 from replication.clients import CHILD_SECRETS
 from replication.entitlement import entitled
 from replication.gate import Action, Switches, child_switches, decide
-from replication.models import AllocationKind, MappingStatus, MasterOrder, OrderMapping
+from replication.models import (
+    Allocation,
+    AllocationKind,
+    MappingStatus,
+    MasterOrder,
+    MasterPosition,
+    OrderMapping,
+)
 
 RETRY_SECONDS = 30.0
 CONVERTIBLE_TYPES = (OrderType.LIMIT, OrderType.SL, OrderType.SLM)
@@ -76,10 +83,29 @@ def mirrors_due_for_market(*, now: datetime) -> list[tuple[OrderMapping, int]]:
     return due
 
 
+def _master_flat(allocation_ids: set[int]) -> set[int]:
+    """Those exit allocations whose master now holds nothing in their instrument (its stored
+    positions): the master got out by other orders while the exit's own order still rests."""
+    if not allocation_ids:
+        return set()
+    rows = Allocation.objects.filter(pk__in=allocation_ids).values_list(
+        "pk", "master_id", "exchange", "tradingsymbol", "product"
+    )
+    held = {
+        (a, ex, sym, prod): q
+        for a, ex, sym, prod, q in MasterPosition.objects.filter(
+            account_id__in={r[1] for r in rows}
+        ).values_list("account_id", "exchange", "tradingsymbol", "product", "quantity")
+    }
+    # No stored position is not "flat": only a position the engine stored as 0 counts.
+    return {pk for pk, master, ex, sym, prod in rows if held.get((master, ex, sym, prod)) == 0}
+
+
 def exit_mirrors_owed_as_market() -> list[OrderMapping]:
     """Open LIMIT / SL exit mirrors to make MARKET now, whatever the child's pending policy: the
-    master's order of the exit is complete and the child is entitled to nothing on the side the
-    mirror closes (DESIGN §3.4: a master flat there sets the entitlement to 0; §3.7: an exit is
+    master's order of the exit is complete (or the master holds nothing there any more: it got
+    out by other orders while that one still rests) and the child is entitled to nothing on the
+    side the mirror closes (DESIGN §3.4: a master flat there sets the entitlement to 0; §3.7: an exit is
     owed until done). Such a mirror sent late (a timeout then a resend, a crash, a child held back)
     sits at a price the market has left; the convergence stage counts it as the exit working, so
     it would keep the child holding after the master is out. Only children the send gate lets
@@ -98,12 +124,13 @@ def exit_mirrors_owed_as_market() -> list[OrderMapping]:
     if not candidates:
         return []
     filled = master_fill_times({m.allocation_id for m in candidates})
+    flat = _master_flat({m.allocation_id for m in candidates if m.allocation_id not in filled})
     engine = Switches.read()
     switches = child_switches({m.child_id for m in candidates})
     candidates = [
         m
         for m in candidates
-        if m.allocation_id in filled
+        if (m.allocation_id in filled or m.allocation_id in flat)
         and (sw := switches.get(m.child_id)) is not None
         and decide(Action.MODIFY, engine, sw).send
     ]

@@ -394,3 +394,26 @@ def test_money_resting_entry_that_closes_a_position_opened_in_the_same_tick_is_r
         settle(orch, 8)
     assert desk.positions(FUT) == FLAT
     assert not resting().exists()
+
+
+def test_money_master_flat_by_another_order_while_its_resting_close_still_rests(desk, orch):
+    """Issue 17 session, found by the long state machine on the landed code (cut down from 61
+    steps, preconditions kept): the master
+    goes short 1 lot (a SELL LIMIT made MARKET), rests a BUY LIMIT of 2 lots (the close of that
+    short plus an entry of 1 lot; the children's mirrors rest too), then closes the short with a
+    BUY at market instead. The master holds nothing; its BUY LIMIT still rests. C2 stays short 2
+    lots: the market close gave it no order, because its resting BUY mirror counts as the exit
+    working, and that mirror rests as long as the master's order does. DESIGN §3.7 asks every
+    child to hold what the master's position entitles it to (nothing) whatever still rests: once
+    the master holds nothing there, a child's resting exit mirror goes MARKET, as it does when
+    the master's exit order itself filled."""
+    orch.run_tick()
+    sell = desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("20150"))
+    orch.run_tick()  # the children's SELL mirrors rest
+    paper_order_modify(user_id="MASTER", order_id=sell, order_type="MARKET")  # short 1 lot
+    desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19850"))  # rests
+    with override_settings(OWED_EXIT_BACKOFF=(0,)):
+        settle(orch, 6)
+        desk.place("BUY", FUT, 75)  # the master closes its short at market: it holds nothing
+        settle(orch, 6)
+    assert desk.positions(FUT) == FLAT
