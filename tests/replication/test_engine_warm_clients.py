@@ -167,3 +167,28 @@ def test_a_failing_instrument_list_is_tried_once_a_minute_by_idle_ticks_not_ever
         assert calls["n"] == 2
     finally:
         orch.close()
+
+
+def test_garbage_an_earlier_freeze_kept_is_collected_when_clients_are_built_again(builds):
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    desk = build_desk()
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        orch.run_tick()  # builds the clients and freezes
+        old = Cycle()
+        old.me = old  # only the cycle collector frees it
+        gone = weakref.ref(old)
+        gc.freeze()  # as if frozen by that idle tick while still in use
+        del old
+        account = Account.objects.get(pk=desk.children["C2"].pk)
+        account.save()  # a changed child: the next idle tick builds its client again
+        orch.run_tick()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        orch.close()
