@@ -32,9 +32,18 @@ class Orchestrator:
     """Holds what lives across ticks: identity, broker clients, rate limiters, instrument cache."""
 
     def __init__(
-        self, *, holder: str | None = None, workers: int | None = None, lease_ttl: timedelta | None = None
+        self,
+        *,
+        holder: str | None = None,
+        workers: int | None = None,
+        lease_ttl: timedelta | None = None,
+        freeze_gc: bool = False,
     ):
+        """`freeze_gc`: the process is the engine's own (`run_orchestrator`, the bench), so an idle
+        tick that built broker clients may run a full collection and freeze what survives. A host
+        process (tests, a shell, a queue worker) keeps its collector to itself."""
         self.holder = holder or default_holder()
+        self.freeze_gc = freeze_gc
         self.clients = ClientCache()
         self.limiters = LimiterRegistry()
         self.instruments = InstrumentCache()
@@ -99,6 +108,7 @@ class Orchestrator:
             sender=sender,
             state=self.state,
             result=result,
+            freeze_gc=self.freeze_gc,
         )
 
 

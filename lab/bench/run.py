@@ -258,7 +258,9 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = lambda _m: 
                 setup.procs.start_cluster(progress, kite_root=root)
                 overrides.update(FANOUT_MODE="queue", FANOUT_SHARDS=shard_count(config))
             stack.enter_context(override_settings(**overrides))
-            orch = Orchestrator(holder="bench", workers=config.workers, lease_ttl=BENCH_LEASE_TTL)
+            orch = Orchestrator(
+                holder="bench", workers=config.workers, lease_ttl=BENCH_LEASE_TTL, freeze_gc=True
+            )
             stack.callback(orch.close)
             return _measure(config, orch, sizing_ms, setup, progress)
     raise AssertionError("unreachable")  # pragma: no cover  (the with block returns or raises)

@@ -43,6 +43,7 @@ class TickContext:
     sender: Replicator  # the one send gate: claims, sends, follows up, writes outcomes back
     state: EngineState
     result: TickResult
+    freeze_gc: bool = False  # the process is the engine's own: idle ticks may freeze the collector
     # timezone.now looked up at each call (as the engine always did): a patched clock counts.
     now: Callable[[], datetime] = field(default=lambda: timezone.now())
 

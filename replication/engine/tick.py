@@ -79,7 +79,7 @@ def run_tick(ctx: TickContext) -> None:
             built = ctx.clients.warm_children()
             ctx.instruments.warm(read.client)
             ctx.pool.start()
-            if built:
+            if built and ctx.freeze_gc:
                 # What the clients and the process hold from now on is long-lived: out of the
                 # collector's way, so that the event tick's garbage collections scan only what
                 # the tick itself makes (a full collection was ~90 ms inside a 1,000-child fan-out).

@@ -142,12 +142,18 @@ def test_alerts_engine_halted_and_ticks_failing(desk, orch, faults, bot):
 def test_alerts_lease_lost(desk, faults, bot):
     """Issue 14 item 2: an engine that stops renewing its lease (killed, hung) is an alert."""
     _ops_on_telegram([AlertKind.ENGINE_UNHEALTHY])
-    dying = Orchestrator(holder="dying", workers=0, lease_ttl=timedelta(milliseconds=200))
+    from replication.models import OrchestratorLease
+
+    dying = Orchestrator(holder="dying", workers=0, lease_ttl=timedelta(minutes=1))
     dying.run_tick()  # never closed: the lease is left held
     with override_settings(ALERT_LEASE_STALE_SECONDS=0):
         alerts_scan_task()
         assert bot.messages == []  # still fresh
-        time.sleep(0.3)
+        # A minute later with no renewal (moved, not slept: a slow first tick cannot make it stale early).
+        lease = OrchestratorLease.objects.get(holder="dying")
+        OrchestratorLease.objects.filter(pk=lease.pk).update(
+            expires_at=lease.expires_at - timedelta(minutes=2)
+        )
         alerts_scan_task()
         alerts_scan_task()  # still lost: one message per window
     assert len(bot.messages) == 1 and "lease lost: dying" in bot.messages[0]["text"]

@@ -67,18 +67,20 @@ def test_run_loop_sigterm_finishes_the_current_tick_then_stops():
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     install_signal_handlers(stop)
     lines: list[str] = []
+
+    def write(line: str) -> None:
+        lines.append(line)
+        if line.startswith("tick ") and sum(x.startswith("tick ") for x in lines) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # while the second tick is still being reported
+
     try:
-        os.kill(os.getpid(), signal.SIGTERM)  # arrives before the loop: it runs no tick after the current
-        assert stop.is_set()
-        stop.clear()
-        threading.Timer(0.3, stop.set).start()
-        ticks = run_loop(stop=stop, interval=0.05, max_ticks=None, write=lines.append)
+        ticks = run_loop(stop=stop, interval=0.01, max_ticks=None, write=write)
     finally:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
-    assert ticks >= 2
-    assert lines[-1].endswith(f"stopped after {ticks} ticks")
-    assert TickRun.objects.filter(outcome="ok").count() == ticks
+    assert ticks == 2
+    assert lines[-1].endswith("stopped after 2 ticks")
+    assert TickRun.objects.filter(outcome="ok").count() == 2
 
 
 @pytest.mark.django_db

@@ -4,9 +4,11 @@ SDK clients, child by child, while every child waited for its order)."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 import pytest
+from django.core.management import call_command
 
 from accounts.models import Account
 from brokers import registry
@@ -131,7 +133,7 @@ def test_an_idle_tick_that_built_clients_moves_the_long_lived_heap_out_of_the_co
 
     build_desk()
     gc.unfreeze()
-    orch = Orchestrator(holder="warm", workers=0)
+    orch = Orchestrator(holder="warm", workers=0, freeze_gc=True)
     try:
         orch.run_tick()
         assert gc.get_freeze_count() > 0
@@ -141,6 +143,39 @@ def test_an_idle_tick_that_built_clients_moves_the_long_lived_heap_out_of_the_co
     finally:
         gc.unfreeze()
         orch.close()
+
+
+def test_a_host_process_keeps_its_collector_to_itself(builds):
+    """Only the engine's own process freezes: a test run, a shell or a queue worker that runs a
+    tick is not made to pay a full collection of its whole heap (nor to keep its garbage)."""
+    import gc
+
+    build_desk()
+    gc.unfreeze()
+    orch = Orchestrator(holder="warm", workers=0)
+    try:
+        assert orch.run_tick().leader
+        assert gc.get_freeze_count() == 0
+    finally:
+        orch.close()
+
+
+def test_the_engine_command_freezes_the_collector_of_its_own_process(builds, monkeypatch):
+    from replication.management.commands import run_orchestrator
+
+    made = []
+    real = run_orchestrator.Orchestrator
+    monkeypatch.setattr(run_orchestrator, "Orchestrator", lambda **kw: made.append(kw) or real(**kw))
+    monkeypatch.setattr(run_orchestrator, "install_signal_handlers", lambda stop: None)
+    build_desk()
+    try:
+        call_command("run_orchestrator", "--max-ticks", "1", "--interval", "0.01", stdout=io.StringIO())
+        call_command("run_orchestrator", "--once", stdout=io.StringIO())
+    finally:
+        import gc
+
+        gc.unfreeze()
+    assert [kw.get("freeze_gc") for kw in made] == [True, False]
 
 
 def test_a_failing_instrument_list_is_tried_once_a_minute_by_idle_ticks_not_every_tick(monkeypatch):
@@ -177,7 +212,7 @@ def test_garbage_an_earlier_freeze_kept_is_collected_when_clients_are_built_agai
         pass
 
     desk = build_desk()
-    orch = Orchestrator(holder="warm", workers=0)
+    orch = Orchestrator(holder="warm", workers=0, freeze_gc=True)
     try:
         orch.run_tick()  # builds the clients and freezes
         old = Cycle()

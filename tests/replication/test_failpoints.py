@@ -314,15 +314,20 @@ def test_crash_after_broker_call_in_the_worker_pool_reaches_the_tick(faults):
 def test_leader_stalled_past_its_lease_between_claim_and_send_sends_nothing(desk, faults, monkeypatch):
     """The claim committed, then the process stalled (here: in the rate limiter) past its lease.
     Another leader may already be looking those tags up; this one must not send them as well."""
-    orch = Orchestrator(holder="A", workers=0, lease_ttl=timedelta(milliseconds=300))
+    from django.utils import timezone
+
+    from replication.models import OrchestratorLease
+
+    orch = Orchestrator(holder="A", workers=0, lease_ttl=timedelta(seconds=1))
     orch.run_tick()
     acquire = RateLimiter.acquire
     stalled: list[int] = []
 
     def slow_acquire(self: RateLimiter) -> float:
         if not stalled:
-            stalled.append(1)
-            time.sleep(0.4)
+            stalled.append(1)  # stalls until just past the lease the tick renewed, however long it took
+            expires = OrchestratorLease.objects.get(holder="A").expires_at
+            time.sleep((expires - timezone.now()).total_seconds() + 0.05)
         return acquire(self)
 
     monkeypatch.setattr(RateLimiter, "acquire", slow_acquire)

@@ -58,6 +58,7 @@ class Command(BaseCommand):
             max_ticks=1 if options["once"] else options["max_ticks"],
             write=self.stdout.write,
             heartbeat_seconds=None if every_tick else float(settings.ENGINE_HEARTBEAT_SECONDS),
+            freeze_gc=not options["once"],  # a long-lived engine process owns its collector
         )
 
 
@@ -128,12 +129,14 @@ def run_loop(
     write: Any,
     heartbeat_seconds: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    freeze_gc: bool = False,
 ) -> int:
     """Loop ticks until `stop` is set or `max_ticks` ran. Returns the number of ticks run.
 
     `heartbeat_seconds` None: every tick is printed. Otherwise only the ticks that did something
-    (and a change of leader), plus one heartbeat line every `heartbeat_seconds`."""
-    orchestrator = Orchestrator()
+    (and a change of leader), plus one heartbeat line every `heartbeat_seconds`. `freeze_gc`: the
+    process is the engine's own (the command), see `Orchestrator`."""
+    orchestrator = Orchestrator(freeze_gc=freeze_gc)
     ticks = 0
     beat = Heartbeat(every=heartbeat_seconds, clock=clock) if heartbeat_seconds is not None else None
     was_leader: bool | None = None
