@@ -274,13 +274,19 @@ FINAL_MAPPING_STATUSES = frozenset(
 class OrderMapping(FastLoadMixin, models.Model):
     """One child order planned for one allocation: intent -> sent -> acknowledged -> final."""
 
-    allocation = models.ForeignKey(Allocation, on_delete=models.PROTECT, related_name="mappings")
-    child = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="order_mappings")
+    # No index of their own: `mapping_unique_per_child` leads with the allocation and
+    # `mapping_child_instrument` with the child (every index is one more write per status change).
+    allocation = models.ForeignKey(
+        Allocation, on_delete=models.PROTECT, related_name="mappings", db_index=False
+    )
+    child = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="order_mappings", db_index=False
+    )
     slice_no = models.PositiveSmallIntegerField(default=0, help_text="Slices above the freeze quantity.")
     wave = models.PositiveSmallIntegerField(
         default=0, help_text="0 = buy legs, 1 = sell legs sent after them."
     )
-    tag = models.CharField(max_length=20, unique=True)
+    tag = models.CharField(max_length=20)  # unique: `mapping_unique_tag`
     status = models.CharField(max_length=12, choices=MappingStatus.choices, default=MappingStatus.PLANNED)
 
     exchange = models.CharField(max_length=8)
@@ -301,7 +307,7 @@ class OrderMapping(FastLoadMixin, models.Model):
     reason_code = models.CharField(max_length=40, blank=True)
     reason = models.TextField(blank=True)
 
-    broker_order_id = models.CharField(max_length=32, blank=True, db_index=True)
+    broker_order_id = models.CharField(max_length=32, blank=True)  # indexed: `mapping_broker_order_id`
     broker_status = models.CharField(max_length=24, blank=True)
     filled_quantity = models.PositiveIntegerField(default=0)
     average_price = models.DecimalField(max_digits=14, decimal_places=2, default=0)
@@ -361,9 +367,13 @@ class OrderMapping(FastLoadMixin, models.Model):
             models.UniqueConstraint(
                 fields=("allocation", "child", "slice_no"), name="mapping_unique_per_child"
             ),
+            # A constraint, not `unique=True`: on PostgreSQL that also made a LIKE index
+            # (varchar_pattern_ops) nothing queries, one more write for every intent.
+            models.UniqueConstraint(fields=("tag",), name="mapping_unique_tag"),
         ]
         indexes = [
             models.Index(fields=("status",), name="mapping_status"),
+            models.Index(fields=("broker_order_id",), name="mapping_broker_order_id"),
             models.Index(
                 fields=("child", "exchange", "tradingsymbol", "product"), name="mapping_child_instrument"
             ),
