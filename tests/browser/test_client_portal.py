@@ -47,9 +47,20 @@ def _status(browser: Any) -> str:
     return _css(browser, "#status")[0].get_attribute("data-status")
 
 
-def _message(browser: Any) -> str:
-    shown = _wait(browser, lambda b: _css(b, ".messages li"), "a message")
-    return " ".join(m.text for m in shown)
+def _message(browser: Any, word: str) -> str:
+    """The page's messages once one of them says `word`. A click that posts a form leaves the old
+    page (and its message from the step before) in view until the new one loads: its elements go
+    stale while being read, so they are read again rather than trusted."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def shown(b: Any) -> str | bool:
+        try:
+            text = " ".join(m.text for m in _css(b, ".messages li"))
+        except StaleElementReferenceException:
+            return False
+        return text if word in text else False
+
+    return str(_wait(browser, shown, f"a message saying {word!r}"))
 
 
 def test_client_portal_walk(live_server, browser, screenshot):
@@ -96,11 +107,11 @@ def test_client_portal_walk(live_server, browser, screenshot):
 
         # 3. Pause, then resume.
         _css(browser, "#pause")[0].click()
-        assert "Paused" in _message(browser)
+        _message(browser, "Paused")
         assert _status(browser) == "paused"
         screenshot("client-03-paused")
         _css(browser, "#resume")[0].click()
-        assert "Resumed" in _message(browser)
+        _message(browser, "Resumed")
         assert _status(browser) == "active"
 
         # 4. Tighten a limit; loosening it again is refused with a clear message.
@@ -108,7 +119,7 @@ def test_client_portal_walk(live_server, browser, screenshot):
         field.clear()
         field.send_keys("2")
         _css(browser, "#save-limits")[0].click()
-        assert "tighter" in _message(browser)
+        _message(browser, "tighter")
         assert _css(browser, "#id_max_lots_per_order")[0].get_attribute("value") == "2"
         field = _css(browser, "#id_max_lots_per_order")[0]
         field.clear()
