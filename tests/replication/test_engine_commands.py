@@ -61,26 +61,35 @@ def test_run_orchestrator_rejects_bad_interval():
 
 
 @pytest.mark.django_db
-def test_run_loop_sigterm_finishes_the_current_tick_then_stops():
-    build_desk()
+def test_run_loop_sigterm_finishes_the_current_tick_then_stops(monkeypatch):
+    """SIGTERM arriving in the middle of a tick that fans out a master order: that tick still
+    sends every child's order and records its outcome; no tick runs after it."""
+    desk = build_desk()
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     install_signal_handlers(stop)
+    real = Orchestrator.run_tick
+    calls: list[int] = []
+
+    def run_tick(self: Orchestrator) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            desk.place("BUY", FUT, 150)  # the event this tick acts on
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives once the tick is under way
+        return real(self)
+
+    monkeypatch.setattr(Orchestrator, "run_tick", run_tick)
     lines: list[str] = []
-
-    def write(line: str) -> None:
-        lines.append(line)
-        if line.startswith("tick ") and sum(x.startswith("tick ") for x in lines) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)  # while the second tick is still being reported
-
     try:
-        ticks = run_loop(stop=stop, interval=0.01, max_ticks=None, write=write)
+        ticks = run_loop(stop=stop, interval=0.01, max_ticks=None, write=lines.append)
     finally:
         signal.signal(signal.SIGTERM, previous[0])
         signal.signal(signal.SIGINT, previous[1])
-    assert ticks == 2
+    assert ticks == 2 and len(calls) == 2
     assert lines[-1].endswith("stopped after 2 ticks")
     assert TickRun.objects.filter(outcome="ok").count() == 2
+    assert " sent=4 accepted=4 " in lines[-2]  # the interrupted tick sent every child's order
+    assert desk.positions(FUT) == {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}  # DESIGN §3.6
 
 
 @pytest.mark.django_db
