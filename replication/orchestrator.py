@@ -22,6 +22,7 @@ from replication.models import TickRun
 from replication.ratelimit import LimiterRegistry
 from replication.replicator import Replicator
 from replication.services.ticks import tick_finish, tick_start
+from replication.wakeup import take_hints
 
 __all__ = ["Orchestrator", "TickResult", "read_together", "run_tick"]
 
@@ -109,6 +110,7 @@ class Orchestrator:
             state=self.state,
             result=result,
             freeze_gc=self.freeze_gc,
+            hints=take_hints(),
         )
 
 

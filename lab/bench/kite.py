@@ -137,7 +137,7 @@ def event_via_sdk(
     if config.detect == "stream":
 
         def on_order(order: Order) -> None:
-            wake()
+            wake(order)
 
         stream = OrderUpdateStream(
             api_key=master.api_key,

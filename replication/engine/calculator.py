@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from accounts.models import Account
 from brokers.base import BrokerClient
 from brokers.capabilities import Capabilities
 from brokers.errors import BrokerError
-from brokers.types import InstrumentKey, OrderRequest, Product
-from replication.engine.types import CalculatorAsk
-from replication.events import MasterEvent
+from brokers.types import InstrumentKey, Order, OrderRequest, Product
+from replication.engine.master_book import known_orders, stored_positions
+from replication.engine.types import CalculatorAsk, Prefetched
+from replication.events import MasterEvent, aggregate, classify, diff_book, effective_quantity
 from replication.fanout import FanOut
 
 
@@ -74,3 +77,28 @@ def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[s
             return [(name, exc)]
 
     return dict(fanout.map(read, list(reads)))
+
+
+def hinted_reads(
+    hints: Sequence[Order], mode: str, master: Account, client: BrokerClient, now: datetime
+) -> Prefetched | None:
+    """The calculator reads for the streamed orders that woke this tick (`hints`), to be made
+    with the master's funds and book: what detection will ask if the book's new orders are the
+    hinted ones (the same guess, from the same rules), or None when no hint is a new order.
+    Only a guess: `detect_events` uses the answers if the book asks exactly the same."""
+    if not hints:
+        return None
+    orders = list(hints)
+    diff = diff_book(orders, known_orders(master, orders))
+    if mode == "fill":
+        sources = [(o, o.filled_quantity) for o in diff.new if o.filled_quantity > 0]
+    else:
+        sources = [(o, effective_quantity(o)) for o in diff.new]
+    if not sources:
+        return None
+    ask, reads = calculator_reads(client, aggregate(classify(sources, {})))
+    if not reads:
+        return None
+    if not stored_positions(master, now)[1]:
+        reads["positions"] = client.positions  # the day's first look reads them too (below)
+    return ask, reads

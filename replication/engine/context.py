@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from brokers.types import Order
 from replication.clients import ClientCache
 from replication.engine.result import TickResult
 from replication.fanout import FanOut
@@ -44,6 +45,7 @@ class TickContext:
     state: EngineState
     result: TickResult
     freeze_gc: bool = False  # the process is the engine's own: idle ticks may freeze the collector
+    hints: tuple[Order, ...] = ()  # the streamed order updates that woke this tick (`replication.wakeup`)
     # timezone.now looked up at each call (as the engine always did): a patched clock counts.
     now: Callable[[], datetime] = field(default=lambda: timezone.now())
 

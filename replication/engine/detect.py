@@ -4,13 +4,13 @@ position from one consistent view (DESIGN §3.2)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from brokers.errors import BrokerError
 from brokers.types import Order
 from replication.engine.calculator import calculator_reads, read_together
 from replication.engine.context import TickContext
-from replication.engine.master_book import known_orders, master_since, moved
+from replication.engine.master_book import known_orders, master_since, moved, stored_positions
 from replication.engine.types import Detected, MasterRead, Positions
 from replication.events import (
     BookDiff,
@@ -24,9 +24,6 @@ from replication.events import (
     positions_before_tick,
     set_aside_earlier_book,
 )
-from replication.models import MasterPosition
-
-IST = ZoneInfo("Asia/Kolkata")  # the exchange's trading day
 
 
 def positions_before_fills(before_tick: Positions, diff: BookDiff) -> dict[str, int]:
@@ -115,14 +112,7 @@ def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
     aside: Positions = defaultdict(int)
     for o, _ in diff.ignored:
         aside[(o.exchange, o.tradingsymbol, o.product.value)] += o.filled_quantity * o.side.sign
-    rows = list(MasterPosition.objects.filter(account=master))
-    existing = {(mp.exchange, mp.tradingsymbol, mp.product): mp.quantity for mp in rows}
-    # Stored positions hold for the trading day they were written on: the broker's book starts
-    # afresh each day, so what no book showed (the engine down across a day, an expiry) is
-    # caught by the day's first event reading the positions again.
-    today = now.astimezone(IST).date()
-    fresh = bool(rows) and max(mp.updated_at for mp in rows).astimezone(IST).date() == today
-    stored = existing if fresh else {}
+    existing, stored = stored_positions(master, now)
     found.existing, found.stored_positions = existing, bool(stored)
     if stored and (fills or aside):
         found.positions_after = moved(stored, aside, fills)
@@ -135,8 +125,13 @@ def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
         # closes (a flat master, or one adding to its positions). They are used only if the
         # classified opening group asks exactly the same; otherwise they are read again.
         guess, guessed_reads = calculator_reads(read.client, aggregate(classify(sources, {})))
-        reads = guessed_reads if stored else {"positions": read.client.positions, **guessed_reads}
-        answers = read_together(ctx.pool, reads)
+        hinted: dict[str, Any] = {}
+        if read.hinted is not None and read.hinted[0] == guess and (stored or "positions" in read.hinted[1]):
+            # Asked already, with the funds and book, from the streamed order that woke the tick
+            # (with the positions on the day's first look: read with the book, not after it).
+            hinted, guessed_reads = dict(read.hinted[1]), {}
+        reads = guessed_reads if stored or hinted else {"positions": read.client.positions, **guessed_reads}
+        answers = {**hinted, **read_together(ctx.pool, reads)} if reads else hinted
         if stored:
             before = moved(stored, aside)
         else:

@@ -5,12 +5,15 @@ The rows are written by `replication.services.master_orders`."""
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from accounts.models import Account
 from brokers.types import Order
 from replication.engine.types import Positions
 from replication.events import KnownOrder
-from replication.models import MasterOrder, ReplicationEvent
+from replication.models import MasterOrder, MasterPosition, ReplicationEvent
+
+IST = ZoneInfo("Asia/Kolkata")  # the exchange's trading day
 
 
 def known_order(mo: MasterOrder) -> KnownOrder:
@@ -50,3 +53,16 @@ def master_since(master: Account) -> datetime | None:
         .values_list("created_at", flat=True)
         .first()
     )
+
+
+def stored_positions(master: Account, now: datetime) -> tuple[Positions, Positions]:
+    """The master's stored positions, and the same if they hold for today (else empty).
+
+    Stored positions hold for the trading day they were written on: the broker's book starts
+    afresh each day, so what no book showed (the engine down across a day, an expiry) is
+    caught by the day's first event reading the positions again."""
+    rows = list(MasterPosition.objects.filter(account=master))
+    existing = {(mp.exchange, mp.tradingsymbol, mp.product): mp.quantity for mp in rows}
+    today = now.astimezone(IST).date()
+    fresh = bool(rows) and max(mp.updated_at for mp in rows).astimezone(IST).date() == today
+    return existing, (existing if fresh else {})

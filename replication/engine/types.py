@@ -16,6 +16,18 @@ from replication.models import MarginSnapshot
 Positions = dict[tuple[str, str, str], int]  # (exchange, tradingsymbol, product) -> signed quantity
 
 
+@dataclass(frozen=True)
+class CalculatorAsk:
+    """What the calculator reads of an opening group ask: the orders, and the MARKET legs' prices."""
+
+    requests: tuple[OrderRequest, ...]
+    market: tuple[InstrumentKey, ...]
+
+
+# Calculator reads made ahead of the events they are for: what they asked, and the answers.
+Prefetched = tuple[CalculatorAsk, dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class MasterRead:
     """The master as read this tick: its funds and order book, and the snapshot from before."""
@@ -25,18 +37,9 @@ class MasterRead:
     funds: Funds
     book: list[Order]
     prev: MarginSnapshot | None  # the latest snapshot stored before this tick's
-
-
-@dataclass(frozen=True)
-class CalculatorAsk:
-    """What the calculator reads of an opening group ask: the orders, and the MARKET legs' prices."""
-
-    requests: tuple[OrderRequest, ...]
-    market: tuple[InstrumentKey, ...]
-
-
-# The calculator reads made together with the positions read: what they asked, and the answers.
-Prefetched = tuple[CalculatorAsk, dict[str, Any]]
+    # The calculator read for the streamed orders that woke this tick, made with the funds and
+    # book (`replication.wakeup`): used only if the book's new orders ask exactly the same.
+    hinted: Prefetched | None = None
 
 
 @dataclass(slots=True)

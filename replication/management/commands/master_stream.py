@@ -60,9 +60,10 @@ NEEDS_API_KEY = (Broker.KITE,)
 
 
 def on_master_order(order: Order) -> None:
-    """One order update of the master: ask the orchestrator to poll now."""
+    """One order update of the master: ask the orchestrator to poll now, handing it the order (its
+    tick asks the margin calculator about it together with the master's funds and book)."""
     logger.info("master order %s is %s: waking the orchestrator", order.order_id, order.status.value)
-    wake_remote()
+    wake_remote(order)
 
 
 @dataclass(frozen=True, slots=True)
