@@ -34,6 +34,15 @@ class FanOut:
             return [r for item in items for r in fn(item)]
         return [r for chunk in self._executor().map(fn, items) for r in chunk]
 
+    def submit(self, fn: Callable[[T], list[R]], items: Sequence[T]) -> Callable[[], list[R]]:
+        """`map` started now and collected later: returns the function that waits for the results
+        (in the order of `items`, flattened). Inline (no workers) the work is done here."""
+        if self.workers <= 0 or len(items) <= 1:
+            done = self.map(fn, items)
+            return lambda: done
+        futures = [self._executor().submit(fn, item) for item in items]
+        return lambda: [r for future in futures for r in future.result()]
+
     def start(self) -> int:
         """Start every worker thread now (idle ticks), not one per submit in the middle of the
         next fan-out: the executor starts threads lazily, and starting 64 of them while the first

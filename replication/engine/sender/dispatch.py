@@ -6,7 +6,8 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -56,6 +57,16 @@ from replication.services.outcomes import outcomes_hold
 logger = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class Claimed:
+    """What one claim let through: the intents that passed the gate, those it won per child (each
+    child's in the order they were made), and until when they may be sent."""
+
+    passing: list[OrderMapping]
+    by_child: list[list[OrderMapping]]
+    send_until: datetime
+
+
 class Dispatch(OpenOrderChanges):
     """Committed intents claimed (PLANNED -> SENDING) through the send gate, sent in the pool."""
 
@@ -75,17 +86,39 @@ class Dispatch(OpenOrderChanges):
         if halted:
             return report
         t0 = time.perf_counter()
-        waves = self._planned(only=only, shard=shard)
-        report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
-        if waves[0]:
-            report.merge(self._send_wave(waves[0]))
-        if waves[1]:
+        first_wave = self.fanout.workers
+        if first_wave > 0:
+            # The first wave (as many children as the pool has workers) is claimed and on its way
+            # before the rest is loaded and claimed: the first child's order does not wait for a
+            # thousand intents' load and claim, which run while the first wave is in flight.
+            buys = self._planned(only=only, shard=shard, wave=0, children=first_wave)
+            sells: list[OrderMapping] = []
+
+            def load_rest() -> list[OrderMapping]:
+                later_buys, later_sells = self._planned_waves(only=only, shard=shard)
+                sells.extend(later_sells)
+                return later_buys
+
+            # Fewer children than a wave: every buy leg is in the first, only the sell legs remain.
+            rest = load_rest if len({m.child_id for m in buys}) >= first_wave else None
+
+            report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
+            if buys:
+                report.merge(self._send_wave(buys, rest=rest) if rest is not None else self._send_wave(buys))
+            if rest is None:
+                sells = self._planned(only=only, shard=shard, wave=1)
+        else:
+            buys, sells = self._planned_waves(only=only, shard=shard)
+            report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
+            if buys:
+                report.merge(self._send_wave(buys))
+        if sells:
             # A sell leg goes only once its buy legs are in the child's book and not rejected
             # (DESIGN §3.3 step 6): a place call's id is not that, brokers reject after a 200.
-            unconfirmed = self._unconfirmed_buy_legs(waves[1])
+            unconfirmed = self._unconfirmed_buy_legs(sells)
             if unconfirmed:
                 self.follow_up(children=unconfirmed, recover=False)
-            ready = self._sell_legs_ready(waves[1])
+            ready = self._sell_legs_ready(sells)
             if ready:
                 report.merge(self._send_wave(ready))
         return report
@@ -104,17 +137,26 @@ class Dispatch(OpenOrderChanges):
             }
         )
 
-    def _planned(
+    def _planned_waves(
         self, *, only: Iterable[int] | None, shard: Shard | None = None
     ) -> tuple[list[OrderMapping], list[OrderMapping]]:
-        qs = (
-            OrderMapping.objects.filter(
-                status=MappingStatus.PLANNED,
-                allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
-            )
-            .select_related("child", "allocation")
-            .only(*SEND_FIELDS)
-            .order_by("id")
+        """Every dispatchable PLANNED intent: (buy legs and single orders, the sell legs they hedge)."""
+        mappings = self._planned(only=only, shard=shard)
+        return [m for m in mappings if m.wave == 0], [m for m in mappings if m.wave != 0]
+
+    def _planned(
+        self,
+        *,
+        only: Iterable[int] | None,
+        shard: Shard | None = None,
+        wave: int | None = None,
+        children: int | None = None,
+    ) -> list[OrderMapping]:
+        """The dispatchable PLANNED intents, in the order they were made; of one `wave` only, and
+        (with `children`) only those of the first that many children: all of each child's."""
+        qs = OrderMapping.objects.filter(
+            status=MappingStatus.PLANNED,
+            allocation__status__in=(AllocationStatus.PLANNED, AllocationStatus.DISPATCHED),
         )
         if only is not None:
             qs = qs.filter(allocation_id__in=list(only))
@@ -122,8 +164,12 @@ class Dispatch(OpenOrderChanges):
             qs = qs.annotate(shard=Mod("child_id", shard.count, output_field=IntegerField())).filter(
                 shard=shard.index
             )
-        mappings = list(qs)
-        return [m for m in mappings if m.wave == 0], [m for m in mappings if m.wave != 0]
+        if wave is not None:
+            qs = qs.filter(wave=wave)
+        if children is not None:
+            first = qs.order_by("child_id").values_list("child_id", flat=True).distinct()[:children]
+            qs = qs.filter(child_id__in=list(first))
+        return list(qs.select_related("child", "allocation").only(*SEND_FIELDS).order_by("id"))
 
     def _buy_leg_statuses(self, mappings: list[OrderMapping]) -> dict[tuple[str, int], list[tuple[str, str]]]:
         groups = {m.allocation.group_key for m in mappings}
@@ -174,9 +220,74 @@ class Dispatch(OpenOrderChanges):
             )
         return ready
 
-    def _send_wave(self, mappings: list[OrderMapping]) -> DispatchReport:
+    def _send_wave(
+        self, mappings: list[OrderMapping], *, rest: Callable[[], list[OrderMapping]] | None = None
+    ) -> DispatchReport:
+        """Claim these intents through the send gate, send them per child in the pool and write the
+        outcomes back. With `rest`, the intents it loads are claimed and sent too, once these are
+        on their way (their claim runs while the first ones are in flight): one write-back."""
         report = DispatchReport()
         t0 = time.perf_counter()
+        first = self._claim(mappings)
+        t1 = time.perf_counter()
+        self.clients.warm([ms[0].child for ms in first.by_child])
+        report.send_started = time.perf_counter()
+        collect = [
+            self.fanout.submit(
+                functools.partial(self._send_child, send_until=first.send_until), first.by_child
+            )
+        ]
+        claimed = [first]
+        load_ms = claim_ms = warm_ms = 0.0
+        if rest is not None:
+            t2 = time.perf_counter()
+            more = rest()
+            t3 = time.perf_counter()
+            if more:
+                later = self._claim(more)
+                t4 = time.perf_counter()
+                self.clients.warm([ms[0].child for ms in later.by_child])
+                collect.append(
+                    self.fanout.submit(
+                        functools.partial(self._send_child, send_until=later.send_until), later.by_child
+                    )
+                )
+                claimed.append(later)
+                claim_ms, warm_ms = (t4 - t3) * 1000, (time.perf_counter() - t4) * 1000
+            load_ms = (t3 - t2) * 1000
+        outcomes = [o for wait in collect for o in wait()]
+        report.last_send_done = time.perf_counter()
+        self._write_outcomes(outcomes, by_id={m.pk: m for c in claimed for m in c.passing})
+        report.phases_ms = {
+            "claim": (t1 - t0) * 1000 + claim_ms,
+            "warm_clients": (report.send_started - t1) * 1000 + warm_ms,
+            "send": (report.last_send_done - report.send_started) * 1000 - load_ms - claim_ms - warm_ms,
+            "write_back": (time.perf_counter() - report.last_send_done) * 1000,
+        }
+        if load_ms:
+            report.phases_ms["load"] = load_ms
+        for o in outcomes:
+            report.sent += 1
+            if o.status in ACCEPTED:
+                report.accepted += 1
+            elif o.status == MappingStatus.REJECTED:
+                report.rejected += 1
+            elif o.status == MappingStatus.UNKNOWN:
+                report.unknown += 1
+            elif o.status == MappingStatus.PLANNED:
+                report.deferred += 1
+            else:
+                report.failed += 1
+        for c in claimed:
+            for m in c.passing:
+                if m.latency_ms is not None:
+                    report.latencies_ms.append(m.latency_ms)
+        return report
+
+    def _claim(self, mappings: list[OrderMapping]) -> Claimed:
+        """The send gate, read now, in the claim's lease-checked transaction: intents it stops are
+        held with their reasons, the others claimed (PLANNED -> SENDING). Broker reads (the
+        instrument masters) come before the transaction."""
         now = self.now()
         # The claim's lease check extends the lease past this instant, so no other leader can take
         # over before it: orders may go until then, and after it are left for whoever leads next.
@@ -201,43 +312,14 @@ class Dispatch(OpenOrderChanges):
                 (passing.append(m) if verdict.send else held.append((m, verdict)))
             if held:
                 self._hold(held)
-            mappings = passing
-            claimed = intents_claim(mappings=mappings, epoch=self.lease.epoch, now=now)
+            claimed = intents_claim(mappings=passing, epoch=self.lease.epoch, now=now)
         by_child: dict[int, list[OrderMapping]] = defaultdict(list)
-        for m in mappings:
+        for m in passing:
             if m.pk in claimed:
                 m.status = MappingStatus.SENDING
                 m.attempts += 1
                 by_child[m.child_id].append(m)
-        t1 = time.perf_counter()
-        self.clients.warm([ms[0].child for ms in by_child.values()])
-        report.send_started = time.perf_counter()
-        send = functools.partial(self._send_child, send_until=send_until)
-        outcomes = self._map(send, list(by_child.values()))
-        report.last_send_done = time.perf_counter()
-        self._write_outcomes(outcomes, by_id={m.pk: m for m in mappings})
-        report.phases_ms = {
-            "claim": (t1 - t0) * 1000,
-            "warm_clients": (report.send_started - t1) * 1000,
-            "send": (report.last_send_done - report.send_started) * 1000,
-            "write_back": (time.perf_counter() - report.last_send_done) * 1000,
-        }
-        for o in outcomes:
-            report.sent += 1
-            if o.status in ACCEPTED:
-                report.accepted += 1
-            elif o.status == MappingStatus.REJECTED:
-                report.rejected += 1
-            elif o.status == MappingStatus.UNKNOWN:
-                report.unknown += 1
-            elif o.status == MappingStatus.PLANNED:
-                report.deferred += 1
-            else:
-                report.failed += 1
-        for m in mappings:
-            if m.latency_ms is not None:
-                report.latencies_ms.append(m.latency_ms)
-        return report
+        return Claimed(passing=passing, by_child=list(by_child.values()), send_until=send_until)
 
     def _unlisted(self, mappings: Sequence[OrderMapping]) -> dict[int, str]:
         """Intents for a child whose broker names instruments differently from the master's and

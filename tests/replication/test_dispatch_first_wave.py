@@ -1,0 +1,157 @@
+"""The first wave (issue 17 item 5): with a pool of W workers, the first W children's intents are
+claimed and sent before the rest are loaded and claimed, and nothing else changes: every child
+gets exactly one order per intent, each child's orders stay together and in order, and the rest
+pass the send gate at their own claim."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from brokers.paper.models import PaperInstrument
+from brokers.types import OrderRequest
+from replication.controls import engine_control_update
+from replication.models import MappingStatus, OrderMapping
+from replication.orchestrator import Orchestrator
+from replication.replicator import Replicator
+from tests.engine_helpers import CALL, FUT, build_desk
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the pool's threads read what the tick wrote
+
+# The hedge: the master buys 2 lots of the call and sells 2 lots of the future.
+HEDGE = (
+    {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75},
+    {"C1": -75, "C2": -300, "C3": 0, "C4": -75, "C5": -75},
+)
+EXPECTED = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}  # DESIGN §3.6, the master buys 2 lots
+
+
+def _claimed() -> int:
+    """Intents claimed for sending and not answered yet."""
+    return OrderMapping.objects.filter(status=MappingStatus.SENDING).count()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4, 8])
+def test_every_child_gets_exactly_one_order_whatever_the_wave(faults, workers):
+    """4 children with an order: waves of 1, 2 and 3 leave a rest, 4 and 8 take them all."""
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=workers)
+    try:
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+    finally:
+        orch.close()
+    assert result.errors == []
+    assert result.dispatch.sent == result.dispatch.accepted == 4
+    assert desk.positions(FUT) == EXPECTED
+    assert sorted(Counter(tag for _, tag in faults.places).values()) == [1, 1, 1, 1]
+
+
+def test_the_first_order_goes_out_before_the_rest_is_loaded_and_claimed(faults, monkeypatch):
+    """Deterministic: loading the rest waits (up to 2 s) for the first order to reach the broker.
+    When it does, only the first wave (2 workers: 2 children, one intent each) is claimed."""
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=2)
+    first_placed = threading.Event()
+    seen: list[int] = []
+    lock = threading.Lock()
+    planned_waves = getattr(Replicator, "_planned_waves", None)
+
+    def record(user: str, req: OrderRequest) -> None:
+        with lock:
+            if not seen:
+                seen.append(_claimed())
+                first_placed.set()
+
+    def load_after_the_first_order(self, **kwargs):  # type: ignore[no-untyped-def]
+        first_placed.wait(2.0)
+        assert planned_waves is not None
+        return planned_waves(self, **kwargs)
+
+    try:
+        orch.run_tick()
+        faults.before_place = record
+        monkeypatch.setattr(Replicator, "_planned_waves", load_after_the_first_order, raising=False)
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+    finally:
+        orch.close()
+    assert result.errors == []
+    assert seen == [2]
+    assert result.dispatch.sent == 4
+    assert desk.positions(FUT) == EXPECTED
+
+
+def test_a_childs_slices_stay_in_one_wave_and_in_order(faults):
+    """A child whose order is split at the freeze quantity has all its slices in the wave that
+    takes it, sent in slice order by one worker."""
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=2)
+    try:
+        # An exchange freeze of 2 lots: C2's 4 lots go as 2 slices, C1's, C4's and C5's as one.
+        PaperInstrument.objects.filter(tradingsymbol=FUT).update(freeze_quantity=150)
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+    finally:
+        orch.close()
+    assert result.errors == []
+    by_child: dict[int, list[int]] = {}
+    for child_id, slice_no in (
+        OrderMapping.objects.filter(broker_order_id__gt="")
+        .order_by("sent_at", "id")
+        .values_list("child_id", "slice_no")
+    ):
+        by_child.setdefault(child_id, []).append(slice_no)
+    assert by_child
+    for slices in by_child.values():
+        assert slices == sorted(slices)
+    placed = Counter(tag for _, tag in faults.places)
+    assert set(placed.values()) == {1}
+    assert len(placed) == OrderMapping.objects.filter(broker_order_id__gt="").count()
+    assert any(len(slices) > 1 for slices in by_child.values())
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_hedges_sell_legs_follow_its_buy_legs_with_a_first_wave(faults, workers):
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=workers)
+    try:
+        orch.run_tick()
+        desk.place("BUY", CALL, 150)
+        desk.place("SELL", FUT, 150)
+        result = orch.run_tick()
+        orch.run_tick()  # the sell legs go once the buy legs are in the children's books
+    finally:
+        orch.close()
+    assert result.errors == []
+    assert (desk.positions(CALL), desk.positions(FUT)) == HEDGE
+    assert set(Counter(tag for _, tag in faults.places).values()) == {1}
+
+
+def test_a_kill_switch_thrown_while_the_first_wave_is_out_holds_the_rest(faults, monkeypatch):
+    """The rest passes the send gate at its own claim: the engine halted after the first wave was
+    claimed (here: just before the rest is loaded) sends nothing more, and says why."""
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=2)
+    planned_waves = Replicator._planned_waves
+
+    def halt_then_load(self, **kwargs):  # type: ignore[no-untyped-def]
+        engine_control_update(actor="ops", halted=True)
+        return planned_waves(self, **kwargs)
+
+    try:
+        orch.run_tick()
+        monkeypatch.setattr(Replicator, "_planned_waves", halt_then_load)
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+    finally:
+        orch.close()
+    assert result.dispatch.sent == 2
+    assert len(faults.places) == 2
+    held = OrderMapping.objects.filter(status=MappingStatus.SKIPPED)
+    assert [m.reason.startswith("stopped at send time") for m in held] == [True, True]
+    assert not OrderMapping.objects.filter(status=MappingStatus.PLANNED).exists()
