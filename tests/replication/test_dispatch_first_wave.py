@@ -152,6 +152,6 @@ def test_a_kill_switch_thrown_while_the_first_wave_is_out_holds_the_rest(faults,
         orch.close()
     assert result.dispatch.sent == 2
     assert len(faults.places) == 2
-    held = OrderMapping.objects.filter(status=MappingStatus.SKIPPED)
-    assert [m.reason.startswith("stopped at send time") for m in held] == [True, True]
+    held = OrderMapping.objects.filter(status=MappingStatus.SKIPPED, reason__startswith="stopped at send")
+    assert held.count() == 2
     assert not OrderMapping.objects.filter(status=MappingStatus.PLANNED).exists()
