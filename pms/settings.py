@@ -343,6 +343,9 @@ REPLICATION_MODE = env.str("REPLICATION_MODE", default="order")
 DRY_RUN = env.bool("DRY_RUN", default=False)
 MAX_EVENT_AGE = env.int("MAX_EVENT_AGE", default=300)  # seconds
 FANOUT_WORKERS = env.int("FANOUT_WORKERS", default=128)
+# Children in an opening group's first wave: sized, claimed and sent before the rest is sized
+# (at most FANOUT_WORKERS; 0: no first wave, the group is sized and sent at once).
+FANOUT_FIRST_WAVE = env.int("FANOUT_FIRST_WAVE", default=32)
 FANOUT_MODE = env.str("FANOUT_MODE", default="threads")  # or "queue": one django-q2 task per shard
 FANOUT_SHARDS = env.int("FANOUT_SHARDS", default=4)
 QUEUE_REQUEUE_SECONDS = env.int("QUEUE_REQUEUE_SECONDS", default=10)

@@ -10,6 +10,8 @@ An optional `:N` triggers on the Nth hit of that point only; without it, on ever
 
 Points (where `failpoint(name)` is called):
 - `after_intent_commit`: a group's intents are committed, nothing is dispatched yet;
+- `after_first_wave_commit`: a large opening group's first wave of intents is committed, the rest
+  of the group is not sized yet (and nothing is dispatched);
 - `after_broker_call`: a child's `place_order` returned, its outcome is not written yet;
 - `before_ack_commit`: outcomes are computed, the transaction that writes them has not begun;
 - `mid_reconciliation`: a child's order book was read and matched by tag, nothing written yet.
@@ -32,7 +34,15 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "PMS_FAILPOINTS"
-NAMES = frozenset({"after_intent_commit", "after_broker_call", "before_ack_commit", "mid_reconciliation"})
+NAMES = frozenset(
+    {
+        "after_intent_commit",
+        "after_first_wave_commit",
+        "after_broker_call",
+        "before_ack_commit",
+        "mid_reconciliation",
+    }
+)
 
 
 class FailpointTriggered(BaseException):

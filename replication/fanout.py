@@ -22,6 +22,12 @@ class FanOut:
         self.workers = settings.FANOUT_WORKERS if workers is None else workers
         self._pool: ThreadPoolExecutor | None = None
 
+    @property
+    def first_wave(self) -> int:
+        """Children in an opening group's first wave (`FANOUT_FIRST_WAVE`, at most one per worker;
+        0 without workers: everything is sized and sent at once)."""
+        return max(0, min(self.workers, int(settings.FANOUT_FIRST_WAVE)))
+
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fanout")

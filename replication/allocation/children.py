@@ -80,8 +80,10 @@ class ChildRow(NamedTuple):
     snap_at: datetime | None
 
 
-def eligible_child_rows() -> list[ChildRow]:
-    return [ChildRow(*values) for values in eligible_children().values_list(*CHILD_ROW_FIELDS)]
+def eligible_child_rows(limit: int | None = None) -> list[ChildRow]:
+    """The eligible children's sizing rows, by id (`limit`: the first that many only)."""
+    qs = eligible_children().values_list(*CHILD_ROW_FIELDS)
+    return [ChildRow(*values) for values in (qs if limit is None else qs[:limit])]
 
 
 def child_rows(ids: Iterable[int]) -> dict[int, ChildRow]:

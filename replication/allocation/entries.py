@@ -65,12 +65,15 @@ def entry_rows(
     *,
     clients: ClientCache,
     pool: FanOut,
+    children: list[ChildRow] | None = None,
 ) -> list[IntentRow]:
+    """Every eligible child's intents for an opening group (`children`: these children only)."""
+    if children is None:
+        children = eligible_child_rows()
     plan = group_plan([a.sizing_plan() for a in group])
     if plan is None:
         reason = "no margin figure for the master's order (ΔU did not rise and no calculator estimate)"
-        return [skip_row(a, c.pk, "no_margin_figure", reason) for c in eligible_child_rows() for a in group]
-    children = eligible_child_rows()
+        return [skip_row(a, c.pk, "no_margin_figure", reason) for c in children for a in group]
     max_age = timedelta(seconds=settings.CHILD_SNAPSHOT_MAX_AGE)
     now = timezone.now()
     verdicts = {c.pk: entry_verdict(c, engine) for c in children}

@@ -153,7 +153,8 @@ def status_counts(a: Allocation, created: Sequence[IntentRow]) -> dict[str, int]
     return dict(counts)
 
 
-def sized_message(a: Allocation, created: Sequence[IntentRow]) -> str:
+def sized_message(a: Allocation, created: Sequence[IntentRow], *, wave: str = "") -> str:
+    """`wave`: which part of a group sized in two ("first wave", "the rest, after its first wave")."""
     counts = status_counts(a, created)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    return f"child intents for allocation {a.pk}: {parts or 'none'}"
+    return f"child intents for allocation {a.pk}{f' ({wave})' if wave else ''}: {parts or 'none'}"

@@ -5,18 +5,23 @@ a halted engine's intents are held there, with their reasons, rather than left t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 
 from replication.engine.context import TickContext
 
 
-def send(ctx: TickContext) -> None:
-    """Dispatch the committed intents; a halted engine dispatches here (the gate holds them)."""
+def send(ctx: TickContext, *, meanwhile: Callable[[], None] | None = None) -> None:
+    """Dispatch the committed intents; a halted engine dispatches here (the gate holds them).
+    `meanwhile` runs once the first wave is on its way (the rest of the sizing), before the rest
+    is loaded and claimed: whatever it commits is sent in this dispatch."""
     if settings.FANOUT_MODE == "queue" and not ctx.control.halted:
+        if meanwhile is not None:
+            meanwhile()
         ctx.result.queued_shards += _enqueue_shards(ctx)
     else:
-        ctx.result.dispatch.merge(ctx.sender.dispatch())
+        ctx.result.dispatch.merge(ctx.sender.dispatch(meanwhile=meanwhile))
 
 
 def _enqueue_shards(ctx: TickContext) -> int:

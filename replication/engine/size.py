@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.conf import settings
+
 from replication import allocation
 from replication.engine.context import TickContext
 from replication.failpoints import failpoint
@@ -12,11 +14,23 @@ from replication.models import Allocation, AllocationKind, AllocationStatus
 from replication.services.intents import intents_withdraw
 
 
-def size_allocations(ctx: TickContext) -> int:
-    """Create the child intents of every unsized allocation; returns how many were made."""
+def size_allocations(ctx: TickContext, *, first_wave: bool = False) -> int:
+    """Create the child intents of every unsized allocation; returns how many were made to be sent.
+
+    `first_wave`: an opening group with more eligible children than the pool's first wave
+    (`FANOUT_FIRST_WAVE`) gets that wave's intents only, so that they can be on their way while
+    the rest is sized: the send stage calls this again, without it, once they are.
+    """
+    # DISPATCHED and unsized: a group whose first wave was claimed (and maybe sent) before the
+    # rest was sized, by this tick or by one that died in between.
     pending = list(
         Allocation.objects.filter(
-            sized=False, status__in=(AllocationStatus.PLANNED, AllocationStatus.AWAITING_APPROVAL)
+            sized=False,
+            status__in=(
+                AllocationStatus.PLANNED,
+                AllocationStatus.AWAITING_APPROVAL,
+                AllocationStatus.DISPATCHED,
+            ),
         ).order_by("id")
     )
     if not pending:
@@ -27,12 +41,14 @@ def size_allocations(ctx: TickContext) -> int:
     groups: dict[str, list[Allocation]] = defaultdict(list)
     for a in pending:
         groups[a.group_key].append(a)
+    wave = ctx.pool.first_wave if first_wave and settings.FANOUT_MODE != "queue" else 0
     created = 0
     for group in groups.values():
-        created += allocation.create_intents(
-            group, lease=ctx.lease, control=ctx.control, clients=ctx.clients, pool=ctx.pool
+        sized = allocation.create_intents(
+            group, lease=ctx.lease, control=ctx.control, clients=ctx.clients, pool=ctx.pool, first_wave=wave
         )
-        failpoint("after_intent_commit")
+        created += sized.made
+        failpoint("after_intent_commit" if sized.complete else "after_first_wave_commit")
     return created
 
 

@@ -52,12 +52,18 @@ def run_tick(ctx: TickContext) -> None:
     # 6. Propagate the master's modifications and cancellations to the open child orders.
     if by_order and (detected.diff.modified or detected.diff.cancelled):
         propagate_changes(ctx, read.master, detected.diff)
-    # 7. Size children: every unsized allocation (this tick's, or one a crash left behind).
+    # 7. Size children: every unsized allocation (this tick's, or one a crash left behind); of a
+    #    large opening group, the first wave of children only (`FANOUT_FIRST_WAVE`).
     with phase(timings, "sizing"):
+        result.intents += size_allocations(ctx, first_wave=True)
+
+    def size_the_rest() -> None:
         result.intents += size_allocations(ctx)
-    # 8. Send through the one send gate (in the pool, or one queued task per shard of children).
+
+    # 8. Send through the one send gate (in the pool, or one queued task per shard of children);
+    #    the rest of the group is sized (7 again) while the first wave is on its way, and sent.
     with phase(timings, "dispatch"):
-        send(ctx)
+        send(ctx, meanwhile=size_the_rest)
     # 9. Open mirrors of filled master orders go MARKET per child policy (after the new orders).
     if by_order and not ctx.control.halted:
         result.converted += convert_filled_mirrors(ctx)

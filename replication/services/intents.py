@@ -65,6 +65,35 @@ def intents_commit(
         )
 
 
+def intents_commit_first(
+    *,
+    lease: Lease,
+    group: Sequence[Allocation],
+    intents: Sequence[IntentRow],
+    sized: Mapping[int, tuple[str, dict[str, int]]],
+) -> None:
+    """Insert the first wave of an opening group's intents with one `allocation_sized` row per
+    allocation (`sized` as for `intents_commit`), in a lease-checked transaction, leaving the group
+    unsized: `intents_commit` inserts the rest (with its own rows) and marks it sized. Raises
+    RuntimeError (nothing written) when the group is sized already (another process sized it)."""
+    with transaction.atomic():
+        lease_check(lease)
+        unsized = Allocation.objects.filter(pk__in=[a.pk for a in group], sized=False).count()
+        if unsized != len(group):
+            raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
+        insert_rows(OrderMapping, intents)
+        audit_rows(
+            audit_row(
+                kind=EventKind.ALLOCATION_SIZED,
+                account_id=a.master_id,
+                allocation=a,
+                message=sized[a.pk][0],
+                data=sized[a.pk][1],
+            )
+            for a in group
+        )
+
+
 def intents_withdraw(
     mappings: Sequence[OrderMapping], *, lease: Lease, reason: str, reason_code: str, why: str
 ) -> None:

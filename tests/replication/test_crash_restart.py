@@ -278,3 +278,35 @@ def test_crash_restart_sigkill_again_while_recovering_by_tag(world: World) -> No
     settled = world.settle()
     _assert_converged(settled, world.logs())
     assert {"found_by_tag", "absent_resend"} <= set(settled["events"])
+
+
+def test_crash_restart_sigkill_between_a_groups_first_wave_and_its_rest(world: World) -> None:
+    """Two fan-out workers: the group's first wave (its first two children) is committed and the
+    rest is not sized yet when the process dies. The restart sizes the rest (every child without
+    an intent) and every wanted order exists exactly once."""
+    world.start_sim()
+    first = world.start_orchestrator(failpoints="after_first_wave_commit=kill", FANOUT_WORKERS="2")
+    world.harness("place", "BUY", FUT, "150")
+    assert first.wait(timeout=WAIT_S) == -signal.SIGKILL, first.log()
+    crashed = world.state()
+    assert _statuses(crashed) == ["planned"] * 2, crashed  # C1's and C2's; nothing for C3-C5 yet
+    assert _orders_out(crashed) == 0
+
+    world.start_orchestrator()
+    _assert_converged(world.settle(), world.logs())
+
+
+def test_crash_restart_sigkill_while_the_first_wave_is_out_and_the_rest_unsized(world: World) -> None:
+    """Two fan-out workers, killed after the first wave's first order went out: the group is
+    claimed (DISPATCHED) and its rest may not be sized yet. The restart looks the first wave up
+    by tag, sizes whatever is missing, and every wanted order exists exactly once."""
+    world.start_sim()
+    first = world.start_orchestrator(failpoints="after_broker_call=kill:1", FANOUT_WORKERS="2")
+    world.harness("place", "BUY", FUT, "150")
+    assert first.wait(timeout=WAIT_S) == -signal.SIGKILL, first.log()
+    crashed = world.state()
+    assert _orders_out(crashed) >= 1
+    assert all(n == 1 for n in crashed["orders_per_tag"].values()), crashed
+
+    world.start_orchestrator()
+    _assert_converged(world.settle(), world.logs())

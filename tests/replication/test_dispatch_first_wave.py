@@ -13,7 +13,7 @@ import pytest
 from brokers.paper.models import PaperInstrument
 from brokers.types import OrderRequest
 from replication.controls import engine_control_update
-from replication.models import MappingStatus, OrderMapping
+from replication.models import Allocation, MappingStatus, OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator
 from replication.replicator import Replicator
 from tests.engine_helpers import CALL, FUT, build_desk
@@ -155,3 +155,52 @@ def test_a_kill_switch_thrown_while_the_first_wave_is_out_holds_the_rest(faults,
     held = OrderMapping.objects.filter(status=MappingStatus.SKIPPED, reason__startswith="stopped at send")
     assert held.count() == 2
     assert not OrderMapping.objects.filter(status=MappingStatus.PLANNED).exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_groups_sized_record_counts_its_first_wave_too(faults, workers):
+    """The `allocation_sized` records of an allocation count every intent once: one record when
+    the group is sized at once, one for its first wave and one for the rest otherwise."""
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=workers)
+    try:
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        orch.run_tick()
+    finally:
+        orch.close()
+    sized = ReplicationEvent.objects.filter(kind="allocation_sized").order_by("id")
+    total: Counter[str] = Counter()
+    for e in sized:
+        total.update(e.data)
+    assert total == {"planned": 4, "skipped": 1}
+    if workers:  # 2 workers: C1 and C2 first, then C3 (skipped, below a lot), C4 and C5
+        assert [e.message.split(": ", 1)[0].split(" (", 1)[1] for e in sized] == [
+            "first wave)",
+            "the rest, after its first wave)",
+        ]
+        assert [e.data for e in sized] == [{"planned": 2}, {"planned": 2, "skipped": 1}]
+    else:
+        assert sized.count() == 1
+    assert Allocation.objects.get().sized
+
+
+@pytest.mark.parametrize(
+    ("first_wave", "workers", "records"), [(0, 3, 1), (1, 3, 2), (99, 3, 2), (5, 8, 1), (99, 8, 1)]
+)
+def test_fanout_first_wave_sets_the_waves_size(faults, settings, first_wave, workers, records):
+    """`FANOUT_FIRST_WAVE`: 0 sizes the whole group at once; a wave is at most one child per
+    worker (99 with 3 workers: 3 of the 5 children first); a wave as large as the desk's 5
+    eligible children is no wave at all."""
+    settings.FANOUT_FIRST_WAVE = first_wave
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=workers)
+    try:
+        orch.run_tick()
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+    finally:
+        orch.close()
+    assert result.errors == []
+    assert ReplicationEvent.objects.filter(kind="allocation_sized").count() == records
+    assert desk.positions(FUT) == EXPECTED

@@ -73,7 +73,12 @@ class Dispatch(OpenOrderChanges):
     # --- dispatch ------------------------------------------------------------------------------
 
     def dispatch(
-        self, *, halted: bool = False, only: Iterable[int] | None = None, shard: Shard | None = None
+        self,
+        *,
+        halted: bool = False,
+        only: Iterable[int] | None = None,
+        shard: Shard | None = None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> DispatchReport:
         """Send every dispatchable PLANNED intent: buy legs first, then the sell legs they hedge.
 
@@ -81,34 +86,41 @@ class Dispatch(OpenOrderChanges):
         (this tick, a queue-mode shard task, a later tick): `halted` only saves the reads.
         With `shard` only the children of that shard (child id mod count) are sent: the queue
         mode's workers each take one shard, so a child's orders always stay in one worker's hands.
+        `meanwhile` (the rest of the tick's sizing) runs once the first wave is on its way, before
+        the rest is loaded: what it commits goes in this dispatch.
         """
         report = DispatchReport()
         if halted:
+            if meanwhile is not None:
+                meanwhile()
             return report
         t0 = time.perf_counter()
-        first_wave = self.fanout.workers
+        first_wave = self.fanout.first_wave
+        sells: list[OrderMapping] = []
+        buys: list[OrderMapping] = []
         if first_wave > 0:
-            # The first wave (as many children as the pool has workers) is claimed and on its way
-            # before the rest is loaded and claimed: the first child's order does not wait for a
-            # thousand intents' load and claim, which run while the first wave is in flight.
+            # The first wave (`FANOUT_FIRST_WAVE` children) is claimed and on its way before the
+            # rest is loaded and claimed: the first child's order does not wait for a thousand
+            # intents' sizing, load and claim, which run while the first wave is in flight.
             buys = self._planned(only=only, shard=shard, wave=0, children=first_wave)
-            sells: list[OrderMapping] = []
 
-            def load_rest() -> list[OrderMapping]:
-                later_buys, later_sells = self._planned_waves(only=only, shard=shard)
-                sells.extend(later_sells)
-                return later_buys
+        def load_rest() -> list[OrderMapping]:
+            if meanwhile is not None:
+                meanwhile()
+            later_buys, later_sells = self._planned_waves(only=only, shard=shard)
+            sells.extend(later_sells)
+            return later_buys
 
-            # Fewer children than a wave: every buy leg is in the first, only the sell legs remain.
-            rest = load_rest if len({m.child_id for m in buys}) >= first_wave else None
-
+        if buys and (meanwhile is not None or len({m.child_id for m in buys}) >= first_wave):
             report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
-            if buys:
-                report.merge(self._send_wave(buys, rest=rest) if rest is not None else self._send_wave(buys))
-            if rest is None:
-                sells = self._planned(only=only, shard=shard, wave=1)
+            report.merge(self._send_wave(buys, rest=load_rest))
         else:
-            buys, sells = self._planned_waves(only=only, shard=shard)
+            # No first wave to overlap with (no pool, or nothing to send yet): everything at once.
+            if first_wave <= 0 or meanwhile is not None:
+                buys = load_rest()
+            else:
+                # Fewer children than a wave: every buy leg is in the first, the sell legs remain.
+                sells = self._planned(only=only, shard=shard, wave=1)
             report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
             if buys:
                 report.merge(self._send_wave(buys))
@@ -240,21 +252,28 @@ class Dispatch(OpenOrderChanges):
         claimed = [first]
         load_ms = claim_ms = warm_ms = 0.0
         if rest is not None:
-            t2 = time.perf_counter()
-            more = rest()
-            t3 = time.perf_counter()
-            if more:
-                later = self._claim(more)
-                t4 = time.perf_counter()
-                self.clients.warm([ms[0].child for ms in later.by_child])
-                collect.append(
-                    self.fanout.submit(
-                        functools.partial(self._send_child, send_until=later.send_until), later.by_child
+            try:
+                t2 = time.perf_counter()
+                more = rest()
+                t3 = time.perf_counter()
+                if more:
+                    later = self._claim(more)
+                    t4 = time.perf_counter()
+                    self.clients.warm([ms[0].child for ms in later.by_child])
+                    collect.append(
+                        self.fanout.submit(
+                            functools.partial(self._send_child, send_until=later.send_until), later.by_child
+                        )
                     )
-                )
-                claimed.append(later)
-                claim_ms, warm_ms = (t4 - t3) * 1000, (time.perf_counter() - t4) * 1000
-            load_ms = (t3 - t2) * 1000
+                    claimed.append(later)
+                    claim_ms, warm_ms = (t4 - t3) * 1000, (time.perf_counter() - t4) * 1000
+                load_ms = (t3 - t2) * 1000
+            except Exception:
+                # The rest failed (its sizing or its claim): what is already out is still written
+                # back, then the tick reports the failure (the rest is picked up by the next tick).
+                sent = [o for wait in collect for o in wait()]
+                self._write_outcomes(sent, by_id={m.pk: m for c in claimed for m in c.passing})
+                raise
         outcomes = [o for wait in collect for o in wait()]
         report.last_send_done = time.perf_counter()
         self._write_outcomes(outcomes, by_id={m.pk: m for c in claimed for m in c.passing})
