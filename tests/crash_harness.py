@@ -126,12 +126,18 @@ def state() -> dict[str, Any]:
 
 
 def settle(timeout: float) -> tuple[bool, dict[str, Any]]:
-    from replication.models import OrderMapping
+    from replication.models import Allocation, OrderMapping
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         mappings = OrderMapping.objects.all()
-        if mappings.exists() and not mappings.filter(status__in=IN_FLIGHT).exists():
+        # An unsized allocation still has intents to make (a group whose first wave was made
+        # before the rest): nothing in flight is not settled then.
+        if (
+            mappings.exists()
+            and not mappings.filter(status__in=IN_FLIGHT).exists()
+            and not Allocation.objects.filter(sized=False).exists()
+        ):
             return True, state()
         time.sleep(0.2)
     return False, state()

@@ -39,7 +39,7 @@ from lab.soak.invariants import (
 from lab.soak.master import CALL, EXCHANGE, FUT, MASTER, PUT, MasterDesk
 from replication import failpoints
 from replication.failpoints import FailpointTriggered
-from replication.models import OrderMapping, ReplicationEvent
+from replication.models import Allocation, AllocationStatus, OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator
 
 FAR = datetime(2099, 1, 1, tzinfo=UTC)  # sessions of the soak never die of old age, only of faults
@@ -448,6 +448,9 @@ class StarvedWatch:
                 )
 
 
+UNSIZED_LIVE = (AllocationStatus.PLANNED, AllocationStatus.DISPATCHED)
+
+
 def _quiesce(
     config: SoakConfig,
     desk: MasterDesk,
@@ -474,7 +477,11 @@ def _quiesce(
         tick(at_once=True)
         ticks += 1
         report.quiesce_ticks += 1
-        if OrderMapping.objects.filter(status__in=IN_FLIGHT).exists():
+        # An unsized opening group (its first wave made, the rest not yet) is work in flight too.
+        if (
+            OrderMapping.objects.filter(status__in=IN_FLIGHT).exists()
+            or Allocation.objects.filter(sized=False, status__in=UNSIZED_LIVE).exists()
+        ):
             quiet = 0
         elif time.monotonic() >= visible_again:
             quiet += 1

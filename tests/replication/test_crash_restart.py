@@ -109,6 +109,7 @@ class World:
             UNKNOWN_GRACE_SECONDS=str(GRACE_S),
             LEASE_TTL_SECONDS=str(LEASE_TTL_S),
             FANOUT_WORKERS="4",
+            FANOUT_FIRST_WAVE="0",  # the whole group at once; the first-wave tests set their own
             FANOUT_MODE="threads",
             REPLICATION_MODE="order",
             DRY_RUN="false",
@@ -281,11 +282,11 @@ def test_crash_restart_sigkill_again_while_recovering_by_tag(world: World) -> No
 
 
 def test_crash_restart_sigkill_between_a_groups_first_wave_and_its_rest(world: World) -> None:
-    """Two fan-out workers: the group's first wave (its first two children) is committed and the
+    """A first wave of two: the group's first two children's intents are committed and the
     rest is not sized yet when the process dies. The restart sizes the rest (every child without
     an intent) and every wanted order exists exactly once."""
     world.start_sim()
-    first = world.start_orchestrator(failpoints="after_first_wave_commit=kill", FANOUT_WORKERS="2")
+    first = world.start_orchestrator(failpoints="after_first_wave_commit=kill", FANOUT_FIRST_WAVE="2")
     world.harness("place", "BUY", FUT, "150")
     assert first.wait(timeout=WAIT_S) == -signal.SIGKILL, first.log()
     crashed = world.state()
@@ -297,11 +298,11 @@ def test_crash_restart_sigkill_between_a_groups_first_wave_and_its_rest(world: W
 
 
 def test_crash_restart_sigkill_while_the_first_wave_is_out_and_the_rest_unsized(world: World) -> None:
-    """Two fan-out workers, killed after the first wave's first order went out: the group is
+    """A first wave of two, killed after its first order went out: the group is
     claimed (DISPATCHED) and its rest may not be sized yet. The restart looks the first wave up
     by tag, sizes whatever is missing, and every wanted order exists exactly once."""
     world.start_sim()
-    first = world.start_orchestrator(failpoints="after_broker_call=kill:1", FANOUT_WORKERS="2")
+    first = world.start_orchestrator(failpoints="after_broker_call=kill:1", FANOUT_FIRST_WAVE="2")
     world.harness("place", "BUY", FUT, "150")
     assert first.wait(timeout=WAIT_S) == -signal.SIGKILL, first.log()
     crashed = world.state()
