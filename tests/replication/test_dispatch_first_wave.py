@@ -12,7 +12,9 @@ import pytest
 
 from brokers.paper.models import PaperInstrument
 from brokers.types import OrderRequest
+from replication.allocation import make_tag
 from replication.controls import engine_control_update
+from replication.engine import tick as tick_module
 from replication.models import Allocation, MappingStatus, OrderMapping, ReplicationEvent
 from replication.orchestrator import Orchestrator
 from replication.replicator import Replicator
@@ -204,3 +206,42 @@ def test_fanout_first_wave_sets_the_waves_size(faults, settings, first_wave, wor
     assert result.errors == []
     assert ReplicationEvent.objects.filter(kind="allocation_sized").count() == records
     assert desk.positions(FUT) == EXPECTED
+
+
+def test_a_first_wave_childs_later_intent_waits_for_its_first_orders_outcome(faults, settings, monkeypatch):
+    """One worker per child at a time: an intent made for a first-wave child while the first wave
+    is in flight is sent after that wave's outcomes are written, never beside its first order."""
+    settings.FANOUT_FIRST_WAVE = 2
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=4)
+    real_size = tick_module.size_allocations
+    extra: dict[str, str] = {}
+    seen: list[str] = []
+
+    def size_then_add_one(ctx, **kwargs):  # type: ignore[no-untyped-def]
+        made = real_size(ctx, **kwargs)
+        if not kwargs.get("first_wave") and not extra:
+            # The rest's sizing also makes one more intent for C1, a first-wave child.
+            first = OrderMapping.objects.filter(child__broker_user_id="C1").get()
+            extra["first"] = first.tag
+            first.pk, first.slice_no, first.status = None, 1, MappingStatus.PLANNED
+            first.tag = make_tag(first.allocation_id, first.child_id, 1)
+            first.save()
+            extra["later"] = first.tag
+        return made
+
+    def record(user: str, req: OrderRequest) -> None:
+        if extra and req.tag == extra["later"]:
+            seen.append(OrderMapping.objects.get(tag=extra["first"]).status)
+
+    try:
+        orch.run_tick()
+        monkeypatch.setattr(tick_module, "size_allocations", size_then_add_one)
+        faults.before_place = record
+        desk.place("BUY", FUT, 150)
+        result = orch.run_tick()
+    finally:
+        orch.close()
+    assert result.errors == []
+    assert seen == [MappingStatus.OPEN]  # its first order's outcome was written before it went
+    assert sorted(Counter(tag for _, tag in faults.places).values()) == [1, 1, 1, 1, 1]

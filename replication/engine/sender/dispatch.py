@@ -104,16 +104,24 @@ class Dispatch(OpenOrderChanges):
             # intents' sizing, load and claim, which run while the first wave is in flight.
             buys = self._planned(only=only, shard=shard, wave=0, children=first_wave)
 
+        first_children = {m.child_id for m in buys}
+        after_first: list[OrderMapping] = []
+
         def load_rest() -> list[OrderMapping]:
             if meanwhile is not None:
                 meanwhile()
             later_buys, later_sells = self._planned_waves(only=only, shard=shard)
             sells.extend(later_sells)
-            return later_buys
+            # A child of the first wave with more to send now (an intent the rest's sizing made
+            # for it) waits for the first wave's outcomes: a child's orders go one after the other.
+            after_first.extend(m for m in later_buys if m.child_id in first_children)
+            return [m for m in later_buys if m.child_id not in first_children]
 
-        if buys and (meanwhile is not None or len({m.child_id for m in buys}) >= first_wave):
+        if buys and (meanwhile is not None or len(first_children) >= first_wave):
             report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
             report.merge(self._send_wave(buys, rest=load_rest))
+            if after_first:
+                report.merge(self._send_wave(after_first))
         else:
             # No first wave to overlap with (no pool, or nothing to send yet): everything at once.
             if first_wave <= 0 or meanwhile is not None:
