@@ -51,18 +51,7 @@ def intents_commit(
             raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
         insert_rows(OrderMapping, intents)
         entitlements_unsettle(keys=unsettle)
-        # One audit row per allocation for the whole batch: the intents themselves are the rows
-        # just written (each with its status and reason); every later change gets its own event.
-        audit_rows(
-            audit_row(
-                kind=EventKind.ALLOCATION_SIZED,
-                account_id=a.master_id,
-                allocation=a,
-                message=sized[a.pk][0],
-                data=sized[a.pk][1],
-            )
-            for a in group
-        )
+        _sized_records(group, sized)
 
 
 def intents_commit_first(
@@ -82,16 +71,23 @@ def intents_commit_first(
         if unsized != len(group):
             raise RuntimeError(f"allocations of group {group[0].group_key} were sized concurrently")
         insert_rows(OrderMapping, intents)
-        audit_rows(
-            audit_row(
-                kind=EventKind.ALLOCATION_SIZED,
-                account_id=a.master_id,
-                allocation=a,
-                message=sized[a.pk][0],
-                data=sized[a.pk][1],
-            )
-            for a in group
+        _sized_records(group, sized)
+
+
+def _sized_records(group: Sequence[Allocation], sized: Mapping[int, tuple[str, dict[str, int]]]) -> None:
+    """One `allocation_sized` audit row per allocation for the whole batch: the intents themselves
+    are the rows just written (each with its status and reason); every later change gets its own
+    event."""
+    audit_rows(
+        audit_row(
+            kind=EventKind.ALLOCATION_SIZED,
+            account_id=a.master_id,
+            allocation=a,
+            message=sized[a.pk][0],
+            data=sized[a.pk][1],
         )
+        for a in group
+    )
 
 
 def intents_withdraw(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -16,9 +17,9 @@ from replication.allocation import make_tag
 from replication.controls import engine_control_update
 from replication.engine import tick as tick_module
 from replication.models import Allocation, MappingStatus, OrderMapping, ReplicationEvent
-from replication.orchestrator import Orchestrator
+from replication.orchestrator import Orchestrator, TickResult
 from replication.replicator import Replicator
-from tests.engine_helpers import CALL, FUT, build_desk
+from tests.engine_helpers import CALL, FUT, Desk, build_desk
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the pool's threads read what the tick wrote
 
@@ -30,6 +31,21 @@ HEDGE = (
 EXPECTED = {"C1": 75, "C2": 300, "C3": 0, "C4": 75, "C5": 75}  # DESIGN §3.6, the master buys 2 lots
 
 
+def _buy_two_lots(workers: int, *, before: Callable[[], None] | None = None) -> tuple[Desk, TickResult]:
+    """The master buys 2 lots of the future, fanned out by an orchestrator with this many workers
+    (`before`: run after its first, idle, tick)."""
+    desk = build_desk()
+    orch = Orchestrator(holder="wave", workers=workers)
+    try:
+        orch.run_tick()
+        if before is not None:
+            before()
+        desk.place("BUY", FUT, 150)
+        return desk, orch.run_tick()
+    finally:
+        orch.close()
+
+
 def _claimed() -> int:
     """Intents claimed for sending and not answered yet."""
     return OrderMapping.objects.filter(status=MappingStatus.SENDING).count()
@@ -38,14 +54,7 @@ def _claimed() -> int:
 @pytest.mark.parametrize("workers", [1, 2, 3, 4, 8])
 def test_every_child_gets_exactly_one_order_whatever_the_wave(faults, workers):
     """4 children with an order: waves of 1, 2 and 3 leave a rest, 4 and 8 take them all."""
-    desk = build_desk()
-    orch = Orchestrator(holder="wave", workers=workers)
-    try:
-        orch.run_tick()
-        desk.place("BUY", FUT, 150)
-        result = orch.run_tick()
-    finally:
-        orch.close()
+    desk, result = _buy_two_lots(workers)
     assert result.errors == []
     assert result.dispatch.sent == result.dispatch.accepted == 4
     assert desk.positions(FUT) == EXPECTED
@@ -55,8 +64,6 @@ def test_every_child_gets_exactly_one_order_whatever_the_wave(faults, workers):
 def test_the_first_order_goes_out_before_the_rest_is_loaded_and_claimed(faults, monkeypatch):
     """Deterministic: loading the rest waits (up to 2 s) for the first order to reach the broker.
     When it does, only the first wave (2 workers: 2 children, one intent each) is claimed."""
-    desk = build_desk()
-    orch = Orchestrator(holder="wave", workers=2)
     first_placed = threading.Event()
     seen: list[int] = []
     lock = threading.Lock()
@@ -73,14 +80,11 @@ def test_the_first_order_goes_out_before_the_rest_is_loaded_and_claimed(faults, 
         assert planned_waves is not None
         return planned_waves(self, **kwargs)
 
-    try:
-        orch.run_tick()
+    def before() -> None:
         faults.before_place = record
         monkeypatch.setattr(Replicator, "_planned_waves", load_after_the_first_order, raising=False)
-        desk.place("BUY", FUT, 150)
-        result = orch.run_tick()
-    finally:
-        orch.close()
+
+    desk, result = _buy_two_lots(2, before=before)
     assert result.errors == []
     assert seen == [2]
     assert result.dispatch.sent == 4
@@ -137,23 +141,19 @@ def test_a_hedges_sell_legs_follow_its_buy_legs_with_a_first_wave(faults, worker
 def test_a_kill_switch_thrown_while_the_first_wave_is_out_holds_the_rest(faults, monkeypatch):
     """The rest passes the send gate at its own claim: the engine halted after the first wave was
     claimed (here: just before the rest is loaded) sends nothing more, and says why."""
-    desk = build_desk()
-    orch = Orchestrator(holder="wave", workers=2)
     planned_waves = Replicator._planned_waves
 
     def halt_then_load(self, **kwargs):  # type: ignore[no-untyped-def]
         engine_control_update(actor="ops", halted=True)
         return planned_waves(self, **kwargs)
 
-    try:
-        orch.run_tick()
+    def before() -> None:
         monkeypatch.setattr(Replicator, "_planned_waves", halt_then_load)
-        desk.place("BUY", FUT, 150)
-        result = orch.run_tick()
-    finally:
-        orch.close()
+
+    desk, result = _buy_two_lots(2, before=before)
     assert result.dispatch.sent == 2
     assert len(faults.places) == 2
+    assert desk.positions(FUT) == {"C1": 75, "C2": 300, "C3": 0, "C4": 0, "C5": 0}
     held = OrderMapping.objects.filter(status=MappingStatus.SKIPPED, reason__startswith="stopped at send")
     assert held.count() == 2
     assert not OrderMapping.objects.filter(status=MappingStatus.PLANNED).exists()
@@ -163,14 +163,9 @@ def test_a_kill_switch_thrown_while_the_first_wave_is_out_holds_the_rest(faults,
 def test_the_groups_sized_record_counts_its_first_wave_too(faults, workers):
     """The `allocation_sized` records of an allocation count every intent once: one record when
     the group is sized at once, one for its first wave and one for the rest otherwise."""
-    desk = build_desk()
-    orch = Orchestrator(holder="wave", workers=workers)
-    try:
-        orch.run_tick()
-        desk.place("BUY", FUT, 150)
-        orch.run_tick()
-    finally:
-        orch.close()
+    desk, result = _buy_two_lots(workers)
+    assert result.errors == []
+    assert desk.positions(FUT) == EXPECTED
     sized = ReplicationEvent.objects.filter(kind="allocation_sized").order_by("id")
     total: Counter[str] = Counter()
     for e in sized:
@@ -195,14 +190,7 @@ def test_fanout_first_wave_sets_the_waves_size(faults, settings, first_wave, wor
     worker (99 with 3 workers: 3 of the 5 children first); a wave as large as the desk's 5
     eligible children is no wave at all."""
     settings.FANOUT_FIRST_WAVE = first_wave
-    desk = build_desk()
-    orch = Orchestrator(holder="wave", workers=workers)
-    try:
-        orch.run_tick()
-        desk.place("BUY", FUT, 150)
-        result = orch.run_tick()
-    finally:
-        orch.close()
+    desk, result = _buy_two_lots(workers)
     assert result.errors == []
     assert ReplicationEvent.objects.filter(kind="allocation_sized").count() == records
     assert desk.positions(FUT) == EXPECTED
@@ -212,8 +200,6 @@ def test_a_first_wave_childs_later_intent_waits_for_its_first_orders_outcome(fau
     """One worker per child at a time: an intent made for a first-wave child while the first wave
     is in flight is sent after that wave's outcomes are written, never beside its first order."""
     settings.FANOUT_FIRST_WAVE = 2
-    desk = build_desk()
-    orch = Orchestrator(holder="wave", workers=4)
     real_size = tick_module.size_allocations
     extra: dict[str, str] = {}
     seen: list[str] = []
@@ -234,14 +220,12 @@ def test_a_first_wave_childs_later_intent_waits_for_its_first_orders_outcome(fau
         if extra and req.tag == extra["later"]:
             seen.append(OrderMapping.objects.get(tag=extra["first"]).status)
 
-    try:
-        orch.run_tick()
+    def before() -> None:
         monkeypatch.setattr(tick_module, "size_allocations", size_then_add_one)
         faults.before_place = record
-        desk.place("BUY", FUT, 150)
-        result = orch.run_tick()
-    finally:
-        orch.close()
+
+    desk, result = _buy_two_lots(4, before=before)
     assert result.errors == []
+    assert desk.positions(FUT) == {**EXPECTED, "C1": 150}  # the extra intent is C1's second lot
     assert seen == [MappingStatus.OPEN]  # its first order's outcome was written before it went
     assert sorted(Counter(tag for _, tag in faults.places).values()) == [1, 1, 1, 1, 1]
