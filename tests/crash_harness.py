@@ -126,6 +126,7 @@ def state() -> dict[str, Any]:
 
 
 def settle(timeout: float) -> tuple[bool, dict[str, Any]]:
+    from lab.soak.run import UNSIZED_LIVE
     from replication.models import Allocation, OrderMapping
 
     deadline = time.monotonic() + timeout
@@ -136,7 +137,7 @@ def settle(timeout: float) -> tuple[bool, dict[str, Any]]:
         if (
             mappings.exists()
             and not mappings.filter(status__in=IN_FLIGHT).exists()
-            and not Allocation.objects.filter(sized=False).exists()
+            and not Allocation.objects.filter(sized=False, status__in=UNSIZED_LIVE).exists()
         ):
             return True, state()
         time.sleep(0.2)

@@ -53,6 +53,9 @@ class BenchConfig:
     sim: str = ""  # kite-sim: "memory" (the default), "thread" (this process) or "process"
     detect: str = "poll"  # kite-sim with sim "memory": how the event tick learns of the master order
     loop_calls: int = LOOP_USERS  # kite-sim with sim "memory": the sequential SDK loop's sample
+    # The master's event is the day's first the engine sees (no stored position for today: its
+    # positions are read after its book, one round trip more); otherwise a later one of the day.
+    first_look: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from brokers.credentials import BrokerCredentials
 from brokers.kite.instruments import shared_cache
 from brokers.paper.client import PaperBroker
 from brokers.paper.models import InstrumentType, PaperAccount, PaperInstrument
+from brokers.types import Product
 from lab.bench.config import (
     FUT,
     KITE_ORDER_RATE,
@@ -30,7 +31,7 @@ from lab.bench.config import (
 from lab.kite_sim.faults import OrderRateLimiter
 from lab.kite_sim.server import KiteSim, RunningSim, start
 from lab.memory import MemoryBroker, MemoryExchange
-from replication.models import MarginSnapshot
+from replication.models import MarginSnapshot, MasterPosition
 from replication.sizing import ChildProfile, Leg, plan_group, size_entries
 
 
@@ -99,7 +100,7 @@ def seed_accounts(config: BenchConfig) -> list[SimSession]:
 
     broker = Broker.KITE if kite else Broker.PAPER
     PaperAccount.objects.create(user_id=MASTER_USER_ID, cash=Decimal("1000000"))
-    Account.objects.create(
+    master = Account.objects.create(
         broker=broker,
         broker_user_id=MASTER_USER_ID,
         role=Role.MASTER,
@@ -107,6 +108,11 @@ def seed_accounts(config: BenchConfig) -> list[SimSession]:
         consent_given_at=timezone.now(),
         **credentials(MASTER_USER_ID),
     )
+    if not config.first_look:
+        # The engine has seen the master today (flat), as for every event after the day's first.
+        MasterPosition.objects.create(
+            account=master, exchange="NFO", tradingsymbol=FUT, product=Product.NRML, quantity=0
+        )
     capitals = [Decimal(config.rng.randrange(500_000, 5_000_000)) for _ in range(config.children)]
     PaperAccount.objects.bulk_create(
         [PaperAccount(user_id=f"B{i:05d}", cash=c) for i, c in enumerate(capitals)], batch_size=2000

@@ -59,14 +59,19 @@ def create_intents(
                 }
                 intents_commit_first(lease=lease, group=group, intents=rows, sized=first)
                 return Sized(made=_planned(rows), complete=False)
+        # The rest of a group whose first wave was made: the children without an intent in it
+        # only (no reads, no sizing for the others), every leg's wave from the whole group (a leg
+        # staff rejected meanwhile is not pending, its hedge's sell legs still wait for it).
+        done = {child for _, child in earlier}
+        rest = [c for c in eligible_child_rows() if c.pk not in done] if earlier else None
         rows = [
             m
-            for m in entry_rows(group, control, engine, clients=clients, pool=pool)
+            for m in entry_rows(group, control, engine, clients=clients, pool=pool, children=rest)
             if (m.allocation_id, m.child_id) not in earlier
         ]
     else:
         rows, followed = exit_rows(group, engine, clients)
-    _stamp(group, rows, lease)
+    _stamp(group, rows, lease, whole=_whole_group(group) if earlier else group)
     # Entries alone never make an exit owed: the entitlement rows are made (and followed by the
     # convergence stage) when something can move E below H — an exit, a rescaled allocation —
     # for every child holding, entitled or with an order in flight there. Keeping them out of the
@@ -103,9 +108,17 @@ def _entries(
     return rows
 
 
-def _stamp(group: Sequence[Allocation], rows: Sequence[IntentRow], lease: Lease) -> None:
-    """The send wave (a hedge's sell legs after its buy legs) and the sizing leader's epoch."""
-    has_buy = any(a.side == Side.BUY for a in group)
+def _whole_group(group: Sequence[Allocation]) -> list[Allocation]:
+    """Every allocation of the group, whatever its status (the pending ones are a part of it)."""
+    return list(Allocation.objects.filter(group_key=group[0].group_key))
+
+
+def _stamp(
+    group: Sequence[Allocation], rows: Sequence[IntentRow], lease: Lease, *, whole: Sequence[Allocation] = ()
+) -> None:
+    """The send wave (a hedge's sell legs after its buy legs, `whole` the group they belong to)
+    and the sizing leader's epoch."""
+    has_buy = any(a.side == Side.BUY for a in (whole or group))
     for m in rows:
         m.wave = 1 if has_buy and m.side == Side.SELL else 0
         m.epoch = lease.epoch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from accounts.models import Account
@@ -11,7 +10,7 @@ from brokers.base import BrokerClient
 from brokers.capabilities import Capabilities
 from brokers.errors import BrokerError
 from brokers.types import InstrumentKey, Order, OrderRequest, Product
-from replication.engine.master_book import known_orders, stored_positions
+from replication.engine.master_book import known_orders
 from replication.engine.types import CalculatorAsk, Prefetched
 from replication.events import MasterEvent, aggregate, classify, diff_book, effective_quantity
 from replication.fanout import FanOut
@@ -80,7 +79,7 @@ def read_together(fanout: FanOut, reads: dict[str, Callable[[], Any]]) -> dict[s
 
 
 def hinted_reads(
-    hints: Sequence[Order], mode: str, master: Account, client: BrokerClient, now: datetime
+    hints: Sequence[Order], mode: str, master: Account, client: BrokerClient
 ) -> Prefetched | None:
     """The calculator reads for the streamed orders that woke this tick (`hints`), to be made
     with the master's funds and book: what detection will ask if the book's new orders are the
@@ -97,8 +96,6 @@ def hinted_reads(
     if not sources:
         return None
     ask, reads = calculator_reads(client, aggregate(classify(sources, {})))
-    if not reads:
-        return None
-    if not stored_positions(master, now)[1]:
-        reads["positions"] = client.positions  # the day's first look reads them too (below)
-    return ask, reads
+    # Not the positions of the day's first look: those are read after the book, never with it
+    # (one read racing the other could miss a fill the book shows).
+    return (ask, reads) if reads else None

@@ -126,11 +126,10 @@ def detect_events(ctx: TickContext, read: MasterRead) -> Detected:
         # classified opening group asks exactly the same; otherwise they are read again.
         guess, guessed_reads = calculator_reads(read.client, aggregate(classify(sources, {})))
         hinted: dict[str, Any] = {}
-        if read.hinted is not None and read.hinted[0] == guess and (stored or "positions" in read.hinted[1]):
-            # Asked already, with the funds and book, from the streamed order that woke the tick
-            # (with the positions on the day's first look: read with the book, not after it).
+        if read.hinted is not None and read.hinted[0] == guess:
+            # Asked already, with the funds and book, from the streamed order that woke the tick.
             hinted, guessed_reads = dict(read.hinted[1]), {}
-        reads = guessed_reads if stored or hinted else {"positions": read.client.positions, **guessed_reads}
+        reads = guessed_reads if stored else {"positions": read.client.positions, **guessed_reads}
         answers = {**hinted, **read_together(ctx.pool, reads)} if reads else hinted
         if stored:
             before = moved(stored, aside)

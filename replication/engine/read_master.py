@@ -33,7 +33,7 @@ def read_master(ctx: TickContext) -> MasterRead | None:
         client = ctx.clients.get(master)
         # Funds and book in one round trip (concurrently in the pool, inline without workers),
         # with the calculator asked about the streamed orders that woke the tick, if any.
-        hint = hinted_reads(ctx.hints, ctx.mode, master, client, ctx.now())
+        hint = hinted_reads(ctx.hints, ctx.mode, master, client)
         reads = {"funds": client.funds, "book": client.orders}
         if hint is not None:
             reads |= {HINT + name: _guarded(fn) for name, fn in hint[1].items()}

@@ -3,9 +3,11 @@
 Two-phase and crash-safe:
 1. master orders and the allocations they cause are committed in one transaction (a restart sees
    the orders as known *and* finds the allocations), marked unsized;
-2. each unsized allocation gets its child intents (sized, tagged) in a transaction of its own;
+2. each unsized allocation gets its child intents (sized, tagged) in a transaction of its own
+   (a large opening group: its first wave, then the rest while that wave is in flight);
 3. committed intents are sent through the one send gate; outcomes are written back in batches.
-A crash between any two steps is picked up by the next tick: unsized allocations are sized,
+A crash between any two steps is picked up by the next tick: unsized allocations are sized (first
+of all, before the master's changes of that tick are applied to them),
 PLANNED intents are sent, SENDING / UNKNOWN ones are looked up by tag first.
 """
 
@@ -33,6 +35,11 @@ def run_tick(ctx: TickContext) -> None:
     started = time.perf_counter()
     # 1. Follow up: unknown outcomes and crashed sends first, looked up by tag before anything new.
     result.followed_up += follow_up(ctx)
+    # 1b. Finish what an earlier tick left unsized (it died, or a group's rest failed while its
+    #     first wave was out) before this tick applies the master's changes to it (step 6), so
+    #     that they reach every child's intents, not the first wave's alone.
+    with phase(timings, "sizing_left"):
+        result.intents += size_allocations(ctx)
     # 2. Read the master: its funds and order book. Without them nothing is decided this tick.
     with phase(timings, "master_read"):
         read = read_master(ctx)

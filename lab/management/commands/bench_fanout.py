@@ -79,6 +79,13 @@ class Command(BaseCommand):
             "stream on the simulator's WebSocket (stream); reports master order -> first child order",
         )
         parser.add_argument(
+            "--first-look",
+            action="store_true",
+            help="the master's event is the first of the day the engine sees: no position stored for "
+            "today, so its positions are read after its book (one round trip more); without it the "
+            "master has a stored (flat) position for today, as for every later event of the day",
+        )
+        parser.add_argument(
             "--loop-calls",
             type=int,
             default=100,
@@ -124,6 +131,7 @@ class Command(BaseCommand):
             sim=options["sim"],
             detect=options["detect"],
             loop_calls=options["loop_calls"],
+            first_look=options["first_look"],
         )
         started = time.perf_counter()
         try:

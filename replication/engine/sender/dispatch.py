@@ -121,7 +121,16 @@ class Dispatch(OpenOrderChanges):
             report.phases_ms["load"] = (time.perf_counter() - t0) * 1000
             report.merge(self._send_wave(buys, rest=load_rest))
             if after_first:
-                report.merge(self._send_wave(after_first))
+                # Not while an earlier intent of the same child is still to be sent (deferred by
+                # its rate limit, say): a child's orders go in the order they were made.
+                waiting = set(
+                    OrderMapping.objects.filter(
+                        pk__in=[m.pk for m in buys], status=MappingStatus.PLANNED
+                    ).values_list("child_id", flat=True)
+                )
+                ready_after = [m for m in after_first if m.child_id not in waiting]
+                if ready_after:
+                    report.merge(self._send_wave(ready_after))
         else:
             # No first wave to overlap with (no pool, or nothing to send yet): everything at once.
             if first_wave <= 0 or meanwhile is not None:
@@ -220,7 +229,9 @@ class Dispatch(OpenOrderChanges):
         ready, blocked = [], []
         for m in mappings:
             statuses = siblings.get((m.allocation.group_key, m.child_id), [])
-            if any(s in NOT_ACCEPTED or b == OrderStatus.REJECTED for s, b in statuses):
+            # No buy leg at all for this child (its leg was rejected before the child had one):
+            # nothing hedges the sell leg.
+            if not statuses or any(s in NOT_ACCEPTED or b == OrderStatus.REJECTED for s, b in statuses):
                 blocked.append(m)
             elif all(s == MappingStatus.FILLED or (s == MappingStatus.OPEN and b) for s, b in statuses):
                 ready.append(m)
