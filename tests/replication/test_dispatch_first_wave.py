@@ -229,3 +229,36 @@ def test_a_first_wave_childs_later_intent_waits_for_its_first_orders_outcome(fau
     assert desk.positions(FUT) == {**EXPECTED, "C1": 150}  # the extra intent is C1's second lot
     assert seen == [MappingStatus.OPEN]  # its first order's outcome was written before it went
     assert sorted(Counter(tag for _, tag in faults.places).values()) == [1, 1, 1, 1, 1]
+
+
+def test_a_first_wave_childs_later_intent_waits_while_its_first_is_deferred(faults, settings, monkeypatch):
+    """C1's first order is refused by its rate limit (deferred, PLANNED): the intent the rest's
+    sizing made for C1 is not sent ahead of it in this tick; both wait, in the order made."""
+    settings.FANOUT_FIRST_WAVE = 2
+    real_size = tick_module.size_allocations
+    made_for_c1: list[str] = []
+
+    def size_then_add_one(ctx, **kwargs):  # type: ignore[no-untyped-def]
+        made = real_size(ctx, **kwargs)
+        first = OrderMapping.objects.filter(child__broker_user_id="C1").first()
+        if not kwargs.get("first_wave") and first is not None and not made_for_c1:
+            first.pk, first.slice_no, first.status = None, 1, MappingStatus.PLANNED
+            first.tag = make_tag(first.allocation_id, first.child_id, 1)
+            first.save()
+            made_for_c1.append(first.tag)
+        return made
+
+    def before() -> None:
+        monkeypatch.setattr(tick_module, "size_allocations", size_then_add_one)
+        faults.rate_limited_once.add("C1")
+
+    desk, result = _buy_two_lots(4, before=before)
+    assert result.errors == []
+    assert made_for_c1
+    assert desk.positions(FUT)["C1"] == 0
+    assert list(
+        OrderMapping.objects.filter(child__broker_user_id="C1")
+        .order_by("id")
+        .values_list("status", flat=True)
+    ) == [MappingStatus.PLANNED, MappingStatus.PLANNED]
+    assert made_for_c1[0] not in [tag for _, tag in faults.places]
