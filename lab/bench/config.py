@@ -97,6 +97,8 @@ class BenchResult:
     broker: str = ""  # queue mode: the django-q2 broker (redis or orm)
     database: str = ""
     sim: str = ""  # kite-sim: where the simulator ran
+    # "seen-today": the master has a stored position for today; "first-look": the day's first event
+    master: str = ""
     orders: OrderCheck | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -105,7 +107,8 @@ class BenchResult:
             f"exchange: {self.exchange} ({EXCHANGE_NOTES[self.exchange]})",
             f"run: mode={self.mode} workers={self.workers} database={self.database} debug=off"
             + (f" broker={self.broker}" if self.broker else "")
-            + (f" simulator={self.sim}" if self.sim else ""),
+            + (f" simulator={self.sim}" if self.sim else "")
+            + (f" master={self.master}" if self.master else ""),
             f"sizing: {self.sizing_children} children sized in {self.sizing_ms:.1f} ms of CPU",
             f"idle tick: {self.idle_tick_ms:.1f} ms of engine time beyond the master reads",
             f"event tick: {self.event_tick_ms:.0f} ms in all; {self.placed} child orders placed",

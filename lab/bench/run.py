@@ -373,6 +373,7 @@ def _measure(
         broker=setup.broker,
         database=_database_label(),
         sim=setup.sim,
+        master="first-look" if config.first_look else "seen-today",
         orders=orders_check,
         notes=notes,
     )

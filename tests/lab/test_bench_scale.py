@@ -95,9 +95,10 @@ def test_bench_scale_kite_sim_over_http_places_one_order_per_child():
     )
 
 
-@pytest.mark.parametrize("detect", ["poll", "stream"])
-def test_bench_memory_sim_reports_engine_and_simulator_cpu_detection_loop_and_limit(detect):
+@pytest.mark.parametrize(("detect", "first_look"), [("poll", False), ("stream", False), ("stream", True)])
+def test_bench_memory_sim_reports_engine_and_simulator_cpu_detection_loop_and_limit(detect, first_look):
     done = _bench(
+        *(["--first-look"] if first_look else []),
         "--children",
         "30",
         "--latency-ms",
@@ -134,6 +135,7 @@ def test_bench_memory_sim_reports_engine_and_simulator_cpu_detection_loop_and_li
     assert re.search(limit, out)
     if detect == "stream":
         assert "order stream connected to ws://127.0.0.1:" in out
+    assert f"master={'first-look' if first_look else 'seen-today'}" in lines["run"]
 
 
 def test_bench_scale_queue_mode_over_redis_places_one_order_per_child(tmp_path):
