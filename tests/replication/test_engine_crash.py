@@ -57,9 +57,16 @@ def test_crash_after_master_orders_recorded_before_sizing(desk, monkeypatch):
     orch = Orchestrator(holder="A", workers=0)
     orch.run_tick()
     desk.place("BUY", FUT, 150)
-    monkeypatch.setattr(
-        engine_tick, "size_allocations", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed"))
-    )
+    size_allocations = engine_tick.size_allocations
+
+    def killed_at_step_7(ctx, *, first_wave=False):  # type: ignore[no-untyped-def]
+        # Step 1b (what an earlier tick left unsized) runs; the process dies at step 7, after the
+        # master orders and allocations of this tick were recorded.
+        if first_wave:
+            raise SystemExit("killed")
+        return size_allocations(ctx)
+
+    monkeypatch.setattr(engine_tick, "size_allocations", killed_at_step_7)
     with pytest.raises(SystemExit):
         orch.run_tick()
     assert Allocation.objects.filter(sized=False).count() == 1
