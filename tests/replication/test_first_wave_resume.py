@@ -61,6 +61,21 @@ EXPECTED: dict[str, dict[str, object]] = {
 }
 
 
+def _fail_the_rests_commit_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The commit that marks a group sized (its rest, after a first wave) fails once: it stands
+    in for a lost lease or a database error while the first wave is out."""
+    real_commit = commit_module.intents_commit
+    failed: list[bool] = []
+
+    def commit_failing_once(**kwargs):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("the rest's commit failed")
+        return real_commit(**kwargs)
+
+    monkeypatch.setattr(commit_module, "intents_commit", commit_failing_once)
+
+
 def _cut_to_one_lot(desk: Desk, order_id: str) -> None:
     paper_order_modify(user_id=MASTER, order_id=order_id, quantity=75)
 
@@ -80,18 +95,10 @@ def _children_orders(first_wave: int, change: Change, settings, monkeypatch, fai
     settings.FANOUT_FIRST_WAVE = first_wave
     desk = build_desk()
     orch = Orchestrator(holder="resume", workers=2)
-    real_commit = commit_module.intents_commit
-    failed: list[bool] = []
-
-    def commit_failing_once(**kwargs):  # type: ignore[no-untyped-def]
-        if fail_rest and not failed:
-            failed.append(True)
-            raise RuntimeError("the rest's commit failed (stands in for a lost lease)")
-        return real_commit(**kwargs)
-
     try:
         orch.run_tick()
-        monkeypatch.setattr(commit_module, "intents_commit", commit_failing_once)
+        if fail_rest:
+            _fail_the_rests_commit_once(monkeypatch)
         order_id = desk.place("BUY", FUT, 150, order_type="LIMIT", price=Decimal("19000"))
         first = orch.run_tick()
         assert bool(first.errors) == fail_rest
@@ -139,19 +146,10 @@ def test_a_hedges_rest_sized_after_staff_rejected_its_buy_leg_sends_no_sell_leg(
     settings.FANOUT_FIRST_WAVE = 2
     desk = build_desk()
     orch = Orchestrator(holder="resume", workers=2)
-    real_commit = commit_module.intents_commit
-    failed: list[bool] = []
-
-    def commit_failing_once(**kwargs):  # type: ignore[no-untyped-def]
-        if not failed:
-            failed.append(True)
-            raise RuntimeError("the rest's commit failed")
-        return real_commit(**kwargs)
-
     try:
         orch.run_tick()
         engine_control_update(actor="ops", approval_mode=True)
-        monkeypatch.setattr(commit_module, "intents_commit", commit_failing_once)
+        _fail_the_rests_commit_once(monkeypatch)
         desk.place("BUY", CALL, 150)
         desk.place("SELL", FUT, 150)
         assert orch.run_tick().errors  # the rest of the group failed to commit
