@@ -9,7 +9,6 @@ server; both share the test database. Screenshots land in artifacts/browser/clie
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,33 +17,17 @@ from accounts.models import Account, AccountStatus
 from lab.demo import FUT, build_desk
 from replication.models import ReplicationEvent
 from replication.orchestrator import Orchestrator
+from tests.browser.pages import css, wait
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pass-for-tests-only"  # UserFactory's password
-WAIT_S = 20
 PHONE = (390, 844)
 
 
-def _wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(condition)
-    except TimeoutException:
-        pytest.fail(f"timed out waiting for {what} on {browser.current_url}", pytrace=False)
-
-
-def _css(browser: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return browser.find_elements(By.CSS_SELECTOR, selector)
-
-
 def _status(browser: Any) -> str:
-    return _css(browser, "#status")[0].get_attribute("data-status")
+    return css(browser, "#status")[0].get_attribute("data-status")
 
 
 def _message(browser: Any, word: str) -> str:
@@ -55,12 +38,12 @@ def _message(browser: Any, word: str) -> str:
 
     def shown(b: Any) -> str | bool:
         try:
-            text = " ".join(m.text for m in _css(b, ".messages li"))
+            text = " ".join(m.text for m in css(b, ".messages li"))
         except StaleElementReferenceException:
             return False
         return text if word in text else False
 
-    return str(_wait(browser, shown, f"a message saying {word!r}"))
+    return str(wait(browser, shown, f"a message saying {word!r}"))
 
 
 def test_client_portal_walk(live_server, browser, screenshot):
@@ -78,26 +61,30 @@ def test_client_portal_walk(live_server, browser, screenshot):
 
         # 1. `/` sends an anonymous visitor to the login page; the client lands on the portal.
         browser.get(f"{live_server.url}/")
-        _wait(browser, lambda b: "/login/" in b.current_url, "the login page")
-        _css(browser, "#id_username")[0].send_keys("carol")
-        _css(browser, "#id_password")[0].send_keys(PASSWORD)
-        _css(browser, "#sign-in")[0].click()
-        _wait(browser, lambda b: b.current_url.endswith("/my/"), "the portal after login")
-        cards = _css(browser, "section[data-account]")
+        wait(browser, lambda b: "/login/" in b.current_url, "the login page")
+        css(browser, "#id_username")[0].send_keys("carol")
+        css(browser, "#id_password")[0].send_keys(PASSWORD)
+        css(browser, "#sign-in")[0].click()
+        # The URL changes before the new page is parsed: wait for the page itself.
+        cards = wait(
+            browser,
+            lambda b: b.current_url.endswith("/my/") and css(b, "section[data-account]"),
+            "the portal after login",
+        )
         assert {c.get_attribute("data-account") for c in cards} == {
             str(mine.pk),
             str(desk.children["C3"].pk),
         }
-        assert "C1" not in _css(browser, "main")[0].text
+        assert "C1" not in css(browser, "main")[0].text
         screenshot("client-01-home")
 
         # 2. The account: today's copy trade, filled, with the master's event beside it.
-        _css(browser, f"#account-{mine.pk} h2 a")[0].click()
-        _wait(browser, lambda b: _css(b, "#trades"), "the account page")
-        rows = _css(browser, "#trades tr[data-trade]")
+        css(browser, f"#account-{mine.pk} h2 a")[0].click()
+        wait(browser, lambda b: css(b, "#trades"), "the account page")
+        rows = css(browser, "#trades tr[data-trade]")
         assert [r.get_attribute("data-status") for r in rows] == ["filled"]
         assert "BUY 300" in rows[0].text and f"BUY 150 NFO:{FUT}" in rows[0].text
-        position = _css(browser, f'#positions tr[data-instrument="NFO:{FUT}"]')[0]
+        position = css(browser, f'#positions tr[data-instrument="NFO:{FUT}"]')[0]
         assert (position.get_attribute("data-entitled"), position.get_attribute("data-held")) == (
             "300",
             "300",
@@ -106,26 +93,26 @@ def test_client_portal_walk(live_server, browser, screenshot):
         screenshot("client-02-account")
 
         # 3. Pause, then resume.
-        _css(browser, "#pause")[0].click()
+        css(browser, "#pause")[0].click()
         _message(browser, "Paused")
         assert _status(browser) == "paused"
         screenshot("client-03-paused")
-        _css(browser, "#resume")[0].click()
+        css(browser, "#resume")[0].click()
         _message(browser, "Resumed")
         assert _status(browser) == "active"
 
         # 4. Tighten a limit; loosening it again is refused with a clear message.
-        field = _css(browser, "#id_max_lots_per_order")[0]
+        field = css(browser, "#id_max_lots_per_order")[0]
         field.clear()
         field.send_keys("2")
-        _css(browser, "#save-limits")[0].click()
+        css(browser, "#save-limits")[0].click()
         _message(browser, "tighter")
-        assert _css(browser, "#id_max_lots_per_order")[0].get_attribute("value") == "2"
-        field = _css(browser, "#id_max_lots_per_order")[0]
+        assert css(browser, "#id_max_lots_per_order")[0].get_attribute("value") == "2"
+        field = css(browser, "#id_max_lots_per_order")[0]
         field.clear()
         field.send_keys("5")
-        _css(browser, "#save-limits")[0].click()
-        error = _wait(browser, lambda b: _css(b, "#limits .errorlist li"), "the refusal")[0].text
+        css(browser, "#save-limits")[0].click()
+        error = wait(browser, lambda b: css(b, "#limits .errorlist li"), "the refusal")[0].text
         assert "can only be lowered" in error and "(it is 2 now)" in error
         screenshot("client-04-limit-refused")
         mine.refresh_from_db()
@@ -143,7 +130,7 @@ def test_client_portal_walk(live_server, browser, screenshot):
         # 6. The same account page on a phone-sized screen: nothing wider than the screen.
         browser.set_window_size(*PHONE)
         browser.get(f"{live_server.url}/my/accounts/{mine.pk}/")
-        _wait(browser, lambda b: _css(b, "#trades"), "the account page")
+        wait(browser, lambda b: css(b, "#trades"), "the account page")
         overflow = browser.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth;"
         )

@@ -7,7 +7,6 @@ server; both share the test database. Screenshots land in artifacts/browser/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,40 +15,24 @@ from brokers.paper.services import paper_order_place
 from lab.demo import CHILDREN, FUT, build_desk
 from replication.models import OrderMapping
 from replication.orchestrator import Orchestrator
+from tests.browser.pages import css, wait
 from tests.factories import StaffFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pass-for-tests-only"  # StaffFactory's password
-WAIT_S = 20  # the log polls every 5 s
-
-
-def _wait(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(condition)
-    except TimeoutException:
-        pytest.fail(f"timed out waiting for {what} on {browser.current_url}", pytrace=False)
-
-
-def _css(browser: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return browser.find_elements(By.CSS_SELECTOR, selector)
 
 
 def _log_rows(browser: Any) -> dict[str, str]:
     """child name -> child order status, as the log page shows them now."""
     return {
         row.get_attribute("data-child"): row.get_attribute("data-status")
-        for row in _css(browser, "tr[data-child]")
+        for row in css(browser, "tr[data-child]")
     }
 
 
 def _grade(browser: Any, child: str) -> str | None:
-    rows = _css(browser, f'tr[data-child="{child}"][data-instrument="{FUT}"]')
+    rows = css(browser, f'tr[data-child="{child}"][data-instrument="{FUT}"]')
     return rows[0].get_attribute("data-grade") if rows else None
 
 
@@ -62,13 +45,20 @@ def test_staff_flow_replicate_drift_correct(live_server, browser, screenshot):
 
         # 1. Log in as staff through the product's login form.
         browser.get(f"{live_server.url}/staff/")
-        _wait(browser, lambda b: "/login/" in b.current_url, "the login redirect")
-        _css(browser, "#id_username")[0].send_keys("desk-staff")
-        _css(browser, "#id_password")[0].send_keys(PASSWORD)
-        _css(browser, "input[type=submit]")[0].click()
-        _wait(browser, lambda b: b.current_url.rstrip("/").endswith("/staff"), "the overview after login")
-        assert "Overview" in _css(browser, "h1")[0].text
-        assert len(_css(browser, "#switches .switch")) == 4
+        wait(browser, lambda b: "/login/" in b.current_url, "the login redirect")
+        css(browser, "#id_username")[0].send_keys("desk-staff")
+        css(browser, "#id_password")[0].send_keys(PASSWORD)
+        css(browser, "input[type=submit]")[0].click()
+        # The URL changes before the new page is parsed: wait for the page itself.
+        wait(
+            browser,
+            lambda b: (
+                b.current_url.rstrip("/").endswith("/staff")
+                and any("Overview" in h.text for h in css(b, "h1"))
+            ),
+            "the overview after login",
+        )
+        assert len(css(browser, "#switches .switch")) == 4
         screenshot("01-overview")
 
         # 2. The log is open when the master trades; it refreshes itself (no page load).
@@ -86,7 +76,7 @@ def test_staff_flow_replicate_drift_correct(live_server, browser, screenshot):
         )
         orch.run_tick()  # allocate, plan and send every child's order
         orch.run_tick()  # follow up: the fills
-        _wait(
+        wait(
             browser,
             lambda b: set(_log_rows(b)) == set(CHILDREN) and _log_rows(b)["C1"] == "filled",
             "every child's order in the log",
@@ -116,16 +106,16 @@ def test_staff_flow_replicate_drift_correct(live_server, browser, screenshot):
         screenshot("03-reconcile-drift")
 
         # 4. The corrective order: the confirmation page shows exactly what will be sent.
-        _css(browser, f'tr[data-child="C2"][data-instrument="{FUT}"] a.correct')[0].click()
-        _wait(browser, lambda b: _css(b, "#correction #plan-side"), "the correction confirmation page")
-        assert _css(browser, "#plan-side")[0].text == "BUY"
-        assert _css(browser, "#plan-quantity")[0].text == "300"
-        assert _css(browser, "#plan-instrument")[0].text == f"NFO:{FUT}"
-        assert _css(browser, "#plan-child")[0].text == "C2"
+        css(browser, f'tr[data-child="C2"][data-instrument="{FUT}"] a.correct')[0].click()
+        wait(browser, lambda b: css(b, "#correction #plan-side"), "the correction confirmation page")
+        assert css(browser, "#plan-side")[0].text == "BUY"
+        assert css(browser, "#plan-quantity")[0].text == "300"
+        assert css(browser, "#plan-instrument")[0].text == f"NFO:{FUT}"
+        assert css(browser, "#plan-child")[0].text == "C2"
         screenshot("04-correction-confirm")
-        _css(browser, "#confirm")[0].click()
-        _wait(browser, lambda b: _css(b, ".messages .success"), "the confirmation message")
-        assert "Corrective order" in _css(browser, ".messages .success")[0].text
+        css(browser, "#confirm")[0].click()
+        wait(browser, lambda b: css(b, ".messages .success"), "the confirmation message")
+        assert "Corrective order" in css(browser, ".messages .success")[0].text
 
         # 5. The engine's next tick sends it; the drift clears.
         result = orch.run_tick()
@@ -140,7 +130,7 @@ def test_staff_flow_replicate_drift_correct(live_server, browser, screenshot):
         assert "Positions at the broker" in browser.page_source
         screenshot("06-child-detail")
         browser.get(f"{live_server.url}/staff/charts/")
-        assert _css(browser, "#success svg.chart") and _css(browser, "#latency svg.chart")
+        assert css(browser, "#success svg.chart") and css(browser, "#latency svg.chart")
         screenshot("07-charts")
     finally:
         orch.close()
