@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db.models import Q, Sum
 
@@ -102,6 +102,21 @@ def _master_share(entry_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     return {a: (ordered[a], filled[a]) for a in ordered if a not in live}
 
 
+def _master_exit_filled(close_ids: Sequence[int]) -> dict[int, int]:
+    """What the master's orders of each exit have filled in its direction (a netted allocation
+    links orders of both sides), for the exits linked to master orders. An order that crossed zero
+    fills its closing part first, so the caller caps this at the allocation's quantity."""
+    if not close_ids:
+        return {}
+    links = Allocation.master_orders.through.objects.filter(allocation_id__in=list(close_ids))
+    filled: dict[int, int] = defaultdict(int)
+    for alloc_id, alloc_side, side, done in links.values_list(
+        "allocation_id", "allocation__side", "masterorder__side", "masterorder__filled_quantity"
+    ):
+        filled[alloc_id] += done if side == alloc_side else -done
+    return {a: max(q, 0) for a, q in filled.items()}
+
+
 def _in_dry_run(children: set[int]) -> set[int]:
     """Those of `children` in dry run now (their own switch or the engine's)."""
     if not children:
@@ -163,9 +178,12 @@ def entitled(
 ) -> dict[Key, int]:
     """E per (child, instrument) for these instruments, replayed up to allocation `upto` (inclusive).
 
-    `in_flight=False`: entries still working count only what they filled. An owed exit is judged
-    against that E: a resting entry may never fill, and the exit of what is already held must not
-    wait for it (or be netted against it). Keys with E = 0 may be missing.
+    `in_flight=False`: entries still working count only what they filled, and so do the master's
+    exits (a stop-loss or a target resting at the master has done nothing yet). An owed exit is
+    judged against that E: a resting entry may never fill, and the exit of what is already held
+    must not wait for it (or be netted against it); a resting master exit must not be front-run
+    (a child whose entry was still in flight when the exit was sized has no resting mirror of it,
+    and follows once the master's exit fills). Keys with E = 0 may be missing.
     """
     instruments = list(set(instruments))
     if not instruments:
@@ -192,6 +210,17 @@ def entitled(
             continue  # a resting exit that filled after `upto`: not part of that prefix
         at[step.pk] = (step.pk, 0, step.pk) if replay_after is None else (replay_after, 1, step.pk)
         steps[(row[0], row[1], row[2])].append(step)
+    if not in_flight:  # a master exit still resting counts only what it filled
+        done = _master_exit_filled(
+            [s.pk for seq in steps.values() for s in seq if s.kind == AllocationKind.CLOSE]
+        )
+        for seq in steps.values():
+            seq[:] = [
+                replace(s, master_quantity=done[s.pk])
+                if s.pk in done and done[s.pk] < s.master_quantity
+                else s
+                for s in seq
+            ]
     for seq in steps.values():  # a resting exit is replayed where it filled (§3.4: r at its fill)
         seq.sort(key=lambda s: at[s.pk])
     # A master flat sets everyone to zero: replay from the last one.

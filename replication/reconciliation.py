@@ -111,7 +111,9 @@ def reconcile(
     ids = [c.pk for c in children]
     held = holdings(children=ids)
     instruments = {k[1:] for k in held}
-    entitled_now = entitled(instruments, children=ids)
+    # Graded against what convergence owes (entries and master exits as far as they filled): a
+    # stop-loss resting at the master makes no child's holding "beyond" its entitlement yet.
+    entitled_now = entitled(instruments, children=ids, in_flight=False)
     per_child: dict[int, set[tuple[str, str, str]]] = {c.pk: set() for c in children}
     for key in held:
         per_child.setdefault(key[0], set()).add(key[1:])

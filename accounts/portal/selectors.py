@@ -215,7 +215,9 @@ def positions_entitled_held(*, account: Account) -> list[PositionRow]:
         for e in Entitlement.objects.filter(child=account).order_by("exchange", "tradingsymbol", "product")
     }
     instruments = set(held) | set(rows)
-    e_now = {key[1:]: q for key, q in entitled(instruments, children=[account.pk]).items()}
+    # The figure convergence steers to: entries and the master's exits as far as they filled (a
+    # stop-loss resting at the master takes nothing away yet; an entry working shows as working).
+    e_now = {key[1:]: q for key, q in entitled(instruments, children=[account.pk], in_flight=False).items()}
     out = []
     for key in sorted(set(held) | set(e_now)):
         h, pending_buy, pending_sell = held.get(key, (0, 0, 0))

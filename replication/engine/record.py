@@ -17,6 +17,7 @@ from replication.lease import lease_check
 from replication.models import Allocation, AllocationKind, AllocationStatus, MasterOrder
 from replication.services.allocations import (
     allocation_create,
+    allocations_follow_exit_fills,
     allocations_replay_after_new,
     allocations_retime_exits,
 )
@@ -36,6 +37,7 @@ def record_allocations(
         lease_check(ctx.lease)
         master_orders_record(master=master, diff=diff, now=now)
         allocations_retime_exits(master_id=master.pk, fill_before=detected.fill_before)
+        allocations_follow_exit_fills(master_id=master.pk, order_ids=[o.order_id for o, _ in diff.fills])
         if detected.positions_after is not None:  # with the orders whose fills moved it, or not at all
             master_positions_store(
                 master=master,

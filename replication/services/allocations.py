@@ -145,6 +145,27 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
     return retimed
 
 
+def allocations_follow_exit_fills(*, master_id: int, order_ids: Sequence[str]) -> int:
+    """The master's exits that filled (more) this tick: every child in their instruments is
+    followed again, so an exit owed by that fill is sent (DESIGN §3.7: what is owed is judged
+    against what the master filled; a child without a resting mirror of the exit follows it
+    now). Called in the record stage's transaction; returns how many exits were followed."""
+    if not order_ids:
+        return 0
+    exits = list(
+        Allocation.objects.filter(
+            master_id=master_id,
+            kind=AllocationKind.CLOSE,
+            master_orders__broker_order_id__in=list(order_ids),
+        )
+        .exclude(status=AllocationStatus.REJECTED)
+        .distinct()
+    )
+    for allocation in exits:
+        _follow_instrument(allocation)
+    return len(exits)
+
+
 def allocations_replay_after_new(*, master_id: int, new_fills_before: Mapping[str, tuple[str, ...]]) -> int:
     """Resting orders retimed this tick whose first fill came after fills of this tick's new
     orders in the same instrument (`allocations_retime_exits` runs before this tick's allocations

@@ -129,6 +129,19 @@ def test_an_exit_still_owed_shows_entitled_below_held_and_why(desk, orch, signed
     assert "an exit is owed since" in body
 
 
+def test_positions_under_a_resting_master_stop_loss_are_as_entitled(desk, orch, signed_in):
+    """The master bought and put a stop-loss in the same tick: until the stop-loss fills, Carol
+    is entitled to what she holds (the page shows no gap, and no exit owed)."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    desk.place("SELL", FUT, 150, order_type="SL-M", trigger=Decimal("19500"))
+    for _ in range(3):
+        orch.run_tick()
+    body = _page(signed_in, desk.children["C2"])
+    assert f'data-instrument="NFO:{FUT}" data-entitled="300" data-held="300"' in body
+    assert "an exit is owed since" not in body
+
+
 def test_positions_do_not_count_the_clients_own_trades(desk, orch, signed_in):
     _entry(desk, orch)
     close_by_hand("C2", 300)  # Carol sells at her broker herself: the engine's position is unchanged

@@ -173,10 +173,12 @@ class EntitlementModel:
     only be too high; kept per side, an entry cancelled unfilled on one side never lowers the other).
     Exits: when the master's position in an instrument shrinks between two ticks from P0 to P1 (same
     side), the bound of that side `B <- B - round_half_up(r x B)` with `r = (|P0| - |P1|) / |P0|`;
-    flat or turned around: both 0. Netting a tick's master orders can only give a smaller exit than
-    the engine's per-event rule, and `B - round(r B)` is monotone in B, so each bound stays an upper
-    bound of the engine's E on its side (entries in flight are counted by the engine before an exit
-    and here after it: again only higher)."""
+    flat: both 0; turned around: the side it left 0 (the side it turned to keeps its bound: a
+    resting entry there, the open part of a stop-loss that crossed zero, was counted when it first
+    appeared). Netting a tick's master orders can only give a smaller exit than the engine's
+    per-event rule, and `B - round(r B)` is monotone in B, so each bound stays an upper bound of the
+    engine's E on its side (entries in flight are counted by the engine before an exit and here
+    after it: again only higher)."""
 
     long: dict[tuple[str, str], int] = field(default_factory=dict)  # (child, symbol) -> lots
     short: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -188,9 +190,13 @@ class EntitlementModel:
     def master_moved(self, symbol: str, before: int, after: int) -> None:
         if before == 0 or before == after:
             return
-        for bounds in (self.long, self.short):
-            for key in [k for k in bounds if k[1] == symbol]:
-                if after == 0 or _sign(after) != _sign(before):
+        if after == 0 or _sign(after) != _sign(before):
+            # Flat: nothing on either side. Turned around: nothing on the side it left; the side
+            # it turned to keeps its entries (the open part of a resting order that crossed zero
+            # was seen, and counted, before it filled).
+            left = self.long if before > 0 else self.short
+            for bounds in (self.long, self.short) if after == 0 else (left,):
+                for key in [k for k in bounds if k[1] == symbol]:
                     bounds[key] = 0
         if after != 0 and _sign(after) == _sign(before) and abs(after) < abs(before):
             r = Decimal(abs(before) - abs(after)) / Decimal(abs(before))
