@@ -28,7 +28,15 @@ from accounts.models import Account, Role
 from brokers.types import OrderType, Side
 from replication.allocation import IntentRow, exit_price, exit_slices, intent_row
 from replication.clients import ClientCache
-from replication.entitlement import NO_HOLDING, OWED, Instrument, entitled, holdings, owed_exit
+from replication.entitlement import (
+    NO_HOLDING,
+    OWED,
+    Instrument,
+    entitled,
+    holdings,
+    owed_exit,
+    resting_exit_ids,
+)
 from replication.gate import Action, ChildSwitches, Switches, Verdict, child_switches, decide
 from replication.lease import Lease, lease_check
 from replication.models import (
@@ -40,6 +48,7 @@ from replication.models import (
     OrderMapping,
     ReplicationEvent,
 )
+from replication.pending import RetryGate
 from replication.services.allocations import allocation_owed_create
 from replication.services.audit_log import EventKind, audit_row
 from replication.services.intents import exits_owed_record
@@ -136,7 +145,7 @@ def converge(
         verdict = decide(Action.EXIT, engine, sw)
         # What is owed is judged against what filled: an entry still working (resting far from
         # the market, or never to fill) neither delays the exit of what is held nor nets with it.
-        owed = owed_exit(entitled_filled.get(key, 0), h, dry_run=verdict.dry_run)
+        owed = owed_exit(entitled_filled.get(key, 0), h, dry_run=verdict.dry_run, made=True)
         row.quantity, row.held = e, h.held
         if owed is None:
             if not h.pending:
@@ -304,3 +313,53 @@ def stale_mirrors(*, now: datetime, retries: dict[int, tuple[int, datetime]]) ->
         retries[m.pk] = (attempts + 1, now + backoff(attempts + 1))
         due.append(m)
     return due
+
+
+Change = tuple[OrderMapping, dict[str, int]]
+
+
+def resting_copies_beyond_held(*, retry: RetryGate) -> tuple[list[OrderMapping], list[Change]]:
+    """Children's copies of master exits still resting there (a stop-loss, a target) larger than
+    what the child holds once its exits working now are done: cut to what it holds, in whole
+    lots, or cancelled where nothing is left (returned as cancels and quantity changes).
+    A copy beyond the position is an order past zero: the master booked part of its position at
+    MARKET and kept its stop-loss on the whole, the child exited its share at once, and its copy
+    of the stop-loss would now take it short when it triggers (DESIGN §3.7: exits never past
+    zero). Each copy is judged alone: a stop-loss and a target are alternatives, each may close
+    the whole position. Only children the send gate lets modify now; a refused change is tried
+    again after `RetryGate`'s pause."""
+    rows = list(
+        OrderMapping.objects.filter(status=MappingStatus.OPEN, allocation__kind=AllocationKind.CLOSE)
+        .exclude(order_type=OrderType.MARKET)
+        .exclude(broker_order_id="")
+        .select_related("child", "allocation")
+        .order_by("pk")
+    )
+    resting = resting_exit_ids({m.allocation_id: m.allocation.master_quantity for m in rows})
+    rows = [m for m in rows if m.allocation_id in resting and m.quantity > m.filled_quantity]
+    if not rows:
+        return [], []
+    keys = {(m.child_id, m.exchange, m.tradingsymbol, m.product) for m in rows}
+    held = holdings({k[1:] for k in keys}, children=sorted({k[0] for k in keys}))
+    engine = Switches.read()
+    switches = child_switches(sorted({m.child_id for m in rows}))
+    cancels: list[OrderMapping] = []
+    changes: list[Change] = []
+    for m in rows:
+        h = held.get((m.child_id, m.exchange, m.tradingsymbol, m.product), NO_HOLDING)
+        if m.side == Side.SELL:
+            room = max(h.held - (h.exit_sell - h.resting_sell), 0)
+        else:
+            room = max(-h.held - (h.exit_buy - h.resting_buy), 0)
+        lot = max(m.allocation.lot_size, 1)
+        keep = room // lot * lot  # what is left of the copy, in whole lots
+        sw = switches.get(m.child_id)
+        if m.quantity - m.filled_quantity <= keep or sw is None or not decide(Action.MODIFY, engine, sw).send:
+            continue
+        if not retry.take([m.pk]):
+            continue
+        if keep == 0:
+            cancels.append(m)
+        else:
+            changes.append((m, {"quantity": m.filled_quantity + keep}))
+    return cancels, changes

@@ -28,11 +28,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.db.models import Q, Sum
 
 from accounts.models import Account
-from brokers.types import OrderStatus, Side
+from brokers.types import OrderStatus, OrderType, Side
 from replication.gate import Switches
 from replication.models import (
     Allocation,
@@ -117,6 +118,12 @@ def _master_exit_filled(close_ids: Sequence[int]) -> dict[int, int]:
     return {a: max(q, 0) for a, q in filled.items()}
 
 
+def exit_resting(allocation: Allocation) -> bool:
+    """Whether the master's order of this exit still rests there, not (fully) filled: a stop-loss
+    or a target whose copies wait with it. An exit linked to no master order is not resting."""
+    return bool(resting_exit_ids({allocation.pk: allocation.master_quantity}))
+
+
 def _in_dry_run(children: set[int]) -> set[int]:
     """Those of `children` in dry run now (their own switch or the engine's)."""
     if not children:
@@ -175,6 +182,7 @@ def entitled(
     children: Sequence[int] | None = None,
     upto: int | None = None,
     in_flight: bool = True,
+    resting_exits: bool | None = None,
 ) -> dict[Key, int]:
     """E per (child, instrument) for these instruments, replayed up to allocation `upto` (inclusive).
 
@@ -183,7 +191,11 @@ def entitled(
     judged against that E: a resting entry may never fill, and the exit of what is already held
     must not wait for it (or be netted against it); a resting master exit must not be front-run
     (a child whose entry was still in flight when the exit was sized has no resting mirror of it,
-    and follows once the master's exit fills). Keys with E = 0 may be missing.
+    and follows once the master's exit fills). `resting_exits` (default: as `in_flight`) decides
+    the master's exits alone: False with entries in flight is the E an exit the master has made
+    is sized against (a stop-loss still resting takes nothing away before it fills; the last
+    allocation of the prefix, the exit being sized, counts in full). Keys with E = 0 may be
+    missing.
     """
     instruments = list(set(instruments))
     if not instruments:
@@ -199,20 +211,24 @@ def entitled(
         qs = qs.filter(pk__lte=upto)
     steps: dict[Instrument, list[Step]] = defaultdict(list)
     at: dict[int, tuple[int, int, int]] = {}  # where each step is replayed (a retimed one: after)
+    open_parts: dict[int, int] = {}  # retimed open part of a zero crossing -> quantity sized for
     for row in qs.values_list(
-        "exchange", "tradingsymbol", "product", "group_key", "replay_after", *STEP_FIELDS
+        "exchange", "tradingsymbol", "product", "group_key", "replay_after", "master_lots", *STEP_FIELDS
     ):
-        step = Step(*row[5:])
+        step = Step(*row[6:])
         if row[3].startswith(FLATTEN_GROUP):
-            step = Step(step.pk, FLATTEN, *row[7:])
+            step = Step(step.pk, FLATTEN, *row[8:])
         replay_after = row[4]
         if replay_after is not None and upto is not None and replay_after > upto:
             continue  # a resting exit that filled after `upto`: not part of that prefix
+        if replay_after is not None and step.kind == AllocationKind.OPEN and row[5]:
+            open_parts[step.pk] = row[5] * max(step.lot_size, 1)
         at[step.pk] = (step.pk, 0, step.pk) if replay_after is None else (replay_after, 1, step.pk)
         steps[(row[0], row[1], row[2])].append(step)
-    if not in_flight:  # a master exit still resting counts only what it filled
+    if not (in_flight if resting_exits is None else resting_exits):
+        # A master exit still resting counts only what it filled (but the exit being sized).
         done = _master_exit_filled(
-            [s.pk for seq in steps.values() for s in seq if s.kind == AllocationKind.CLOSE]
+            [s.pk for seq in steps.values() for s in seq if s.kind == AllocationKind.CLOSE and s.pk != upto]
         )
         for seq in steps.values():
             seq[:] = [
@@ -262,6 +278,21 @@ def entitled(
                 )
                 if abs(q) > cap:
                     contributions[alloc_id][child_id] = cap if q > 0 else -cap
+        # The open part of an order that crossed zero, split again where it filled: its children
+        # are entitled to the share of what it opened at the master (nothing if it only closed).
+        quantities = {s.pk: s.master_quantity for seq in window.values() for s in seq}
+        for alloc_id, sized_for in open_parts.items():
+            if alloc_id not in quantities or quantities[alloc_id] >= sized_for:
+                continue
+            for child_id, q in contributions.get(alloc_id, {}).items():
+                cap = entry_cap(
+                    abs(planned[alloc_id][child_id]),
+                    lot_sizes[alloc_id],
+                    master_ordered=sized_for,
+                    master_filled=quantities[alloc_id],
+                )
+                if abs(q) > cap:
+                    contributions[alloc_id][child_id] = cap if q > 0 else -cap
     out: dict[Key, int] = {}
     for (ex, sym, prod), seq in window.items():
         e: dict[int, int] = defaultdict(int)
@@ -293,6 +324,10 @@ class Holding:
     # an owed exit is no exit (it may never fill; E already counts it).
     exit_buy: int = 0
     exit_sell: int = 0
+    # Of those exits, copies of a master exit still resting there (a stop-loss, a target): they
+    # work only if the master's does; an exit the master has made is owed whatever they do.
+    resting_buy: int = 0
+    resting_sell: int = 0
 
     @property
     def pending(self) -> bool:
@@ -314,10 +349,22 @@ def holdings(
         qs = qs.filter(_instrument_q(instruments))
     if children is not None:
         qs = qs.filter(child_id__in=list(children))
-    rows = qs.values(
-        "child_id", "exchange", "tradingsymbol", "product", "side", "status", "allocation__kind"
-    ).annotate(filled=Sum("filled_quantity"), qty=Sum("quantity"))
-    acc: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    rows = list(
+        qs.values(
+            "child_id",
+            "exchange",
+            "tradingsymbol",
+            "product",
+            "side",
+            "status",
+            "allocation__kind",
+            "allocation_id",
+            "allocation__master_quantity",
+            "order_type",
+        ).annotate(filled=Sum("filled_quantity"), qty=Sum("quantity"))
+    )
+    resting = _resting_exits(rows)
+    acc: dict[Key, list[int]] = defaultdict(lambda: [0] * 8)
     for r in rows:
         key = (r["child_id"], r["exchange"], r["tradingsymbol"], r["product"])
         sign = 1 if r["side"] == Side.BUY else -1
@@ -327,20 +374,46 @@ def holdings(
             acc[key][1 if sign > 0 else 2] += max(qty - filled, 0)
             if r["allocation__kind"] != AllocationKind.OPEN:
                 acc[key][4 if sign > 0 else 5] += max(qty - filled, 0)
+                if r["allocation_id"] in resting and r["order_type"] != OrderType.MARKET:
+                    acc[key][6 if sign > 0 else 7] += max(qty - filled, 0)
         elif r["status"] == MappingStatus.DRY_RUN:
             acc[key][3] += sign * qty
     return {k: Holding(*v) for k, v in acc.items()}
 
 
-def owed_exit(entitled_quantity: int, holding: Holding, *, dry_run: bool = False) -> tuple[str, int] | None:
+def _resting_exits(rows: list[dict[str, Any]]) -> set[int]:
+    """The master exits, among these holdings rows' allocations with copies in flight, that have
+    not filled at the master yet (in full)."""
+    wanted = {
+        r["allocation_id"]: r["allocation__master_quantity"]
+        for r in rows
+        if r["status"] in IN_FLIGHT and r["allocation__kind"] == AllocationKind.CLOSE
+    }
+    return resting_exit_ids(wanted)
+
+
+def resting_exit_ids(master_quantities: dict[int, int]) -> set[int]:
+    """Of these exits (allocation id -> master quantity), those whose master order still rests,
+    not (fully) filled."""
+    done = _master_exit_filled(list(master_quantities))
+    return {pk for pk, quantity in master_quantities.items() if pk in done and done[pk] < quantity}
+
+
+def owed_exit(
+    entitled_quantity: int, holding: Holding, *, dry_run: bool = False, made: bool = False
+) -> tuple[str, int] | None:
     """The exit owed now: (side, quantity) that brings H toward E (never past zero), less what exits
     already have working in that direction (a resting entry is no exit); None when nothing is owed.
-    A dry-run child counts its dry runs as held, so dry runs show the exits they would send."""
+    `made`: E counts only the exits the master has made (filled), so copies of its exits still
+    resting are not counted as working either (they fill only with the master's). A dry-run child
+    counts its dry runs as held, so dry runs show the exits they would send."""
     held = holding.held + (holding.dry if dry_run else 0)
     if held > 0:
-        quantity = held - holding.exit_sell - max(entitled_quantity, 0)
+        working = holding.exit_sell - (holding.resting_sell if made else 0)
+        quantity = held - working - max(entitled_quantity, 0)
         return (Side.SELL, quantity) if quantity > 0 else None
     if held < 0:
-        quantity = -held - holding.exit_buy - max(-entitled_quantity, 0)
+        working = holding.exit_buy - (holding.resting_buy if made else 0)
+        quantity = -held - working - max(-entitled_quantity, 0)
         return (Side.BUY, quantity) if quantity > 0 else None
     return None

@@ -15,7 +15,7 @@ from replication import sizing
 from replication.allocation.intents import IntentRow, intent_row, skip_row
 from replication.allocation.positions import PENDING
 from replication.clients import CHILD_SECRETS, ClientCache
-from replication.entitlement import NO_HOLDING, Key, entitled, holdings, owed_exit
+from replication.entitlement import NO_HOLDING, Key, entitled, exit_resting, holdings, owed_exit
 from replication.gate import Action, Switches, decide, switches_of
 from replication.models import Allocation, AllocationKind, MappingStatus, OrderMapping
 
@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class InFlight:
     """What is in flight where exits are about to be sized (DESIGN §3.4): entries of instruments
-    the master went flat in (still PLANNED: withdraw them; OPEN: cancel them, a late fill must not
-    leave the child holding), and every child with an order pending there (follow it up first)."""
+    the master went flat in, by an exit it made and not one still resting (still PLANNED: withdraw
+    them; OPEN: cancel them, a late fill must not leave the child holding), and every child with an
+    order pending there (follow it up first)."""
 
     withdraw: list[OrderMapping]
     cancel: list[OrderMapping]
@@ -36,7 +37,11 @@ class InFlight:
 def in_flight(closes: Sequence[Allocation]) -> InFlight:
     """Before exits are sized: the open entries where the master went flat, and whose fills to refresh."""
     instruments = {(a.exchange, a.tradingsymbol, a.product) for a in closes}
-    flat = {(a.exchange, a.tradingsymbol, a.product) for a in closes if a.exit_ratio == 1}
+    # Flat only by an exit the master has made: a stop-loss resting on the whole position leaves
+    # the master holding, and its resting entries (copied by the children) working.
+    flat = {
+        (a.exchange, a.tradingsymbol, a.product) for a in closes if a.exit_ratio == 1 and not exit_resting(a)
+    }
     q = Q()
     for ex, sym, prod in instruments:
         q |= Q(exchange=ex, tradingsymbol=sym, product=prod)
@@ -69,8 +74,12 @@ def exit_rows(
     followed: set[Key] = set()
     for a in group:
         inst = (a.exchange, a.tradingsymbol, a.product)
-        after = entitled([inst], upto=a.pk)
-        before = entitled([inst], upto=a.pk - 1)
+        # A resting exit (a stop-loss, a target) gets resting copies sized against the E its own
+        # and the master's other resting exits would leave; an exit the master has made is sized
+        # against the exits it has made, whatever copies of resting ones the children have.
+        made = not exit_resting(a)
+        after = entitled([inst], upto=a.pk, resting_exits=not made)
+        before = entitled([inst], upto=a.pk - 1, resting_exits=not made)
         keys = sorted({k for k in hold if k[1:] == inst} | set(after) | set(before))
         followed.update(keys)
         accounts = {
@@ -88,7 +97,7 @@ def exit_rows(
                 continue
             verdict = decide(Action.EXIT, engine, switches_of(child))
             h = hold.get(key, NO_HOLDING)
-            owed = owed_exit(after.get(key, 0), h, dry_run=verdict.dry_run)
+            owed = owed_exit(after.get(key, 0), h, dry_run=verdict.dry_run, made=made)
             if owed is None or owed[0] != a.side:
                 e = before.get(key, 0)
                 if e and e == after.get(key, 0) and h.held:

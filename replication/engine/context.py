@@ -26,6 +26,7 @@ class EngineState:
 
     queued_at: dict[int, float] = field(default_factory=dict)  # shard -> when it was last queued
     market_retry: RetryGate = field(default_factory=RetryGate)  # filled mirrors made MARKET
+    trim_retry: RetryGate = field(default_factory=RetryGate)  # resting exit copies cut to the position
     last_sweep: float | None = None  # the convergence stage's last full sweep (monotonic)
     stale_retries: dict[int, tuple[int, datetime]] = field(default_factory=dict)  # mirror id -> tries, next
 

@@ -7,7 +7,13 @@ import time
 
 from django.utils import timezone
 
-from replication.convergence import ConvergeReport, converge, stale_mirrors, sweep_due
+from replication.convergence import (
+    ConvergeReport,
+    converge,
+    resting_copies_beyond_held,
+    stale_mirrors,
+    sweep_due,
+)
 from replication.engine.context import TickContext
 
 
@@ -27,3 +33,19 @@ def cancel_stale_mirrors(ctx: TickContext) -> int:
     if not stale:
         return 0
     return ctx.sender.cancel_open(stale, reason="master order cancelled (the cancel sent again)")
+
+
+def trim_resting_copies(ctx: TickContext) -> int:
+    """Cut children's copies of resting master exits to what they hold (see
+    `resting_copies_beyond_held`); returns how many changes were sent."""
+    cancels, changes = resting_copies_beyond_held(retry=ctx.state.trim_retry)
+    sent = 0
+    if changes:
+        sent += ctx.sender.modify_open(
+            changes, reason="copy of a resting master exit cut to what the child holds"
+        )
+    if cancels:
+        sent += ctx.sender.cancel_open(
+            cancels, reason="copy of a resting master exit cancelled: the child holds nothing it would close"
+        )
+    return sent

@@ -17,7 +17,7 @@ import gc
 import time
 
 from replication.engine.context import TickContext
-from replication.engine.converge import cancel_stale_mirrors, converge_owed
+from replication.engine.converge import cancel_stale_mirrors, converge_owed, trim_resting_copies
 from replication.engine.detect import detect_events
 from replication.engine.follow_up import follow_up
 from replication.engine.plan import plan_allocations
@@ -81,8 +81,11 @@ def run_tick(ctx: TickContext) -> None:
         if owed.intents:
             result.intents += owed.intents
             send(ctx)
-        # 11. Cancels held back or failed earlier (a child that could not trade) are sent again.
+        # 11. Cancels held back or failed earlier (a child that could not trade) are sent again;
+        #     copies of the master's resting exits are cut to what each child holds (never past zero).
         cancel_stale_mirrors(ctx)
+        if by_order and not ctx.control.halted:
+            trim_resting_copies(ctx)
     # Orders just sent are refreshed by the next tick's step 1 (or a postback), not here: a
     # second round of order-book reads would double the tick for a thousand children.
     # 12. An idle tick builds the children's broker clients and loads the day's instruments

@@ -125,10 +125,20 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
         own_parts = after_it.filter(master_orders=master_order_id)  # the open part of a zero crossing
         if before == old and not after_it.exclude(pk__in=own_parts.values("pk")).exists():
             continue  # filled against the position it was sized against, with nothing in between
-        ratio = _exit_ratio(allocation.master_quantity, before)
+        # An order that crossed zero when it was placed is split again by the position it filled
+        # against: it closes up to that position and opens only the rest (the master added while
+        # it rested: it may now close all of it and open nothing).
+        opens = list(own_parts.filter(kind=AllocationKind.OPEN, side=allocation.side).order_by("pk"))
+        total = allocation.master_quantity + sum(p.master_quantity for p in opens)
+        closing = min(total, abs(before)) if opens else allocation.master_quantity
+        ratio = _exit_ratio(closing, before)
         Allocation.objects.filter(pk=alloc_id).update(
-            master_position_before=before, replay_after=last, exit_ratio=ratio
+            master_quantity=closing, master_position_before=before, replay_after=last, exit_ratio=ratio
         )
+        rest = total - closing
+        for part in opens:
+            Allocation.objects.filter(pk=part.pk).update(master_quantity=rest)
+            rest = 0
         # The open part of a zero crossing goes with it: right after the close, as the order filled.
         parts = list(own_parts.values_list("pk", flat=True))
         Allocation.objects.filter(pk__in=parts).update(replay_after=last)

@@ -223,7 +223,9 @@ def test_money_mutants_allocation_settled_entitlement_followed_again_at_next_exi
 def test_money_mutants_allocation_flatten_leaves_a_working_exit_alone(desk, orch):
     """Issue 11 proof: mutation of replicated_positions (the pending quantity per side). C2 holds
     4 lots and its mirror of the master's resting LIMIT sell (2 lots) is working: a staff flatten
-    closes only the other 2 lots, never more than C2 holds."""
+    closes only the other 2 lots, never more than C2 holds. The flatten entitles C2 to nothing, so
+    the 2 lots its mirror would close (only if the master's LIMIT fills) are owed now, at MARKET,
+    and the mirror is cancelled in the same tick: C2 is flat and never short."""
     entry(desk, orch)
     desk.place("SELL", FUT, 75, order_type="LIMIT", price=Decimal("21000"))
     settle(orch, 2)
@@ -231,7 +233,10 @@ def test_money_mutants_allocation_flatten_leaves_a_working_exit_alone(desk, orch
     planned = child_flatten(child=desk.children["C2"], actor="carol", reason="client asked to exit")
     assert [(m.side, m.quantity) for m in planned] == [("SELL", 150)]
     orch.run_tick()
-    assert desk.positions(FUT)["C2"] == 150
+    assert desk.positions(FUT)["C2"] == 0
+    assert not PaperOrder.objects.filter(account__user_id="C2", status="OPEN").exists()
+    settle(orch, 2)
+    assert desk.positions(FUT)["C2"] == 0
 
 
 def test_money_mutants_allocation_exit_intents_and_held_back_exit_reasons(desk, orch):

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.models import AccountStatus
+from accounts.services.lifecycle import account_set_status
 from brokers.paper.models import PaperOrder
 from brokers.paper.services import paper_order_cancel
 from replication.reconciliation import Grade, reconcile
@@ -113,3 +115,108 @@ def test_reconciliation_does_not_flag_children_under_a_resting_master_stop_loss(
     orch.run_tick()  # the engine records it (its children's exits go out in this tick)
     settle(orch)
     assert {d.grade for d in reconcile() if d.tradingsymbol == FUT} <= {Grade.OK}
+
+
+def _entered_with_a_stop(desk, orch) -> str:
+    """The master holds 2 lots with a stop-loss on both, placed a tick after the entry: every
+    child holds its entry and has a resting copy of the stop-loss."""
+    orch.run_tick()
+    desk.place("BUY", FUT, 150)
+    settle(orch, 3)
+    stop = desk.place("SELL", FUT, 150, order_type="SL-M", trigger=Decimal("19500"))
+    settle(orch, 3)
+    assert desk.positions(FUT) == HELD
+    resting = PaperOrder.objects.filter(order_type="SL-M", status="TRIGGER PENDING")
+    assert sorted(resting.values_list("account__user_id", "quantity")) == [
+        ("C1", 75),
+        ("C2", 300),
+        ("C4", 75),
+        ("C5", 75),
+        ("MASTER", 150),
+    ]
+    return stop
+
+
+def test_master_books_half_at_market_while_its_stop_loss_rests(desk, orch):
+    """The master sells 1 of its 2 lots at MARKET and keeps its stop-loss: every child reduces by
+    the same ratio now (§3.4), whatever exits it has resting on a stop that has not triggered."""
+    _entered_with_a_stop(desk, orch)
+    desk.place("SELL", FUT, 75)
+    settle(orch)
+    assert desk.positions(FUT) == {"C1": 0, "C2": 150, "C3": 0, "C4": 0, "C5": 0}
+
+
+def test_a_childs_resting_stop_copy_never_exceeds_what_it_holds(desk, orch):
+    """After the half exit, a child's copy of the stop-loss is cut to what it still holds (none
+    for the 1-lot children): when the stop triggers no child goes short, and all end flat."""
+    _entered_with_a_stop(desk, orch)
+    desk.place("SELL", FUT, 75)
+    settle(orch)
+    resting = PaperOrder.objects.filter(
+        order_type="SL-M", status="TRIGGER PENDING", account__user_id__startswith="C"
+    )
+    assert sorted(resting.values_list("account__user_id", "quantity")) == [("C2", 150)]
+    set_price(FUT, "19400")
+    orch.run_tick()
+    assert min(desk.positions(FUT).values()) == 0  # nobody short, not even for a tick
+    desk.place("BUY", FUT, 75)  # the master (short 1 lot after its stop) closes
+    settle(orch)
+    assert desk.positions(FUT) == FLAT
+
+
+def test_stop_loss_sized_to_cross_zero_fills_as_a_close_after_the_master_added(desk, orch):
+    """The master is short 1 lot and rests a BUY stop-loss of 3 (it would close 1 and open 2
+    long), and a SELL LIMIT of 2 more. The price moves: the LIMIT fills first (short 3), then the
+    stop-loss closes all 3: the master is flat, and so is every child (the stop-loss's copies
+    that would have opened a long position entitle nothing: it opened nothing at the master)."""
+    orch.run_tick()
+    desk.place("SELL", FUT, 75)
+    settle(orch, 3)
+    desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    desk.place("BUY", FUT, 225, order_type="SL-M", trigger=Decimal("20150"))
+    settle(orch, 3)
+    set_price(FUT, "20150")
+    settle(orch)
+    assert not PaperOrder.objects.filter(account__user_id="MASTER", status__in=("OPEN", "TRIGGER PENDING"))
+    assert desk.positions(FUT) == FLAT
+
+
+def test_stop_loss_copy_that_would_open_entitles_nothing_when_the_master_closed_with_it(desk, orch):
+    """As above, with C2 halted while the master went short (it holds nothing there) and resumed
+    before the stop-loss: C2's only copy is of the part that would open a long. The stop-loss
+    fills as a close of all the master held (flat), so C2's filled copy entitles it to nothing
+    and is closed again: C2 ends flat with the master."""
+    c2 = desk.children["C2"]
+    orch.run_tick()
+    account_set_status(account=c2, status=AccountStatus.HALTED, actor="desk", reason="checking")
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    settle(orch, 2)
+    account_set_status(account=c2, status=AccountStatus.ACTIVE, actor="desk", reason="checked")
+    desk.place("BUY", FUT, 225, order_type="SL-M", trigger=Decimal("20150"))
+    settle(orch, 3)
+    assert desk.positions(FUT)["C2"] == 0
+    set_price(FUT, "20150")
+    settle(orch)
+    assert not PaperOrder.objects.filter(account__user_id="MASTER", status__in=("OPEN", "TRIGGER PENDING"))
+    assert desk.positions(FUT) == FLAT
+
+
+def test_a_resting_stop_loss_on_the_whole_position_leaves_resting_entries_alone(desk, orch):
+    """The master is short 1 lot with a SELL LIMIT of 2 more resting, then rests a stop-loss on
+    its 1 lot: it has not gone flat, so the children's copies of its LIMIT entry stay; when the
+    LIMIT fills they follow it (C2: 2 lots short, then 6)."""
+    orch.run_tick()
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    desk.place("SELL", FUT, 150, order_type="LIMIT", price=Decimal("20150"))
+    settle(orch, 2)
+    copies = PaperOrder.objects.filter(order_type="LIMIT", status="OPEN", account__user_id__startswith="C")
+    assert copies.count() == 4
+    desk.place("BUY", FUT, 75, order_type="SL-M", trigger=Decimal("20300"))
+    settle(orch, 2)
+    assert copies.count() == 4
+    set_price(FUT, "20150")  # the LIMIT fills; the stop-loss does not trigger
+    settle(orch)
+    assert desk.positions(FUT)["C2"] == -450
