@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -442,8 +443,11 @@ class MoneyMachine(RuleBasedStateMachine):
 
     def _held(self, book: dict[str, BookRow]) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
         """Engine-placed filled position per (child, symbol), signed quantity; and what resting
-        child orders would take off it (the reducing side)."""
+        child orders would take off it (the reducing side). A copy of a master exit that has not
+        filled at the master (a stop-loss, a target, resting there) takes nothing off: it fills
+        only if the master's does, and until then the child is judged by what it holds."""
         tags = set(OrderMapping.objects.values_list("tag", flat=True))
+        waiting = self._copies_of_resting_master_exits()
         held: Counter[tuple[str, str]] = Counter()
         resting: Counter[tuple[str, str]] = Counter()
         for row in book.values():
@@ -451,13 +455,30 @@ class MoneyMachine(RuleBasedStateMachine):
                 continue
             sign = 1 if row.side == "BUY" else -1
             held[(row.user, row.symbol)] += sign * row.filled
-            if row.status in LIVE_STATUSES:
+            if row.status in LIVE_STATUSES and row.tag not in waiting:
                 resting[(row.user, row.symbol, row.side)] += row.quantity - row.filled  # type: ignore[index]
         reducing: Counter[tuple[str, str]] = Counter()
         for key, qty in held.items():
             side = "SELL" if qty > 0 else "BUY"
             reducing[key] = min(abs(qty), resting[(key[0], key[1], side)])  # type: ignore[index]
         return held, reducing
+
+    def _copies_of_resting_master_exits(self) -> set[str]:
+        """Tags of child orders copying a master exit whose orders at the exchange have filled
+        nothing yet (read at the paper exchange; the engine's rows only link tag to master order)."""
+        links = OrderMapping.objects.filter(allocation__kind=AllocationKind.CLOSE).values_list(
+            "tag", "allocation__master_orders__broker_order_id"
+        )
+        master: dict[str, set[str]] = {}
+        for tag, order_id in links:
+            if order_id:
+                master.setdefault(tag, set()).add(order_id)
+        filled = set(
+            PaperOrder.objects.filter(account__user_id="MASTER", filled_quantity__gt=0).values_list(
+                "order_id", flat=True
+            )
+        )
+        return {tag for tag, ids in master.items() if not ids & filled}
 
     def _check_bound(self, book: dict[str, BookRow]) -> None:
         if "bound" not in CHECKS or self.quiet < SETTLE:
@@ -854,6 +875,70 @@ def test_money_rules_hold_on_every_path(db, faults):
 def test_money_rules_hold_on_every_path_long(db, faults):
     """Issue 11, proof (long): the same machine, more and longer examples."""
     _run(faults, examples=200, steps=60)
+
+
+ALL = frozenset(NAMES)
+# Scripts the long run found (shrunk), replayed on every `make test`: each broke a money rule.
+FOUND_BY_THE_LONG_RUN = {
+    # Entry and stop-loss/target in one tick, then a hedge: the children were sold at MARKET
+    # while the master's stop-loss rested (an owed exit judged against an unfilled exit).
+    "stop_loss_with_the_entry": [
+        ("master_market", {"symbol": FUT, "side": "BUY", "lots": 2}),
+        ("master_bracket", {}),
+        ("master_hedge_buy_leg_rejected", {"children": {"C1"}, "lots": 1}),
+        ("tick", {}),
+        ("price_move", {"level": 19700}),
+        ("all_clear", {}),
+    ],
+    # Half booked at MARKET under a stop-loss on the whole: children kept their full size.
+    "half_booked_under_a_stop_loss": [
+        ("master_market", {"symbol": FUT, "side": "BUY", "lots": 2}),
+        ("tick", {}),
+        ("master_bracket", {}),
+        ("tick", {}),
+        ("master_exit", {"symbol": FUT, "part": Fraction(1, 2)}),
+    ],
+    # A stop-loss that crossed zero when placed closed only, after the master added: the copies of
+    # its opening part entitled the children to a position the master never had; and a resting
+    # stop-loss on the whole position cancelled the children's resting entries.
+    "crossing_stop_loss_closes_only": [
+        ("master_hedge_buy_leg_rejected", {"children": set(ALL), "lots": 1}),
+        ("master_limit_entry", {"side": "SELL", "lots": 2}),
+        ("master_hedge_buy_leg_rejected", {"children": set(ALL), "lots": 2}),
+        ("master_bracket", {}),
+        ("one_shot_fault", {"kind": "reject_after_accept", "children": {"C1"}}),
+        ("master_market", {"symbol": FUT, "side": "BUY", "lots": 2}),
+        ("tick", {}),
+        ("one_shot_fault", {"kind": "reject_after_accept", "children": {"C1", "C2", "C3"}}),
+        ("price_move", {"level": 20150}),
+        ("master_bracket", {}),
+        ("expire_tokens", {"children": {"C1", "C2"}}),
+        ("dry_run", {"on": True, "name": None}),
+        ("price_move", {"level": 19700}),
+    ],
+}
+
+
+@pytest.mark.parametrize("script", sorted(FOUND_BY_THE_LONG_RUN))
+def test_money_rules_hold_on_the_scripts_the_long_run_found(db, faults, monkeypatch, script):
+    """The machine (its invariants after every step, its teardown: faults off, settle, master
+    flat, settle) on each script the long run found, exactly as it ran."""
+    monkeypatch.setattr(f"{__name__}.note", lambda *args, **kwargs: None)
+    monkeypatch.setattr(f"{__name__}.event", lambda *args, **kwargs: None)
+    desk = build_desk()
+    for name, caps in CAPS.items():
+        Account.objects.filter(pk=desk.children[name].pk).update(**caps)
+    machine = type("Machine", (MoneyMachine,), {"desk": desk, "faults": faults})()
+    try:
+        for rule_name, kwargs in FOUND_BY_THE_LONG_RUN[script]:
+            getattr(machine, rule_name)(**kwargs)
+            machine.no_child_order_twice()
+            machine.no_naked_hedge_sell_leg()
+    except BaseException:
+        machine.busy = True  # teardown only cleans up
+        raise
+    finally:
+        machine.teardown()
 
 
 # `make soak`, short: the money faults, child caps and the master's stop-loss/target pairs, resizes
