@@ -327,7 +327,7 @@ def resting_copies_beyond_held(*, retry: RetryGate) -> tuple[list[OrderMapping],
     of the stop-loss would now take it short when it triggers (DESIGN §3.7: exits never past
     zero). Each copy is judged alone: a stop-loss and a target are alternatives, each may close
     the whole position. Only children the send gate lets modify now; a refused change is tried
-    again after `RetryGate`'s pause."""
+    again after the pause of `retry` (2 s in the engine)."""
     rows = list(
         OrderMapping.objects.filter(status=MappingStatus.OPEN, allocation__kind=AllocationKind.CLOSE)
         .exclude(order_type=OrderType.MARKET)

@@ -26,7 +26,9 @@ class EngineState:
 
     queued_at: dict[int, float] = field(default_factory=dict)  # shard -> when it was last queued
     market_retry: RetryGate = field(default_factory=RetryGate)  # filled mirrors made MARKET
-    trim_retry: RetryGate = field(default_factory=RetryGate)  # resting exit copies cut to the position
+    # Copies of resting master exits cut to the position: a refused cut is tried again soon (an
+    # oversized copy would take the child past zero if the stop triggered meanwhile).
+    trim_retry: RetryGate = field(default_factory=lambda: RetryGate(every=2.0))
     last_sweep: float | None = None  # the convergence stage's last full sweep (monotonic)
     stale_retries: dict[int, tuple[int, datetime]] = field(default_factory=dict)  # mirror id -> tries, next
 

@@ -97,7 +97,7 @@ def outcomes_modified(
     memory) and the audit rows of every modification tried, in one lease-checked transaction."""
     with transaction.atomic():
         lease_check(lease)
-        update_rows(mappings, ["order_type", "price", "trigger_price", "quantity", "updated_at"])
+        update_rows(mappings, ["order_type", "price", "trigger_price", "quantity", "lots", "updated_at"])
         audit_rows(events)
 
 

@@ -16,7 +16,7 @@ import pytest
 from accounts.models import AccountStatus
 from accounts.services.lifecycle import account_set_status
 from brokers.paper.models import PaperOrder
-from brokers.paper.services import paper_order_cancel
+from brokers.paper.services import paper_order_cancel, paper_order_modify
 from replication.reconciliation import Grade, reconcile
 from tests.engine_helpers import FUT, set_price
 
@@ -220,3 +220,23 @@ def test_a_resting_stop_loss_on_the_whole_position_leaves_resting_entries_alone(
     set_price(FUT, "20150")  # the LIMIT fills; the stop-loss does not trigger
     settle(orch)
     assert desk.positions(FUT)["C2"] == -450
+
+
+def test_trailing_the_stop_loss_after_a_partial_booking_keeps_the_copy_cut(desk, orch):
+    """Found in review: after the half exit the master trails its stop-loss (trigger only). C2's
+    copy follows the new trigger at its cut size, and never grows back to the whole position (it
+    would take C2 short when the stop triggers)."""
+    stop = _entered_with_a_stop(desk, orch)
+    desk.place("SELL", FUT, 75)
+    settle(orch)
+    paper_order_modify(user_id="MASTER", order_id=stop, trigger_price=Decimal("19600"))
+    settle(orch, 4)
+    copies = PaperOrder.objects.filter(
+        order_type="SL-M", status="TRIGGER PENDING", account__user_id__startswith="C"
+    )
+    assert list(copies.values_list("account__user_id", "quantity", "trigger_price")) == [
+        ("C2", 150, Decimal("19600"))
+    ]
+    set_price(FUT, "19550")
+    orch.run_tick()
+    assert min(desk.positions(FUT).values()) == 0

@@ -114,6 +114,9 @@ class OpenOrderChanges(LookUp):
                 m.trigger_price = kwargs["trigger_price"]
             if "quantity" in kwargs and kwargs["quantity"] is not None:
                 m.quantity = kwargs["quantity"]
+                # The lots follow: a later change of the master's order scales from them (a copy
+                # cut to what the child holds must not grow back when the master moves a trigger).
+                m.lots = m.quantity // max(m.allocation.lot_size, 1)
             if kwargs.get("order_type") == OrderType.MARKET:
                 m.order_type, m.price, m.trigger_price = OrderType.MARKET, Decimal(0), Decimal(0)
             elif kwargs.get("order_type") == OrderType.SLM:
