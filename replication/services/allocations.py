@@ -128,9 +128,12 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
         # An order that crossed zero when it was placed is split again by the position it filled
         # against: it closes up to that position and opens only the rest (the master added while
         # it rested: it may now close all of it and open nothing).
+        # The same when the order grew after it was sized (a close capped at the position then,
+        # raised by the master): what it filled closes up to the position it filled against.
         opens = list(own_parts.filter(kind=AllocationKind.OPEN, side=allocation.side).order_by("pk"))
         total = allocation.master_quantity + sum(p.master_quantity for p in opens)
-        closing = min(total, abs(before)) if opens else allocation.master_quantity
+        total = max(total, _master_filled_toward(allocation))
+        closing = min(total, abs(before))
         ratio = _exit_ratio(closing, before)
         Allocation.objects.filter(pk=alloc_id).update(
             master_quantity=closing, master_position_before=before, replay_after=last, exit_ratio=ratio
@@ -216,6 +219,15 @@ def allocations_replay_after_new(*, master_id: int, new_fills_before: Mapping[st
         _follow_instrument(allocation)
         moved += 1
     return moved
+
+
+def _master_filled_toward(allocation: Allocation) -> int:
+    """What the master's orders of an allocation have filled in its direction (orders of both
+    sides net)."""
+    filled = 0
+    for side, done in allocation.master_orders.values_list("side", "filled_quantity"):
+        filled += done if side == allocation.side else -done
+    return max(filled, 0)
 
 
 def _allocations_after(allocation: Allocation) -> Any:

@@ -240,3 +240,23 @@ def test_trailing_the_stop_loss_after_a_partial_booking_keeps_the_copy_cut(desk,
     set_price(FUT, "19550")
     orch.run_tick()
     assert min(desk.positions(FUT).values()) == 0
+
+
+def test_a_resting_close_that_grew_and_crossed_zero_leaves_no_child_on_the_old_side(desk, orch):
+    """Found by the long run: the master is short 1 lot with a BUY LIMIT of 1 lot resting (a
+    close), sells 1 more at MARKET (short 2), then raises its LIMIT to 3 lots. It fills: the master
+    closed its 2 lots short and is long 1. No child stays short (the close takes all the master
+    held when it filled, not the 1 lot it was sized against)."""
+    orch.run_tick()
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    limit = desk.place("BUY", FUT, 75, order_type="LIMIT", price=Decimal("19850"))
+    settle(orch, 2)
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    paper_order_modify(user_id="MASTER", order_id=limit, quantity=225)
+    settle(orch, 2)
+    set_price(FUT, "19850")
+    settle(orch)
+    assert PaperOrder.objects.get(order_id=limit).status == "COMPLETE"
+    assert min(desk.positions(FUT).values()) >= 0
