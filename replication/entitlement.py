@@ -103,7 +103,7 @@ def _master_share(entry_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     return {a: (ordered[a], filled[a]) for a in ordered if a not in live}
 
 
-def _master_exit_filled(close_ids: Sequence[int]) -> dict[int, int]:
+def master_exit_filled(close_ids: Sequence[int]) -> dict[int, int]:
     """What the master's orders of each exit have filled in its direction (a netted allocation
     links orders of both sides), for the exits linked to master orders. An order that crossed zero
     fills its closing part first, so the caller caps this at the allocation's quantity."""
@@ -227,7 +227,7 @@ def entitled(
         steps[(row[0], row[1], row[2])].append(step)
     if not (in_flight if resting_exits is None else resting_exits):
         # A master exit still resting counts only what it filled (but the exit being sized).
-        done = _master_exit_filled(
+        done = master_exit_filled(
             [s.pk for seq in steps.values() for s in seq if s.kind == AllocationKind.CLOSE and s.pk != upto]
         )
         for seq in steps.values():
@@ -395,7 +395,7 @@ def _resting_exits(rows: list[dict[str, Any]]) -> set[int]:
 def resting_exit_ids(master_quantities: dict[int, int]) -> set[int]:
     """Of these exits (allocation id -> master quantity), those whose master order still rests,
     not (fully) filled."""
-    done = _master_exit_filled(list(master_quantities))
+    done = master_exit_filled(list(master_quantities))
     return {pk for pk, quantity in master_quantities.items() if pk in done and done[pk] < quantity}
 
 

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from brokers.types import Side
+from replication.entitlement import master_exit_filled
 from replication.models import (
     Allocation,
     AllocationKind,
@@ -132,7 +133,7 @@ def allocations_retime_exits(*, master_id: int, fill_before: Mapping[str, int]) 
         # raised by the master): what it filled closes up to the position it filled against.
         opens = list(own_parts.filter(kind=AllocationKind.OPEN, side=allocation.side).order_by("pk"))
         total = allocation.master_quantity + sum(p.master_quantity for p in opens)
-        total = max(total, _master_filled_toward(allocation))
+        total = max(total, master_exit_filled([allocation.pk]).get(allocation.pk, 0))
         closing = min(total, abs(before))
         ratio = _exit_ratio(closing, before)
         Allocation.objects.filter(pk=alloc_id).update(
@@ -219,15 +220,6 @@ def allocations_replay_after_new(*, master_id: int, new_fills_before: Mapping[st
         _follow_instrument(allocation)
         moved += 1
     return moved
-
-
-def _master_filled_toward(allocation: Allocation) -> int:
-    """What the master's orders of an allocation have filled in its direction (orders of both
-    sides net)."""
-    filled = 0
-    for side, done in allocation.master_orders.values_list("side", "filled_quantity"):
-        filled += done if side == allocation.side else -done
-    return max(filled, 0)
 
 
 def _allocations_after(allocation: Allocation) -> Any:
