@@ -10,6 +10,9 @@ from cryptography.fernet import Fernet
 os.environ.setdefault("FIELD_ENCRYPTION_KEY", Fernet.generate_key().decode())
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-used-anywhere-else")
 os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
+# The suite is written against the production shape (DEBUG off, as on a fresh clone): the .env
+# that `make run` writes for local development (DEBUG=true) must not change what the tests see.
+os.environ["DEBUG"] = "false"
 
 from pms.settings import *  # noqa: F403  (test settings extend the real ones)
 from pms.settings import INSTALLED_APPS, Q_CLUSTER
