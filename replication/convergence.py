@@ -37,7 +37,7 @@ from replication.entitlement import (
     owed_exit,
     resting_exit_ids,
 )
-from replication.gate import Action, ChildSwitches, Switches, Verdict, child_switches, decide
+from replication.gate import Action, ChildSwitches, Switches, Verdict, child_switches, decide, in_dry_run
 from replication.lease import Lease, lease_check
 from replication.models import (
     Allocation,
@@ -145,7 +145,9 @@ def converge(
         verdict = decide(Action.EXIT, engine, sw)
         # What is owed is judged against what filled: an entry still working (resting far from
         # the market, or never to fill) neither delays the exit of what is held nor nets with it.
-        owed = owed_exit(entitled_filled.get(key, 0), h, dry_run=verdict.dry_run, made=True)
+        # A child in dry run is entitled by its dry runs (E) and holds them (H), halted or not.
+        dry = in_dry_run(engine, sw)
+        owed = owed_exit(entitled_filled.get(key, 0), h, dry_run=dry, made=True)
         row.quantity, row.held = e, h.held
         if owed is None:
             if not h.pending:
@@ -154,7 +156,7 @@ def converge(
             else:  # what is in flight may still leave H beyond E once it fills: followed until then
                 row.settled = False
             row.hold_code, row.hold_reason, row.owed_since = "", "", None
-            if verdict.dry_run:
+            if dry:
                 row.hold_code, row.hold_reason = DRY_SETTLED, "settled by dry runs: checked again when live"
             changed.append(row)
             continue

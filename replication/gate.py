@@ -114,6 +114,13 @@ def decide(action: Action, engine: Switches, child: ChildSwitches) -> Verdict:
     return SEND
 
 
+def in_dry_run(engine: Switches, child: ChildSwitches) -> bool:
+    """Whether the child is in dry run now (the engine's switch or its own), whatever else holds
+    its orders back (a halt comes first at the gate): its entitlement counts its dry runs while
+    this holds (`replication.entitlement`), so what it holds must count them too."""
+    return engine.dry_run or child.dry_run
+
+
 def action_for(kind: str) -> Action:
     """Orders of an opening allocation are entries; everything else reduces a position."""
     return Action.ENTRY if kind == AllocationKind.OPEN else Action.EXIT

@@ -16,7 +16,7 @@ from replication.allocation.intents import IntentRow, intent_row, skip_row
 from replication.allocation.positions import PENDING
 from replication.clients import CHILD_SECRETS, ClientCache
 from replication.entitlement import NO_HOLDING, Key, entitled, exit_resting, holdings, owed_exit
-from replication.gate import Action, Switches, decide, switches_of
+from replication.gate import Action, Switches, decide, in_dry_run, switches_of
 from replication.models import Allocation, AllocationKind, MappingStatus, OrderMapping
 
 logger = logging.getLogger(__name__)
@@ -95,9 +95,10 @@ def exit_rows(
             child = accounts.get(key[0])
             if child is None or child.role == Role.MASTER:
                 continue
-            verdict = decide(Action.EXIT, engine, switches_of(child))
+            switches = switches_of(child)
+            verdict = decide(Action.EXIT, engine, switches)
             h = hold.get(key, NO_HOLDING)
-            owed = owed_exit(after.get(key, 0), h, dry_run=verdict.dry_run, made=made)
+            owed = owed_exit(after.get(key, 0), h, dry_run=in_dry_run(engine, switches), made=made)
             if owed is None or owed[0] != a.side:
                 e = before.get(key, 0)
                 if e and e == after.get(key, 0) and h.held:

@@ -202,6 +202,29 @@ def test_money_entry_planned_in_dry_run_entitles_nothing_once_the_dry_run_is_lif
     assert desk.positions(FUT)["C2"] == 150
 
 
+def test_money_exit_sized_under_a_halt_and_a_dry_run_is_owed_once_both_are_lifted(desk, orch):
+    """Issue 11 §3.7, dry runs and an exit owed until done (found by `make test-slow`): in dry run
+    the master adds a lot (C2's entry of 2 lots is only planned), the engine is halted, and the
+    master sells a lot. E still counted C2's dry-run entry (the child is in dry run) but H did not
+    (the gate's verdict said "halted", so its dry runs were not counted as held): 6 -> 4 lots
+    entitled against 4 held, nothing owed, and the row settled for good. Once the halt and the dry
+    run are lifted the planned entry entitles nothing: E = 4 - round(4/3) = 3 lots and C2 sells 1."""
+    from replication.controls import engine_control_update
+
+    entry(desk, orch)
+    engine_control_update(actor="money-longrun", dry_run=True)
+    desk.place("BUY", FUT, 75)
+    settle(orch, 2)
+    engine_control_update(actor="money-longrun", halted=True)
+    desk.place("SELL", FUT, 75)
+    settle(orch, 2)
+    assert desk.positions(FUT) == HELD  # halted and dry run: nothing sent
+    engine_control_update(actor="money-longrun", halted=False, dry_run=False)
+    with override_settings(OWED_EXIT_BACKOFF=(0,), CONVERGE_SWEEP_SECONDS=3600):
+        settle(orch, 4)
+    assert desk.positions(FUT) == {**HELD, "C2": 225}
+
+
 def test_money_exit_owed_behind_an_entry_in_flight_is_sent_once_the_entry_fills(desk, orch):
     """Issue 11 §3.7, an exit is owed until done (found by the long state machine): in dry run the
     master goes flat, so the children's exits are only planned. The dry run is lifted and the master

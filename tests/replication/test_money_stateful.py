@@ -966,6 +966,19 @@ FOUND_BY_THE_LONG_RUN = {
         ("dry_run", {"on": True, "name": None}),
         ("price_move", {"level": 19700}),
     ],
+    # In dry run the master adds (C2's entry only planned), the engine is halted, the master sells
+    # part: E counted the dry run, H did not (the gate said "halted"), the row settled, and once
+    # both were lifted C2 kept the lot the planned entry had stood for.
+    "part_exit_under_a_halt_in_dry_run": [
+        ("master_hedge", {"lots": 2}),
+        ("tick", {}),
+        ("dry_run", {"on": True, "name": None}),
+        ("master_hedge_buy_leg_rejected", {"children": set(ALL), "lots": 1}),
+        ("tick", {}),
+        ("engine_halt", {"halted": True}),
+        ("master_exit", {"symbol": CALL, "part": Fraction(81, 164)}),
+        ("tick", {}),
+    ],
 }
 
 
