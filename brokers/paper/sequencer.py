@@ -9,6 +9,14 @@ so no caller places orders for others for long and none waits for a turn only to
 a caller whose thread has led before (its database connection is open) is preferred.
 No thread of its own: the leader does the work on its own database connection.
 
+Orders sent together do not arrive together: each caller's simulated round trip (`delay`, slept
+here before the order joins the queue) ends on its own, a millisecond or two apart. A leader that
+placed its own order at once would place it alone and the rest, queued meanwhile, in a second
+batch: two batches in turn where one would do (on PostgreSQL a batch is several round trips to
+the server, a round of 128 sends took ~80 ms for a 50 ms latency). So a leader first waits, up to
+`gather` (2 ms), for the orders due by then, as a database's group commit does; a caller whose
+order is due later, or no one at all, keeps it from nothing.
+
 A batch that fails in the database (nothing committed, or a commit whose outcome is not known)
 raises `OutcomeUnknown` in every caller of that batch, as a broker that may or may not have taken
 the order: the engine then looks the order up by its tag instead of sending it again.
@@ -17,6 +25,7 @@ the order: the engine then looks the order up by its tag instead of sending it a
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from brokers.errors import InputRejected, OutcomeUnknown
@@ -24,6 +33,7 @@ from brokers.paper.models import PaperOrder
 from brokers.paper.placement import NewOrder, paper_orders_place
 
 MAX_BATCH = 500
+GATHER_S = 0.002  # how long a leader waits for orders due shortly (see the module docstring)
 
 
 class _Slot:
@@ -48,12 +58,16 @@ class OrderSequencer:
         *,
         place_batch: Callable[[Sequence[NewOrder]], list[PaperOrder | InputRejected]] = paper_orders_place,
         max_batch: int = MAX_BATCH,
+        gather: float = GATHER_S,
     ) -> None:
         self.turn = turn
         self.place_batch = place_batch
         self.max_batch = max_batch
+        self.gather = gather
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
+        self._arrived = threading.Condition(self._queue_lock)  # notified as each order queues
+        self._due: dict[int, float] = {}  # callers in their round trip: id(slot) -> when it ends
         self._leading = False  # a caller is placing batches (or has been handed the lead)
         self.batches = 0  # batches placed so far (for tests and the benchmark's report)
         # Threads that have led: each has its own database connection open (Django's are per
@@ -61,12 +75,24 @@ class OrderSequencer:
         # that would first have to connect (milliseconds of CPU each, on the placement's path).
         self._connected: set[int] = set()
 
-    def place(self, order: NewOrder) -> PaperOrder:
+    def place(self, order: NewOrder, *, delay: float = 0.0) -> PaperOrder:
+        """Place `order` after `delay` seconds (the simulated round trip), in a batch."""
         slot = _Slot(order)
+        if delay > 0:
+            with self._queue_lock:
+                self._due[id(slot)] = time.monotonic() + delay
+            try:
+                time.sleep(delay)
+            except BaseException:
+                with self._queue_lock:
+                    self._due.pop(id(slot), None)
+                raise
         with self._queue_lock:
+            self._due.pop(id(slot), None)
             self._queue.append(slot)
             slot.lead = not self._leading
             self._leading = True
+            self._arrived.notify_all()
         if not slot.lead:
             slot.woken.wait()  # set when our batch is placed, or when we are handed the lead
         if slot.lead:
@@ -85,6 +111,7 @@ class OrderSequencer:
                 with self._queue_lock:
                     if own.done:
                         break
+                    self._gather()
                     batch = self._queue[: self.max_batch]
                     del self._queue[: self.max_batch]
                 with self.turn:
@@ -109,6 +136,18 @@ class OrderSequencer:
                     successor.woken.set()
                 else:
                     self._leading = False
+
+    def _gather(self) -> None:
+        """Wait (the queue's lock held, released while waiting) up to `gather` for the orders due
+        by then, unless the batch is full already."""
+        if self.gather <= 0 or not self._due:
+            return
+        deadline = time.monotonic() + self.gather
+        while len(self._queue) < self.max_batch:
+            now = time.monotonic()
+            if now >= deadline or not any(due <= deadline for due in self._due.values()):
+                return
+            self._arrived.wait(deadline - now)
 
     @staticmethod
     def _wake(slots: list[_Slot], own: _Slot) -> None:

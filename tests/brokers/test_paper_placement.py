@@ -419,6 +419,35 @@ def test_sequencer_respects_the_batch_limit():
     assert max(len(batch) for batch in calls) <= 4
 
 
+def test_sequencer_gathers_orders_due_within_its_window_into_one_batch():
+    """Orders sent together arrive a little apart (each caller's simulated round trip ends on its
+    own): a leader waits up to the window for those due within it, rather than placing its own
+    order alone and the rest, queued meanwhile, in a second batch (issue 17, paper on PostgreSQL)."""
+    calls: list[list[str]] = []
+    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls), gather=0.5)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        second = pool.submit(sequencer.place, order("Y", tag="b"), delay=0.05)
+        while not sequencer._due:  # its round trip has begun
+            threading.Event().wait(0.001)
+        assert sequencer.place(order("X", tag="a")).order_id == "id-a"
+        assert second.result(timeout=5).order_id == "id-b"
+    assert calls == [["a", "b"]]
+
+
+def test_sequencer_does_not_wait_for_orders_due_after_its_window():
+    calls: list[list[str]] = []
+    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls), gather=0.01)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        late = pool.submit(sequencer.place, order("Y", tag="b"), delay=0.3)
+        while not sequencer._due:
+            threading.Event().wait(0.001)
+        assert sequencer.place(order("X", tag="a")).order_id == "id-a"
+        assert calls == [["a"]]  # placed at once: the other order is not due within the window
+        assert late.result(timeout=5).order_id == "id-b"
+    assert calls == [["a"], ["b"]]
+    assert not sequencer._due  # nothing left announced
+
+
 def _send_from_thread(user_id: str) -> str:
     try:
         broker = PaperBroker(user_id, latency_ms=5)
