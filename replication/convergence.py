@@ -127,11 +127,15 @@ def converge(
     report.checked = len(rows)
     instruments = {(r.exchange, r.tradingsymbol, r.product) for r in rows}
     child_ids = sorted({r.child_id for r in rows})
-    entitled_now = entitled(instruments, children=child_ids)
-    entitled_filled = entitled(instruments, children=child_ids, in_flight=False)
-    held_now = holdings(instruments, children=child_ids)
+    # One read of the switches: a child in dry run counts its dry runs both in E and in what it
+    # holds, so a switch thrown meanwhile cannot leave E counting them and H not.
     engine = Switches.read()
     switches = child_switches(child_ids)
+    no_account = ChildSwitches(0, "", Role.MASTER)
+    dry_children = {c for c in child_ids if in_dry_run(engine, switches.get(c) or no_account)}
+    entitled_now = entitled(instruments, children=child_ids, dry_run=dry_children)
+    entitled_filled = entitled(instruments, children=child_ids, in_flight=False, dry_run=dry_children)
+    held_now = holdings(instruments, children=child_ids)
     meta = _instrument_meta(instruments)
     changed: list[Entitlement] = []
     events: list[ReplicationEvent] = []  # built by audit_row, written by audit_rows
@@ -146,7 +150,7 @@ def converge(
         # What is owed is judged against what filled: an entry still working (resting far from
         # the market, or never to fill) neither delays the exit of what is held nor nets with it.
         # A child in dry run is entitled by its dry runs (E) and holds them (H), halted or not.
-        dry = in_dry_run(engine, sw)
+        dry = row.child_id in dry_children
         owed = owed_exit(entitled_filled.get(key, 0), h, dry_run=dry, made=True)
         row.quantity, row.held = e, h.held
         if owed is None:

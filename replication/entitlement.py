@@ -183,6 +183,7 @@ def entitled(
     upto: int | None = None,
     in_flight: bool = True,
     resting_exits: bool | None = None,
+    dry_run: set[int] | None = None,
 ) -> dict[Key, int]:
     """E per (child, instrument) for these instruments, replayed up to allocation `upto` (inclusive).
 
@@ -194,8 +195,10 @@ def entitled(
     and follows once the master's exit fills). `resting_exits` (default: as `in_flight`) decides
     the master's exits alone: False with entries in flight is the E an exit the master has made
     is sized against (a stop-loss still resting takes nothing away before it fills; the last
-    allocation of the prefix, the exit being sized, counts in full). Keys with E = 0 may be
-    missing.
+    allocation of the prefix, the exit being sized, counts in full). `dry_run`: the children in
+    dry run, as the caller read the switches (read here when None): a caller that compares E with
+    what a child holds counts the child's dry runs on both sides from the same read. Keys with
+    E = 0 may be missing.
     """
     instruments = list(set(instruments))
     if not instruments:
@@ -257,7 +260,11 @@ def entitled(
         rows = list(
             mappings.values_list("allocation_id", "child_id", "status", "side", "quantity", "filled_quantity")
         )
-        dry_now = _in_dry_run({row[1] for row in rows if row[2] == MappingStatus.DRY_RUN})
+        dry_now = (
+            dry_run
+            if dry_run is not None
+            else _in_dry_run({row[1] for row in rows if row[2] == MappingStatus.DRY_RUN})
+        )
         for alloc_id, child_id, status, side, quantity, filled in rows:
             if status == MappingStatus.DRY_RUN and child_id not in dry_now:
                 continue  # a dry run since lifted: what it planned was never sent, an entry not made

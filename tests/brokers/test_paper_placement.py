@@ -4,6 +4,7 @@ would, in a constant number of statements; the sequencer groups orders sent at t
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -419,16 +420,24 @@ def test_sequencer_respects_the_batch_limit():
     assert max(len(batch) for batch in calls) <= 4
 
 
+def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        threading.Event().wait(0.001)
+
+
 def test_sequencer_gathers_orders_due_within_its_window_into_one_batch():
     """Orders sent together arrive a little apart (each caller's simulated round trip ends on its
     own): a leader waits up to the window for those due within it, rather than placing its own
     order alone and the rest, queued meanwhile, in a second batch (issue 17, paper on PostgreSQL)."""
     calls: list[list[str]] = []
-    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls), gather=0.5)
+    # Wide margins for a busy machine: the window returns as soon as "b" arrives.
+    sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls), gather=10.0)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        second = pool.submit(sequencer.place, order("Y", tag="b"), delay=0.05)
-        while not sequencer._due:  # its round trip has begun
-            threading.Event().wait(0.001)
+        second = pool.submit(sequencer.place, order("Y", tag="b"), delay=1.0)
+        _until(lambda: sequencer._due)  # its round trip has begun
         assert sequencer.place(order("X", tag="a")).order_id == "id-a"
         assert second.result(timeout=5).order_id == "id-b"
     assert calls == [["a", "b"]]
@@ -438,9 +447,8 @@ def test_sequencer_does_not_wait_for_orders_due_after_its_window():
     calls: list[list[str]] = []
     sequencer = OrderSequencer(threading.Lock(), place_batch=fake_batch(calls), gather=0.01)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        late = pool.submit(sequencer.place, order("Y", tag="b"), delay=0.3)
-        while not sequencer._due:
-            threading.Event().wait(0.001)
+        late = pool.submit(sequencer.place, order("Y", tag="b"), delay=1.0)
+        _until(lambda: sequencer._due)
         assert sequencer.place(order("X", tag="a")).order_id == "id-a"
         assert calls == [["a"]]  # placed at once: the other order is not due within the window
         assert late.result(timeout=5).order_id == "id-b"

@@ -225,6 +225,38 @@ def test_money_exit_sized_under_a_halt_and_a_dry_run_is_owed_once_both_are_lifte
     assert desk.positions(FUT) == {**HELD, "C2": 225}
 
 
+def test_money_switches_thrown_during_a_convergence_pass_leave_no_exit_unowed(desk, orch, monkeypatch):
+    """The same path, with staff lifting the halt and the dry run in the middle of the convergence
+    pass (found in review): E was replayed with the switches read once and what is held was judged
+    with a later read, so E counted C2's planned entry and H did not, and the row settled. One read
+    of the switches serves both: C2 sells its lot once the switches are off."""
+    from replication import convergence
+    from replication.controls import engine_control_update
+
+    entry(desk, orch)
+    engine_control_update(actor="money-longrun", dry_run=True)
+    desk.place("BUY", FUT, 75)
+    settle(orch, 2)
+    engine_control_update(actor="money-longrun", halted=True)
+    desk.place("SELL", FUT, 75)
+    real_holdings = convergence.holdings
+    lifted: list[bool] = []
+
+    def holdings_while_staff_lift_the_switches(*args, **kwargs):
+        if not lifted:
+            engine_control_update(actor="money-longrun", halted=False, dry_run=False)
+            lifted.append(True)
+        return real_holdings(*args, **kwargs)
+
+    monkeypatch.setattr(convergence, "holdings", holdings_while_staff_lift_the_switches)
+    orch.run_tick()  # the master's sell is seen; the switches go off during its convergence pass
+    assert lifted
+    assert desk.positions(FUT) == HELD
+    with override_settings(OWED_EXIT_BACKOFF=(0,), CONVERGE_SWEEP_SECONDS=3600):
+        settle(orch, 4)
+    assert desk.positions(FUT) == {**HELD, "C2": 225}
+
+
 def test_money_exit_owed_behind_an_entry_in_flight_is_sent_once_the_entry_fills(desk, orch):
     """Issue 11 §3.7, an exit is owed until done (found by the long state machine): in dry run the
     master goes flat, so the children's exits are only planned. The dry run is lifted and the master
