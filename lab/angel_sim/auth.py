@@ -72,7 +72,9 @@ class ClientStore:
         """A client (its paper account has the same id); missing secrets are made up."""
         client = Client(
             client_code=client_code.strip().upper(),
-            pin=pin or f"{secrets.randbelow(10000):04d}",
+            # 8 digits (Angel One takes 4 to 8): tests assert a PIN never appears in messages that
+            # carry dates and codes, which a random 4-digit one sometimes did ("2026").
+            pin=pin or f"{secrets.randbelow(10**8):08d}",
             totp_secret=totp_secret or base64.b32encode(secrets.token_bytes(20)).decode(),
             api_key=api_key or new_angel_simulator_key(),
         )
