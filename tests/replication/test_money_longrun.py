@@ -202,6 +202,19 @@ def test_money_entry_planned_in_dry_run_entitles_nothing_once_the_dry_run_is_lif
     assert desk.positions(FUT)["C2"] == 150
 
 
+def added_in_dry_run_then_halted_and_sold(desk, orch) -> None:
+    """After the worked example's entry: in dry run the master adds a lot (C2's 2 lots only
+    planned), then the engine is halted and the master sells a lot (not yet seen by a tick)."""
+    from replication.controls import engine_control_update
+
+    entry(desk, orch)
+    engine_control_update(actor="money-longrun", dry_run=True)
+    desk.place("BUY", FUT, 75)
+    settle(orch, 2)
+    engine_control_update(actor="money-longrun", halted=True)
+    desk.place("SELL", FUT, 75)
+
+
 def test_money_exit_sized_under_a_halt_and_a_dry_run_is_owed_once_both_are_lifted(desk, orch):
     """Issue 11 §3.7, dry runs and an exit owed until done (found by `make test-slow`): in dry run
     the master adds a lot (C2's entry of 2 lots is only planned), the engine is halted, and the
@@ -211,12 +224,7 @@ def test_money_exit_sized_under_a_halt_and_a_dry_run_is_owed_once_both_are_lifte
     run are lifted the planned entry entitles nothing: E = 4 - round(4/3) = 3 lots and C2 sells 1."""
     from replication.controls import engine_control_update
 
-    entry(desk, orch)
-    engine_control_update(actor="money-longrun", dry_run=True)
-    desk.place("BUY", FUT, 75)
-    settle(orch, 2)
-    engine_control_update(actor="money-longrun", halted=True)
-    desk.place("SELL", FUT, 75)
+    added_in_dry_run_then_halted_and_sold(desk, orch)
     settle(orch, 2)
     assert desk.positions(FUT) == HELD  # halted and dry run: nothing sent
     engine_control_update(actor="money-longrun", halted=False, dry_run=False)
@@ -233,12 +241,7 @@ def test_money_switches_thrown_during_a_convergence_pass_leave_no_exit_unowed(de
     from replication import convergence
     from replication.controls import engine_control_update
 
-    entry(desk, orch)
-    engine_control_update(actor="money-longrun", dry_run=True)
-    desk.place("BUY", FUT, 75)
-    settle(orch, 2)
-    engine_control_update(actor="money-longrun", halted=True)
-    desk.place("SELL", FUT, 75)
+    added_in_dry_run_then_halted_and_sold(desk, orch)
     real_holdings = convergence.holdings
     lifted: list[bool] = []
 
