@@ -32,9 +32,8 @@ from typing import Any
 
 from django.db.models import Q, Sum
 
-from accounts.models import Account
 from brokers.types import OrderStatus, OrderType, Side
-from replication.gate import Switches
+from replication.gate import Switches, child_switches, in_dry_run
 from replication.models import (
     Allocation,
     AllocationKind,
@@ -125,12 +124,13 @@ def exit_resting(allocation: Allocation) -> bool:
 
 
 def _in_dry_run(children: set[int]) -> set[int]:
-    """Those of `children` in dry run now (their own switch or the engine's)."""
+    """Those of `children` in dry run now (`gate.in_dry_run`: their own switch or the engine's)."""
     if not children:
         return set()
-    if Switches.read().dry_run:
+    engine = Switches.read()
+    if engine.dry_run:
         return set(children)
-    return set(Account.objects.filter(pk__in=list(children), dry_run=True).values_list("pk", flat=True))
+    return {pk for pk, switches in child_switches(children).items() if in_dry_run(engine, switches)}
 
 
 @dataclass(frozen=True, slots=True)
