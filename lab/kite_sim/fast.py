@@ -10,7 +10,9 @@ exchange's writes on every order; this front answers, on one event loop:
 - `GET /orders` of such a user from memory (how the engine looks an unknown outcome up by tag);
 - `GET /_sim/stats`: requests answered, the process's CPU seconds, orders per user;
 - everything else (the master's reads and orders, logins, admin routes) through `KiteSim.handle`
-  in a small thread pool, persisted in the paper exchange as ever.
+  in a small thread pool, persisted in the paper exchange as ever. A read there is answered the
+  latency after it arrived, the simulator's own work inside it; a write waits the latency, then
+  is done (the master's order is placed, and streamed, no sooner than its round trip allows).
 
 The order-update WebSocket is served by the threaded server of the same `KiteSim` on a port of
 its own (`MemoryFront.ws_root`). Loopback only.
@@ -183,6 +185,11 @@ class _Protocol(asyncio.Protocol):
         self._next()
 
 
+def is_read(method: str, path: str) -> bool:
+    """A request that changes nothing: a GET, or a margin calculation (POSTed, but a question)."""
+    return method == "GET" or path.startswith("/margins/")
+
+
 class MemoryFront:
     """The event loop, the memory book and the `KiteSim` behind them (see the module docstring)."""
 
@@ -228,14 +235,34 @@ class MemoryFront:
             headers=headers,
             body=body,
         )
-        future = self.loop.run_in_executor(self.pool, self._through_sim, request)
-        future.add_done_callback(lambda done: proto.respond(done.result()))
+        if not is_read(method, path):
+            # A write waits the latency first and is done after it, as on the threaded server:
+            # an order is placed (and streamed) no sooner than its round trip allows.
+            future = self.loop.run_in_executor(self.pool, self._through_sim, request)
+            future.add_done_callback(lambda done: proto.respond(done.result()))
+            return
+        # A read is answered the latency after it arrived, the simulator's own work (the paper
+        # exchange's queries, in a thread pool sharing this process) inside that round trip, or
+        # when the work is done if it takes longer: the bench measures the engine, not the rig.
+        arrived = self.loop.time()
+
+        def answer(done: asyncio.Future[tuple[Response, float]]) -> None:
+            response, delay = done.result()
+            self.loop.call_at(arrived + delay, proto.respond, response)
+
+        self.loop.run_in_executor(self.pool, self._read_through_sim, request).add_done_callback(answer)
 
     def _through_sim(self, request: Request) -> Response:
         try:
             return self.sim.handle(request)
         finally:
             connections.close_all()  # this pool thread's connections
+
+    def _read_through_sim(self, request: Request) -> tuple[Response, float]:
+        try:
+            return self.sim.answer_now(request)
+        finally:
+            connections.close_all()
 
     def _from_memory(self, proto: _Protocol, session: Session, method: str, path: str, body: bytes) -> None:
         self.from_memory += 1

@@ -95,8 +95,18 @@ class KiteSim:
     # --- dispatch ----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        """Answer one request; every failure becomes a Kite error body. Counted in `hits`."""
-        route_name, user_id = f"{request.method} ?", ""
+        """Answer one request; every failure becomes a Kite error body. Counted in `hits`.
+        The latency (a fault) is slept first: the request's work is done after it."""
+        return self._handle(request, sleep=True)[0]
+
+    def answer_now(self, request: Request) -> tuple[Response, float]:
+        """`handle` without the sleep: the answer, and the latency it is owed, which the caller
+        waits out from the request's arrival (the memory front's reads: the simulator's own work
+        inside the round trip the bench asks for, not added to it)."""
+        return self._handle(request, sleep=False)
+
+    def _handle(self, request: Request, *, sleep: bool) -> tuple[Response, float]:
+        route_name, user_id, delay = f"{request.method} ?", "", 0.0
         try:
             route, args = resolve(request.method, request.path)
             route_name = f"{route.method} {route.path}"
@@ -104,8 +114,9 @@ class KiteSim:
             user_id = session.user_id if session else ""
             if not route.admin:
                 delay = self.faults.latency_s(user_id or None)
-                if delay > 0:
+                if sleep and delay > 0:
                     time.sleep(delay)
+                    delay = 0.0
             response = route.handler(Call(self, request, session, args))
         except (KiteError, AuthError, FaultSpecError, BrokerError) as exc:
             response = _error_response(exc)
@@ -114,7 +125,7 @@ class KiteSim:
             response = _error_response(exc)
         with self._lock:
             self.hits[Hit(user_id, route_name, response.status)] += 1
-        return response
+        return response, delay
 
     def hit_count(
         self, *, user_id: str | None = None, route: str | None = None, status: int | None = None

@@ -3,6 +3,7 @@ everything else through the simulator and the paper exchange."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -81,6 +82,58 @@ def test_memory_front_answers_children_from_memory_and_the_master_from_the_paper
         assert wrong.status_code == 403
     finally:
         front.stop()
+
+
+def test_memory_front_answers_a_read_the_latency_after_it_arrived_its_own_work_inside_it(monkeypatch):
+    """The latency is the round trip the bench asks for: a read through the paper exchange is
+    answered that long after it arrived, the simulator's own work inside it (not added to it), or
+    when that work is done if it takes longer. An order write still waits the latency first and is
+    placed after it, as before (what the master's stream reports comes after its answer)."""
+    import lab.kite_sim.server as server
+
+    slow: dict[str, float] = {"GET /user/margins": 0.0}
+
+    def resolve(method: str, path: str):  # the simulator's own work for a read, made slow
+        route, args = server_resolve(method, path)
+        extra = slow.get(f"{route.method} {route.path}", 0.0)
+        if not extra:
+            return route, args
+        handler = route.handler
+
+        def slowly(call):
+            time.sleep(extra)
+            return handler(call)
+
+        return dataclasses.replace(route, handler=slowly), args
+
+    server_resolve = server.resolve
+    monkeypatch.setattr(server, "resolve", resolve)
+    sim = KiteSim()
+    with running_sim(sim) as running:
+        kdesk = move_desk_to_kite(build_desk(), running)
+    front = MemoryFront(sim, MemoryBook(persist=frozenset({"MASTER"}))).start()
+    try:
+        s = kdesk.sessions["MASTER"]
+        master = KiteBroker(api_key=s.api_key, access_token=s.access_token, root=front.root, user_id="MASTER")
+
+        def timed(fn) -> float:
+            started = time.perf_counter()
+            fn()
+            return time.perf_counter() - started
+
+        sim.set_faults(latency_ms=600)
+        slow["GET /user/margins"] = 0.4
+        inside = timed(master.funds)
+        slow["GET /user/margins"] = 1.0
+        longer = timed(master.funds)
+        slow["GET /user/margins"] = 0.0
+        slow["POST /orders/{variety}"] = 0.4
+        write = timed(lambda: master.place_order(buy("byhand2")))
+    finally:
+        front.stop()
+    assert 0.6 <= inside < 0.95  # 0.6 s after it arrived; 1.0 s when the work was added to it
+    assert 1.0 <= longer < 1.5  # the work took longer than the latency: answered when done
+    assert write >= 1.0  # a write: the latency, then the work (placed after the latency)
 
 
 def test_kite_sim_command_memory_orders_prints_both_roots_and_stops_on_sigterm():
