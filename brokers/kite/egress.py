@@ -12,14 +12,18 @@ the environment (`trust_env`), which is over half the CPU of a `place_order` (is
   CURL_CA_BUNDLE is still used (set as the session's `verify`);
 - no cookies are kept: the session is shared between accounts, and Kite's API sets none;
 - a plain call (no proxy, no environment settings) goes on the origin's own kept-alive
-  http.client connections (`Origin`, one per scheme, host, port and TLS settings): the same
-  headers, timeout and TLS verification (certifi's bundle, or the CA bundle named), and failures
-  raised as the requests exceptions requests would raise, so brokers.kite.errors still tells
-  "not sent" (no connection made) from "unknown" (the request may have left); without requests'
-  prepared request, cookie jar, hooks and redirect machinery and urllib3's per-request objects
-  (together over half of a `place_order`'s CPU, more under the fan-out's threads). A connection
-  the server closed while idle is dropped before use, as urllib3 does. A redirect is returned to
-  the SDK, not followed: Kite's API does not redirect, and an order is never sent twice here.
+  connections (`Origin`, one per scheme, host, port and TLS settings; made by http.client): the
+  same headers, timeout and TLS verification (certifi's bundle, or the CA bundle named), and
+  failures raised as the requests exceptions requests would raise, so brokers.kite.errors still
+  tells "not sent" (no connection made, or a request target refused) from "unknown" (the request
+  may have left); without requests' prepared request, cookie jar, hooks and redirect machinery
+  and urllib3's per-request objects (together over half of a `place_order`'s CPU, more under the
+  fan-out's threads). The request goes out in one write and the answer is read as http.client
+  reads it (interim 1xx skipped; Content-Length, chunked, or to the close), without its
+  email-parser headers and per-header checks (about half of what remained: `_read_reply`). A
+  connection the server closed while idle is dropped before use, as urllib3 does. A redirect is
+  returned to the SDK, not followed: Kite's API does not redirect, and an order is never sent
+  twice here.
 - calls through a proxy (an account's `proxy_url`, or the environment's) stay on requests and
   urllib3 unchanged (`Session.send`: CONNECT tunnels, proxy authentication).
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import io
 import json as jsonlib
 import os
 import re
@@ -41,7 +46,7 @@ import urllib.request
 import zlib
 from collections.abc import Mapping
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
@@ -201,11 +206,16 @@ class Origin:
         """One request and its whole answer (status, headers, decoded body, reason). Once the
         request may have left, every failure is one requests gives for an unknown outcome
         (ReadTimeout, ConnectionError): a write is then looked up by tag, never re-sent."""
+        if _BAD_TARGET.search(path):
+            raise requests.exceptions.InvalidURL(f"control character or space in the request target {path!r}")
+        head = self._head(method, path, headers)
         conn = self.take(timeout)
+        sock = conn.sock
+        if sock is None:  # take() gives connected ones only
+            raise requests.exceptions.ConnectionError(NewConnectionError(None, "no connection made"))  # type: ignore[arg-type]
         try:
-            conn.request(method, path, body=body, headers=headers)
-            reply = conn.getresponse()
-            data = reply.read()
+            sock.sendall(head + body if body else head)
+            reply = _read_reply(sock, method)
         except TimeoutError as exc:
             conn.close()
             raise requests.exceptions.ReadTimeout(f"{self.host}:{self.port} read timed out") from exc
@@ -216,8 +226,134 @@ class Origin:
             conn.close()
         else:
             self.give_back(conn)
-        found = _Headers((name.lower(), value) for name, value in reply.getheaders())
-        return reply.status, found, _decoded(data, found.get("content-encoding", "")), reply.reason
+        return (
+            reply.status,
+            reply.headers,
+            _decoded(reply.body, reply.headers.get("content-encoding", "")),
+            reply.reason,
+        )
+
+    def _head(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """The request line and headers, as http.client writes them: a Host header (the port
+        only when it is not the scheme's own) and `Accept-Encoding: identity` unless given.
+        The caller has checked every header (requests' `check_header_validity`: no CR or LF)."""
+        lines = [f"{method} {path} HTTP/1.1"]
+        names = {name.lower() for name in headers}
+        if "host" not in names:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            default = http.client.HTTPS_PORT if self.https else http.client.HTTP_PORT
+            lines.append(f"Host: {host}" if self.port == default else f"Host: {host}:{self.port}")
+        if "accept-encoding" not in names:
+            lines.append("Accept-Encoding: identity")
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# What http.client refuses in a request target (`_contains_disallowed_url_pchar_re`).
+_BAD_TARGET = re.compile("[\x00-\x20\x7f]")
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+
+
+class _Reply(NamedTuple):
+    status: int
+    reason: str
+    headers: _Headers
+    body: bytes
+    will_close: bool
+
+
+def _read_reply(sock: Any, method: str) -> _Reply:
+    """Read one HTTP/1.1 answer off the socket: what http.client's HTTPResponse reads (interim
+    1xx answers skipped; the body by Content-Length, chunked, or to the connection's close;
+    none for HEAD, 204 and 304), without its email-parser headers (a third of its CPU). Raises
+    http.client's exceptions for a malformed or cut-short answer."""
+    reader: io.BufferedReader = sock.makefile("rb")
+    try:
+        while True:
+            version, status, reason = _status_line(reader)
+            headers = _header_lines(reader)
+            if not (100 <= status < 200) or status == 101:
+                break
+        connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return _Reply(status, reason, headers, b"", not keep_alive)
+        codings = [t.strip().lower() for t in headers.get("transfer-encoding", "").split(",") if t.strip()]
+        if codings and codings[-1] == "chunked":
+            return _Reply(status, reason, headers, _chunked(reader), not keep_alive)
+        length = headers.get("content-length")
+        if length is None:
+            return _Reply(status, reason, headers, reader.read(), True)  # to the close
+        try:
+            size = int(length)
+        except ValueError:
+            raise http.client.HTTPException(f"bad Content-Length {length!r}") from None
+        if size < 0:
+            raise http.client.HTTPException(f"bad Content-Length {length!r}")
+        body = reader.read(size)
+        if len(body) < size:
+            raise http.client.IncompleteRead(body, size - len(body))
+        return _Reply(status, reason, headers, body, not keep_alive)
+    finally:
+        reader.close()
+
+
+def _line(reader: io.BufferedReader, what: str) -> bytes:
+    line = reader.readline(_MAX_LINE + 1)
+    if len(line) > _MAX_LINE:
+        raise http.client.LineTooLong(what)
+    return line
+
+
+def _status_line(reader: io.BufferedReader) -> tuple[str, int, str]:
+    line = _line(reader, "status line")
+    if not line:
+        raise http.client.RemoteDisconnected("Remote end closed connection without response")
+    version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine(line.decode("iso-8859-1", errors="replace"))
+    return version, int(code), reason.strip()
+
+
+def _header_lines(reader: io.BufferedReader) -> _Headers:
+    found = _Headers()
+    last = ""
+    for _ in range(_MAX_HEADERS + 1):
+        line = _line(reader, "header line")
+        if line in (b"\r\n", b"\n", b""):
+            return found
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t") and last:  # an obsolete folded continuation
+            found[last] = f"{found[last]} {text.strip()}"
+            continue
+        name, colon, value = text.partition(":")
+        if not colon:
+            raise http.client.HTTPException(f"malformed header line {text!r}")
+        last = name.strip().lower()
+        value = value.strip()
+        found[last] = f"{found[last]}, {value}" if last in found else value
+    raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+
+
+def _chunked(reader: io.BufferedReader) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size_line = _line(reader, "chunk size").split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise http.client.IncompleteRead(b"".join(parts)) from None
+        if size == 0:
+            break
+        part = reader.read(size)
+        if len(part) < size or reader.read(2) != b"\r\n":
+            raise http.client.IncompleteRead(b"".join(parts) + part)
+        parts.append(part)
+    while _line(reader, "trailer line") not in (b"\r\n", b"\n", b""):
+        pass  # trailers: not used
+    return b"".join(parts)
 
 
 def _alive(conn: http.client.HTTPConnection) -> bool:

@@ -299,3 +299,141 @@ def test_https_with_a_certificate_nobody_trusts_sends_nothing(tls_files):
             broker(srv.root, 1).place_order(order("untrusted"))
         assert "SSLError" in str(caught.value)
         assert srv.calls("POST", "/orders/regular") == []
+
+
+# --- the HTTP/1.1 exchange on a kept-alive connection (egress.Origin) -------------------------
+
+
+class RawServer:
+    """A loopback server answering each request on a connection with the next of `answers`
+    (bytes, written in `pieces` separate writes), recording what it received."""
+
+    def __init__(self, *answers: bytes, pieces: int = 1, close_after: bool = False) -> None:
+        import socket
+        import threading
+
+        self.answers = list(answers)
+        self.pieces = pieces
+        self.close_after = close_after
+        self.received: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.root = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                while self.answers:
+                    request = self._request(conn)
+                    if request is None:
+                        break
+                    self.received.append(request)
+                    answer = self.answers.pop(0)
+                    step = max(1, len(answer) // self.pieces)
+                    for start in range(0, len(answer), step):
+                        conn.sendall(answer[start : start + step])
+                        time.sleep(0.01)
+                    if self.close_after:
+                        break
+
+    @staticmethod
+    def _request(conn) -> bytes | None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        return head + b"\r\n\r\n" + rest
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+ORDER_BODY = json.dumps(fixture_json("order_response.json")).encode()
+
+
+def _answer(*lines: str, body: bytes = b"") -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def test_a_chunked_answer_in_many_pieces_is_read_whole():
+    chunked = (
+        b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (ORDER_BODY[:10], ORDER_BODY[10:]))
+        + b"0\r\n\r\n"
+    )
+    srv = RawServer(
+        _answer(
+            "HTTP/1.1 200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked", body=chunked
+        ),
+        _answer(
+            "HTTP/1.1 200 OK",
+            "Content-Type: application/json",
+            f"Content-Length: {len(ORDER_BODY)}",
+            body=ORDER_BODY,
+        ),
+        pieces=7,
+    )
+    try:
+        b = broker(srv.root, 1)
+        assert b.place_order(order("chunked")) == "151220000000000"
+        assert b.place_order(order("after")) == "151220000000000"  # same connection, in step
+    finally:
+        srv.close()
+    assert connections_opened(srv.root) == 1
+    first = srv.received[0].decode("latin-1")
+    assert first.startswith("POST /orders/regular HTTP/1.1\r\n")
+    head = first.split("\r\n\r\n")[0].lower()
+    assert f"host: {srv.root.removeprefix('http://')}" in head and "x-kite-version: 3" in head
+    assert "tag=chunked" in first.split("\r\n\r\n")[1]
+
+
+def test_an_interim_100_continue_is_skipped_and_an_http_1_0_answer_read_to_its_close():
+    srv = RawServer(
+        _answer("HTTP/1.1 100 Continue")
+        + _answer("HTTP/1.0 200 OK", "Content-Type: application/json", body=ORDER_BODY),
+        close_after=True,
+    )
+    try:
+        assert broker(srv.root, 1).place_order(order("old")) == "151220000000000"
+    finally:
+        srv.close()
+    origin = egress.session_for(srv.root).origins()[0]
+    assert origin._idle == []  # read to its close: not kept
+
+
+def test_an_answer_cut_short_is_an_unknown_outcome_never_a_resend():
+    srv = RawServer(
+        _answer("HTTP/1.1 200 OK", "Content-Type: application/json", f"Content-Length: {len(ORDER_BODY)}")
+        + ORDER_BODY[:20],
+        close_after=True,
+    )
+    try:
+        with pytest.raises(OutcomeUnknown):
+            broker(srv.root, 1).place_order(order("cut"))
+    finally:
+        srv.close()
+    assert len(srv.received) == 1
+
+
+def test_a_path_with_a_control_character_is_refused_before_anything_is_sent():
+    srv = RawServer(_answer("HTTP/1.1 200 OK", "Content-Length: 0"))
+    try:
+        with pytest.raises(requests.exceptions.InvalidURL):
+            egress.session_for(srv.root).request("GET", srv.root + "/orders/1\r\nX-Evil: 1", timeout=2)
+    finally:
+        srv.close()
+    assert srv.received == []
