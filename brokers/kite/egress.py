@@ -219,7 +219,7 @@ class Origin:
         except TimeoutError as exc:
             conn.close()
             raise requests.exceptions.ReadTimeout(f"{self.host}:{self.port} read timed out") from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except Exception as exc:
             conn.close()
             raise requests.exceptions.ConnectionError(exc) from exc
         if reply.will_close:
@@ -245,14 +245,22 @@ class Origin:
             lines.append(f"Host: {host}" if self.port == default else f"Host: {host}:{self.port}")
         if "accept-encoding" not in names:
             lines.append("Accept-Encoding: identity")
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        lines.extend(
+            f"{name}: {value.decode('latin-1') if isinstance(value, bytes) else value}"
+            for name, value in headers.items()
+        )
+        try:
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError as exc:  # nothing sent yet
+            raise requests.exceptions.InvalidHeader(f"a header cannot be written as latin-1: {exc}") from None
 
 
-# What http.client refuses in a request target (`_contains_disallowed_url_pchar_re`).
-_BAD_TARGET = re.compile("[\x00-\x20\x7f]")
+# A request target is printable ASCII (http.client refuses controls and spaces, and cannot
+# write anything beyond ASCII): anything else is refused before it is sent.
+_BAD_TARGET = re.compile("[^\x21-\x7e]")
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
+_MAX_BODY = 1 << 30  # no answer of Kite's comes near (the instruments dump is tens of MB)
 
 
 class _Reply(NamedTuple):
@@ -275,13 +283,20 @@ def _read_reply(sock: Any, method: str) -> _Reply:
             headers = _header_lines(reader)
             if not (100 <= status < 200) or status == 101:
                 break
+        if status == 101:  # the connection speaks something else now: never kept
+            return _Reply(status, reason, headers, b"", True)
         connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
         keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304):
             return _Reply(status, reason, headers, b"", not keep_alive)
         codings = [t.strip().lower() for t in headers.get("transfer-encoding", "").split(",") if t.strip()]
-        if codings and codings[-1] == "chunked":
-            return _Reply(status, reason, headers, _chunked(reader), not keep_alive)
+        if codings:
+            # RFC 9112 §6.3: a transfer coding overrides any Content-Length; the body is chunked
+            # or runs to the close. A length sent with it is not trusted: not kept either way.
+            if codings[-1] == "chunked":
+                body = _chunked(reader)
+                return _Reply(status, reason, headers, body, not keep_alive or "content-length" in headers)
+            return _Reply(status, reason, headers, reader.read(), True)
         length = headers.get("content-length")
         if length is None:
             return _Reply(status, reason, headers, reader.read(), True)  # to the close
@@ -289,7 +304,7 @@ def _read_reply(sock: Any, method: str) -> _Reply:
             size = int(length)
         except ValueError:
             raise http.client.HTTPException(f"bad Content-Length {length!r}") from None
-        if size < 0:
+        if not 0 <= size <= _MAX_BODY:
             raise http.client.HTTPException(f"bad Content-Length {length!r}")
         body = reader.read(size)
         if len(body) < size:
@@ -312,7 +327,7 @@ def _status_line(reader: io.BufferedReader) -> tuple[str, int, str]:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
     version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit():
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise http.client.BadStatusLine(line.decode("iso-8859-1", errors="replace"))
     return version, int(code), reason.strip()
 
@@ -347,6 +362,8 @@ def _chunked(reader: io.BufferedReader) -> bytes:
             raise http.client.IncompleteRead(b"".join(parts)) from None
         if size == 0:
             break
+        if size > _MAX_BODY:
+            raise http.client.HTTPException(f"chunk of {size} bytes")
         part = reader.read(size)
         if len(part) < size or reader.read(2) != b"\r\n":
             raise http.client.IncompleteRead(b"".join(parts) + part)

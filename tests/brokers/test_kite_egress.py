@@ -437,3 +437,93 @@ def test_a_path_with_a_control_character_is_refused_before_anything_is_sent():
     finally:
         srv.close()
     assert srv.received == []
+
+
+def test_an_early_hints_answer_is_skipped_and_the_final_answer_read():
+    srv = RawServer(
+        _answer("HTTP/1.1 103 Early Hints", "Link: </style.css>; rel=preload")
+        + _answer(
+            "HTTP/1.1 200 OK",
+            "Content-Type: application/json",
+            f"Content-Length: {len(ORDER_BODY)}",
+            body=ORDER_BODY,
+        )
+    )
+    try:
+        assert broker(srv.root, 1).place_order(order("hinted")) == "151220000000000"
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # a status code of non-ASCII digits (latin-1 '²' is a digit to str.isdigit)
+        b"HTTP/1.1 2\xb20 OK\r\nContent-Length: 0\r\n\r\n",
+        # a length no reader can take
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4611686018427387904\r\n\r\n",
+    ],
+)
+def test_a_malformed_answer_is_an_unknown_outcome_and_its_connection_dropped(answer):
+    srv = RawServer(answer, close_after=True)
+    try:
+        with pytest.raises(OutcomeUnknown):
+            broker(srv.root, 1).place_order(order("odd"))
+    finally:
+        srv.close()
+    assert len(srv.received) == 1
+    assert egress.session_for(srv.root).origins()[0]._idle == []
+
+
+def test_an_answer_switching_protocols_is_not_kept():
+    srv = RawServer(_answer("HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade"))
+    try:
+        reply = egress.session_for(srv.root).request("GET", srv.root + "/orders", timeout=2)
+    finally:
+        srv.close()
+    assert reply.status_code == 101 and reply.content == b""
+    assert egress.session_for(srv.root).origins()[0]._idle == []
+
+
+def test_a_transfer_coding_other_than_chunked_is_read_to_the_close_whatever_its_length_says():
+    """RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; not ending in chunked, the body
+    runs to the close. Trusting the length would leave the rest to be read as the next answer."""
+    srv = RawServer(
+        _answer(
+            "HTTP/1.1 200 OK",
+            "Content-Type: application/json",
+            "Transfer-Encoding: identity",
+            "Content-Length: 4",
+            body=ORDER_BODY,
+        ),
+        close_after=True,
+    )
+    try:
+        assert broker(srv.root, 1).place_order(order("coded")) == "151220000000000"
+    finally:
+        srv.close()
+    assert egress.session_for(srv.root).origins()[0]._idle == []
+
+
+@pytest.mark.parametrize("target", ["/orders/\u00e9", "/orders/\x85", "/orders/\u20ac"])
+def test_a_request_target_beyond_printable_ascii_is_refused_before_anything_is_sent(target):
+    srv = RawServer(_answer("HTTP/1.1 200 OK", "Content-Length: 0"))
+    try:
+        with pytest.raises(requests.exceptions.InvalidURL):
+            egress.session_for(srv.root).request("GET", srv.root + target, timeout=2)
+    finally:
+        srv.close()
+    assert srv.received == []
+
+
+def test_a_header_value_that_cannot_be_written_is_refused_before_anything_is_sent():
+    srv = RawServer(_answer("HTTP/1.1 200 OK", "Content-Length: 0"))
+    try:
+        with pytest.raises(requests.exceptions.InvalidHeader):
+            egress.session_for(srv.root).request(
+                "GET", srv.root + "/orders", headers={"X-Name": "\u20ac"}, timeout=2
+            )
+    finally:
+        srv.close()
+    assert srv.received == []
