@@ -1259,7 +1259,15 @@ def test_money_rules_hold_on_a_mixed_desk(db, faults, monkeypatch):
         )
     for name in MIXED_ANGEL:
         assert Account.objects.get(broker_user_id=name).broker == "angel"
-        assert sims.angel.hit_count(client_code=name, route="getOrderBook") > 0, name
+        assert sims.angel.hit_count(client_code=name, route="getOrderBook") > 0, (
+            name,
+            {hit: n for hit, n in sims.angel.hits.items() if hit.client_code == name},
+            list(
+                OrderMapping.objects.filter(child__broker_user_id=name).values_list(
+                    "status", "reason_code", "broker_status"
+                )
+            ),
+        )
     for name in MIXED_DHAN:
         assert Account.objects.get(broker_user_id=name).broker == "dhan"
         assert sims.dhan.hit_count(client_id=name, route="POST /v2/orders", status=200) > 0, name
