@@ -885,8 +885,10 @@ def _run(desk_faults: Faults, *, examples: int, steps: int, derandomize: bool = 
             deadline=None,
             print_blob=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            # The suite's run is the same examples every time (CI stays reproducible, and the
-            # examples database of a long run is not replayed into it); `make test-slow` explores.
+            # The suite's run is derandomized: the same examples for the same modules loaded
+            # (Hypothesis also draws constants from the code it finds in the process, so the test
+            # alone and a full run may see different ones), and the examples database of a long run
+            # is not replayed into it; `make test-slow` explores.
             derandomize=derandomize,
             database=None if derandomize else settings.default.database,
         ),
