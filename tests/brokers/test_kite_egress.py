@@ -415,16 +415,6 @@ def test_an_interim_100_continue_is_skipped_and_an_http_1_0_answer_read_to_its_c
     assert origin._idle == []  # read to its close: not kept
 
 
-def test_a_path_with_a_control_character_is_refused_before_anything_is_sent():
-    srv = RawServer(_answer("HTTP/1.1 200 OK", "Content-Length: 0"))
-    try:
-        with pytest.raises(requests.exceptions.InvalidURL):
-            egress.session_for(srv.root).request("GET", srv.root + "/orders/1\r\nX-Evil: 1", timeout=2)
-    finally:
-        srv.close()
-    assert srv.received == []
-
-
 def test_an_early_hints_answer_is_skipped_and_the_final_answer_read():
     srv = RawServer(
         _answer("HTTP/1.1 103 Early Hints", "Link: </style.css>; rel=preload")
@@ -495,8 +485,12 @@ def test_a_transfer_coding_other_than_chunked_is_read_to_the_close_whatever_its_
     assert egress.session_for(srv.root).origins()[0]._idle == []
 
 
-@pytest.mark.parametrize("target", ["/orders/\u00e9", "/orders/\x85", "/orders/\u20ac"])
-def test_a_request_target_beyond_printable_ascii_is_refused_before_anything_is_sent(target):
+@pytest.mark.parametrize(
+    "target",
+    # a header smuggled in (urlsplit drops the CR LF, the space stays), then beyond ASCII
+    ["/orders/1\r\nX-Evil: 1", "/orders/\u00e9", "/orders/\x85", "/orders/\u20ac"],
+)
+def test_a_request_target_not_printable_ascii_is_refused_before_anything_is_sent(target):
     srv = RawServer(_answer("HTTP/1.1 200 OK", "Content-Length: 0"))
     try:
         with pytest.raises(requests.exceptions.InvalidURL):
